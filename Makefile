@@ -1,0 +1,29 @@
+# The README's two commands. Both work offline on a CPU.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONWARNINGS := ignore::FutureWarning
+
+.PHONY: demo test test-all install clean-reports
+
+$(VENV)/.installed: pyproject.toml tools/install.sh
+	VENV=$(VENV) tools/install.sh
+	touch $@
+
+install: $(VENV)/.installed
+
+## demo: build the environment, then write every available report on the toy world into reports/
+demo: $(VENV)/.installed
+	$(VENV)/bin/sagekit run toy-world --out reports
+
+## test: build the environment, then run the fast test suite (every notebook on the toy world)
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+## test-all: also the slow tests (full retraining determinism, long sweeps)
+test-all: $(VENV)/.installed
+	$(PY) -m pytest -q -m ""
+
+clean-reports:
+	find reports -mindepth 1 ! -name README.md -delete

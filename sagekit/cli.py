@@ -1,0 +1,116 @@
+"""`sagekit` command line.
+
+    sagekit list                          studies, generators, judges
+    sagekit run STUDY [-p key=value ...] [--out DIR] [--timeout S]
+    sagekit toy train [--seed N] [--out DIR]
+    sagekit toy eval [--json] [--per-label N]
+
+Bad input (unknown study, parameter, wrong type) prints a message and exits with 2,
+writing nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2 too; keep its message short
+        self.print_usage(sys.stderr)
+        print(f"sagekit: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sagekit", description="Find and measure how text-to-image diffusion models fail.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="list studies, generators and judges")
+
+    run = sub.add_parser("run", help="execute a study notebook and render its HTML report")
+    run.add_argument("study", help="study id (see `sagekit list`)")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a notebook parameter (repeatable); values are Python literals")
+    run.add_argument("--out", default="reports", help="output folder (default: reports)")
+    run.add_argument("--timeout", type=int, default=1800, help="per-cell execution timeout in seconds")
+    run.add_argument("--log-output", action="store_true", help="stream the notebook's output")
+
+    toy = sub.add_parser("toy", help="the self-trained toy world")
+    toy_sub = toy.add_subparsers(dest="toy_command", required=True, parser_class=_Parser)
+    train = toy_sub.add_parser("train", help="retrain every toy model from a seed (CPU: about half an hour)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default=None, help="weights folder (default: the package's toy/weights)")
+    ev = toy_sub.add_parser("eval", help="measure judges and generators of the toy world")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--per-label", type=int, default=6, help="generated images per label (36 labels)")
+    ev.add_argument("--n-judge", type=int, default=1000, help="held-out images for judge accuracy")
+    return p
+
+
+def _cmd_list() -> int:
+    from .models.registry import known_generators, known_judges
+    from .studies import STUDIES
+
+    print("studies:")
+    for s in STUDIES.values():
+        print(f"  {s.id:<20} {s.notebook:<28} {s.question}")
+    print("generators: " + ", ".join(known_generators()) + ", <local diffusers folder>, <hub id in the local cache>")
+    print("judges:     " + ", ".join(known_judges()))
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .report import ParameterError, run_study
+
+    try:
+        summary = run_study(args.study, args.param, args.out, timeout=args.timeout, log_output=args.log_output)
+    except (KeyError, ParameterError) as e:
+        print(f"sagekit: error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(os.path.join(args.out, summary["html"]))
+    return 0
+
+
+def _cmd_toy(args) -> int:
+    if args.toy_command == "train":
+        from .models.registry import TOY_DIR
+        from .toy.training import TrainConfig, train_toy_world
+
+        log = train_toy_world(args.out or TOY_DIR, TrainConfig(seed=args.seed))
+        print(json.dumps({k: log[k] for k in ("seconds", "total_seconds", "judge_acc", "vae_recon_judge_acc")}, indent=1))
+        return 0
+    from .toy.evaluate import evaluate
+
+    if args.per_label < 1 or args.n_judge < 1:
+        print("sagekit: error: --per-label and --n-judge must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    res = evaluate(per_label=args.per_label, n_judge=args.n_judge)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print("judge accuracy:", ", ".join(f"{k} {v:.3f}" for k, v in res["judge_acc"].items()))
+        for model, modes in res["gen_detail"].items():
+            for mode, r in modes.items():
+                print(f"{model:<10} {mode:<9} g={r['guidance']:<4} acc {r['acc']:.3f} "
+                      f"(shape {r['shape_acc']:.3f}, colour {r['colour_acc']:.3f}, n={r['n']}, {r['images_per_s']} img/s)")
+        for bar, ok in res["bars_met"].items():
+            print(f"  {'met' if ok else 'NOT met'}: {bar}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    if args.command == "list":
+        return _cmd_list()
+    if args.command == "run":
+        return _cmd_run(args)
+    return _cmd_toy(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

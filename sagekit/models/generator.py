@@ -1,0 +1,237 @@
+"""Generator: one adapter over diffusers text-to-image models, latent (VAE) or pixel space.
+
+Shapes used throughout:
+  prompts      N strings
+  embeddings   ``(N, L, D)`` text-encoder hidden states
+  noise / z    ``(N, C, h, w)`` initial noise ~ N(0, I), float32 (latent or pixel shape)
+  latents      ``(N, C, h, w)`` the model's clean output (VAE latents, or pixels in [-1, 1])
+  images       ``(N, 3, H, W)`` float32 in [0, 1]
+
+Initial noise is drawn on the CPU with one ``torch.Generator`` per sample, seeded by
+that sample's seed, so the image of a seed does not depend on the device or the batch it
+is generated in. Sampling runs the UNet and scheduler directly (the same steps as the
+diffusers pipelines) because the studies need what ``pipeline.__call__`` hides: shifted
+noise, trajectories, and gradients.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Sequence
+
+import torch
+from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+                       PNDMScheduler)
+from torch.utils.checkpoint import checkpoint
+from tqdm.auto import tqdm
+
+SCHEDULERS = {
+    "ddim": DDIMScheduler,
+    "ddpm": DDPMScheduler,
+    "dpm": DPMSolverMultistepScheduler,
+    "euler": EulerDiscreteScheduler,
+    "pndm": PNDMScheduler,
+}
+
+
+class Generator:
+    """Wraps the components of a diffusers text-to-image pipeline.
+
+    ``vae`` is None for pixel-space models. A UNet with twice as many output as input
+    channels predicts a learned variance (GLIDE / DeepFloyd IF); its variance channels
+    are passed to schedulers that use them (DDPM with ``learned_range``) and dropped for
+    the others.
+    """
+
+    def __init__(self, name: str, unet, scheduler, text_encoder, tokenizer, vae=None,
+                 default_steps: int = 50, default_guidance: float = 7.5):
+        self.name = name
+        self.unet, self.scheduler, self.text_encoder, self.tokenizer, self.vae = unet, scheduler, text_encoder, tokenizer, vae
+        self.default_steps, self.default_guidance = default_steps, default_guidance
+        for module in (unet, text_encoder, vae):
+            if module is not None:
+                module.eval().requires_grad_(False)
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @property
+    def is_latent(self) -> bool:
+        return self.vae is not None
+
+    @property
+    def learned_variance(self) -> bool:
+        return self.unet.config.out_channels == 2 * self.unet.config.in_channels
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        s = self.unet.config.sample_size
+        h, w = (s, s) if isinstance(s, int) else tuple(s)
+        return (self.unet.config.in_channels, h, w)
+
+    @property
+    def image_size(self) -> int:
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if self.is_latent else 1
+        return self.latent_shape[1] * factor
+
+    def to(self, device=None, dtype=None) -> "Generator":
+        for module in (self.unet, self.text_encoder, self.vae):
+            if module is not None:
+                module.to(device=device, dtype=dtype)
+        self._prompt_cache.clear()
+        return self
+
+    # ------------------------------------------------------------------ text
+    @torch.no_grad()
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """N prompts -> ``(N, L, D)``; each distinct prompt is encoded once and cached."""
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._prompt_cache]
+        if missing:
+            for p, e in zip(missing, self.embed_token_ids(self.tokenize(missing))):
+                self._prompt_cache[p] = e
+        return torch.stack([self._prompt_cache[p] for p in prompts])
+
+    def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Token ids ``(N, L)``, padded to the tokenizer's maximum length as SD does."""
+        return self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
+                              truncation=True, return_tensors="pt").input_ids
+
+    def embed_token_ids(self, ids: torch.Tensor, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states ``(N, L, D)`` from token ids, or from token embeddings ``(N, L, E)``
+        (differentiable: the prompt attacks optimise embeddings directly)."""
+        ids = ids.to(self.text_encoder.device)
+        if inputs_embeds is None:
+            return self.text_encoder(ids)[0]
+        return self.text_encoder(input_ids=ids, inputs_embeds=inputs_embeds)[0]
+
+    def uncond_embedding(self) -> torch.Tensor:
+        return self.encode_prompts([""])
+
+    # ------------------------------------------------------------------ noise
+    def initial_noise(self, seeds: Sequence[int]) -> torch.Tensor:
+        """``(N, C, h, w)`` float32 on the CPU; sample i is N(0, I) from ``seeds[i]`` alone."""
+        return torch.stack([torch.randn(self.latent_shape, generator=torch.Generator().manual_seed(int(s)))
+                            for s in seeds])
+
+    # ------------------------------------------------------------------ sampling
+    def make_scheduler(self, name: str | None = None, steps: int | None = None):
+        """A fresh scheduler (schedulers hold per-run state) with its timesteps set."""
+        if name is None:
+            sched = self.scheduler.__class__.from_config(self.scheduler.config)
+        elif name in SCHEDULERS:
+            sched = SCHEDULERS[name].from_config(self.scheduler.config)
+        else:
+            raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
+        sched.set_timesteps(steps or self.default_steps, device=self.device)
+        return sched
+
+    def _uses_variance(self, sched) -> bool:
+        # Only DDPM's step() reads variance channels; the others take epsilon alone.
+        return (self.learned_variance and isinstance(sched, DDPMScheduler)
+                and sched.config.variance_type in ("learned", "learned_range"))
+
+    def _model_output(self, sched, x: torch.Tensor, t, cond: torch.Tensor, uncond: torch.Tensor | None,
+                      guidance: float) -> torch.Tensor:
+        """One guided UNet evaluation; returns what ``sched.step`` takes (fp32)."""
+        c = x.shape[1]
+        x_in = sched.scale_model_input(x, t)
+        if uncond is not None:
+            x_in = torch.cat([x_in, x_in])
+            cond = torch.cat([uncond.expand(x.shape[0], -1, -1), cond])
+        out = self.unet(x_in.to(self.dtype), t, cond.to(self.dtype)).sample.float()
+        if uncond is not None:
+            out_u, out_c = out.chunk(2)
+            eps = out_u[:, :c] + guidance * (out_c[:, :c] - out_u[:, :c])
+            out = torch.cat([eps, out_c[:, c:]], dim=1)
+        return out if self._uses_variance(sched) else out[:, :c]
+
+    def denoise(self, noise: torch.Tensor, embeddings: torch.Tensor, guidance: float | None = None,
+                steps: int | None = None, scheduler: str | None = None, seeds: Sequence[int] | None = None,
+                trajectory: bool = False, grad: bool = False, checkpointing: bool = True,
+                start_step: int = 0, stop_step: int | None = None, start_latents: torch.Tensor | None = None):
+        """Run the reverse process from initial noise.
+
+        noise ``(N, C, h, w)``; embeddings ``(N, L, D)``. ``guidance`` <= 1 disables
+        classifier-free guidance (one conditional pass). ``seeds`` seed the per-sample
+        noise of ancestral schedulers (DDPM), so batches stay equal to single runs.
+        ``grad=True`` keeps the graph (with per-step gradient checkpointing unless
+        ``checkpointing=False``). ``start_step``/``start_latents`` resume from an
+        intermediate step and ``stop_step`` stops before one (used by residual gradients). Returns latents ``(N, C, h, w)``
+        and, if ``trajectory``, a tensor ``(S+1, N, C, h, w)`` of every x_t on the CPU.
+        """
+        guidance = self.default_guidance if guidance is None else guidance
+        sched = self.make_scheduler(scheduler, steps)
+        generators = None
+        if seeds is not None:
+            # Offset so the step noise is not the initial noise again.
+            generators = [torch.Generator().manual_seed(int(s) + 7919) for s in seeds]
+        emb = embeddings.to(self.device)
+        uncond = self.uncond_embedding().to(self.device) if guidance > 1 else None
+        x = noise.to(self.device, torch.float32) * sched.init_noise_sigma if start_latents is None else start_latents
+        traj = [x.detach().cpu()] if trajectory else None
+        ctx = nullcontext() if grad else torch.no_grad()
+        with ctx:
+            for t in sched.timesteps[start_step:stop_step]:
+                if grad and checkpointing:
+                    out = checkpoint(self._model_output, sched, x, t, emb, uncond, guidance, use_reentrant=False)
+                else:
+                    out = self._model_output(sched, x, t, emb, uncond, guidance)
+                kwargs = {"generator": generators} if generators is not None and isinstance(sched, DDPMScheduler) else {}
+                x = sched.step(out, t, x, return_dict=False, **kwargs)[0]
+                if trajectory:
+                    traj.append(x.detach().cpu())
+        return (x, torch.stack(traj)) if trajectory else x
+
+    def denoise_differentiable(self, z: torch.Tensor, embeddings: torch.Tensor, mode: str = "exact",
+                               k: int = 5, c: float = 1.0, **kw) -> torch.Tensor:
+        """Latents with a gradient path to ``z`` (and ``embeddings``).
+
+        ``exact``: backprop through every step, checkpointing each UNet call.
+        ``residual`` (SAGE): sample without gradient to step S-k, then set
+        x := sg(x) + c * (z - sg(z)) and backprop only through the last k steps.
+        """
+        if mode == "exact":
+            return self.denoise(z, embeddings, grad=True, **kw)
+        if mode != "residual":
+            raise ValueError(f"unknown gradient mode {mode!r}; choose 'exact' or 'residual'")
+        steps = kw.pop("steps", None) or self.default_steps
+        if not 0 < k <= steps:
+            raise ValueError(f"residual mode needs 0 < k <= steps, got k={k}, steps={steps}")
+        x = self.denoise(z.detach(), embeddings.detach(), steps=steps, stop_step=steps - k, **kw)
+        x = x.detach() + c * (z.to(x.device) - z.detach().to(x.device))
+        return self.denoise(z, embeddings, steps=steps, grad=True, start_step=steps - k, start_latents=x, **kw)
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> images ``(N, 3, H, W)`` in [0, 1] (differentiable)."""
+        if self.is_latent:
+            z = latents / self.vae.config.scaling_factor
+            x = self.vae.decode(z.to(self.vae.dtype)).sample.float()
+        else:
+            x = latents.float()
+        return (x / 2 + 0.5).clamp(0, 1)
+
+    # ------------------------------------------------------------------ convenience
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int], guidance: float | None = None,
+                 steps: int | None = None, scheduler: str | None = None, batch_size: int = 32,
+                 noise: torch.Tensor | None = None, show_progress: bool = False) -> torch.Tensor:
+        """Images ``(N, 3, H, W)`` in [0, 1] on the CPU for N (prompt, seed) pairs.
+        ``noise`` overrides the seeded initial noise (e.g. shifted noise)."""
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        out = []
+        rng = range(0, len(prompts), batch_size)
+        for i in tqdm(rng, desc=f"generate {self.name}", disable=not show_progress, leave=False):
+            p, s = list(prompts[i:i + batch_size]), list(seeds[i:i + batch_size])
+            z = self.initial_noise(s) if noise is None else noise[i:i + batch_size]
+            lat = self.denoise(z, self.encode_prompts(p), guidance, steps, scheduler, seeds=s)
+            with torch.no_grad():
+                out.append(self.decode(lat).cpu())
+        return torch.cat(out)

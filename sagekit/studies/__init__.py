@@ -1,0 +1,38 @@
+"""The study registry: every study's id, notebook and question.
+
+A study module holds the logic (pure functions returning DataFrames and images); its
+notebook holds parameters, calls, plots and prose; ``sagekit run <id>`` turns the
+notebook into a report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent.parent / "notebooks"
+
+
+@dataclass(frozen=True)
+class Study:
+    id: str
+    notebook: str
+    question: str
+
+    @property
+    def path(self) -> Path:
+        return NOTEBOOKS / self.notebook
+
+
+STUDIES = {s.id: s for s in [
+    Study("toy-world", "00_toy_world.ipynb", "How good is the toy world that the other studies run on?"),
+]}
+
+
+def get_study(study_id: str) -> Study:
+    if study_id not in STUDIES:
+        raise KeyError(f"unknown study {study_id!r}; known: {', '.join(STUDIES)}")
+    study = STUDIES[study_id]
+    if not study.path.is_file():
+        raise FileNotFoundError(f"notebook {study.path} is missing (sagekit runs from a clone of the repository)")
+    return study

@@ -1,0 +1,48 @@
+"""Word-level tokenizer for the toy world.
+
+A `tokenizers` WordLevel model wrapped in transformers' `PreTrainedTokenizerFast`, so it
+saves and loads offline with `save_pretrained` / `from_pretrained` like any hub tokenizer.
+"""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
+
+from .shapes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES
+
+SPECIAL = ("<pad>", "<unk>", "<bos>", "<eos>")
+FILLER = ("a", "an", "the", "photo", "drawing", "picture", "of", "on", "in", "background")
+# 16 positions: <bos> + the longest caption (12 words) + <eos> fit with room to append words.
+MAX_LENGTH = 16
+
+
+def vocabulary() -> list[str]:
+    """All words, special tokens first (ids 0..3); eos is not id 2 so CLIP pools at the eos token."""
+    words = list(SPECIAL) + list(FILLER) + list(COLOURS) + list(SHAPES) + list(BACKGROUNDS) + list(POSITIONS)
+    seen: list[str] = []
+    for w in words:
+        if w not in seen:
+            seen.append(w)
+    return seen
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A fresh toy tokenizer: lower-cased words, <bos> ... <eos>, padded with <pad>."""
+    vocab = {w: i for i, w in enumerate(vocabulary())}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(
+        single="<bos> $A <eos>", special_tokens=[("<bos>", vocab["<bos>"]), ("<eos>", vocab["<eos>"])]
+    )
+    from tokenizers import normalizers
+
+    core.normalizer = normalizers.Lowercase()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_max_length=MAX_LENGTH,
+    )

@@ -1,0 +1,151 @@
+"""Train the whole toy world from one seed: ``sagekit toy train``.
+
+Order matters: the CLIP text tower becomes the (frozen) text encoder of both diffusion
+models, and the VAE must exist before the latent UNet trains on its latents.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import timm
+import torch
+from diffusers import IFPipeline, StableDiffusionPipeline
+from transformers import CLIPTextModel
+
+from .. import architectures as arch
+from ..shapes import LABELS, make_dataset
+from ..text import MAX_LENGTH, build_tokenizer
+from .autoencoder import reconstruct, train_autoencoder
+from .common import Timer
+from .diffusion import train_unet
+from .judges import accuracy, timm_model, train_judge
+from .text_models import train_caption_lm, train_clip
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of ``sagekit toy train``; the defaults reproduce the shipped weights."""
+
+    seed: int = 0
+    n_train: int = 60000
+    n_test: int = 1000
+    judge_steps: int = 400
+    clip_steps: int = 500
+    lm_steps: int = 300
+    vae_steps: int = 600
+    latent_steps: int = 1500
+    latent_batch: int = 64
+    latent_lr: float = 1e-3
+    pixel_steps: int = 900
+    pixel_batch: int = 64
+    pixel_lr: float = 1e-3
+    threads: int = 0  # 0: torch's default
+
+
+@torch.no_grad()
+def _encode_text(text_encoder: CLIPTextModel, tokenizer, captions: list[str], batch_size: int = 2000) -> torch.Tensor:
+    out = []
+    for i in range(0, len(captions), batch_size):
+        ids = tokenizer(captions[i:i + batch_size], padding="max_length", max_length=MAX_LENGTH,
+                        truncation=True, return_tensors="pt").input_ids
+        out.append(text_encoder(ids).last_hidden_state)
+    return torch.cat(out)
+
+
+def train_toy_world(out_dir: str | Path, config: TrainConfig | None = None) -> dict:
+    """Train every toy model and write them under ``out_dir`` (safetensors).
+    Returns the training log (seconds per stage, held-out figures), also saved as
+    ``out_dir/training.json``."""
+    cfg = config or TrainConfig()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    timer = Timer()
+    log: dict = {"config": asdict(cfg), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                 "machine": platform.processor() or platform.machine()}
+
+    with timer("data"):
+        data = make_dataset(cfg.n_train, cfg.seed, workers=2)
+        test = make_dataset(cfg.n_test, cfg.seed + 10_000)
+    test_images = test.float_images()
+    tokenizer = build_tokenizer()
+
+    log["judge_acc"] = {}
+    for i, kind in enumerate(arch.JUDGE_ARCHS):
+        with timer(f"judge_{kind}"):
+            judge = train_judge(kind, data, cfg.seed + 100 + i, steps=cfg.judge_steps, lr=arch.JUDGE_LR[kind])
+        log["judge_acc"][kind] = accuracy(judge, test_images, test.labels)
+        model = timm_model(judge)
+        timm.models.save_for_hf(
+            model, tmp / "judges" / kind, safe_serialization=True,
+            model_config={"label_names": list(LABELS), "sagekit_edge": kind == "edge"},
+        )
+
+    with timer("clip"):
+        clip = train_clip(data, tokenizer, cfg.seed + 200, steps=cfg.clip_steps)
+    clip.save_pretrained(tmp / "clip")
+    tokenizer.save_pretrained(tmp / "clip")
+
+    with timer("caption_lm"):
+        lm = train_caption_lm(data.captions, tokenizer, cfg.seed + 300, steps=cfg.lm_steps)
+    lm.save_pretrained(tmp / "caption-lm")
+    tokenizer.save_pretrained(tmp / "caption-lm")
+
+    # The CLIP text tower, frozen, is the text encoder of both generators.
+    text_encoder = CLIPTextModel(arch.text_config())
+    text_encoder.load_state_dict(clip.text_model.state_dict())
+    text_encoder.eval().requires_grad_(False)
+    with timer("encode_text"):
+        text = _encode_text(text_encoder, tokenizer, data.captions)
+        uncond = _encode_text(text_encoder, tokenizer, [""])
+
+    with timer("vae"):
+        vae = train_autoencoder(data, cfg.seed + 400, steps=cfg.vae_steps)
+    resnet = _load_timm_judge(tmp / "judges" / "resnet")
+    log["vae_recon_judge_acc"] = accuracy(resnet, reconstruct(vae, test_images), test.labels)
+
+    with timer("latent_unet"), torch.no_grad():
+        latents = torch.cat([vae.encode(data.images[i:i + 1000].float() / 127.5 - 1).latent_dist.mode()
+                             for i in range(0, cfg.n_train, 1000)]) * vae.config.scaling_factor
+    with timer("latent_unet_train"):
+        unet = train_unet(arch.latent_unet(), arch.train_scheduler(False), latents, text, uncond,
+                          cfg.seed + 500, cfg.latent_steps, cfg.latent_batch, cfg.latent_lr)
+    StableDiffusionPipeline(
+        vae=vae.half(), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet.half(),
+        scheduler=arch.sample_scheduler(False), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    ).save_pretrained(tmp / "toy", safe_serialization=True)
+    del latents
+
+    with timer("pixel_unet_train"):
+        pixels = data.images.float() / 127.5 - 1
+        punet = train_unet(arch.pixel_unet(), arch.train_scheduler(True), pixels, text, uncond,
+                           cfg.seed + 600, cfg.pixel_steps, cfg.pixel_batch, cfg.pixel_lr, bf16=True)
+    IFPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, unet=punet.half(),
+        scheduler=arch.sample_scheduler(True), safety_checker=None, feature_extractor=None,
+        watermarker=None, requires_safety_checker=False,
+    ).save_pretrained(tmp / "toy-pixel", safe_serialization=True)
+
+    log["seconds"] = timer.seconds
+    log["total_seconds"] = round(sum(v for k, v in timer.seconds.items()), 1)
+    (tmp / "training.json").write_text(json.dumps(log, indent=2))
+    # Replace the old weights only once everything trained.
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return log
+
+
+def _load_timm_judge(path: Path):
+    from ...models.registry import load_toy_judge_dir
+
+    return load_toy_judge_dir(path)

@@ -1,0 +1,63 @@
+"""Train the toy diffusion UNets on frozen text embeddings.
+
+One loop serves both models: the latent one (fixed variance, epsilon MSE) and the
+pixel one (learned variance, epsilon MSE + the variational bound, see ``vlb.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
+from diffusers.training_utils import EMAModel
+
+from .common import progress, seeded_batches, warmup_cosine
+from .vlb import vlb_term
+
+
+def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: torch.Tensor,
+               uncond: torch.Tensor, seed: int, steps: int, batch_size: int = 64, lr: float = 1e-3,
+               cond_dropout: float = 0.1, ema_decay: float = 0.998, bf16: bool = False,
+               log_every: int = 0) -> UNet2DConditionModel:
+    """x0: training targets ``(N, C, H, W)`` (scaled latents or pixels in [-1, 1]);
+    text: their prompt embeddings ``(N, L, D)``; uncond: the empty prompt's ``(1, L, D)``.
+    A fraction ``cond_dropout`` of prompts is replaced by the empty one, for guidance.
+    Returns the EMA weights."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    learned = unet.config.out_channels == 2 * unet.config.in_channels
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
+    sched = warmup_cosine(opt, steps, warmup=100)
+    ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True, power=0.75)
+    batches = seeded_batches(len(x0), batch_size, steps, seed)
+    unet.train()
+    bar = progress(steps, "unet (learned variance)" if learned else "unet")
+    for step in bar:
+        idx = next(batches)
+        x = x0[idx]
+        cond = text[idx].clone()
+        drop = torch.rand(len(idx), generator=g) < cond_dropout
+        cond[drop] = uncond[0]
+        noise = torch.randn(x.shape, generator=g)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=g)
+        xt = scheduler.add_noise(x, noise, t)
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with ctx:
+            out = unet(xt, t, cond).sample
+        out = out.float()
+        eps = out[:, : x.shape[1]]
+        loss = F.mse_loss(eps, noise)
+        if learned:
+            loss = loss + vlb_term(scheduler, x, xt, t, eps, out[:, x.shape[1]:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        ema.step(unet.parameters())
+        if log_every and step % log_every == 0:
+            bar.write(f"step {step} loss {loss.item():.4f}")
+    ema.copy_to(unet.parameters())
+    return unet.eval()

@@ -1,0 +1,74 @@
+"""Plots for reports: image grids with labels and right/wrong marks, and bar tables."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+RIGHT, WRONG = (0.1, 0.7, 0.2), (0.85, 0.1, 0.1)
+
+
+def grid_array(images: torch.Tensor, ncol: int, marks: Sequence[bool] | None = None, pad: int = 2,
+               scale: int = 1) -> np.ndarray:
+    """Tile ``(N, 3, H, W)`` images in [0, 1] into one ``(rows*(H+2p), ncol*(W+2p), 3)`` array.
+    ``marks[i]`` colours the border of image i green (True) or red (False); white otherwise."""
+    imgs = images.detach().float().clamp(0, 1).cpu()
+    if scale > 1:
+        imgs = imgs.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+    n, _, h, w = imgs.shape
+    rows = (n + ncol - 1) // ncol
+    out = np.ones((rows * (h + 2 * pad), ncol * (w + 2 * pad), 3), dtype=np.float32)
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        y, x = r * (h + 2 * pad), c * (w + 2 * pad)
+        if marks is not None:
+            out[y:y + h + 2 * pad, x:x + w + 2 * pad] = RIGHT if marks[i] else WRONG
+        out[y + pad:y + pad + h, x + pad:x + pad + w] = imgs[i].permute(1, 2, 0).numpy()
+    return out
+
+
+def show_grid(images: torch.Tensor, ncol: int, row_labels: Sequence[str] | None = None,
+              col_labels: Sequence[str] | None = None, marks: Sequence[bool] | None = None,
+              title: str | None = None, cell_inches: float = 0.55, scale: int = 2):
+    """A matplotlib figure of an image grid; returns the figure."""
+    n = images.shape[0]
+    rows = (n + ncol - 1) // ncol
+    fig, ax = plt.subplots(figsize=(max(3.0, ncol * cell_inches + 1.6), rows * cell_inches + 0.6))
+    arr = grid_array(images, ncol, marks, scale=scale)
+    ax.imshow(arr, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    cell_h, cell_w = arr.shape[0] / rows, arr.shape[1] / ncol
+    if row_labels is not None:
+        ax.set_yticks([cell_h * (i + 0.5) for i in range(len(row_labels))], list(row_labels), fontsize=8)
+    if col_labels is not None:
+        ax.set_xticks([cell_w * (i + 0.5) for i in range(len(col_labels))], list(col_labels), fontsize=8,
+                      rotation=45, ha="right")
+        ax.xaxis.tick_top()
+    for s in ax.spines.values():
+        s.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def bar_chart(values: dict[str, float], title: str, ylabel: str = "accuracy", bar: float | None = None,
+              ylim: tuple[float, float] = (0, 1.05)):
+    """Labelled bars with their values printed on top; optional dashed target line."""
+    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(values) + 1.5), 3.2))
+    names, vals = list(values), [values[k] for k in values]
+    bars = ax.bar(names, vals, color="#4c72b0")
+    for b, v in zip(bars, vals):
+        ax.text(b.get_x() + b.get_width() / 2, v + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
+    if bar is not None:
+        ax.axhline(bar, ls="--", color="grey", lw=1)
+    ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
+    fig.tight_layout()
+    return fig

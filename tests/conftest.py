@@ -1,0 +1,27 @@
+import os
+
+# Before anything imports huggingface_hub: a missing model must fail at once, not retry.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    """Folder of a tiny random Stable-Diffusion-architecture pipeline."""
+    from sagekit.models.random_pipelines import save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "tiny-sd", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_pixel(tmp_path_factory):
+    """Folder of a tiny random pixel-space pipeline with learned variance (IF layout)."""
+    from sagekit.models.random_pipelines import save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "tiny-pixel", seed=1, learned_variance=True,
+                              latent=False)

@@ -1,0 +1,39 @@
+"""Every notebook runs on the toy world with small parameters and renders a report."""
+
+import json
+import re
+
+import nbformat
+import pytest
+
+from sagekit.report import run_study
+from sagekit.studies import STUDIES
+
+SMALL = {"toy-world": ["per_label=1", "n_judge=200", "grid_labels=4"]}
+
+
+def test_notebooks_are_committed_clean():
+    for study in STUDIES.values():
+        nb = nbformat.read(study.path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), study.notebook
+        assert all(not c.outputs and c.execution_count is None for c in code), study.notebook
+
+
+@pytest.mark.parametrize("study", sorted(STUDIES))
+def test_study_report(study, tmp_path):
+    summary = run_study(study, SMALL.get(study, []), tmp_path, timeout=900)
+    html = (tmp_path / summary["html"]).read_text()
+    assert (tmp_path / summary["notebook"]).is_file()
+    saved = json.loads((tmp_path / summary["html"].replace(".html", ".json")).read_text())
+    assert saved["findings"] and saved["versions"]["torch"] and saved["wall_seconds"] > 0
+    executed = nbformat.read(tmp_path / summary["notebook"], as_version=4)
+    assert not [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert "import " not in re.sub(r"<[^>]+>", "", html)  # input cells are not rendered
+    assert html.count("data:image/png;base64") >= 3  # plots are embedded
+    assert (tmp_path / "index.html").read_text().count("<tr>") == 1
+    if study == "toy-world":
+        f = saved["findings"]
+        assert set(f["gen_acc"]) == {"toy", "toy-pixel"}
+        assert all(0 <= v <= 1 for m in f["gen_acc"].values() for v in m.values())
+        assert saved["parameters"]["per_label"] == 1

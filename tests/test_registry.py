@@ -1,0 +1,75 @@
+"""Names -> models: clear, immediate errors; safetensors only; toy weights reload."""
+
+import time
+
+import pytest
+import torch
+
+from sagekit.models import ModelNotFoundError, UnknownModelError, load_generator, load_judge
+from sagekit.models.registry import TOY_DIR, load_clip_scorer
+from sagekit.toy.shapes import LABELS
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(UnknownModelError, match="toy, toy-pixel"):
+        load_generator("nope")
+    with pytest.raises(UnknownModelError, match="toy-ensemble"):
+        load_judge("nope")
+    with pytest.raises(UnknownModelError, match="toy-clip"):
+        load_clip_scorer("nope")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: load_generator("sagekit-test/not-downloaded"),
+    lambda: load_judge("hf:sagekit-test/not-downloaded"),
+    lambda: load_judge("timm:resnet50.a1_in1k"),
+    lambda: load_clip_scorer("open_clip:ViT-B-32:laion2b_s34b_b79k"),
+])
+def test_missing_weights_fail_at_once_with_how_to_get_them(call):
+    t0 = time.perf_counter()
+    with pytest.raises(ModelNotFoundError, match="hf download"):
+        call()
+    assert time.perf_counter() - t0 < 5  # no network retries
+
+
+def test_unknown_timm_and_open_clip_names():
+    with pytest.raises(UnknownModelError, match="no pretrained weights"):
+        load_judge("timm:not_a_model")
+    with pytest.raises(UnknownModelError, match="architecture"):
+        load_clip_scorer("open_clip:Not-An-Arch:x")
+
+
+def test_only_safetensors_are_loaded(tmp_path, tiny_sd):
+    import shutil
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_sd, folder)
+    for f in folder.rglob("*.safetensors"):
+        f.rename(f.with_suffix(".bin"))
+    with pytest.raises(ModelNotFoundError, match="safetensors only"):
+        load_generator(str(folder))
+
+
+def test_a_local_folder_loads(tiny_sd):
+    assert load_generator(str(tiny_sd)).latent_shape == (4, 8, 8)
+
+
+def test_toy_weights_are_safetensors_and_small():
+    files = [f for f in TOY_DIR.rglob("*") if f.is_file()]
+    weights = [f for f in files if f.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt")]
+    assert weights and all(f.suffix == ".safetensors" for f in weights)
+    assert sum(f.stat().st_size for f in files) < 30 * 2**20
+
+
+def test_toy_models_reload():
+    for name, latent in (("toy", True), ("toy-pixel", False)):
+        gen = load_generator(name)
+        assert gen.is_latent == latent and gen.learned_variance == (not latent)
+        assert gen.image_size == 32 and gen.unet.dtype == torch.float32
+    for name in ("toy-resnet", "toy-mobilenet", "toy-edge", "toy-clip", "toy-ensemble"):
+        judge = load_judge(name)
+        assert judge.labels == LABELS
+        assert not any(p.requires_grad for p in judge.parameters())
+    scorer = load_clip_scorer("toy-clip")
+    s = scorer(torch.rand(2, 3, 32, 32), ["a photo of a red star", "a blue cross"])
+    assert s.shape == (2,) and (s >= 0).all() and (s <= 100).all()
