@@ -16,9 +16,11 @@ install: $(VENV)/.installed
 ## demo: build the environment, then write every available report on the toy world into reports/
 demo: $(VENV)/.installed
 	$(VENV)/bin/sagekit run toy-world --out reports
+	$(VENV)/bin/sagekit run seed-shifts --out reports
 
 ## test: build the environment, then run the fast test suite (every notebook on the toy world)
 test: $(VENV)/.installed
+	tools/install_chromium.sh
 	$(PY) -m pytest -q
 
 ## test-all: also the slow tests (full retraining determinism, long sweeps)

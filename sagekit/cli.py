@@ -4,6 +4,7 @@
     sagekit run STUDY [-p key=value ...] [--out DIR] [--timeout S]
     sagekit toy train [--seed N] [--out DIR]
     sagekit toy eval [--json] [--per-label N]
+    sagekit bench sweep [--json] [--device D]
 
 Bad input (unknown study, parameter, wrong type) prints a message and exits with 2,
 writing nothing.
@@ -49,7 +50,32 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--per-label", type=int, default=6, help="generated images per label (36 labels)")
     ev.add_argument("--n-judge", type=int, default=1000, help="held-out images for judge accuracy")
+    bench = sub.add_parser("bench", help="performance measurements")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
+    bs = bench_sub.add_parser("sweep", help="images/s: stock pipeline vs sagekit sweep vs UNet ceiling")
+    bs.add_argument("--json", action="store_true", help="print one JSON object")
+    bs.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    bs.add_argument("--batch-size", type=int, default=None)
+    bs.add_argument("--steps", type=int, default=None)
     return p
+
+
+def _cmd_bench(args) -> int:
+    from .bench import bench_sweep
+
+    if args.device not in (None, "cpu", "cuda") and not str(args.device).startswith("cuda:"):
+        print(f"sagekit: error: unknown device {args.device!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if (args.batch_size is not None and args.batch_size < 1) or (args.steps is not None and args.steps < 1):
+        print("sagekit: error: --batch-size and --steps must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    res = bench_sweep(args.device, args.batch_size, args.steps)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            print(f"{k:<18} {v}")
+    return 0
 
 
 def _cmd_list() -> int:
@@ -109,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_list()
     if args.command == "run":
         return _cmd_run(args)
+    if args.command == "bench":
+        return _cmd_bench(args)
     return _cmd_toy(args)
 
 

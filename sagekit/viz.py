@@ -72,3 +72,31 @@ def bar_chart(values: dict[str, float], title: str, ylabel: str = "accuracy", ba
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def metric_vs_level(summary, metric: str = "top1", title: str | None = None):
+    """One panel per shift type: ``metric`` against the shift level with its 95% interval,
+    one line per (model, guidance); the unshifted value is a dotted line of the same colour."""
+    shifts = [s for s in summary["shift"].unique() if s != "none"]
+    fig, axes = plt.subplots(1, len(shifts), figsize=(3.2 * len(shifts), 3.2), sharey=True, squeeze=False)
+    series = list(summary.groupby(["model", "guidance"], sort=False))
+    colours = plt.cm.tab10.colors
+    for ax, shift in zip(axes[0], shifts):
+        for i, ((model, g), sub) in enumerate(series):
+            part = sub[sub["shift"] == shift].sort_values("level_value")
+            label = f"{model}, {'guidance ' + format(g, 'g') if g > 1 else 'no guidance'}"
+            ax.errorbar(part["level_value"], part[metric],
+                        yerr=[part[metric] - part[f"{metric}_lo"], part[f"{metric}_hi"] - part[metric]],
+                        marker="o", ms=3, capsize=2, lw=1.2, color=colours[i % 10], label=label)
+            base = sub[sub["shift"] == "none"][metric]
+            if len(base):
+                ax.axhline(float(base.iloc[0]), ls=":", lw=1, color=colours[i % 10])
+        ax.set_title(shift, fontsize=10)
+        ax.set_xlabel("level" if shift != "mixed" else "constant part (std part varies)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(metric)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -9,7 +9,15 @@ import pytest
 from sagekit.report import run_study
 from sagekit.studies import STUDIES
 
-SMALL = {"toy-world": ["per_label=1", "n_judge=200", "grid_labels=4"]}
+
+
+def small(study, tmp_path):
+    """Small parameters: every notebook runs in the fast test set."""
+    return {
+        "toy-world": ["per_label=1", "n_judge=200", "grid_labels=4"],
+        "seed-shifts": ["n_labels=4", "seeds_per_cell=1", "shifts={'constant': [-0.2, 0.2], 'sort': [64]}",
+                        f"store_dir={str(tmp_path / 'store')!r}"],
+    }[study]
 
 
 def test_notebooks_are_committed_clean():
@@ -22,7 +30,7 @@ def test_notebooks_are_committed_clean():
 
 @pytest.mark.parametrize("study", sorted(STUDIES))
 def test_study_report(study, tmp_path):
-    summary = run_study(study, SMALL.get(study, []), tmp_path, timeout=900)
+    summary = run_study(study, small(study, tmp_path), tmp_path, timeout=900)
     html = (tmp_path / summary["html"]).read_text()
     assert (tmp_path / summary["notebook"]).is_file()
     saved = json.loads((tmp_path / summary["html"].replace(".html", ".json")).read_text())
@@ -37,3 +45,8 @@ def test_study_report(study, tmp_path):
         assert set(f["gen_acc"]) == {"toy", "toy-pixel"}
         assert all(0 <= v <= 1 for m in f["gen_acc"].values() for v in m.values())
         assert saved["parameters"]["per_label"] == 1
+    if study == "seed-shifts":
+        rows = saved["findings"]["acc"]
+        assert {r["shift"] for r in rows} == {"none", "constant", "sort"}
+        assert {(r["model"], r["guidance"]) for r in rows} == {(m, g) for m in ("toy", "toy-pixel") for g in (3.0, 1.0)}
+        assert all(set(r) == {"model", "guidance", "shift", "level", "top1", "top5", "clip"} for r in rows)

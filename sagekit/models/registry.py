@@ -12,6 +12,7 @@ in network retries; ``download=True`` allows a hub download for users who are on
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -107,7 +108,30 @@ def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.d
     gen = Generator(name, unet=pipe.unet, scheduler=pipe.scheduler, text_encoder=pipe.text_encoder,
                     tokenizer=pipe.tokenizer, vae=getattr(pipe, "vae", None),
                     default_steps=steps, default_guidance=guidance)
+    gen.revision = weights_fingerprint(path)
     return gen.to(device)
+
+
+def weights_fingerprint(path: Path) -> str:
+    """A short id of the weights in a folder: the commit of a hub snapshot, else a hash of
+    every safetensors file's name, size and first and last MiB (cheap even for SD)."""
+    path = Path(path).resolve()
+    if path.parent.name == "snapshots":
+        return path.name[:12]
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*.safetensors")):
+        size = f.stat().st_size
+        h.update(f"{f.relative_to(path)}:{size}".encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(2**20))
+            fh.seek(max(0, size - 2**20))
+            h.update(fh.read(2**20))
+    return h.hexdigest()[:12]
+
+
+def model_revision(gen: Generator) -> str:
+    """The fingerprint of a loaded generator's weights (see :func:`weights_fingerprint`)."""
+    return getattr(gen, "revision", "")
 
 
 # ---------------------------------------------------------------------------- judges

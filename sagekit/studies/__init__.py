@@ -26,6 +26,12 @@ class Study:
 
 STUDIES = {s.id: s for s in [
     Study("toy-world", "00_toy_world.ipynb", "How good is the toy world that the other studies run on?"),
+    Study("distorted-latents", "02_distorted_latents.ipynb",
+          "Are there non-outlier initial latents that give distorted images for any prompt?"),
+    Study("unrelated-latents", "03_unrelated_latents.ipynb",
+          "Are there non-outlier latents that give natural images unrelated to the prompt?"),
+    Study("seed-shifts", "05_seed_shifts.ipynb",
+          "How do shifts of the initial noise change accuracy and CLIP score, per model?"),
 ]}
 
 

@@ -1,0 +1,148 @@
+"""Results store: one SQLite database (WAL) plus PNG files, written one batch at a time.
+
+A cell's key is a hash of everything that determines its output (``cell_key``). A batch
+is committed atomically: its PNGs are written first (to temporary names, then renamed),
+then its rows in one transaction. A run killed at any point therefore loses at most the
+batch in flight, and a rerun finds every committed cell complete, image included.
+
+Layout under ``root``::
+
+    results.sqlite            tables: results(key, study, cell, metrics, created), tags(key, tag)
+    images/ab/abcdef....png   one image per cell that stored one
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY,
+    study TEXT NOT NULL,
+    cell TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tags (
+    key TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (key, tag)
+);
+"""
+
+
+def canonical_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable)
+
+
+def _jsonable(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, tuple):
+        return list(v)
+    raise TypeError(f"not JSON-serialisable: {type(v).__name__}")
+
+
+def cell_key(cell: dict) -> str:
+    """Stable 20-hex-digit key of a cell description (order of keys does not matter)."""
+    return hashlib.sha256(canonical_json(cell).encode()).hexdigest()[:20]
+
+
+class ResultStore:
+    """Append-only store of cell results; see the module docstring."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        (self.root / "images").mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "results.sqlite"
+        with self._connect() as con:
+            con.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.db_path, timeout=60)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        return con
+
+    # ------------------------------------------------------------------ writing
+    def image_path(self, key: str) -> Path:
+        return self.root / "images" / key[:2] / f"{key}.png"
+
+    def put_batch(self, study: str, cells: list[dict], metrics: list[dict],
+                  images: torch.Tensor | None = None) -> list[str]:
+        """Commit one batch: N cells, N metric dicts, optional images ``(N, 3, H, W)`` in
+        [0, 1]. Returns the keys. Cells already stored are left as they are."""
+        if len(cells) != len(metrics) or (images is not None and len(images) != len(cells)):
+            raise ValueError("cells, metrics and images must have the same length")
+        keys = [cell_key(c) for c in cells]
+        if images is not None:
+            arr = (images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+            for key, a in zip(keys, arr):
+                path = self.image_path(key)
+                path.parent.mkdir(exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                Image.fromarray(a).save(tmp, format="PNG")
+                os.replace(tmp, path)
+        now = time.time()
+        with self._connect() as con:  # one transaction
+            con.executemany(
+                "INSERT OR IGNORE INTO results (key, study, cell, metrics, created) VALUES (?, ?, ?, ?, ?)",
+                [(k, study, canonical_json(c), canonical_json(m), now) for k, c, m in zip(keys, cells, metrics)],
+            )
+        return keys
+
+    def tag(self, key: str, tags: Iterable[str], replace: bool = True) -> None:
+        """Set (or add to) the taxonomy tags of a stored cell."""
+        with self._connect() as con:
+            if con.execute("SELECT 1 FROM results WHERE key = ?", (key,)).fetchone() is None:
+                raise KeyError(f"no stored cell {key!r}")
+            if replace:
+                con.execute("DELETE FROM tags WHERE key = ?", (key,))
+            con.executemany("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)", [(key, t) for t in tags])
+
+    # ------------------------------------------------------------------ reading
+    def done(self, keys: Iterable[str] | None = None) -> set[str]:
+        """The stored keys (of ``keys``, if given)."""
+        with self._connect() as con:
+            stored = {r[0] for r in con.execute("SELECT key FROM results")}
+        return stored if keys is None else stored & set(keys)
+
+    def frame(self, study: str | None = None) -> pd.DataFrame:
+        """One row per stored cell: ``key``, ``study``, the cell's fields, the metrics,
+        ``tags`` (a list) and ``image`` (path, or None)."""
+        query, args = "SELECT key, study, cell, metrics FROM results", ()
+        if study is not None:
+            query, args = query + " WHERE study = ?", (study,)
+        with self._connect() as con:
+            rows = con.execute(query + " ORDER BY rowid", args).fetchall()
+            tags: dict[str, list[str]] = {}
+            for k, t in con.execute("SELECT key, tag FROM tags ORDER BY tag"):
+                tags.setdefault(k, []).append(t)
+        records = []
+        for key, st, cell, metrics in rows:
+            path = self.image_path(key)
+            records.append({"key": key, "study": st, **json.loads(cell), **json.loads(metrics),
+                            "tags": tags.get(key, []), "image": str(path) if path.exists() else None})
+        return pd.DataFrame.from_records(records)
+
+    def image(self, key: str) -> torch.Tensor:
+        """The stored image of a cell, ``(3, H, W)`` float in [0, 1]."""
+        arr = np.asarray(Image.open(self.image_path(key)).convert("RGB"))
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
+
+    def __len__(self) -> int:
+        with self._connect() as con:
+            return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]

@@ -1,0 +1,36 @@
+"""Alignment Difficulty (AD) of a set of (image, caption) pairs (paper 002, implosion).
+
+As in the paper's released code (wenxind/implosion, ``compute_AD.py``), on L2-normalised
+CLIP embeddings:
+
+    s_i    = clip((cos(img_i, txt_i) - 0.2) * 4, 0, 1)          rescaled similarity
+    D_fea  = mean_i (1 - s_i)                                    feature misalignment
+    D_stru = (2 / n^2) * sum_{i<j} |cos(img_i, img_j) - cos(txt_i, txt_j)|
+    AD     = alpha * D_fea + (1 - alpha) * D_stru,  alpha = 0.8
+
+Both D terms lie in [0, 1] (D_stru in [0, 2 (n-1)/n] in principle, well below 1 in practice).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def alignment_difficulty(image_emb: torch.Tensor, text_emb: torch.Tensor, alpha: float = 0.8,
+                         offset: float = 0.2, scale: float = 4.0) -> dict[str, float]:
+    """image_emb, text_emb: ``(n, D)`` (normalised here). Returns AD, D_fea and D_stru.
+    O(n^2 D) in two matrix products; no Python loop over pairs."""
+    if image_emb.shape != text_emb.shape or image_emb.dim() != 2:
+        raise ValueError(f"need two (n, D) embeddings of one shape, got {tuple(image_emb.shape)} and {tuple(text_emb.shape)}")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    img = F.normalize(image_emb.double(), dim=-1)
+    txt = F.normalize(text_emb.double(), dim=-1)
+    n = img.shape[0]
+    s = ((img * txt).sum(-1) - offset).mul(scale).clamp(0, 1)
+    d_fea = (1 - s).mean()
+    # |I - T| is symmetric with a zero diagonal, so the i<j sum is half of the full sum.
+    d_stru = (img @ img.T - txt @ txt.T).abs().sum() / n**2
+    ad = alpha * d_fea + (1 - alpha) * d_stru
+    return {"ad": float(ad), "d_fea": float(d_fea), "d_stru": float(d_stru), "n": n}

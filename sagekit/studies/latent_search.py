@@ -1,0 +1,158 @@
+"""SAGE latent search: find non-outlier initial latents z' = z + delta that make a model fail.
+
+Shared by the distorted-latents and unrelated-latents studies; they differ in the goal
+(``RobustGoal`` vs ``UnrelatedGoal``) and in what they measure afterwards.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..models.generator import Generator
+from .sage import RobustGoal, certify, chi2_bounds, project_norm, signed_step
+
+
+@dataclass
+class LatentSearchConfig:
+    """SAGE's defaults: signed gradient, lr 0.05, 100 iterations, delta in [-1, 1]."""
+
+    lr: float = 0.05
+    iterations: int = 100
+    delta_bound: float = 1.0
+    mode: str = "residual"      # "exact" (all steps, checkpointed) or "residual" (last k steps)
+    k: int = 2                  # residual: steps with gradient
+    c: float = 1.0              # residual: weight of z' - sg(z') at step t_k
+    alpha: float = 0.01         # certificate level (chi-square range and KS test)
+    guidance: float | None = None
+    steps: int | None = None
+
+    def __post_init__(self):
+        if self.mode not in ("exact", "residual"):
+            raise ValueError(f"mode must be 'exact' or 'residual', got {self.mode!r}")
+        if self.lr <= 0 or self.iterations < 0 or self.delta_bound <= 0 or self.k < 1 or not 0 < self.alpha < 1:
+            raise ValueError(f"invalid latent search parameters: {asdict(self)}")
+
+
+@dataclass
+class LatentSearchResult:
+    """One row per searched (prompt, seed) in ``table``; tensors on the CPU, batch-first."""
+
+    table: pd.DataFrame
+    z0: torch.Tensor
+    z: torch.Tensor
+    images_before: torch.Tensor
+    images_after: torch.Tensor
+    seconds_per_iteration: list[float] = field(default_factory=list)
+    peak_memory_mb: float = float("nan")
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets: list[int], seeds: list[int],
+                   cfg: LatentSearchConfig, progress: bool = True) -> LatentSearchResult:
+    """Search one latent per (prompt, target label index, seed), all in one batch.
+
+    Each iteration: images from z0 + delta (with the chosen gradient mode), goal loss,
+    a signed step on every sample not yet found, then z' is projected into the
+    chi-square norm range and delta clamped. A sample's search stops at the first
+    iteration its image meets the goal. Afterwards every z' is generated again from
+    scratch (``verified``) and certified (norm and normality)."""
+    device = gen.device
+    steps = cfg.steps or gen.default_steps
+    guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
+    target = torch.tensor(targets)
+    z0 = gen.initial_noise(seeds).to(device)
+    dim = z0[0].numel()
+    lo, hi = chi2_bounds(dim, cfg.alpha)
+    delta = torch.zeros_like(z0)
+    emb = gen.encode_prompts(prompts)
+    found_at = torch.full((len(seeds),), -1)
+    p_target = torch.full((len(seeds),), float("nan"))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times: list[float] = []
+    images_before = None
+    bar = tqdm(range(cfg.iterations + 1), desc=f"latent search ({cfg.mode})", disable=not progress, leave=False)
+    for it in bar:
+        t0 = time.perf_counter()
+        last = it == cfg.iterations
+        z = (z0 + delta).requires_grad_(not last)
+        with torch.set_grad_enabled(not last):
+            if last:
+                lat = gen.denoise(z, emb, guidance, steps)
+            else:
+                lat = gen.denoise_differentiable(z, emb, mode=cfg.mode, k=min(cfg.k, steps), c=cfg.c,
+                                                 guidance=guidance, steps=steps)
+            images = gen.decode(lat)
+            loss = goal.loss(images, target)
+        if images_before is None:
+            images_before = images.detach().cpu()
+        hit = goal.found(images.detach(), target) & (found_at < 0)
+        found_at[hit] = it
+        with torch.no_grad():
+            probs = goal.ensemble(images.detach())
+            p_target = probs.gather(-1, target.to(probs.device).view(-1, 1))[:, 0].cpu()
+        active = found_at < 0
+        if last or not active.any():
+            break
+        loss.sum().backward()
+        with torch.no_grad():
+            delta = signed_step(delta, z.grad, cfg.lr, cfg.delta_bound, active.to(device))
+            delta = (project_norm(z0 + delta, lo, hi) - z0).clamp(-cfg.delta_bound, cfg.delta_bound)
+        times.append(time.perf_counter() - t0)
+        bar.set_postfix(found=int((found_at >= 0).sum()), loss=f"{loss.mean().item():.3f}")
+
+    z_final = (z0 + delta).detach()
+    with torch.no_grad():
+        again = gen.decode(gen.denoise(z_final, emb, guidance, steps)).cpu()
+        verified = goal.found(again.to(device), target)
+        probs_after = goal.ensemble(again.to(device)).cpu()
+    rows = []
+    for i in range(len(seeds)):
+        cert = certify(z_final[i], cfg.alpha)
+        found = bool(found_at[i] >= 0)
+        rows.append({
+            "prompt": prompts[i], "target": int(targets[i]), "label": goal.ensemble.labels[int(targets[i])],
+            "seed": int(seeds[i]), "found": found, "iterations": int(found_at[i]) if found else None,
+            "verified": found and bool(verified[i]), "certified": cert.passed,
+            "norm_sq": cert.norm_sq, "chi2_p": cert.chi2_p, "ks_stat": cert.ks_stat, "ks_p": cert.ks_p,
+            "p_target_after": float(probs_after[i, targets[i]]), "pred_after": goal.ensemble.labels[int(probs_after[i].argmax())],
+            "confidence_after": float(probs_after[i].max()),
+            "delta_linf": float((z_final[i] - z0[i]).abs().max()), "delta_rms": float((z_final[i] - z0[i]).pow(2).mean().sqrt()),
+        })
+    table = pd.DataFrame(rows)
+    table["success"] = table["found"] & table["verified"] & table["certified"]
+    return LatentSearchResult(table, z0.cpu(), z_final.cpu(), images_before, again, times, _peak_memory_mb(device))
+
+
+def cost_per_iteration(gen: Generator, goal: RobustGoal, prompt: str, target: int, seed: int, cfg: LatentSearchConfig,
+                       iterations: int = 3) -> dict:
+    """Seconds and peak memory of one gradient iteration in ``cfg.mode`` (median of a few,
+    one sample). Peak memory on CPU is the process's peak RSS, an upper bound."""
+    steps = cfg.steps or gen.default_steps
+    guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
+    z = gen.initial_noise([seed]).to(gen.device)
+    emb = gen.encode_prompts([prompt])
+    if gen.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(gen.device)
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        zz = z.clone().requires_grad_(True)
+        lat = gen.denoise_differentiable(zz, emb, mode=cfg.mode, k=min(cfg.k, steps), c=cfg.c, guidance=guidance, steps=steps)
+        goal.loss(gen.decode(lat), torch.tensor([target])).sum().backward()
+        if gen.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return {"mode": cfg.mode, "seconds": float(np.median(times)), "peak_memory_mb": _peak_memory_mb(gen.device)}

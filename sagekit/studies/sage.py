@@ -1,0 +1,146 @@
+"""SAGE's search parts (paper 000), written once and composed by four studies.
+
+Following TextAttack's decomposition:
+  goal            what to minimise and when a sample counts as found (``RobustGoal``,
+                  ``UnrelatedGoal``, ``TargetGoal``), over an ensemble of judges that
+                  includes an edge-map judge, so texture tricks against one classifier
+                  do not count;
+  constraints     the non-outlier certificate of a latent (``certify``), naturalness of
+                  a prompt (LM perplexity, in the prompt studies);
+  transformation  latent delta, appended token embedding, appended word;
+  search          signed-gradient steps with projection (``signed_step``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+
+from ..models.judges import Ensemble
+
+
+# ---------------------------------------------------------------------------- goals
+class RobustGoal:
+    """Make the target disappear. loss = sum_j w_j p_j(target | image), per sample ``(B,)``;
+    found when *every* judge's top-1 is another label."""
+
+    def __init__(self, ensemble: Ensemble):
+        self.ensemble = ensemble
+
+    def loss(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        probs = self.ensemble.per_judge(images)  # (J, B, K)
+        p_t = probs.gather(-1, target.to(probs.device).view(1, -1, 1).expand(probs.shape[0], -1, 1))[..., 0]
+        return torch.einsum("j,jb->b", self.ensemble.weights.to(probs.device), p_t)
+
+    @torch.no_grad()
+    def found(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.ensemble.absent(images, target).cpu()
+
+
+class UnrelatedGoal(RobustGoal):
+    """A natural image of something else: the target is absent for every judge, and the
+    judges agree, with mean confidence >= ``confidence``, on one other label. The loss
+    adds ``-weight * max_{l != target} mean_j p_j(l)`` to pull towards a confident other label."""
+
+    def __init__(self, ensemble: Ensemble, confidence: float = 0.5, weight: float = 1.0):
+        super().__init__(ensemble)
+        self.confidence, self.weight = confidence, weight
+
+    def _other(self, images, target):
+        probs = self.ensemble.per_judge(images)
+        mean = torch.einsum("j,jbk->bk", self.ensemble.weights.to(probs.device), probs)
+        mean = mean.scatter(-1, target.to(mean.device).view(-1, 1), -1.0)  # exclude the target
+        return probs, mean.max(-1)
+
+    def loss(self, images, target):
+        _, (best, _) = self._other(images, target)
+        return super().loss(images, target) - self.weight * best
+
+    @torch.no_grad()
+    def found(self, images, target):
+        probs, (best, other) = self._other(images, target)
+        agree = (probs.argmax(-1) == other.view(1, -1)).all(0)
+        return (super().found(images, target) & agree.cpu() & (best >= self.confidence).cpu())
+
+
+class TargetGoal(RobustGoal):
+    """Make a chosen label appear: loss = -sum_j w_j p_j(target); found when every judge's
+    top-1 is the target."""
+
+    def loss(self, images, target):
+        return -super().loss(images, target)
+
+    @torch.no_grad()
+    def found(self, images, target):
+        probs = self.ensemble.per_judge(images)
+        return (probs.argmax(-1) == target.to(probs.device).view(1, -1)).all(0).cpu()
+
+
+# ---------------------------------------------------------------------------- constraints
+@dataclass(frozen=True)
+class Certificate:
+    """Is a latent a plausible draw from N(0, I)? ``norm_sq`` against chi-square with
+    ``dim`` degrees of freedom (two-sided p-value), and a Kolmogorov-Smirnov test of its
+    values against N(0, 1)."""
+
+    dim: int
+    norm_sq: float
+    chi2_p: float
+    ks_stat: float
+    ks_p: float
+    alpha: float
+
+    @property
+    def norm_ok(self) -> bool:
+        return self.chi2_p >= self.alpha
+
+    @property
+    def normal_ok(self) -> bool:
+        return self.ks_p >= self.alpha
+
+    @property
+    def passed(self) -> bool:
+        return self.norm_ok and self.normal_ok
+
+
+def certify(z: torch.Tensor, alpha: float = 0.01) -> Certificate:
+    """Certificate of one latent (any shape)."""
+    v = z.detach().double().flatten().cpu().numpy()
+    d = v.size
+    norm_sq = float((v ** 2).sum())
+    cdf = stats.chi2.cdf(norm_sq, d)
+    ks = stats.kstest(v, "norm")
+    return Certificate(d, norm_sq, float(2 * min(cdf, 1 - cdf)), float(ks.statistic), float(ks.pvalue), alpha)
+
+
+def chi2_bounds(dim: int, alpha: float = 0.01) -> tuple[float, float]:
+    """The central 1 - alpha range of ||z||^2 for z ~ N(0, I_dim)."""
+    return float(stats.chi2.ppf(alpha / 2, dim)), float(stats.chi2.ppf(1 - alpha / 2, dim))
+
+
+def project_norm(z: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """Rescale each sample of ``z`` ``(B, ...)`` so its squared norm lies in [lo, hi]."""
+    sq = z.flatten(1).pow(2).sum(1).clamp_min(1e-12)
+    target = sq.clamp(lo, hi)
+    return z * (target / sq).sqrt().view(-1, *([1] * (z.dim() - 1)))
+
+
+# ---------------------------------------------------------------------------- search
+def signed_step(x: torch.Tensor, grad: torch.Tensor, lr: float, bound: float,
+                active: torch.Tensor | None = None) -> torch.Tensor:
+    """One signed-gradient descent step, clamped to [-bound, bound]; samples where
+    ``active`` (``(B,)`` bool) is False stay where they are."""
+    step = lr * grad.sign()
+    if active is not None:
+        step = step * active.to(step.device, step.dtype).view(-1, *([1] * (x.dim() - 1)))
+    return (x - step).clamp(-bound, bound)
+
+
+def summary_stats(values) -> dict:
+    """Mean, median and count of a list of numbers (NaN-safe)."""
+    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    return {"mean": float(arr.mean()) if arr.size else float("nan"),
+            "median": float(np.median(arr)) if arr.size else float("nan"), "n": int(arr.size)}

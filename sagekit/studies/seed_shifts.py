@@ -1,0 +1,188 @@
+"""Seed-shift study (paper 001): how shifts of the initial noise change what a model draws.
+
+Grid: models x guidance x shift types x levels x labels x seeds. Per image: top-1 and
+top-5 correctness under a judge, the judge's probability of the target, CLIP score
+against the prompt, and the object's position (centroid of edge energy). Aggregates come
+with bootstrap confidence intervals.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..models.clip import ClipScorer
+from ..models.generator import Generator
+from ..models.judges import EdgeJudge, Judge
+from ..shifts import apply_shift
+from ..store import ResultStore
+from ..sweep import run_sweep
+
+STUDY = "seed-shifts"
+PROMPT = "A photo of a {label}"
+
+
+def level_name(shift: str, level) -> str:
+    """Readable level: ``"+0.10"``, ``"s=-0.1,c=+0.05"``, ``"n=16"``, ``"0"``."""
+    if shift == "none":
+        return "0"
+    if shift == "sort":
+        return f"n={int(level)}"
+    if shift == "mixed":
+        s, c = level
+        return f"s={s:+.1f},c={c:+.2f}"
+    return f"{float(level):+.2f}"
+
+
+def build_cells(models: Sequence[str], shifts: dict[str, Sequence], labels: Sequence[str], seeds: Sequence[int],
+                guidance: Sequence[float], steps: int, judge: str, clip: str,
+                revisions: dict[str, str] | None = None, prompt: str = PROMPT) -> list[dict]:
+    """Every cell of the grid; the unshifted baseline (``shift="none"``) is always included.
+    ``revisions`` (model -> weights fingerprint) goes into each cell's key, so results of
+    retrained weights never mix with old ones."""
+    for name in shifts:
+        if name not in ("none", "constant", "uniform", "std", "mixed", "sort"):
+            raise ValueError(f"unknown shift type {name!r}")
+    plan = [("none", 0)] + [(s, lv) for s, levels in shifts.items() if s != "none" for lv in levels]
+    cells = []
+    for model in models:
+        for g in guidance:
+            for shift, level in plan:
+                for label in labels:
+                    for seed in seeds:
+                        cells.append({
+                            "model": model, "revision": (revisions or {}).get(model, ""), "guidance": float(g),
+                            "steps": int(steps), "shift": shift,
+                            "level": list(level) if isinstance(level, (list, tuple)) else level,
+                            "label": label, "prompt": prompt.format(label=label), "seed": int(seed),
+                            "judge": judge, "clip": clip,
+                        })
+    return cells
+
+
+def object_centroid(images: torch.Tensor) -> torch.Tensor:
+    """Centroid of edge energy, ``(N, 2)`` as (x, y) fractions of the side in [0, 1]:
+    a model-free stand-in for the object's position."""
+    energy = EdgeJudge.edges(images).sum(1)  # (N, H, W)
+    energy = energy / energy.sum((1, 2), keepdim=True).clamp_min(1e-8)
+    h, w = energy.shape[-2:]
+    ys = (torch.arange(h, dtype=energy.dtype) + 0.5) / h
+    xs = (torch.arange(w, dtype=energy.dtype) + 0.5) / w
+    return torch.stack([(energy.sum(1) * xs).sum(-1), (energy.sum(2) * ys).sum(-1)], dim=-1)
+
+
+def shifted_noise(gen: Generator, cells: list[dict]) -> torch.Tensor:
+    """Initial noise of each cell's seed, with the cell's shift applied (CPU, float32)."""
+    seeds = [c["seed"] for c in cells]
+    z = gen.initial_noise(seeds)
+    return torch.cat([apply_shift(c["shift"], z[i:i + 1], c["level"], [c["seed"]]) for i, c in enumerate(cells)])
+
+
+def make_processor(generators: dict[str, Generator], judge: Judge, clip: ClipScorer):
+    """The batch function for :func:`sagekit.sweep.run_sweep`."""
+    k = min(5, len(judge.labels))
+
+    @torch.no_grad()
+    def process(cells: list[dict]):
+        gen = generators[cells[0]["model"]]
+        c0 = cells[0]
+        seeds = [c["seed"] for c in cells]
+        prompts = [c["prompt"] for c in cells]
+        latents = gen.denoise(shifted_noise(gen, cells), gen.encode_prompts(prompts), c0["guidance"], c0["steps"],
+                              seeds=seeds)
+        images = gen.decode(latents).float()
+        judge_images = images.to(judge.device)
+        probs = judge(judge_images).cpu()
+        target = torch.tensor([judge.label_index(c["label"]) for c in cells])
+        topk = probs.topk(k, dim=-1).indices
+        scores = clip(images.to(clip.embedder.device), prompts).cpu()
+        centre = object_centroid(images.cpu())
+        metrics = [{
+            "top1": bool(topk[i, 0] == target[i]), "top5": bool((topk[i] == target[i]).any()),
+            "p_target": float(probs[i, target[i]]), "pred": judge.labels[int(topk[i, 0])],
+            "clip": float(scores[i]), "cx": float(centre[i, 0]), "cy": float(centre[i, 1]),
+        } for i in range(len(cells))]
+        return metrics, images.cpu()
+
+    return process
+
+
+def run(cells: list[dict], store: ResultStore, generators: dict[str, Generator], judge: Judge, clip: ClipScorer,
+        batch_size: int = 64, progress: bool = True) -> pd.DataFrame:
+    """Run (or resume) the sweep; one row per cell with its metrics."""
+    df = run_sweep(STUDY, cells, store, make_processor(generators, judge, clip), batch_size=batch_size,
+                   group_by=("model", "guidance", "steps"), progress=progress)
+    df["level_name"] = [level_name(s, lv) for s, lv in zip(df["shift"], df["level"])]
+    df["level_value"] = [_level_value(s, lv) for s, lv in zip(df["shift"], df["level"])]
+    return df
+
+
+def _level_value(shift: str, level) -> float:
+    """A number to plot levels against (mixed: the constant part)."""
+    if shift == "mixed":
+        return float(level[1])
+    return float(level)
+
+
+# ---------------------------------------------------------------------------- analysis
+def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and the (alpha/2, 1-alpha/2) percentile bootstrap interval."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return (float("nan"),) * 3
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(1)
+    return float(values.mean()), float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+
+
+def summarize(df: pd.DataFrame, by: Sequence[str] = ("model", "guidance", "shift", "level_name")) -> pd.DataFrame:
+    """Per group: n, and mean with 95% bootstrap interval of top1, top5 and clip."""
+    rows = []
+    for key, g in df.groupby(list(by), sort=False):
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        row["level_value"] = g["level_value"].iloc[0]
+        row["n"] = len(g)
+        for m in ("top1", "top5", "clip"):
+            mean, lo, hi = bootstrap_ci(g[m].to_numpy(dtype=float))
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = mean, lo, hi
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_class(df: pd.DataFrame, model: str, guidance: float) -> pd.DataFrame:
+    """Top-1 accuracy, labels x (shift, level)."""
+    sub = df[(df["model"] == model) & (df["guidance"] == guidance)]
+    return sub.pivot_table(index="label", columns=["shift", "level_name"], values="top1", aggfunc="mean", sort=False)
+
+
+def position_drift(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean distance (fraction of the side) between each shifted image's object centroid
+    and the unshifted image's of the same model, guidance, label and seed."""
+    base = df[df["shift"] == "none"].set_index(["model", "guidance", "label", "seed"])[["cx", "cy"]]
+    shifted = df[df["shift"] != "none"].join(base, on=["model", "guidance", "label", "seed"], rsuffix="_0")
+    shifted = shifted.assign(drift=np.hypot(shifted["cx"] - shifted["cx_0"], shifted["cy"] - shifted["cy_0"]))
+    return (shifted.groupby(["model", "guidance", "shift", "level_name"], sort=False)
+            .agg(level_value=("level_value", "first"), drift=("drift", "mean"), n=("drift", "size")).reset_index())
+
+
+@torch.no_grad()
+def trajectory_self_distance(gen: Generator, prompt: str, seeds: Sequence[int], shift: str, level,
+                             guidance: float, steps: int) -> np.ndarray:
+    """RMS distance at every timestep between the shifted and the unshifted trajectory of
+    the same seeds, averaged over seeds: ``(steps + 1,)``."""
+    cells = [{"seed": s, "shift": "none", "level": 0} for s in seeds]
+    shifted = [{"seed": s, "shift": shift, "level": level} for s in seeds]
+    emb = gen.encode_prompts([prompt] * len(seeds))
+    _, t0 = gen.denoise(shifted_noise(gen, cells), emb, guidance, steps, seeds=list(seeds), trajectory=True)
+    _, t1 = gen.denoise(shifted_noise(gen, shifted), emb, guidance, steps, seeds=list(seeds), trajectory=True)
+    return (t1 - t0).pow(2).mean(dim=(2, 3, 4)).sqrt().mean(1).numpy()
+
+
+def findings_rows(summary: pd.DataFrame) -> list[dict]:
+    """``findings.acc`` of the summary JSON."""
+    return [{"model": r["model"], "guidance": float(r["guidance"]), "shift": r["shift"], "level": r["level_name"],
+             "top1": round(float(r["top1"]), 4), "top5": round(float(r["top5"]), 4), "clip": round(float(r["clip"]), 2)}
+            for _, r in summary.iterrows()]

@@ -1,0 +1,33 @@
+"""Run a small seed-shift sweep into a store (used by test_sweep.py, also as a subprocess
+that the test kills). Usage: python sweep_worker.py STORE_DIR [SLEEP_PER_BATCH]"""
+
+import sys
+import time
+
+from sagekit.models.registry import load_clip_scorer, load_generator, load_judge
+from sagekit.store import ResultStore
+from sagekit.studies import seed_shifts as ss
+
+
+def cells():
+    return ss.build_cells(["toy"], {"constant": [0.1], "sort": [16]}, ["red star", "blue circle"], range(2),
+                          [3.0], 3, "toy-resnet", "toy-clip")
+
+
+def main(store_dir, sleep=0.0):
+    gen = load_generator("toy")
+    judge, clip = load_judge("toy-resnet"), load_clip_scorer("toy-clip")
+    process = ss.make_processor({"toy": gen}, judge, clip)
+
+    def slow(batch):
+        out = process(batch)
+        time.sleep(sleep)
+        return out
+
+    from sagekit.sweep import run_sweep
+
+    return run_sweep(ss.STUDY, cells(), ResultStore(store_dir), slow, batch_size=3, progress=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)

@@ -1,0 +1,41 @@
+import math
+
+import pytest
+import torch
+
+from sagekit.studies.alignment import alignment_difficulty
+
+
+def test_ad_on_a_small_example_computed_by_hand():
+    # three pairs in 2-D; angles in degrees
+    def unit(deg):
+        return [math.cos(math.radians(deg)), math.sin(math.radians(deg))]
+
+    img = torch.tensor([unit(0), unit(90), unit(45)])
+    txt = torch.tensor([unit(60), unit(90), unit(135)])
+    # cos(img_i, txt_i): cos60 = .5, cos0 = 1, cos90 = 0
+    # s_i = clip((c - .2) * 4, 0, 1): .5 -> 1.0 (clipped from 1.2), 1 -> 1, 0 -> 0
+    d_fea = (0 + 0 + 1) / 3
+    # image pair cosines: (1,2) cos90 = 0, (1,3) cos45, (2,3) cos45
+    # text pair cosines:  (1,2) cos30,     (1,3) cos75, (2,3) cos45
+    c = lambda d: math.cos(math.radians(d))
+    d_stru = 2 / 9 * (abs(0 - c(30)) + abs(c(45) - c(75)) + abs(c(45) - c(45)))
+    out = alignment_difficulty(img, txt)
+    assert out["d_fea"] == pytest.approx(d_fea)
+    assert out["d_stru"] == pytest.approx(d_stru)
+    assert out["ad"] == pytest.approx(0.8 * d_fea + 0.2 * d_stru)
+
+
+def test_ad_is_zero_for_identical_embeddings_and_grows_with_mismatch():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 16, generator=g)
+    assert alignment_difficulty(x, x)["ad"] == pytest.approx(0.0, abs=1e-9)
+    shuffled = x[torch.randperm(50, generator=g)]
+    assert alignment_difficulty(x, shuffled)["ad"] > 0.3
+
+
+def test_ad_checks_its_input():
+    with pytest.raises(ValueError):
+        alignment_difficulty(torch.zeros(3, 4), torch.zeros(4, 4))
+    with pytest.raises(ValueError):
+        alignment_difficulty(torch.ones(3, 4), torch.ones(3, 4), alpha=2)

@@ -1,0 +1,97 @@
+"""SAGE parts: goals, certificates, projection, signed steps, and the latent search on a
+tiny random Stable-Diffusion-architecture pipeline."""
+
+import pytest
+import timm
+import torch
+
+from sagekit.models import load_generator
+from sagekit.models.judges import EdgeJudge, Ensemble, Judge, TimmJudge
+from sagekit.studies.latent_search import LatentSearchConfig, cost_per_iteration, search_latents
+from sagekit.studies.sage import (RobustGoal, TargetGoal, UnrelatedGoal, certify, chi2_bounds, project_norm,
+                                  signed_step)
+
+LABELS = ("cat", "dog", "car")
+
+
+class FixedJudge(Judge):
+    def __init__(self, name, probs):
+        super().__init__(name, LABELS)
+        self.register_buffer("p", torch.tensor(probs))
+
+    def logits(self, images):
+        return self.p.log()
+
+
+def fixed_ensemble(*tables, weights=None):
+    return Ensemble("e", [FixedJudge(str(i), t) for i, t in enumerate(tables)], weights=weights)
+
+
+def test_robust_goal_loss_and_found():
+    ens = fixed_ensemble([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], [[0.2, 0.7, 0.1], [0.1, 0.1, 0.8]], weights=[3, 1])
+    x, target = torch.zeros(2, 3, 4, 4), torch.tensor([0, 0])
+    assert torch.allclose(RobustGoal(ens).loss(x, target), torch.tensor([0.75 * 0.7 + 0.25 * 0.2, 0.1]))
+    assert RobustGoal(ens).found(x, target).tolist() == [False, True]
+    # image 1: both judges confidently say "car" -> unrelated; a lower bar than 0.8 is met, a higher is not
+    assert UnrelatedGoal(ens, confidence=0.8).found(x, target).tolist() == [False, True]
+    assert UnrelatedGoal(ens, confidence=0.9).found(x, target).tolist() == [False, False]
+    assert TargetGoal(ens).found(x, torch.tensor([2, 2])).tolist() == [False, True]
+
+
+def test_certificates():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 32, 32, generator=g)
+    assert certify(z).passed
+    assert not certify(1.3 * z).norm_ok and not certify(1.3 * z).passed
+    # right variance, wrong shape: uniform on [-sqrt(3), sqrt(3)]
+    u = (torch.rand(4, 32, 32, generator=g) * 2 - 1) * 3 ** 0.5
+    c = certify(u)
+    assert c.norm_ok and not c.normal_ok
+
+
+def test_projection_and_signed_step():
+    lo, hi = chi2_bounds(1024)
+    assert lo < 1024 < hi
+    z = torch.randn(3, 4, 16, 16) * torch.tensor([0.5, 1.0, 2.0]).view(3, 1, 1, 1)
+    p = project_norm(z, lo, hi)
+    sq = p.flatten(1).pow(2).sum(1)
+    assert ((sq >= lo - 1e-3) & (sq <= hi + 1e-3)).all()
+    assert torch.allclose(p[1], z[1]) or lo <= z[1].pow(2).sum() <= hi
+    x = torch.zeros(2, 3)
+    grad = torch.tensor([[1.0, -2.0, 0.0], [5.0, 5.0, 5.0]])
+    out = signed_step(x, grad, 0.5, 0.3, active=torch.tensor([True, False]))
+    assert torch.allclose(out, torch.tensor([[-0.3, 0.3, 0.0], [0.0, 0.0, 0.0]]))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_sd):
+    gen = load_generator(str(tiny_sd))
+    torch.manual_seed(0)
+    judges = [TimmJudge("r", timm.create_model("test_resnet", pretrained=False, num_classes=3).eval(), LABELS),
+              EdgeJudge("e", TimmJudge("r2", timm.create_model("test_resnet", pretrained=False, num_classes=3).eval(), LABELS))]
+    ens = Ensemble("ens", judges).eval().requires_grad_(False)
+    return gen, ens
+
+
+@pytest.mark.parametrize("mode", ["exact", "residual"])
+def test_latent_search_runs_and_reports(tiny, mode):
+    gen, ens = tiny
+    cfg = LatentSearchConfig(iterations=2, mode=mode, k=1, steps=3, guidance=2.0)
+    res = search_latents(gen, RobustGoal(ens), ["a cat", "a dog"], [0, 1], [3, 4], cfg, progress=False)
+    t = res.table
+    assert len(t) == 2 and {"found", "verified", "certified", "chi2_p", "ks_p", "iterations"} <= set(t.columns)
+    assert res.z.shape == res.z0.shape == (2, 4, 8, 8)
+    assert (res.z - res.z0).abs().max() <= 1.0 + 1e-6
+    assert res.images_after.shape == (2, 3, 16, 16)
+    # every sample either met the goal at once (no step taken) or moved
+    moved = (res.z - res.z0).flatten(1).abs().sum(1) > 0
+    assert all(m or f for m, f in zip(moved.tolist(), (t["iterations"] == 0).tolist()))
+    cost = cost_per_iteration(gen, RobustGoal(ens), "a cat", 0, 1, cfg, iterations=1)
+    assert cost["seconds"] > 0 and cost["peak_memory_mb"] > 0
+
+
+def test_bad_search_parameters_are_refused():
+    with pytest.raises(ValueError, match="mode"):
+        LatentSearchConfig(mode="approx")
+    with pytest.raises(ValueError, match="invalid"):
+        LatentSearchConfig(lr=-1)

@@ -1,0 +1,101 @@
+"""Results store and sweeps: atomic batches, resume after SIGKILL, DataFrames back."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from sagekit.store import ResultStore, cell_key
+from sagekit.sweep import grid, plan_batches, run_sweep
+
+HERE = Path(__file__).parent
+
+
+def test_cell_keys_are_stable_and_order_free():
+    assert cell_key({"a": 1, "b": [1, 2]}) == cell_key({"b": [1, 2], "a": 1})
+    assert cell_key({"a": 1}) != cell_key({"a": 2}) and len(cell_key({})) == 20
+
+
+def test_store_round_trip_and_tags(tmp_path):
+    store = ResultStore(tmp_path)
+    img = torch.rand(2, 3, 8, 8)
+    keys = store.put_batch("s", [{"seed": 0}, {"seed": 1}], [{"acc": 1.0}, {"acc": 0.0}], img)
+    df = store.frame("s")
+    assert list(df["seed"]) == [0, 1] and list(df["acc"]) == [1.0, 0.0]
+    assert torch.allclose(store.image(keys[1]), img[1], atol=1 / 255)
+    store.put_batch("s", [{"seed": 0}], [{"acc": 0.5}])  # already stored: ignored
+    assert len(store) == 2 and store.frame()["acc"].tolist() == [1.0, 0.0]
+    store.tag(keys[0], ["word overrides object", "attribute leakage"])
+    assert ResultStore(tmp_path).frame().loc[0, "tags"] == ["attribute leakage", "word overrides object"]
+    with pytest.raises(KeyError):
+        store.tag("nope", ["x"])
+    with sqlite_mode(tmp_path) as mode:
+        assert mode == "wal"
+
+
+class sqlite_mode:
+    def __init__(self, root):
+        import sqlite3
+
+        self.con = sqlite3.connect(Path(root) / "results.sqlite")
+
+    def __enter__(self):
+        return self.con.execute("PRAGMA journal_mode").fetchone()[0]
+
+    def __exit__(self, *exc):
+        self.con.close()
+
+
+def test_grid_and_batches_respect_groups():
+    cells = grid(model=["a", "b"], guidance=[1.0], steps=[5], seed=range(5))
+    assert len(cells) == 10
+    batches = plan_batches(cells, 4, ("model", "guidance", "steps"))
+    assert [len(b) for b in batches] == [4, 1, 4, 1]
+    assert all(len({c["model"] for c in b}) == 1 for b in batches)
+
+
+def test_run_sweep_skips_finished_cells(tmp_path):
+    calls = []
+
+    def process(batch):
+        calls.append(len(batch))
+        return [{"double": 2 * c["seed"]} for c in batch], None
+
+    cells = grid(model=["m"], guidance=[1.0], steps=[1], seed=range(6))
+    store = ResultStore(tmp_path)
+    df = run_sweep("t", cells[:4], store, process, batch_size=3, progress=False)
+    assert calls == [3, 1] and list(df["double"]) == [0, 2, 4, 6]
+    df = run_sweep("t", cells + cells[:2], store, process, batch_size=3, progress=False)
+    assert calls == [3, 1, 2] and sorted(df["double"]) == [0, 2, 4, 6, 8, 10]
+
+
+def test_a_sweep_killed_with_sigkill_resumes_to_the_same_results(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(HERE / "sweep_worker.py"), str(killed), "1.0"], env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if (killed / "results.sqlite").exists() and 0 < len(ResultStore(killed)) < 12:
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_at_kill = len(ResultStore(killed))
+    assert 0 < n_at_kill < 12, n_at_kill  # killed in the middle
+
+    sys.path.insert(0, str(HERE))
+    import sweep_worker
+
+    resumed = sweep_worker.main(killed)
+    clean = sweep_worker.main(tmp_path / "clean")
+    assert len(resumed) == len(clean) == 12 and resumed["key"].is_unique
+    cols = ["key", "top1", "top5", "p_target", "clip", "cx", "cy"]
+    a, b = resumed[cols].sort_values("key").reset_index(drop=True), clean[cols].sort_values("key").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert not list(killed.rglob("*.tmp"))
