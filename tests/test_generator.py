@@ -103,3 +103,16 @@ def test_learned_variance_pixel_model(tiny_pixel):
     assert a.shape == (2, 3, 8, 8) and torch.allclose(a, b, atol=1e-4)  # ancestral noise is per seed too
     c = gen.generate(["a cat"], [1], guidance=3.0, steps=5, scheduler="ddim")  # drops the variance channels
     assert torch.isfinite(c).all()
+
+
+def test_token_overrides_are_differentiable_and_local(gen):
+    ids = gen.tokenize(["a cat", "a dog"])
+    token = int(ids[0, 2])  # the first letter token of "a cat"... any id present in row 0
+    base = gen.embed_token_ids(ids)
+    emb = torch.zeros(gen.text_encoder.get_input_embeddings().weight.shape[1], requires_grad=True)
+    out = gen.embed_token_ids(ids, {token: emb})
+    assert out.shape == base.shape and not torch.allclose(out[0], base[0])
+    out.sum().backward()
+    assert emb.grad is not None and emb.grad.abs().sum() > 0
+    # the hook is removed afterwards
+    assert torch.allclose(gen.embed_token_ids(ids), base)

@@ -17,6 +17,12 @@ def small(study, tmp_path):
         "toy-world": ["per_label=1", "n_judge=200", "grid_labels=4"],
         "seed-shifts": ["n_labels=4", "seeds_per_cell=1", "shifts={'constant': [-0.2, 0.2], 'sort': [64]}",
                         f"store_dir={str(tmp_path / 'store')!r}"],
+        "prompt-failures": ["n_labels=2", "max_words=1", "top_k=3", "iterations=2", "eval_seeds=2", "train_seeds=1",
+                            f"store_dir={str(tmp_path / 'store')!r}"],
+        "distorted-latents": ["n_labels=2", "iterations=3", "compare_samples=1", "compare_iterations=1", "heldout=2"],
+        "unrelated-latents": ["n_labels=2", "iterations=3", "compare_samples=1", "compare_iterations=1"],
+        "adversarial-tokens": ["n_train_labels=2", "n_heldout_labels=2", "iterations=2", "batch=2", "eval_seeds=1"],
+        "implosion": ["ks=[0, 1]", "n_clean=200", "poison_per_concept=20", "finetune_steps=2", "eval_seeds=1"],
     }[study]
 
 
@@ -38,7 +44,8 @@ def test_study_report(study, tmp_path):
     executed = nbformat.read(tmp_path / summary["notebook"], as_version=4)
     assert not [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert "import " not in re.sub(r"<[^>]+>", "", html)  # input cells are not rendered
-    assert html.count("data:image/png;base64") >= 3  # plots are embedded
+    # plots are embedded in the page
+    assert html.count("data:image/png;base64") >= (3 if study in ("toy-world", "seed-shifts") else 1)
     assert (tmp_path / "index.html").read_text().count("<tr>") == 1
     if study == "toy-world":
         f = saved["findings"]

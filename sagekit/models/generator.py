@@ -103,13 +103,32 @@ class Generator:
         return self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
                               truncation=True, return_tensors="pt").input_ids
 
-    def embed_token_ids(self, ids: torch.Tensor, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
-        """Hidden states ``(N, L, D)`` from token ids, or from token embeddings ``(N, L, E)``
-        (differentiable: the prompt attacks optimise embeddings directly)."""
+    def embed_token_ids(self, ids: torch.Tensor, overrides: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """Hidden states ``(N, L, D)`` from token ids ``(N, L)``.
+
+        ``overrides`` maps a token id to an embedding ``(E,)`` or ``(N, E)`` used in place
+        of that token's row of the embedding table, differentiably: the prompt attacks
+        optimise such continuous tokens. (A forward hook on the input embedding layer,
+        so it works for any transformers text encoder.)"""
         ids = ids.to(self.text_encoder.device)
-        if inputs_embeds is None:
+        if not overrides:
             return self.text_encoder(ids)[0]
-        return self.text_encoder(input_ids=ids, inputs_embeds=inputs_embeds)[0]
+
+        def substitute(module, inputs, output):
+            out = output.clone()
+            for token, emb in overrides.items():
+                mask = ids == token  # (N, L)
+                if emb.dim() == 1:
+                    out = torch.where(mask.unsqueeze(-1), emb.to(out.dtype), out)
+                else:
+                    out = torch.where(mask.unsqueeze(-1), emb.to(out.dtype).unsqueeze(1), out)
+            return out
+
+        handle = self.text_encoder.get_input_embeddings().register_forward_hook(substitute)
+        try:
+            return self.text_encoder(ids)[0]
+        finally:
+            handle.remove()
 
     def uncond_embedding(self) -> torch.Tensor:
         return self.encode_prompts([""])

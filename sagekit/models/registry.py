@@ -270,3 +270,16 @@ def _load_open_clip(name: str, download: bool) -> ClipEmbedder:
     mean = getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
     std = getattr(model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
     return ClipEmbedder(name, model.eval().requires_grad_(False), tok, "open_clip", size, mean, std)
+
+
+# ---------------------------------------------------------------------------- language models
+def load_caption_lm(name: str = "toy", device: str | torch.device = "cpu", download: bool = False):
+    """A causal language model and its tokenizer, for word proposals: ``"toy"`` (the toy
+    caption GPT-2) or a local folder / cached hub id of any causal LM (safetensors)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = _toy_path("caption-lm") if name == "toy" else _hub_path(name, "language model", download)
+    _no_torch_pickles(path)
+    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return model.to(device).eval().requires_grad_(False), tok

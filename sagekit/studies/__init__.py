@@ -24,15 +24,21 @@ class Study:
         return NOTEBOOKS / self.notebook
 
 
-STUDIES = {s.id: s for s in [
+STUDIES = {s.id: s for s in sorted([
     Study("toy-world", "00_toy_world.ipynb", "How good is the toy world that the other studies run on?"),
+    Study("prompt-failures", "01_prompt_failures.ipynb",
+          "Which natural prompts does the model fail to depict, across seeds?"),
     Study("distorted-latents", "02_distorted_latents.ipynb",
           "Are there non-outlier initial latents that give distorted images for any prompt?"),
     Study("unrelated-latents", "03_unrelated_latents.ipynb",
           "Are there non-outlier latents that give natural images unrelated to the prompt?"),
     Study("seed-shifts", "05_seed_shifts.ipynb",
           "How do shifts of the initial noise change accuracy and CLIP score, per model?"),
-]}
+    Study("adversarial-tokens", "04_adversarial_tokens.ipynb",
+          "Can one appended token embedding make the model draw a chosen object, for any prompt?"),
+    Study("implosion", "06_implosion.ipynb",
+          "How does poisoning k concepts raise Alignment Difficulty and break unpoisoned concepts?"),
+], key=lambda s: s.notebook)}
 
 
 def get_study(study_id: str) -> Study:

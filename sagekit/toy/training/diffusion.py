@@ -20,20 +20,25 @@ from .vlb import vlb_term
 def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: torch.Tensor,
                uncond: torch.Tensor, seed: int, steps: int, batch_size: int = 64, lr: float = 1e-3,
                cond_dropout: float = 0.1, ema_decay: float = 0.998, bf16: bool = False,
-               log_every: int = 0) -> UNet2DConditionModel:
+               log_every: int = 0, trainable: str = "all", progress_bar: bool = True) -> UNet2DConditionModel:
     """x0: training targets ``(N, C, H, W)`` (scaled latents or pixels in [-1, 1]);
     text: their prompt embeddings ``(N, L, D)``; uncond: the empty prompt's ``(1, L, D)``.
     A fraction ``cond_dropout`` of prompts is replaced by the empty one, for guidance.
-    Returns the EMA weights."""
+    ``trainable``: ``"all"`` or ``"cross-attention"`` (only the key/value projections of
+    the cross-attention layers, the cheap fine-tuning). ``ema_decay`` 0 disables EMA.
+    Returns the (EMA) weights."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
     learned = unet.config.out_channels == 2 * unet.config.in_channels
-    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
-    sched = warmup_cosine(opt, steps, warmup=100)
-    ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True, power=0.75)
+    params = trainable_parameters(unet, trainable)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = warmup_cosine(opt, steps, warmup=min(100, max(1, steps // 10)))
+    ema = EMAModel(params, decay=ema_decay, use_ema_warmup=True, power=0.75) if ema_decay > 0 else None
     batches = seeded_batches(len(x0), batch_size, steps, seed)
     unet.train()
     bar = progress(steps, "unet (learned variance)" if learned else "unet")
+    if not progress_bar:
+        bar = range(steps)
     for step in bar:
         idx = next(batches)
         x = x0[idx]
@@ -53,11 +58,28 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
             loss = loss + vlb_term(scheduler, x, xt, t, eps, out[:, x.shape[1]:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        ema.step(unet.parameters())
+        if ema is not None:
+            ema.step(params)
         if log_every and step % log_every == 0:
-            bar.write(f"step {step} loss {loss.item():.4f}")
-    ema.copy_to(unet.parameters())
+            print(f"step {step} loss {loss.item():.4f}")
+    if ema is not None:
+        ema.copy_to(params)
     return unet.eval()
+
+
+def trainable_parameters(unet: UNet2DConditionModel, which: str) -> list[torch.nn.Parameter]:
+    """Parameters to train, with ``requires_grad`` set accordingly on the whole UNet."""
+    if which not in ("all", "cross-attention"):
+        raise ValueError(f"trainable must be 'all' or 'cross-attention', got {which!r}")
+    chosen = []
+    for name, p in unet.named_parameters():
+        use = which == "all" or ("attn2.to_k" in name or "attn2.to_v" in name)
+        p.requires_grad_(use)
+        if use:
+            chosen.append(p)
+    if not chosen:
+        raise ValueError("the UNet has no cross-attention layers to train")
+    return chosen
