@@ -14,9 +14,11 @@ $(VENV)/.installed: pyproject.toml tools/install.sh
 install: $(VENV)/.installed
 
 ## demo: build the environment, then write every available report on the toy world into reports/
+STUDIES := toy-world prompt-failures distorted-latents unrelated-latents adversarial-tokens seed-shifts implosion
+
 demo: $(VENV)/.installed
-	$(VENV)/bin/sagekit run toy-world --out reports
-	$(VENV)/bin/sagekit run seed-shifts --out reports
+	set -e; for s in $(STUDIES); do $(VENV)/bin/sagekit run $$s --out reports; done
+	@echo "open reports/index.html"
 
 ## test: build the environment, then run the fast test suite (every notebook on the toy world)
 test: $(VENV)/.installed

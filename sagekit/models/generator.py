@@ -82,9 +82,10 @@ class Generator:
         return self.latent_shape[1] * factor
 
     def to(self, device=None, dtype=None) -> "Generator":
+        kwargs = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
         for module in (self.unet, self.text_encoder, self.vae):
-            if module is not None:
-                module.to(device=device, dtype=dtype)
+            if module is not None and kwargs:
+                module.to(**kwargs)
         self._prompt_cache.clear()
         return self
 

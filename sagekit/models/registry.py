@@ -27,7 +27,7 @@ TOY_GENERATORS = {"toy": "toy", "toy-pixel": "toy-pixel"}
 TOY_JUDGES = ("toy-resnet", "toy-mobilenet", "toy-edge", "toy-clip", "toy-ensemble")
 TOY_CLIPS = ("toy-clip",)
 # Sampling defaults per toy model (steps, guidance), measured to be good in `sagekit toy eval`.
-TOY_SAMPLING = {"toy": (25, 3.0), "toy-pixel": (50, 3.0)}
+TOY_SAMPLING = {"toy": (25, 5.0), "toy-pixel": (50, 7.0)}
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -98,13 +98,19 @@ def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.d
     _no_torch_pickles(path)
     from diffusers.utils import logging as diffusers_logging
 
+    from transformers.utils import logging as transformers_logging
+
     level = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()  # e.g. IF's "expected T5" for the toy's CLIP text encoder
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     try:
         pipe = DiffusionPipeline.from_pretrained(path, dtype=dtype, use_safetensors=True,
                                                  local_files_only=True, safety_checker=None)
     finally:
         diffusers_logging.set_verbosity(level)
+        diffusers_logging.enable_progress_bar()
+        transformers_logging.enable_progress_bar()
     gen = Generator(name, unet=pipe.unet, scheduler=pipe.scheduler, text_encoder=pipe.text_encoder,
                     tokenizer=pipe.tokenizer, vae=getattr(pipe, "vae", None),
                     default_steps=steps, default_guidance=guidance)
