@@ -84,7 +84,7 @@ def _cmd_list() -> int:
 
     print("studies:")
     for s in STUDIES.values():
-        print(f"  {s.id:<20} {s.notebook:<28} {s.question}")
+        print(f"  {s.id:<20} {s.notebook:<28} {'' if s.ready else '(in progress) '}{s.question}")
     print("generators: " + ", ".join(known_generators()) + ", <local diffusers folder>, <hub id in the local cache>")
     print("judges:     " + ", ".join(known_judges()))
     return 0

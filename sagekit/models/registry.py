@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -28,6 +29,24 @@ TOY_JUDGES = ("toy-resnet", "toy-mobilenet", "toy-edge", "toy-clip", "toy-ensemb
 TOY_CLIPS = ("toy-clip",)
 # Sampling defaults per toy model (steps, guidance), measured to be good in `sagekit toy eval`.
 TOY_SAMPLING = {"toy": (25, 5.0), "toy-pixel": (50, 7.0)}
+
+
+@contextmanager
+def _quiet_loading():
+    """No progress bars or type warnings while loading: reports and CLIs stay readable."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # e.g. IF's "expected T5" for the toy's CLIP text encoder
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(level)
+        diffusers_logging.enable_progress_bar()
+        transformers_logging.enable_progress_bar()
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -96,21 +115,9 @@ def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.d
         raise UnknownModelError(f"unknown generator {name!r}; known: {', '.join(known_generators())}, "
                                 "a local diffusers folder, or a hub id 'org/name'")
     _no_torch_pickles(path)
-    from diffusers.utils import logging as diffusers_logging
-
-    from transformers.utils import logging as transformers_logging
-
-    level = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()  # e.g. IF's "expected T5" for the toy's CLIP text encoder
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    try:
+    with _quiet_loading():
         pipe = DiffusionPipeline.from_pretrained(path, dtype=dtype, use_safetensors=True,
                                                  local_files_only=True, safety_checker=None)
-    finally:
-        diffusers_logging.set_verbosity(level)
-        diffusers_logging.enable_progress_bar()
-        transformers_logging.enable_progress_bar()
     gen = Generator(name, unet=pipe.unet, scheduler=pipe.scheduler, text_encoder=pipe.text_encoder,
                     tokenizer=pipe.tokenizer, vae=getattr(pipe, "vae", None),
                     default_steps=steps, default_guidance=guidance)
@@ -207,7 +214,8 @@ def _load_hf_classifier(repo: str, download: bool) -> Judge:
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     path = _hub_path(repo, "image classifier", download)
-    model = AutoModelForImageClassification.from_pretrained(path, use_safetensors=True, local_files_only=True)
+    with _quiet_loading():
+        model = AutoModelForImageClassification.from_pretrained(path, use_safetensors=True, local_files_only=True)
     proc = AutoImageProcessor.from_pretrained(path, local_files_only=True)
     size = proc.size.get("shortest_edge") or proc.size.get("height")
     return HFJudge(f"hf:{repo}", model, (size, size), proc.image_mean, proc.image_std)
@@ -233,7 +241,8 @@ def _load_hf_clip(path: Path, name: str) -> ClipEmbedder:
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
     _no_torch_pickles(path)
-    model = CLIPModel.from_pretrained(path, use_safetensors=True, local_files_only=True)
+    with _quiet_loading():
+        model = CLIPModel.from_pretrained(path, use_safetensors=True, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     try:
         proc = CLIPImageProcessor.from_pretrained(path, local_files_only=True)
@@ -286,6 +295,7 @@ def load_caption_lm(name: str = "toy", device: str | torch.device = "cpu", downl
 
     path = _toy_path("caption-lm") if name == "toy" else _hub_path(name, "language model", download)
     _no_torch_pickles(path)
-    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, local_files_only=True)
+    with _quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     return model.to(device).eval().requires_grad_(False), tok
