@@ -6,6 +6,7 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 
 RIGHT, WRONG = (0.1, 0.7, 0.2), (0.85, 0.1, 0.1)
@@ -83,7 +84,8 @@ def metric_vs_level(summary, metric: str = "top1", title: str | None = None):
     colours = plt.cm.tab10.colors
     for ax, shift in zip(axes[0], shifts):
         for i, ((model, g), sub) in enumerate(series):
-            part = sub[sub["shift"] == shift].sort_values("level_value")
+            # the unshifted point sits at level 0 (n=0 for the sort shift) of every line
+            part = pd.concat([sub[sub["shift"] == "none"], sub[sub["shift"] == shift]]).sort_values("level_value")
             label = f"{model}, {'guidance ' + format(g, 'g') if g > 1 else 'no guidance'}"
             ax.errorbar(part["level_value"], part[metric],
                         yerr=[part[metric] - part[f"{metric}_lo"], part[f"{metric}_hi"] - part[metric]],
