@@ -220,16 +220,20 @@ def _cell(value: Any) -> str:
 def write_index(out_dir: str | Path) -> Path:
     """``out_dir/index.html``: one row per report, newest first. Every string is escaped."""
     out = Path(out_dir)
-    rows = []
-    for path in sorted(out.glob("*.json"), reverse=True):
+    summaries = []
+    for path in out.glob("*.json"):
         try:
             s = json.loads(path.read_text())
         except json.JSONDecodeError:
             continue
-        if "study" not in s or "html" not in s:
-            continue
+        if isinstance(s, dict) and "study" in s and "html" in s:
+            summaries.append(s)
+    rows = []
+    for s in sorted(summaries, key=lambda s: str(s.get("started", "")), reverse=True):  # newest first
         f = s.get("findings", {})
         models = f.get("models") or s["parameters"].get("models") or s["parameters"].get("model") or ""
+        if isinstance(models, list):
+            models = ", ".join(map(str, models))
         headline = f.get("headline", {})
         rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in (
             _cell(s["study"]), _cell(models),

@@ -8,7 +8,7 @@ import torch
 from sagekit.models.clip import ClipEmbedder, ClipScorer
 from sagekit.models.judges import ClipZeroShotJudge, EdgeJudge, Ensemble, Judge, TimmJudge
 
-LABELS = ("cat", "dog", "car")
+from fixed_judge import LABELS, FixedJudge
 
 
 def timm_judge(arch="test_resnet", seed=0, labels=LABELS):
@@ -17,15 +17,6 @@ def timm_judge(arch="test_resnet", seed=0, labels=LABELS):
     return TimmJudge(arch, model, labels)
 
 
-class FixedJudge(Judge):
-    """Returns given probabilities, to test ensemble rules exactly."""
-
-    def __init__(self, name, probs):
-        super().__init__(name, LABELS)
-        self.register_buffer("p", torch.tensor(probs))
-
-    def logits(self, images):
-        return self.p.log()
 
 
 @pytest.mark.parametrize("arch", ["test_resnet", "mobilenetv3_small_050", "test_vit"])
