@@ -5,6 +5,7 @@
     sagekit toy train [--seed N] [--out DIR]
     sagekit toy eval [--json] [--per-label N]
     sagekit bench sweep [--json] [--device D]
+    sagekit ad FOLDER [--clip NAME] [--json]   Alignment Difficulty of image/caption pairs
 
 Bad input (unknown study, parameter, wrong type) prints a message and exits with 2,
 writing nothing.
@@ -50,6 +51,13 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--per-label", type=int, default=6, help="generated images per label (36 labels)")
     ev.add_argument("--n-judge", type=int, default=1000, help="held-out images for judge accuracy")
+    ad = sub.add_parser("ad", help="Alignment Difficulty of a folder of image + caption (.txt) pairs")
+    ad.add_argument("folder")
+    ad.add_argument("--clip", default="open_clip:ViT-H-14:laion2b_s32b_b79k",
+                    help="CLIP model (default: open_clip ViT-H-14, as in the implosion paper)")
+    ad.add_argument("--device", default="cpu")
+    ad.add_argument("--json", action="store_true")
+
     bench = sub.add_parser("bench", help="performance measurements")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
     bs = bench_sub.add_parser("sweep", help="images/s: stock pipeline vs sagekit sweep vs UNet ceiling")
@@ -75,6 +83,20 @@ def _cmd_bench(args) -> int:
     else:
         for k, v in res.items():
             print(f"{k:<18} {v}")
+    return 0
+
+
+def _cmd_ad(args) -> int:
+    from .models.registry import ModelNotFoundError, UnknownModelError
+    from .studies.alignment import folder_ad
+
+    try:
+        res = folder_ad(args.folder, args.clip, args.device)
+    except (FileNotFoundError, ValueError, UnknownModelError, ModelNotFoundError) as e:
+        print(f"sagekit: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(res) if args.json else "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                      for k, v in res.items()))
     return 0
 
 
@@ -137,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_run(args)
     if args.command == "bench":
         return _cmd_bench(args)
+    if args.command == "ad":
+        return _cmd_ad(args)
     return _cmd_toy(args)
 
 

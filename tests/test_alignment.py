@@ -39,3 +39,42 @@ def test_ad_checks_its_input():
         alignment_difficulty(torch.zeros(3, 4), torch.zeros(4, 4))
     with pytest.raises(ValueError):
         alignment_difficulty(torch.ones(3, 4), torch.ones(3, 4), alpha=2)
+
+
+def _write_pairs(folder, n, poisoned=0):
+    """n procedural images with their own captions; the last `poisoned` get another label's caption."""
+    from PIL import Image
+
+    from sagekit.toy.shapes import LABELS, make_dataset
+
+    data = make_dataset(n, seed=3)
+    for i in range(n):
+        Image.fromarray(data.images[i].permute(1, 2, 0).numpy()).save(folder / f"{i:03d}.png")
+        label = int(data.labels[i]) if i < n - poisoned else (int(data.labels[i]) + 7) % len(LABELS)
+        (folder / f"{i:03d}.txt").write_text(f"a photo of a {LABELS[label]}")
+    (folder / "no-caption.png").write_bytes((folder / "000.png").read_bytes())
+
+
+def test_folder_ad_rises_with_mismatched_captions(tmp_path):
+    from sagekit.studies.alignment import folder_ad, read_pairs
+
+    clean, dirty = tmp_path / "clean", tmp_path / "dirty"
+    clean.mkdir(), dirty.mkdir()
+    _write_pairs(clean, 40)
+    _write_pairs(dirty, 40, poisoned=20)
+    assert len(read_pairs(clean)) == 40  # the image without a caption is skipped
+    a, b = folder_ad(clean, "toy-clip"), folder_ad(dirty, "toy-clip")
+    assert b["d_fea"] > a["d_fea"] and b["ad"] > a["ad"]
+
+
+def test_folder_ad_errors_are_clear(tmp_path):
+    from sagekit.models import ModelNotFoundError
+    from sagekit.studies.alignment import folder_ad
+
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        folder_ad(tmp_path / "nope")
+    with pytest.raises(ValueError, match="at least 2"):
+        folder_ad(tmp_path)
+    _write_pairs(tmp_path, 3)
+    with pytest.raises(ModelNotFoundError, match="hf download"):
+        folder_ad(tmp_path)  # the default open_clip ViT-H-14 is not on this machine

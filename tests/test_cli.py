@@ -32,6 +32,7 @@ def test_list_names_studies_and_models(capsys):
     (["run", "toy-world", "-p", "per_label=1.5"], "takes int"),
     (["run", "toy-world", "-p", "per_label"], "key=value"),
     (["toy", "eval", "--per-label", "0"], "must be positive"),
+    (["ad", "/no/such/folder"], "not a folder"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "out"

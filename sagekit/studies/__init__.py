@@ -40,7 +40,7 @@ STUDIES = {s.id: s for s in sorted([
     Study("adversarial-tokens", "04_adversarial_tokens.ipynb",
           "Can one appended token embedding make the model draw a chosen object, for any prompt?"),
     Study("implosion", "06_implosion.ipynb",
-          "How does poisoning k concepts raise Alignment Difficulty and break unpoisoned concepts?"),
+          "How does poisoning k concepts raise Alignment Difficulty and break unpoisoned concepts?", ready=True),
 ], key=lambda s: s.notebook)}
 
 

@@ -34,3 +34,49 @@ def alignment_difficulty(image_emb: torch.Tensor, text_emb: torch.Tensor, alpha:
     d_stru = (img @ img.T - txt @ txt.T).abs().sum() / n**2
     ad = alpha * d_fea + (1 - alpha) * d_stru
     return {"ad": float(ad), "d_fea": float(d_fea), "d_stru": float(d_stru), "n": n}
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def read_pairs(folder) -> list[tuple["Path", str]]:
+    """(image, caption) pairs of a folder: every image file with a ``.txt`` of the same
+    stem beside it holding its caption. Images without a caption are skipped."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder of image/caption pairs")
+    pairs = []
+    for img in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        txt = img.with_suffix(".txt")
+        if txt.is_file():
+            pairs.append((img, txt.read_text().strip()))
+    if len(pairs) < 2:
+        raise ValueError(f"{folder} holds {len(pairs)} image/caption pairs; AD needs at least 2 "
+                         "(name.png + name.txt with its caption)")
+    return pairs
+
+
+@torch.no_grad()
+def folder_ad(folder, clip: str = "open_clip:ViT-H-14:laion2b_s32b_b79k", device: str = "cpu",
+              batch_size: int = 64, alpha: float = 0.8) -> dict[str, float]:
+    """AD of a folder of (image, caption) pairs under a CLIP model (``sagekit.models``
+    name; an open_clip model whose weights are not on this machine fails at once with
+    how to get them)."""
+    import numpy as np
+    from PIL import Image
+
+    from ..models.registry import load_clip_embedder
+
+    pairs = read_pairs(folder)
+    embedder = load_clip_embedder(clip, device)
+    img, txt = [], []
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i:i + batch_size]
+        size = embedder.size
+        ims = [np.asarray(Image.open(p).convert("RGB").resize(size[::-1], Image.BICUBIC)) for p, _ in chunk]
+        x = torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).float().div(255).to(embedder.device)
+        img.append(embedder.embed_images(x).cpu())
+        txt.append(embedder.embed_text([c for _, c in chunk]).cpu())
+    return alignment_difficulty(torch.cat(img), torch.cat(txt), alpha=alpha)
