@@ -6,7 +6,7 @@ import timm
 import torch
 
 from sagekit.models.clip import ClipEmbedder, ClipScorer
-from sagekit.models.judges import ClipZeroShotJudge, EdgeJudge, Ensemble, Judge, TimmJudge
+from sagekit.models.judges import ClipZeroShotJudge, EdgeJudge, Ensemble, TimmJudge
 
 from fixed_judge import LABELS, FixedJudge
 

@@ -6,7 +6,7 @@ import timm
 import torch
 
 from sagekit.models import load_generator
-from sagekit.models.judges import EdgeJudge, Ensemble, Judge, TimmJudge
+from sagekit.models.judges import EdgeJudge, Ensemble, TimmJudge
 from sagekit.studies.latent_search import LatentSearchConfig, cost_per_iteration, search_latents
 from sagekit.studies.sage import (RobustGoal, TargetGoal, UnrelatedGoal, certify, chi2_bounds, project_norm,
                                   signed_step)

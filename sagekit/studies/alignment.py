@@ -13,6 +13,8 @@ Both D terms lie in [0, 1] (D_stru in [0, 2 (n-1)/n] in principle, well below 1 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -39,11 +41,9 @@ def alignment_difficulty(image_emb: torch.Tensor, text_emb: torch.Tensor, alpha:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
-def read_pairs(folder) -> list[tuple["Path", str]]:
+def read_pairs(folder) -> list[tuple[Path, str]]:
     """(image, caption) pairs of a folder: every image file with a ``.txt`` of the same
     stem beside it holding its caption. Images without a caption are skipped."""
-    from pathlib import Path
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder of image/caption pairs")

@@ -96,7 +96,6 @@ def finetune(gen: Generator, data: PoisonedSet, steps: int = 100, lr: float = 5e
                           for i in range(0, len(data.captions), 500)])
         uncond = gen.uncond_embedding().float().cpu()
     sched = DDPMScheduler.from_config(gen.scheduler.config)
-    tuned.unet = tuned.unet.float().cpu() if gen.device.type == "cpu" else tuned.unet
     train_unet(tuned.unet, sched, x.to(tuned.unet.device), text.to(tuned.unet.device), uncond.to(tuned.unet.device),
                seed, steps, batch_size, lr, ema_decay=0, trainable=trainable, progress_bar=progress)
     tuned.unet.requires_grad_(False).eval()

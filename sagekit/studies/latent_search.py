@@ -78,7 +78,6 @@ def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets
     delta = torch.zeros_like(z0)
     emb = gen.encode_prompts(prompts)
     found_at = torch.full((len(seeds),), -1)
-    p_target = torch.full((len(seeds),), float("nan"))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times: list[float] = []
@@ -100,9 +99,6 @@ def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets
             images_before = images.detach().cpu()
         hit = goal.found(images.detach(), target) & (found_at < 0)
         found_at[hit] = it
-        with torch.no_grad():
-            probs = goal.ensemble(images.detach())
-            p_target = probs.gather(-1, target.to(probs.device).view(-1, 1))[:, 0].cpu()
         active = found_at < 0
         if last or not active.any():
             break

@@ -140,10 +140,9 @@ def search_prompt(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, label: str
     x_id, y_id = add_tokens(gen, [X_TOKEN, Y_TOKEN])
     target = torch.tensor([goal.ensemble.label_index(label)])
     prompt = template.format(label=label)
-    base_rate, _ = failure_rate(gen, goal, prompt, int(target), list(range(10_000 + seed, 10_000 + seed + cfg.eval_seeds)), cfg)
-    dim = gen.text_encoder.get_input_embeddings().weight.shape[1]
-    words, rate, images = [], base_rate, None
     eval_seeds = list(range(10_000 + seed, 10_000 + seed + cfg.eval_seeds))
+    base_rate, _ = failure_rate(gen, goal, prompt, int(target), eval_seeds, cfg)
+    words, rate, images = [], base_rate, None
     for w in range(cfg.max_words):
         cands = lm_candidates(lm, lm_tokenizer, prompt, cfg.top_k)
         if not cands:
