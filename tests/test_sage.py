@@ -7,9 +7,10 @@ import torch
 
 from sagekit.models import load_generator
 from sagekit.models.judges import EdgeJudge, Ensemble, TimmJudge
-from sagekit.studies.latent_search import LatentSearchConfig, cost_per_iteration, search_latents
+from sagekit.studies.latent_search import (LatentSearchConfig, cost_per_iteration, residual_speedup_bound,
+                                          search_latents)
 from sagekit.studies.sage import (RobustGoal, TargetGoal, UnrelatedGoal, certify, chi2_bounds, project_norm,
-                                  signed_step)
+                                  project_normal, signed_step)
 
 from fixed_judge import LABELS, FixedJudge
 
@@ -45,11 +46,16 @@ def test_certificates():
 def test_projection_and_signed_step():
     lo, hi = chi2_bounds(1024)
     assert lo < 1024 < hi
-    z = torch.randn(3, 4, 16, 16) * torch.tensor([0.5, 1.0, 2.0]).view(3, 1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(3, 4, 16, 16, generator=g) * torch.tensor([0.5, 1.0, 2.0]).view(3, 1, 1, 1)
+    inside = (z.flatten(1).pow(2).sum(1) >= lo) & (z.flatten(1).pow(2).sum(1) <= hi)
+    assert inside.tolist() == [False, True, False]
     p = project_norm(z, lo, hi)
     sq = p.flatten(1).pow(2).sum(1)
-    assert ((sq >= lo - 1e-3) & (sq <= hi + 1e-3)).all()
-    assert torch.allclose(p[1], z[1]) or lo <= z[1].pow(2).sum() <= hi
+    # too short -> lifted to lo, typical -> untouched, too long -> shrunk to hi; direction kept
+    assert torch.allclose(sq, torch.tensor([lo, z[1].pow(2).sum().item(), hi]), rtol=1e-4)
+    assert torch.allclose(p[1], z[1])
+    assert torch.allclose(torch.nn.functional.cosine_similarity(p.flatten(1), z.flatten(1)), torch.ones(3))
     x = torch.zeros(2, 3)
     grad = torch.tensor([[1.0, -2.0, 0.0], [5.0, 5.0, 5.0]])
     out = signed_step(x, grad, 0.5, 0.3, active=torch.tensor([True, False]))
@@ -81,6 +87,31 @@ def test_latent_search_runs_and_reports(tiny, mode):
     assert all(m or f for m, f in zip(moved.tolist(), (t["iterations"] == 0).tolist()))
     cost = cost_per_iteration(gen, RobustGoal(ens), "a cat", 0, 1, cfg, iterations=1)
     assert cost["seconds"] > 0 and cost["peak_memory_mb"] > 0
+
+
+def test_normality_projection_moves_only_failing_samples_and_keeps_order():
+    g = torch.Generator().manual_seed(1)
+    normal = torch.randn(4, 16, 16, generator=g)
+    uniform = (torch.rand(4, 16, 16, generator=g) * 2 - 1) * 3 ** 0.5  # unit variance, not normal
+    z = torch.stack([normal, uniform])
+    assert certify(z[0]).normal_ok and not certify(z[1]).normal_ok
+    p = project_normal(z, alpha=0.02)
+    assert torch.equal(p[0], z[0])
+    assert certify(p[1], alpha=0.02).normal_ok
+    # the rank order of the values is kept, and the move is a partial one
+    assert torch.equal(p[1].flatten().argsort(), z[1].flatten().argsort())
+    assert 0 < (p[1] - z[1]).abs().max() < 1
+
+
+def test_residual_speedup_bound():
+    # 25 steps, 2 with gradient: 100 forward-pass units against 29
+    assert residual_speedup_bound(25, 2) == pytest.approx(100 / 29)
+    # a residual pass through every step is exact's cost without checkpointing (4N vs 3N)
+    assert residual_speedup_bound(10, 10) == pytest.approx(4 / 3)
+    # below 4 whatever k is: 5x needs more than the residual gradient
+    assert all(residual_speedup_bound(n, k) < 4 for n in (10, 25, 50, 1000) for k in range(1, min(n, 8) + 1))
+    with pytest.raises(ValueError):
+        residual_speedup_bound(5, 0)
 
 
 def test_bad_search_parameters_are_refused():

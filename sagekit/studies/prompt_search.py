@@ -107,18 +107,24 @@ def perplexity(lm, tokenizer, prompt: str) -> float:
     return float(math.exp(lm(x, labels=x).loss.item()))
 
 
-def _optimise_tokens(gen: Generator, goal, base_ids: torch.Tensor, tokens: dict[int, torch.Tensor],
-                     target: torch.Tensor, seeds: list[int], cfg, progress: bool = False) -> dict[int, torch.Tensor]:
-    """Signed-gradient descent of ``goal.loss`` over the continuous token embeddings."""
+def _optimise_tokens(gen: Generator, goal, ids: torch.Tensor, tokens: dict[int, torch.Tensor], target: torch.Tensor,
+                     seeds: list[int], cfg, progress: bool = False) -> dict[int, torch.Tensor]:
+    """Signed-gradient descent of ``goal.loss`` over continuous token embeddings.
+
+    ``ids`` ``(P, L)``: P prompts that contain the tokens; ``tokens`` maps a token id to
+    per-prompt embeddings ``(P, E)``; ``target`` ``(P,)``. Every prompt is rendered with
+    every seed (one batch of P * len(seeds) images); the optimised embeddings ``(P, E)``."""
     steps = cfg.steps or gen.default_steps
     guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
-    z = gen.initial_noise(seeds).to(gen.device)
-    ids = base_ids.expand(len(seeds), -1)
+    n_seeds = len(seeds)
+    z = gen.initial_noise(seeds).to(gen.device).repeat(len(ids), 1, 1, 1)  # prompt-major rows
+    rows = ids.repeat_interleave(n_seeds, 0)
+    target = target.repeat_interleave(n_seeds)
     params = {t: e.clone().requires_grad_(True) for t, e in tokens.items()}
     for _ in tqdm(range(cfg.iterations), disable=not progress, leave=False, desc="token embeddings"):
-        emb = gen.embed_token_ids(ids, params)
+        emb = gen.embed_token_ids(rows, {t: p.repeat_interleave(n_seeds, 0) for t, p in params.items()})
         lat = gen.denoise_differentiable(z, emb, mode=cfg.mode, k=min(cfg.k, steps), guidance=guidance, steps=steps)
-        loss = goal.loss(gen.decode(lat), target.expand(len(seeds))).sum()
+        loss = goal.loss(gen.decode(lat), target).sum()
         grads = torch.autograd.grad(loss, list(params.values()))
         with torch.no_grad():
             params = {t: signed_step(p, g, cfg.lr, cfg.bound).requires_grad_(True)
@@ -127,38 +133,56 @@ def _optimise_tokens(gen: Generator, goal, base_ids: torch.Tensor, tokens: dict[
 
 
 @torch.no_grad()
-def failure_rate(gen: Generator, goal: RobustGoal, prompt: str, target: int, seeds: list[int], cfg) -> tuple[float, torch.Tensor]:
-    """Fraction of ``seeds`` whose image of ``prompt`` meets the goal, and the images."""
-    images = gen.generate([prompt] * len(seeds), seeds, cfg.guidance, cfg.steps)
-    return float(goal.found(images.to(gen.device), torch.full((len(seeds),), target)).float().mean()), images
+def failure_rates(gen: Generator, goal: RobustGoal, prompts: list[str], targets: list[int], seeds: list[int],
+                  cfg) -> tuple[list[float], torch.Tensor]:
+    """Per prompt, the fraction of ``seeds`` whose image meets the goal; images
+    ``(P, len(seeds), 3, H, W)`` in [0, 1] on the CPU."""
+    m = len(seeds)
+    images = gen.generate([p for p in prompts for _ in seeds], list(seeds) * len(prompts), cfg.guidance, cfg.steps)
+    hit = goal.found(images.to(gen.device), torch.tensor(targets).repeat_interleave(m))
+    return hit.float().view(len(prompts), m).mean(1).tolist(), images.view(len(prompts), m, *images.shape[1:])
 
 
-def search_prompt(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, label: str, cfg: PromptSearchConfig,
-                  seed: int = 0, template: str = "A photo of a {label}", progress: bool = False) -> dict:
-    """SAGE's word-by-word search for one label. Returns the final prompt, its words,
-    failure rate over fresh seeds, LM perplexity and the evaluation images."""
+def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str], cfg: PromptSearchConfig,
+                   seed: int = 0, template: str = "A photo of a {label}", progress: bool = True) -> list[dict]:
+    """SAGE's word-by-word search, for all ``labels`` at once (one batch per word).
+
+    Per label: the final prompt, the appended words, the failure rate of the starting and
+    the final prompt over ``cfg.eval_seeds`` fresh seeds, ``failure`` (rate >= the bar
+    with at least one word appended: a starting prompt that already fails is the model's
+    own failure, not a found one), LM perplexity, and the evaluation images."""
     x_id, y_id = add_tokens(gen, [X_TOKEN, Y_TOKEN])
-    target = torch.tensor([goal.ensemble.label_index(label)])
-    prompt = template.format(label=label)
+    targets = [goal.ensemble.label_index(l) for l in labels]
     eval_seeds = list(range(10_000 + seed, 10_000 + seed + cfg.eval_seeds))
-    base_rate, _ = failure_rate(gen, goal, prompt, int(target), eval_seeds, cfg)
-    words, rate, images = [], base_rate, None
-    for w in range(cfg.max_words):
-        cands = lm_candidates(lm, lm_tokenizer, prompt, cfg.top_k)
-        if not cands:
+    prompts = [template.format(label=l) for l in labels]
+    rates, images = failure_rates(gen, goal, prompts, targets, eval_seeds, cfg)
+    out = [{"label": l, "prompt": p, "words": [], "base_failure_rate": r, "failure_rate": r, "images": im}
+           for l, p, r, im in zip(labels, prompts, rates, images)]
+    bar = tqdm(range(cfg.max_words), desc="prompt search (words)", disable=not progress, leave=False)
+    for w in bar:
+        active = [i for i, r in enumerate(out) if not (r["words"] and r["failure_rate"] >= cfg.fail_fraction)]
+        cands = {i: lm_candidates(lm, lm_tokenizer, out[i]["prompt"], cfg.top_k) for i in active}
+        active = [i for i in active if cands[i]]
+        if not active:
             break
-        ids = gen.tokenize([f"{prompt} {X_TOKEN} {Y_TOKEN}"])
-        init = word_embeddings(gen, cands).mean(0)  # start at the candidates' centre
-        found = _optimise_tokens(gen, goal, ids, {x_id: init.clone(), y_id: init.clone()}, target,
-                                 list(range(seed * 100 + w * 10, seed * 100 + w * 10 + cfg.train_seeds)), cfg, progress)
-        word = nearest_word(gen, found[x_id], cands)
-        prompt, words = f"{prompt} {word}", words + [word]
-        rate, images = failure_rate(gen, goal, prompt, int(target), eval_seeds, cfg)
-        if rate >= cfg.fail_fraction:
-            break
-    return {"label": label, "prompt": prompt, "words": " ".join(words), "base_failure_rate": base_rate,
-            "failure_rate": rate, "failure": rate >= cfg.fail_fraction,
-            "perplexity": perplexity(lm, lm_tokenizer, prompt), "images": images}
+        ids = gen.tokenize([f"{out[i]['prompt']} {X_TOKEN} {Y_TOKEN}" for i in active])
+        init = torch.stack([word_embeddings(gen, cands[i]).mean(0) for i in active])  # the candidates' centre
+        train_seeds = list(range(seed * 100 + w * 10, seed * 100 + w * 10 + cfg.train_seeds))
+        opt = _optimise_tokens(gen, goal, ids, {x_id: init, y_id: init.clone()},
+                               torch.tensor([targets[i] for i in active]), train_seeds, cfg, progress)
+        for j, i in enumerate(active):
+            word = nearest_word(gen, opt[x_id][j], cands[i])
+            out[i]["prompt"], out[i]["words"] = f"{out[i]['prompt']} {word}", out[i]["words"] + [word]
+        rates, images = failure_rates(gen, goal, [out[i]["prompt"] for i in active], [targets[i] for i in active],
+                                      eval_seeds, cfg)
+        for j, i in enumerate(active):
+            out[i]["failure_rate"], out[i]["images"] = rates[j], images[j]
+        bar.set_postfix(failing=sum(bool(r["words"]) and r["failure_rate"] >= cfg.fail_fraction for r in out))
+    for r in out:
+        r["failure"] = bool(r["words"]) and r["failure_rate"] >= cfg.fail_fraction
+        r["words"] = " ".join(r["words"])
+        r["perplexity"] = perplexity(lm, lm_tokenizer, r["prompt"])
+    return out
 
 
 # ---------------------------------------------------------------------------- adversarial token

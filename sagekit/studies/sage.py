@@ -128,6 +128,30 @@ def project_norm(z: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return z * (target / sq).sqrt().view(-1, *([1] * (z.dim() - 1)))
 
 
+def project_normal(z: torch.Tensor, alpha: float, blends=(0.25, 0.5, 0.75, 1.0)) -> torch.Tensor:
+    """Pull each sample of ``z`` ``(B, ...)`` whose values fail a KS test against N(0, 1)
+    at level ``alpha`` towards normality; samples that pass are returned unchanged.
+
+    The L2-nearest vector whose values are exactly the N(0, 1) quantiles is the one that
+    keeps z's rank order (rearrangement inequality): q_i = Phi^-1((rank_i + 0.5) / n).
+    A failing sample moves to (1 - b) z + b q for the smallest b in ``blends`` that passes,
+    so it changes no more than the constraint needs."""
+    out = z.clone()
+    flat = z.detach().flatten(1).double().cpu().numpy()
+    n = flat.shape[1]
+    for i, v in enumerate(flat):
+        if stats.kstest(v, "norm").pvalue >= alpha:
+            continue
+        q = np.empty(n)
+        q[v.argsort()] = stats.norm.ppf((np.arange(n) + 0.5) / n)
+        for b in blends:
+            w = (1 - b) * v + b * q
+            if b == blends[-1] or stats.kstest(w, "norm").pvalue >= alpha:
+                out[i] = torch.from_numpy(w).view(z.shape[1:]).to(z)
+                break
+    return out
+
+
 # ---------------------------------------------------------------------------- search
 def signed_step(x: torch.Tensor, grad: torch.Tensor, lr: float, bound: float,
                 active: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,135 @@
+"""Prompt search and the adversarial token on a tiny random Stable-Diffusion-architecture
+pipeline and a tiny random GPT-2 (the toy caption-LM architecture, untrained)."""
+
+import math
+
+import pytest
+import torch
+
+from sagekit.models import load_generator
+from sagekit.models.judges import Ensemble, Judge
+from sagekit.studies import prompt_search as ps
+from sagekit.studies.sage import RobustGoal, TargetGoal
+from sagekit.toy.architectures import caption_lm
+from sagekit.toy.text import build_tokenizer
+
+from fixed_judge import LABELS
+
+
+class ConstantJudge(Judge):
+    """Says the same for every image, yet stays on the autograd graph of the image (with
+    zero gradient), so the searches run through it."""
+
+    def __init__(self, name, probs):
+        super().__init__(name, LABELS)
+        self.register_buffer("p", torch.tensor(probs))
+
+    def logits(self, images):
+        return self.p.log().expand(len(images), -1) + 0 * images.mean((1, 2, 3)).unsqueeze(-1)
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_sd):
+    return load_generator(str(tiny_sd))
+
+
+@pytest.fixture(scope="module")
+def lm():
+    torch.manual_seed(0)
+    return caption_lm().eval(), build_tokenizer()
+
+
+def always_dog():
+    return Ensemble("dog", [ConstantJudge("a", [0.1, 0.8, 0.1]), ConstantJudge("b", [0.2, 0.7, 0.1])])
+
+
+def test_lm_candidates_are_the_most_likely_words(lm):
+    model, tok = lm
+    cands = ps.lm_candidates(model, tok, "a photo of a", 5)
+    assert len(cands) == len(set(cands)) == 5
+    ids = [tok.bos_token_id] + tok("a photo of a", add_special_tokens=False).input_ids
+    logits = model(torch.tensor([ids])).logits[0, -1]
+    chosen = tok.convert_tokens_to_ids(cands)
+    rest = [i for i in range(len(tok)) if i not in chosen and i not in tok.all_special_ids]
+    assert logits[chosen].min() >= logits[rest].max()
+    assert logits[chosen].tolist() == sorted(logits[chosen].tolist(), reverse=True)
+
+
+def test_perplexity_is_exp_of_mean_next_word_nll(lm):
+    model, tok = lm
+    ids = [tok.bos_token_id] + tok("a photo of a red circle", add_special_tokens=False).input_ids
+    logp = model(torch.tensor([ids])).logits[0, :-1].log_softmax(-1)
+    nll = -logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].mean()
+    assert ps.perplexity(model, tok, "a photo of a red circle") == pytest.approx(math.exp(nll.item()), rel=1e-5)
+
+
+def test_nearest_word_picks_the_closest_candidate(gen):
+    cands = ["cat", "dog", "car"]
+    table = ps.word_embeddings(gen, cands)
+    assert table.shape == (3, gen.text_encoder.config.hidden_size)
+    for j, word in enumerate(cands):
+        x = 0.7 * table[j] + 0.3 * table[(j + 1) % 3]
+        assert ps.nearest_word(gen, x, cands) == word
+
+
+def test_per_prompt_token_embeddings_stay_in_their_prompt(gen):
+    (x_id,) = ps.add_tokens(gen, [ps.X_TOKEN])
+    ids = gen.tokenize([f"a cat {ps.X_TOKEN}", f"a dog {ps.X_TOKEN}"])
+    emb = torch.randn(2, gen.text_encoder.config.hidden_size, requires_grad=True)
+    hidden = gen.embed_token_ids(ids, {x_id: emb})
+    (grad,) = torch.autograd.grad(hidden[0].sum(), emb)
+    assert grad[0].abs().sum() > 0 and torch.all(grad[1] == 0)
+
+
+@pytest.mark.parametrize("mode", ["exact", "residual"])
+def test_the_gradient_reaches_the_token_embeddings(gen, mode):
+    import timm
+
+    from sagekit.models.judges import EdgeJudge, TimmJudge
+
+    torch.manual_seed(0)
+    ens = Ensemble("r", [TimmJudge("r", timm.create_model("test_resnet", num_classes=3).eval(), LABELS),
+                         EdgeJudge("e", TimmJudge("r2", timm.create_model("test_resnet", num_classes=3).eval(), LABELS))])
+    x_id, y_id = ps.add_tokens(gen, [ps.X_TOKEN, ps.Y_TOKEN])
+    ids = gen.tokenize([f"a cat {ps.X_TOKEN} {ps.Y_TOKEN}", f"a car {ps.X_TOKEN} {ps.Y_TOKEN}"])
+    init = torch.zeros(2, gen.text_encoder.config.hidden_size)
+    cfg = ps.PromptSearchConfig(iterations=1, lr=0.05, mode=mode, k=1, steps=3, guidance=2.0)
+    out = ps._optimise_tokens(gen, RobustGoal(ens), ids, {x_id: init, y_id: init.clone()}, torch.tensor([0, 2]),
+                              [0, 1], cfg)
+    for token in (x_id, y_id):
+        moved = (out[token] - init).abs()
+        assert torch.isfinite(out[token]).all()
+        # a signed step: every coordinate with a non-zero gradient moves by exactly lr
+        assert (moved > 0).float().mean() > 0.5 and torch.allclose(moved[moved > 0], torch.tensor(0.05))
+
+
+def test_search_prompts_counts_a_failure_only_with_appended_words(gen, lm):
+    model, tok = lm
+    cfg = ps.PromptSearchConfig(iterations=1, max_words=2, top_k=3, train_seeds=1, eval_seeds=2, steps=2,
+                                guidance=2.0, k=1)
+    out = ps.search_prompts(gen, RobustGoal(always_dog()), model, tok, ["cat", "dog"], cfg, progress=False)
+    cat, dog = out
+    # "cat" is never seen, so the starting prompt already fails; one appended word makes it a found failure
+    assert cat["base_failure_rate"] == 1.0 and cat["failure"] and len(cat["words"].split()) == 1
+    assert cat["words"] in ps.lm_candidates(model, tok, "A photo of a cat", 3)
+    # "dog" is always seen: the search uses every word it may and finds nothing
+    assert dog["failure_rate"] == 0.0 and not dog["failure"] and len(dog["words"].split()) == 2
+    assert dog["prompt"] == "A photo of a dog " + dog["words"]
+    assert cat["images"].shape == (2, 3, 16, 16) and cat["perplexity"] > 1
+
+
+def test_adversarial_token_learning_and_evaluation(gen):
+    goal = TargetGoal(always_dog())
+    cfg = ps.TokenConfig(iterations=2, batch=2, k=1, steps=2, guidance=2.0)
+    emb = ps.learn_adversarial_token(gen, goal, "dog", ["a cat", "a car", "a cow"], cfg, progress=False)
+    assert emb.shape == (gen.text_encoder.config.hidden_size,) and torch.isfinite(emb).all()
+
+    def clip(images, prompts):
+        return images.mean((1, 2, 3)) * 100
+
+    ev = ps.evaluate_token(gen, goal, clip, "dog", ["a cat", "a car"], emb, [0, 1], guidance=2.0, steps=2)
+    assert len(ev) == 4 and ev["success"].all()  # every judge always sees "dog"
+    assert (ev["text_cosine"] < 1).all() and (ev["text_cosine"] > -1).all()
+    assert torch.allclose(torch.tensor(ev["clip_delta"].values), torch.tensor((ev["clip_adv"] - ev["clip_plain"]).values))
+    miss = ps.evaluate_token(gen, goal, clip, "cat", ["a car"], emb, [0], guidance=2.0, steps=2)
+    assert not miss["success"].any()
