@@ -18,10 +18,12 @@ def small(study, tmp_path):
         "seed-shifts": ["n_labels=4", "seeds_per_cell=1", "shifts={'constant': [-0.2, 0.2], 'sort': [64]}",
                         f"store_dir={str(tmp_path / 'store')!r}"],
         "prompt-failures": ["n_labels=2", "max_words=1", "top_k=3", "iterations=2", "eval_seeds=2", "train_seeds=1",
+                            "search_steps=3",
                             f"store_dir={str(tmp_path / 'store')!r}"],
         "distorted-latents": ["n_labels=2", "iterations=3", "compare_samples=1", "compare_iterations=1", "heldout=2"],
         "unrelated-latents": ["n_labels=2", "iterations=3", "compare_samples=1", "compare_iterations=1"],
-        "adversarial-tokens": ["n_train_labels=2", "n_heldout_labels=2", "iterations=2", "batch=2", "eval_seeds=1"],
+        "adversarial-tokens": ["n_train_labels=2", "n_heldout_labels=2", "iterations=2", "batch=2", "eval_seeds=1",
+                               "search_steps=3", "examples=2"],
         "implosion": ["ks=[0, 1]", "n_clean=200", "poison_per_concept=20", "finetune_steps=2", "eval_seeds=1"],
     }[study]
 
@@ -62,3 +64,16 @@ def test_study_report(study, tmp_path):
         assert {(r["model"], r["guidance"]) for r in rows} == {(m, g) for m in ("toy", "toy-pixel")
                                                                for g in (TOY_SAMPLING[m][1], 1.0)}
         assert all(set(r) == {"model", "guidance", "shift", "level", "top1", "top5", "clip"} for r in rows)
+    if study in ("distorted-latents", "unrelated-latents"):
+        f = saved["findings"]
+        assert 0 <= f["success_rate"] <= f["classes_with_failure"] <= 1
+        assert f["residual_speedup"] > 0 and f["residual_speedup_bound"] == pytest.approx(4 * 25 / (25 + 2 * 2))
+        assert {m["mode"] for m in f["modes"]} == {"exact", "residual"}
+        if study == "distorted-latents":
+            assert "prompt_independence" in f
+    if study == "prompt-failures":
+        assert 0 <= saved["findings"]["classes_with_failure"] <= 1
+        assert {p["label"] for p in saved["findings"]["prompts"]} == {"red circle", "magenta heart"}
+    if study == "adversarial-tokens":
+        f = saved["findings"]
+        assert 0 <= f["token_success"] <= 1 and -1 <= f["text_cosine"] <= 1 and "clip_delta" in f

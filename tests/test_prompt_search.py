@@ -133,3 +133,17 @@ def test_adversarial_token_learning_and_evaluation(gen):
     assert torch.allclose(torch.tensor(ev["clip_delta"].values), torch.tensor((ev["clip_adv"] - ev["clip_plain"]).values))
     miss = ps.evaluate_token(gen, goal, clip, "cat", ["a car"], emb, [0], guidance=2.0, steps=2)
     assert not miss["success"].any()
+
+
+def test_token_by_denoising_learns_from_accepted_target_images_only(gen):
+    cfg = ps.TokenConfig(objective="denoise", iterations=3, batch=2, examples=2, lr=0.01, steps=2, guidance=2.0)
+    x0 = ps.target_examples(gen, TargetGoal(always_dog()), "dog", 2, 0, cfg)
+    assert x0.shape == (2, 4, 8, 8)  # final latents of the tiny SD pipeline
+    emb = ps.learn_adversarial_token(gen, TargetGoal(always_dog()), "dog", ["a cat", "a car"], cfg, progress=False)
+    start = gen.text_encoder.get_input_embeddings().weight[: len(gen.tokenizer) - 1].mean(0)
+    assert torch.isfinite(emb).all() and not torch.allclose(emb, start)
+    # no image is ever judged a cat: there is nothing to learn from, and the error says so
+    with pytest.raises(RuntimeError, match="no image"):
+        ps.target_examples(gen, TargetGoal(always_dog()), "cat", 2, 0, cfg)
+    with pytest.raises(ValueError):
+        ps.TokenConfig(objective="clip")

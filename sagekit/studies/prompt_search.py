@@ -7,6 +7,11 @@ gradient, clamped); the candidate word nearest to [x] is appended, and the loop 
 for up to ``max_words`` words. A prompt is a failure when it fails on at least
 ``fail_fraction`` of ``eval_seeds`` fresh seeds.
 
+Gradients are exact by default, through a shorter sampler (``search_steps``) to keep
+them affordable: what a word changes (the object, its colour) is decided in the early
+sampling steps, which residual gradients (through the last k steps only) never reach.
+Failures are always tested with the full sampler (``steps``).
+
 Adversarial token: one new row of the embedding table (textual-inversion style),
 appended to many prompts, optimised so that the judges see a chosen target label.
 """
@@ -20,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from diffusers import DDPMScheduler
 from tqdm.auto import tqdm
 
 from ..models.generator import Generator
@@ -38,10 +44,11 @@ class PromptSearchConfig:
     train_seeds: int = 2        # seeds the embeddings are optimised on
     eval_seeds: int = 8         # M fresh seeds for the failure test
     fail_fraction: float = 0.8
-    mode: str = "residual"
+    mode: str = "exact"
     k: int = 2
     guidance: float | None = None
-    steps: int | None = None
+    steps: int | None = None        # sampling steps of the failure test (None: the model's default)
+    search_steps: int | None = None  # sampling steps while optimising (None: ``steps``)
 
     def __post_init__(self):
         if self.mode not in ("exact", "residual"):
@@ -114,7 +121,7 @@ def _optimise_tokens(gen: Generator, goal, ids: torch.Tensor, tokens: dict[int, 
     ``ids`` ``(P, L)``: P prompts that contain the tokens; ``tokens`` maps a token id to
     per-prompt embeddings ``(P, E)``; ``target`` ``(P,)``. Every prompt is rendered with
     every seed (one batch of P * len(seeds) images); the optimised embeddings ``(P, E)``."""
-    steps = cfg.steps or gen.default_steps
+    steps = cfg.search_steps or cfg.steps or gen.default_steps
     guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
     n_seeds = len(seeds)
     z = gen.initial_noise(seeds).to(gen.device).repeat(len(ids), 1, 1, 1)  # prompt-major rows
@@ -188,27 +195,84 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
 # ---------------------------------------------------------------------------- adversarial token
 @dataclass
 class TokenConfig:
+    """``objective``: ``"judges"`` (SAGE's robust loss through the sampler, signed steps)
+    or ``"denoise"`` (textual inversion's diffusion loss on images of the target that the
+    model drew itself, Adam with ``lr``)."""
+
+    objective: str = "judges"
     lr: float = 0.05
     iterations: int = 100
     bound: float = 2.5
     batch: int = 8               # prompts (one seed each) per iteration
-    mode: str = "residual"
+    examples: int = 16           # denoise: images of the target to learn from
+    mode: str = "exact"
     k: int = 2
     guidance: float | None = None
-    steps: int | None = None
+    steps: int | None = None        # sampling steps of the evaluation (None: the model's default)
+    search_steps: int | None = None  # sampling steps while learning (None: ``steps``)
 
     def __post_init__(self):
-        if self.mode not in ("exact", "residual") or self.lr <= 0 or self.iterations < 0 or self.batch < 1:
+        if (self.objective not in ("judges", "denoise") or self.mode not in ("exact", "residual") or self.lr <= 0
+                or self.iterations < 0 or self.batch < 1 or self.examples < 1):
             raise ValueError(f"invalid adversarial token parameters: {asdict(self)}")
+
+
+@torch.no_grad()
+def target_examples(gen: Generator, goal: TargetGoal, target_label: str, n: int, seed: int, cfg: TokenConfig,
+                    prompt: str = "a photo of a {label}") -> torch.Tensor:
+    """Up to ``n`` final latents ``(n, C, h, w)`` (scaled VAE latents, or pixels in [-1, 1])
+    of the model's own images of the target, kept only where every judge sees it: training
+    targets that need no data set, for real models too."""
+    target = goal.ensemble.label_index(target_label)
+    seeds = list(range(700_000 + seed * 1000, 700_000 + seed * 1000 + 2 * n))
+    z = gen.initial_noise(seeds).to(gen.device)
+    lat = gen.denoise(z, gen.encode_prompts([prompt.format(label=target_label)] * len(seeds)), cfg.guidance, cfg.steps)
+    ok = goal.found(gen.decode(lat), torch.full((len(seeds),), target))
+    if not ok.any():
+        raise RuntimeError(f"the model drew no image of {target_label!r} that every judge accepts")
+    return lat[ok.to(lat.device)][:n].float()
+
+
+def _learn_token_by_denoising(gen: Generator, goal: TargetGoal, target_label: str, train_prompts: list[str],
+                              cfg: TokenConfig, seed: int, progress: bool) -> torch.Tensor:
+    """Textual inversion with other objects' prompts: eps-prediction loss of the UNet on
+    noised target examples, conditioned on "{train prompt} <token>"."""
+    (adv_id,) = add_tokens(gen, [ADV_TOKEN])
+    x0 = target_examples(gen, goal, target_label, cfg.examples, seed, cfg)
+    sched = DDPMScheduler.from_config(gen.scheduler.config)
+    g = torch.Generator().manual_seed(seed)
+    table = gen.text_encoder.get_input_embeddings().weight.detach()
+    emb = table[: len(gen.tokenizer) - 1].mean(0).clone().requires_grad_(True)  # start at the mean word
+    opt = torch.optim.Adam([emb], lr=cfg.lr)
+    bar = tqdm(range(cfg.iterations), disable=not progress, leave=False, desc="adversarial token (denoise)")
+    for _ in bar:
+        pick = torch.randint(len(train_prompts), (cfg.batch,), generator=g).tolist()
+        x = x0[torch.randint(len(x0), (cfg.batch,), generator=g)]
+        noise = torch.randn(x.shape, generator=g).to(x)
+        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch,), generator=g).to(x.device)
+        xt = sched.add_noise(x, noise, t)
+        cond = gen.embed_token_ids(gen.tokenize([f"{train_prompts[i]} {ADV_TOKEN}" for i in pick]), {adv_id: emb})
+        out = gen.unet(xt.to(gen.unet.dtype), t, cond.to(gen.unet.dtype)).sample.float()[:, : x.shape[1]]
+        want = sched.get_velocity(x, noise, t) if sched.config.prediction_type == "v_prediction" else noise
+        loss = F.mse_loss(out, want)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            emb.clamp_(-cfg.bound, cfg.bound)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return emb.detach()
 
 
 def learn_adversarial_token(gen: Generator, goal: TargetGoal, target_label: str, train_prompts: list[str],
                             cfg: TokenConfig, seed: int = 0, progress: bool = True) -> torch.Tensor:
     """Learn the embedding row of a new token that, appended to a prompt, makes the judges
     see ``target_label``. Returns the embedding ``(E,)``; the token is ``ADV_TOKEN``."""
+    if cfg.objective == "denoise":
+        return _learn_token_by_denoising(gen, goal, target_label, train_prompts, cfg, seed, progress)
     (adv_id,) = add_tokens(gen, [ADV_TOKEN])
     rng = np.random.default_rng(seed)
-    steps = cfg.steps or gen.default_steps
+    steps = cfg.search_steps or cfg.steps or gen.default_steps
     guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
     target = torch.tensor([goal.ensemble.label_index(target_label)] * cfg.batch)
     table = gen.text_encoder.get_input_embeddings().weight.detach()
@@ -233,6 +297,7 @@ def learn_adversarial_token(gen: Generator, goal: TargetGoal, target_label: str,
 def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, prompts: list[str], emb: torch.Tensor,
                    seeds: list[int], guidance: float | None = None, steps: int | None = None) -> pd.DataFrame:
     """Per held-out prompt and seed: success (every judge sees the target) with the token,
+    the ensemble's prediction,
     the text-embedding cosine with vs without the token, and the CLIP score (against the
     prompt without the token) of the images with and without it."""
     (adv_id,) = add_tokens(gen, [ADV_TOKEN])
@@ -248,10 +313,12 @@ def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, pr
         img_plain = gen.decode(gen.denoise(z, e_plain, guidance, steps, seeds=seeds))
         img_adv = gen.decode(gen.denoise(z, e_adv, guidance, steps, seeds=seeds))
         hit = goal.found(img_adv, torch.full((len(seeds),), target))
+        pred = goal.ensemble(img_adv).argmax(-1).cpu()
         clip_plain = clip(img_plain, [prompt] * len(seeds)).cpu()
         clip_adv = clip(img_adv, [prompt] * len(seeds)).cpu()
         for i, s in enumerate(seeds):
-            rows.append({"prompt": prompt, "seed": s, "success": bool(hit[i]), "text_cosine": float(cos[i]),
+            rows.append({"prompt": prompt, "seed": s, "success": bool(hit[i]),
+                         "predicted": goal.ensemble.labels[int(pred[i])], "text_cosine": float(cos[i]),
                          "clip_plain": float(clip_plain[i]), "clip_adv": float(clip_adv[i]),
                          "clip_delta": float(clip_adv[i] - clip_plain[i])})
     return pd.DataFrame(rows)
