@@ -94,13 +94,14 @@ def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets
         last = it == cfg.iterations
         # Only the samples still searching are rendered: the batch shrinks as failures are found.
         idx = torch.nonzero(found_at < 0).flatten()
-        z = (z0[idx.to(device)] + delta[idx.to(device)]).requires_grad_(not last)
+        on = idx.to(device)
+        z = (z0[on] + delta[on]).requires_grad_(not last)
         with torch.set_grad_enabled(not last):
             if last:
-                lat = gen.denoise(z, emb[idx.to(emb.device)], guidance, steps)
+                lat = gen.denoise(z, emb[on], guidance, steps)
             else:
-                lat = gen.denoise_differentiable(z, emb[idx.to(emb.device)], mode=cfg.mode, k=min(cfg.k, steps),
-                                                 c=cfg.c, guidance=guidance, steps=steps)
+                lat = gen.denoise_differentiable(z, emb[on], mode=cfg.mode, k=min(cfg.k, steps), c=cfg.c,
+                                                 guidance=guidance, steps=steps)
             images = gen.decode(lat)
             loss = goal.loss(images, target[idx])
         if images_before is None:

@@ -217,6 +217,13 @@ class TokenConfig:
             raise ValueError(f"invalid adversarial token parameters: {asdict(self)}")
 
 
+def _mean_word(gen: Generator) -> torch.Tensor:
+    """The mean row ``(E,)`` of the embedding table without its last row (the token just
+    added): where a new token starts."""
+    table = gen.text_encoder.get_input_embeddings().weight.detach()
+    return table[: len(gen.tokenizer) - 1].mean(0).clone()
+
+
 @torch.no_grad()
 def target_examples(gen: Generator, goal: TargetGoal, target_label: str, n: int, seed: int, cfg: TokenConfig,
                     prompt: str = "a photo of a {label}") -> torch.Tensor:
@@ -241,8 +248,7 @@ def _learn_token_by_denoising(gen: Generator, goal: TargetGoal, target_label: st
     x0 = target_examples(gen, goal, target_label, cfg.examples, seed, cfg)
     sched = DDPMScheduler.from_config(gen.scheduler.config)
     g = torch.Generator().manual_seed(seed)
-    table = gen.text_encoder.get_input_embeddings().weight.detach()
-    emb = table[: len(gen.tokenizer) - 1].mean(0).clone().requires_grad_(True)  # start at the mean word
+    emb = _mean_word(gen).requires_grad_(True)
     opt = torch.optim.Adam([emb], lr=cfg.lr)
     bar = tqdm(range(cfg.iterations), disable=not progress, leave=False, desc="adversarial token (denoise)")
     for _ in bar:
@@ -275,8 +281,7 @@ def learn_adversarial_token(gen: Generator, goal: TargetGoal, target_label: str,
     steps = cfg.search_steps or cfg.steps or gen.default_steps
     guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
     target = torch.tensor([goal.ensemble.label_index(target_label)] * cfg.batch)
-    table = gen.text_encoder.get_input_embeddings().weight.detach()
-    emb = table[: len(gen.tokenizer) - 1].mean(0).clone()  # start at the mean word
+    emb = _mean_word(gen)
     bar = tqdm(range(cfg.iterations), disable=not progress, leave=False, desc="adversarial token")
     for it in bar:
         pick = rng.choice(len(train_prompts), size=cfg.batch, replace=len(train_prompts) < cfg.batch)
