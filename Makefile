@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml tools/install.sh
 install: $(VENV)/.installed
 
 ## demo: build the environment, then write the report of every ready study on the toy world into reports/
-STUDIES := toy-world distorted-latents unrelated-latents seed-shifts implosion
+STUDIES := toy-world prompt-failures distorted-latents unrelated-latents adversarial-tokens seed-shifts implosion
 
 demo: $(VENV)/.installed
 	set -e; for s in $(STUDIES); do $(VENV)/bin/sagekit run $$s --out reports; done

@@ -12,10 +12,11 @@ import torch
 RIGHT, WRONG = (0.1, 0.7, 0.2), (0.85, 0.1, 0.1)
 
 
-def grid_array(images: torch.Tensor, ncol: int, marks: Sequence[bool] | None = None, pad: int = 2,
+def grid_array(images: torch.Tensor, ncol: int, marks: Sequence[bool | None] | None = None, pad: int = 2,
                scale: int = 1) -> np.ndarray:
     """Tile ``(N, 3, H, W)`` images in [0, 1] into one ``(rows*(H+2p), ncol*(W+2p), 3)`` array.
-    ``marks[i]`` colours the border of image i green (True) or red (False); white otherwise."""
+    ``marks[i]`` colours the border of image i green (True) or red (False); white where
+    ``marks`` or ``marks[i]`` is None."""
     imgs = images.detach().float().clamp(0, 1).cpu()
     if scale > 1:
         imgs = imgs.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
@@ -25,14 +26,14 @@ def grid_array(images: torch.Tensor, ncol: int, marks: Sequence[bool] | None = N
     for i in range(n):
         r, c = divmod(i, ncol)
         y, x = r * (h + 2 * pad), c * (w + 2 * pad)
-        if marks is not None:
+        if marks is not None and marks[i] is not None:
             out[y:y + h + 2 * pad, x:x + w + 2 * pad] = RIGHT if marks[i] else WRONG
         out[y + pad:y + pad + h, x + pad:x + pad + w] = imgs[i].permute(1, 2, 0).numpy()
     return out
 
 
 def show_grid(images: torch.Tensor, ncol: int, row_labels: Sequence[str] | None = None,
-              col_labels: Sequence[str] | None = None, marks: Sequence[bool] | None = None,
+              col_labels: Sequence[str] | None = None, marks: Sequence[bool | None] | None = None,
               title: str | None = None, cell_inches: float = 0.55, scale: int = 2):
     """A matplotlib figure of an image grid; returns the figure."""
     n = images.shape[0]

@@ -18,11 +18,11 @@ def small(study, tmp_path):
         "seed-shifts": ["n_labels=4", "seeds_per_cell=1", "shifts={'constant': [-0.2, 0.2], 'sort': [64]}",
                         f"store_dir={str(tmp_path / 'store')!r}"],
         "prompt-failures": ["n_labels=2", "max_words=1", "top_k=3", "iterations=2", "eval_seeds=2", "train_seeds=1",
-                            "search_steps=3",
+                            "search_steps=3", "baseline_prompts=1",
                             f"store_dir={str(tmp_path / 'store')!r}"],
         "distorted-latents": ["n_labels=2", "iterations=3", "compare_samples=1", "compare_iterations=1", "heldout=2"],
         "unrelated-latents": ["n_labels=2", "iterations=3", "compare_samples=1", "compare_iterations=1"],
-        "adversarial-tokens": ["n_train_labels=2", "n_heldout_labels=2", "iterations=2", "batch=2", "eval_seeds=1",
+        "adversarial-tokens": ["targets=['red circle', 'cyan star']", "n_train_labels=2", "n_heldout_labels=2", "iterations=2", "batch=2", "eval_seeds=1",
                                "search_steps=3", "examples=2"],
         "implosion": ["ks=[0, 1]", "n_clean=200", "poison_per_concept=20", "finetune_steps=2", "eval_seeds=1"],
     }[study]
@@ -74,6 +74,10 @@ def test_study_report(study, tmp_path):
     if study == "prompt-failures":
         assert 0 <= saved["findings"]["classes_with_failure"] <= 1
         assert {p["label"] for p in saved["findings"]["prompts"]} == {"red circle", "magenta heart"}
+        assert 0 <= saved["findings"]["baseline_classes_with_failure"] <= 1
+        assert {p["label"] for p in saved["findings"]["baseline"]} == {"red circle", "magenta heart"}
     if study == "adversarial-tokens":
         f = saved["findings"]
         assert 0 <= f["token_success"] <= 1 and -1 <= f["text_cosine"] <= 1 and "clip_delta" in f
+        assert list(f["by_target"]) == ["red circle", "cyan star"] and f["best_target"] in f["by_target"]
+        assert f["token_success"] == pytest.approx(sum(t["success"] for t in f["by_target"].values()) / 2, abs=1e-3)

@@ -55,6 +55,38 @@ def test_lm_candidates_are_the_most_likely_words(lm):
     assert logits[chosen].tolist() == sorted(logits[chosen].tolist(), reverse=True)
 
 
+def test_likely_continuations_are_the_lms_own_most_probable(lm):
+    model, tok = lm
+
+    @torch.no_grad()
+    def prob(prompt, word):  # the LM's probability of the next word ("" = end of text)
+        ids = [tok.bos_token_id] + tok(prompt, add_special_tokens=False).input_ids
+        p = model(torch.tensor([ids])).logits[0, -1].softmax(-1)
+        return float(p[tok.eos_token_id if word == "" else tok.convert_tokens_to_ids(word)])
+
+    out = ps.likely_continuations(model, tok, "a photo of a", max_words=2, n=5, min_prob=0.0)
+    assert len(out) == 5 and [p for _, p in out] == sorted((p for _, p in out), reverse=True)
+    for words, p in out:
+        w = words.split()
+        expect = prob("a photo of a", w[0])
+        expect *= prob(f"a photo of a {w[0]}", w[1]) if len(w) == 2 else prob(f"a photo of a {w[0]}", "")
+        assert 1 <= len(w) <= 2 and p == pytest.approx(expect, rel=1e-4)
+    # an untrained LM is nearly uniform over ~30 words: no word reaches 50%
+    assert ps.likely_continuations(model, tok, "a photo of a", max_words=2, n=5, min_prob=0.5) == []
+
+
+def test_continuation_baseline_uses_the_failure_test(gen, lm):
+    model, tok = lm
+    cfg = ps.PromptSearchConfig(max_words=1, eval_seeds=2, steps=2, guidance=2.0)
+    rows = ps.continuation_baseline(gen, RobustGoal(always_dog()), model, tok, ["dog", "cat"], cfg, n=2, min_prob=0.0)
+    assert [r["label"] for r in rows] == ["dog", "dog", "cat", "cat"]
+    for r in rows:
+        assert r["prompt"] == f"A photo of a {r['label']} {r['words']}" and len(r["words"].split()) == 1
+        # every judge always sees a dog: a dog prompt never fails, a cat prompt always does
+        assert r["failure_rate"] == (1.0 if r["label"] == "cat" else 0.0) and r["failure"] == (r["label"] == "cat")
+        assert 0 < r["lm_probability"] < 1 and r["perplexity"] > 1
+
+
 def test_perplexity_is_exp_of_mean_next_word_nll(lm):
     model, tok = lm
     ids = [tok.bos_token_id] + tok("a photo of a red circle", add_special_tokens=False).input_ids
@@ -127,12 +159,30 @@ def test_adversarial_token_learning_and_evaluation(gen):
     def clip(images, prompts):
         return images.mean((1, 2, 3)) * 100
 
-    ev = ps.evaluate_token(gen, goal, clip, "dog", ["a cat", "a car"], emb, [0, 1], guidance=2.0, steps=2)
+    res = ps.evaluate_token(gen, goal, clip, "dog", ["a cat", "a car"], emb, [0, 1], guidance=2.0, steps=2)
+    ev = res.frame
     assert len(ev) == 4 and ev["success"].all()  # every judge always sees "dog"
     assert (ev["text_cosine"] < 1).all() and (ev["text_cosine"] > -1).all()
     assert torch.allclose(torch.tensor(ev["clip_delta"].values), torch.tensor((ev["clip_adv"] - ev["clip_plain"]).values))
+    # the returned images are the ones scored: prompt-major, seed-minor, like the rows
+    assert res.plain.shape == res.token.shape == (2, 2, 3, 16, 16)
+    assert torch.allclose(clip(res.plain.flatten(0, 1), None).double(), torch.tensor(ev["clip_plain"].values), atol=1e-4)
+    assert torch.allclose(clip(res.token.flatten(0, 1), None).double(), torch.tensor(ev["clip_adv"].values), atol=1e-4)
+    assert not torch.equal(res.plain, res.token)
     miss = ps.evaluate_token(gen, goal, clip, "cat", ["a car"], emb, [0], guidance=2.0, steps=2)
-    assert not miss["success"].any()
+    assert not miss.frame["success"].any()
+
+
+def test_split_labels_is_disjoint_seeded_and_checks_its_input():
+    labels = [f"l{i}" for i in range(10)]
+    train, held = ps.split_labels(labels, "l3", 5, 3, seed=1)
+    assert len(train) == 5 and len(held) == 3 and not set(train) & set(held) and "l3" not in train + held
+    assert (train, held) == ps.split_labels(labels, "l3", 5, 3, seed=1)
+    assert (train, held) != ps.split_labels(labels, "l3", 5, 3, seed=2)
+    with pytest.raises(ValueError, match="unknown target"):
+        ps.split_labels(labels, "l99", 5, 3)
+    with pytest.raises(ValueError):
+        ps.split_labels(labels, "l3", 6, 4)  # only 9 other labels
 
 
 def test_token_by_denoising_learns_from_accepted_target_images_only(gen):
@@ -147,3 +197,12 @@ def test_token_by_denoising_learns_from_accepted_target_images_only(gen):
         ps.target_examples(gen, TargetGoal(always_dog()), "cat", 2, 0, cfg)
     with pytest.raises(ValueError):
         ps.TokenConfig(objective="clip")
+
+
+def test_a_new_token_starts_at_the_mean_of_the_models_own_words(gen):
+    ids = ps.add_tokens(gen, [ps.X_TOKEN, ps.Y_TOKEN, ps.ADV_TOKEN])
+    table = gen.text_encoder.get_input_embeddings().weight
+    with torch.no_grad():
+        table[ids] = 100.0  # sagekit's own rows, whatever they hold, are left out
+    own = [i for i in range(table.shape[0]) if i not in ids]
+    assert torch.allclose(ps._mean_word(gen), table[own].mean(0).detach())

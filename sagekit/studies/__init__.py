@@ -30,7 +30,7 @@ class Study:
 STUDIES = {s.id: s for s in sorted([
     Study("toy-world", "00_toy_world.ipynb", "How good is the toy world that the other studies run on?", ready=True),
     Study("prompt-failures", "01_prompt_failures.ipynb",
-          "Which natural prompts does the model fail to depict, across seeds?"),
+          "Which natural prompts does the model fail to depict, across seeds?", ready=True),
     Study("distorted-latents", "02_distorted_latents.ipynb",
           "Are there non-outlier initial latents that give distorted images for any prompt?", ready=True),
     Study("unrelated-latents", "03_unrelated_latents.ipynb",
@@ -38,7 +38,7 @@ STUDIES = {s.id: s for s in sorted([
     Study("seed-shifts", "05_seed_shifts.ipynb",
           "How do shifts of the initial noise change accuracy and CLIP score, per model?", ready=True),
     Study("adversarial-tokens", "04_adversarial_tokens.ipynb",
-          "Can one appended token embedding make the model draw a chosen object, for any prompt?"),
+          "Can one appended token embedding make the model draw a chosen object, for any prompt?", ready=True),
     Study("implosion", "06_implosion.ipynb",
           "How does poisoning k concepts raise Alignment Difficulty and break unpoisoned concepts?", ready=True),
 ], key=lambda s: s.notebook)}

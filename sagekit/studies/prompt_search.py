@@ -63,7 +63,8 @@ def add_tokens(gen: Generator, tokens: list[str]) -> list[int]:
     new = [t for t in tokens if t not in gen.tokenizer.get_vocab()]
     if new:
         gen.tokenizer.add_tokens(new)
-        gen.text_encoder.resize_token_embeddings(len(gen.tokenizer))
+        # every new row is set explicitly before use, so skip transformers' mean/covariance init
+        gen.text_encoder.resize_token_embeddings(len(gen.tokenizer), mean_resizing=False)
         gen._prompt_cache.clear()
     return gen.tokenizer.convert_tokens_to_ids(tokens)
 
@@ -85,23 +86,58 @@ def nearest_word(gen: Generator, x: torch.Tensor, candidates: list[str]) -> str:
 
 
 @torch.no_grad()
-def lm_candidates(lm, tokenizer, prompt: str, top_k: int) -> list[str]:
-    """The LM's ``top_k`` most likely next words after ``prompt`` (special tokens excluded)."""
+def _next_words(lm, tokenizer, prompt: str) -> list[tuple[str, float]]:
+    """The LM's next-word distribution after ``prompt``, most likely first: ``(word,
+    probability)`` pairs; the end of text is ``("", p)``, other special tokens and
+    non-alphabetic pieces are left out."""
     ids = tokenizer(prompt, add_special_tokens=False).input_ids
     if tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id] + ids
-    logits = lm(torch.tensor([ids], device=lm.device)).logits[0, -1]
+    probs = lm(torch.tensor([ids], device=lm.device)).logits[0, -1].float().softmax(-1).cpu()
     special = set(tokenizer.all_special_ids)
-    out = []
-    for i in logits.argsort(descending=True).tolist():
-        if i in special:
+    out, seen = [], set()
+    for i in probs.argsort(descending=True).tolist():
+        if i == tokenizer.eos_token_id:
+            word = ""
+        elif i in special:
             continue
-        word = tokenizer.decode([i]).strip()
-        if word and word.isalpha() and word not in out:
-            out.append(word)
-        if len(out) == top_k:
-            break
+        else:
+            word = tokenizer.decode([i]).strip()
+            if not (word and word.isalpha()):
+                continue
+        if word not in seen:
+            seen.add(word)
+            out.append((word, float(probs[i])))
     return out
+
+
+def lm_candidates(lm, tokenizer, prompt: str, top_k: int) -> list[str]:
+    """The LM's ``top_k`` most likely next words after ``prompt`` (special tokens excluded)."""
+    return [w for w, _ in _next_words(lm, tokenizer, prompt) if w][:top_k]
+
+
+def likely_continuations(lm, tokenizer, prompt: str, max_words: int, n: int,
+                         min_prob: float = 0.05) -> list[tuple[str, float]]:
+    """The LM's ``n`` most probable continuations of ``prompt``, 1 to ``max_words`` words,
+    each word at least ``min_prob`` likely: what the LM itself would write, the natural
+    baseline the gradient-guided search is compared with. ``(words, probability)`` pairs;
+    a continuation shorter than ``max_words`` counts only where the LM would end the text
+    there. Beam search keeps ``4 n`` partial continuations per length."""
+    beams: list[tuple[list[str], float]] = [([], 1.0)]
+    done: list[tuple[list[str], float]] = []
+    for _ in range(max_words):
+        grown = []
+        for words, p in beams:
+            for word, q in _next_words(lm, tokenizer, " ".join([prompt, *words])):
+                if q < min_prob:
+                    break  # most likely first
+                if word:
+                    grown.append((words + [word], p * q))
+                elif words:
+                    done.append((words, p * q))
+        beams = sorted(grown, key=lambda b: -b[1])[: 4 * n]
+    done += beams
+    return [(" ".join(w), p) for w, p in sorted(done, key=lambda b: -b[1])[:n]]
 
 
 @torch.no_grad()
@@ -111,7 +147,9 @@ def perplexity(lm, tokenizer, prompt: str) -> float:
     if tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id] + ids
     x = torch.tensor([ids], device=lm.device)
-    return float(math.exp(lm(x, labels=x).loss.item()))
+    logp = lm(x).logits[0, :-1].float().log_softmax(-1)
+    nll = -logp.gather(1, x[0, 1:, None]).mean()
+    return float(math.exp(nll.item()))
 
 
 def _optimise_tokens(gen: Generator, goal, ids: torch.Tensor, tokens: dict[int, torch.Tensor], target: torch.Tensor,
@@ -150,6 +188,11 @@ def failure_rates(gen: Generator, goal: RobustGoal, prompts: list[str], targets:
     return hit.float().view(len(prompts), m).mean(1).tolist(), images.view(len(prompts), m, *images.shape[1:])
 
 
+def _eval_seeds(cfg: PromptSearchConfig, seed: int) -> list[int]:
+    """The fresh seeds of the failure test: never the seeds the search optimised on."""
+    return list(range(10_000 + seed, 10_000 + seed + cfg.eval_seeds))
+
+
 def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str], cfg: PromptSearchConfig,
                    seed: int = 0, template: str = "A photo of a {label}", progress: bool = True) -> list[dict]:
     """SAGE's word-by-word search, for all ``labels`` at once (one batch per word).
@@ -160,7 +203,7 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
     own failure, not a found one), LM perplexity, and the evaluation images."""
     x_id, y_id = add_tokens(gen, [X_TOKEN, Y_TOKEN])
     targets = [goal.ensemble.label_index(l) for l in labels]
-    eval_seeds = list(range(10_000 + seed, 10_000 + seed + cfg.eval_seeds))
+    eval_seeds = _eval_seeds(cfg, seed)
     prompts = [template.format(label=l) for l in labels]
     rates, images = failure_rates(gen, goal, prompts, targets, eval_seeds, cfg)
     out = [{"label": l, "prompt": p, "words": [], "base_failure_rate": r, "failure_rate": r, "images": im}
@@ -192,6 +235,27 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
     return out
 
 
+def continuation_baseline(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str],
+                          cfg: PromptSearchConfig, n: int, min_prob: float = 0.05, seed: int = 0,
+                          template: str = "A photo of a {label}") -> list[dict]:
+    """The search's natural baseline: per label, the LM's ``n`` likeliest continuations
+    (up to ``cfg.max_words`` words, each word >= ``min_prob``) under the same failure test
+    and seeds as ``search_prompts``. One dict per prompt: label, prompt, words, LM
+    probability of the words, failure rate, failure, perplexity."""
+    rows = []
+    for label in labels:
+        start = template.format(label=label)
+        for words, prob in likely_continuations(lm, lm_tokenizer, start, cfg.max_words, n, min_prob):
+            rows.append({"label": label, "prompt": f"{start} {words}", "words": words, "lm_probability": prob})
+    if not rows:
+        return rows
+    targets = [goal.ensemble.label_index(r["label"]) for r in rows]
+    rates, _ = failure_rates(gen, goal, [r["prompt"] for r in rows], targets, _eval_seeds(cfg, seed), cfg)
+    for r, rate in zip(rows, rates):
+        r.update(failure_rate=rate, failure=rate >= cfg.fail_fraction, perplexity=perplexity(lm, lm_tokenizer, r["prompt"]))
+    return rows
+
+
 # ---------------------------------------------------------------------------- adversarial token
 @dataclass
 class TokenConfig:
@@ -218,10 +282,12 @@ class TokenConfig:
 
 
 def _mean_word(gen: Generator) -> torch.Tensor:
-    """The mean row ``(E,)`` of the embedding table without its last row (the token just
-    added): where a new token starts."""
+    """The mean row ``(E,)`` of the embedding table over the model's own tokens (the rows
+    sagekit adds left out): where a new token starts."""
     table = gen.text_encoder.get_input_embeddings().weight.detach()
-    return table[: len(gen.tokenizer) - 1].mean(0).clone()
+    ours = {i for t, i in gen.tokenizer.get_vocab().items() if t in (X_TOKEN, Y_TOKEN, ADV_TOKEN)}
+    keep = torch.tensor([i for i in range(table.shape[0]) if i not in ours], device=table.device)
+    return table[keep].mean(0).clone()
 
 
 @torch.no_grad()
@@ -298,15 +364,37 @@ def learn_adversarial_token(gen: Generator, goal: TargetGoal, target_label: str,
     return emb
 
 
+def split_labels(labels: list[str], target: str, n_train: int, n_heldout: int, seed: int = 0
+                 ) -> tuple[list[str], list[str]]:
+    """Disjoint training and held-out labels, drawn (seeded) from ``labels`` without ``target``."""
+    if target not in labels:
+        raise ValueError(f"unknown target {target!r}; labels: {', '.join(labels)}")
+    others = [l for l in labels if l != target]
+    if n_train < 1 or n_heldout < 1 or n_train + n_heldout > len(others):
+        raise ValueError(f"need 1 <= n_train, 1 <= n_heldout and n_train + n_heldout <= {len(others)}, "
+                         f"got {n_train} and {n_heldout}")
+    order = np.random.default_rng(seed).permutation(len(others))
+    return [others[i] for i in order[:n_train]], [others[i] for i in order[n_train:n_train + n_heldout]]
+
+
+@dataclass
+class TokenEvaluation:
+    """``frame``: one row per held-out prompt × seed; ``plain`` / ``token``: the images
+    without / with the token, ``(P, S, 3, H, W)`` in [0, 1] on the CPU."""
+
+    frame: pd.DataFrame
+    plain: torch.Tensor
+    token: torch.Tensor
+
+
 @torch.no_grad()
 def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, prompts: list[str], emb: torch.Tensor,
-                   seeds: list[int], guidance: float | None = None, steps: int | None = None) -> pd.DataFrame:
+                   seeds: list[int], guidance: float | None = None, steps: int | None = None) -> TokenEvaluation:
     """Per held-out prompt and seed: success (every judge sees the target) with the token,
-    the ensemble's prediction,
-    the text-embedding cosine with vs without the token, and the CLIP score (against the
-    prompt without the token) of the images with and without it."""
+    the ensemble's prediction, the text-embedding cosine with vs without the token, and
+    the CLIP score (against the prompt without the token) of the images with and without it."""
     (adv_id,) = add_tokens(gen, [ADV_TOKEN])
-    rows = []
+    rows, plain, token = [], [], []
     target = goal.ensemble.label_index(target_label)
     for prompt in prompts:
         plain_ids = gen.tokenize([prompt] * len(seeds))
@@ -317,6 +405,8 @@ def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, pr
         z = gen.initial_noise(seeds).to(gen.device)
         img_plain = gen.decode(gen.denoise(z, e_plain, guidance, steps, seeds=seeds))
         img_adv = gen.decode(gen.denoise(z, e_adv, guidance, steps, seeds=seeds))
+        plain.append(img_plain.float().cpu())
+        token.append(img_adv.float().cpu())
         hit = goal.found(img_adv, torch.full((len(seeds),), target))
         pred = goal.ensemble(img_adv).argmax(-1).cpu()
         clip_plain = clip(img_plain, [prompt] * len(seeds)).cpu()
@@ -326,4 +416,4 @@ def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, pr
                          "predicted": goal.ensemble.labels[int(pred[i])], "text_cosine": float(cos[i]),
                          "clip_plain": float(clip_plain[i]), "clip_adv": float(clip_adv[i]),
                          "clip_delta": float(clip_adv[i] - clip_plain[i])})
-    return pd.DataFrame(rows)
+    return TokenEvaluation(pd.DataFrame(rows), torch.stack(plain), torch.stack(token))
