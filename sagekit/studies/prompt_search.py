@@ -18,6 +18,7 @@ appended to many prompts, optimised so that the judges see a chosen target label
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 
@@ -85,17 +86,18 @@ def nearest_word(gen: Generator, x: torch.Tensor, candidates: list[str]) -> str:
     return candidates[int(d.argmin())]
 
 
-@torch.no_grad()
-def _next_words(lm, tokenizer, prompt: str) -> list[tuple[str, float]]:
-    """The LM's next-word distribution after ``prompt``, most likely first: ``(word,
-    probability)`` pairs; the end of text is ``("", p)``, other special tokens and
-    non-alphabetic pieces are left out."""
+def _next_words(lm, tokenizer, prompt: str):
+    """The LM's next-word distribution after ``prompt``, most likely first, yielded lazily
+    (a caller that stops early never decodes the rest of a 50k-token vocabulary):
+    ``(word, probability)`` pairs; the end of text is ``("", p)``, other special tokens
+    and non-alphabetic pieces are left out."""
     ids = tokenizer(prompt, add_special_tokens=False).input_ids
     if tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id] + ids
-    probs = lm(torch.tensor([ids], device=lm.device)).logits[0, -1].float().softmax(-1).cpu()
+    with torch.no_grad():
+        probs = lm(torch.tensor([ids], device=lm.device)).logits[0, -1].float().softmax(-1).cpu()
     special = set(tokenizer.all_special_ids)
-    out, seen = [], set()
+    seen = set()
     for i in probs.argsort(descending=True).tolist():
         if i == tokenizer.eos_token_id:
             word = ""
@@ -107,13 +109,13 @@ def _next_words(lm, tokenizer, prompt: str) -> list[tuple[str, float]]:
                 continue
         if word not in seen:
             seen.add(word)
-            out.append((word, float(probs[i])))
-    return out
+            yield word, float(probs[i])
 
 
 def lm_candidates(lm, tokenizer, prompt: str, top_k: int) -> list[str]:
     """The LM's ``top_k`` most likely next words after ``prompt`` (special tokens excluded)."""
-    return [w for w, _ in _next_words(lm, tokenizer, prompt) if w][:top_k]
+    words = (w for w, _ in _next_words(lm, tokenizer, prompt) if w)
+    return list(itertools.islice(words, top_k))
 
 
 def likely_continuations(lm, tokenizer, prompt: str, max_words: int, n: int,
@@ -285,8 +287,9 @@ def _mean_word(gen: Generator) -> torch.Tensor:
     """The mean row ``(E,)`` of the embedding table over the model's own tokens (the rows
     sagekit adds left out): where a new token starts."""
     table = gen.text_encoder.get_input_embeddings().weight.detach()
-    ours = {i for t, i in gen.tokenizer.get_vocab().items() if t in (X_TOKEN, Y_TOKEN, ADV_TOKEN)}
-    keep = torch.tensor([i for i in range(table.shape[0]) if i not in ours], device=table.device)
+    vocab = gen.tokenizer.get_vocab()
+    keep = torch.ones(table.shape[0], dtype=torch.bool, device=table.device)
+    keep[[vocab[t] for t in (X_TOKEN, Y_TOKEN, ADV_TOKEN) if t in vocab]] = False
     return table[keep].mean(0).clone()
 
 
