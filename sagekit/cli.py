@@ -18,7 +18,8 @@ import json
 import os
 import sys
 
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # bad input: nothing was run or written
+EXIT_FAILED = 1  # the study itself failed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,13 +114,17 @@ def _cmd_list() -> int:
 
 
 def _cmd_run(args) -> int:
-    from .report import ParameterError, run_study
+    from .report import ParameterError, StudyFailed, run_study
 
     try:
-        summary = run_study(args.study, args.param, args.out, timeout=args.timeout, log_output=args.log_output)
+        summary = run_study(args.study, args.param, args.out, timeout=args.timeout, log_output=args.log_output,
+                            announce=lambda line: print(f"sagekit: {line}", file=sys.stderr))
     except (KeyError, ParameterError) as e:
         print(f"sagekit: error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return EXIT_USAGE
+    except StudyFailed as e:
+        print(f"sagekit: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
     print(os.path.join(args.out, summary["html"]))
     return 0
 

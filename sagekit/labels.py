@@ -41,6 +41,23 @@ LABEL_SETS = {"imagenet": imagenet_labels, "imagenet100": imagenet100_labels, "t
 
 
 def get_label_set(name: str) -> tuple[str, ...]:
-    if name not in LABEL_SETS:
-        raise KeyError(f"unknown label set {name!r}; known: {', '.join(LABEL_SETS)}")
-    return LABEL_SETS[name]()
+    """A shipped set by name, or a text file of your own with one label per line (it must
+    match the labels of the judge you use)."""
+    if name in LABEL_SETS:
+        return LABEL_SETS[name]()
+    path = Path(name).expanduser()
+    if path.suffix == ".txt" and path.is_file():
+        labels = tuple(dict.fromkeys(l.strip() for l in path.read_text().splitlines() if l.strip()))
+        if labels:
+            return labels
+        raise ValueError(f"label file {path} holds no labels")
+    raise KeyError(f"unknown label set {name!r}; known: {', '.join(LABEL_SETS)}, or a .txt file with one label per line")
+
+
+def evenly_spaced(name: str, n: int) -> list[str]:
+    """``n`` labels of set ``name`` spread evenly over it (all of them when ``n`` >= its size):
+    the labels a study prompts for."""
+    import numpy as np
+
+    labels = get_label_set(name)
+    return [labels[i] for i in np.linspace(0, len(labels) - 1, min(n, len(labels))).astype(int)]

@@ -1,40 +1,53 @@
 """Reports: validate parameters, execute a study notebook with papermill, render HTML
 without input cells, write the summary JSON, rebuild ``index.html``.
 
-For one run of study S at time T, ``out_dir`` receives::
+For one run of study S started at time T, ``out_dir`` receives (R: a random suffix, so
+two runs in the same second never share a name)::
 
-    S-T.html    the report (self-contained: images are embedded)
-    S-T.ipynb   the executed notebook, for anyone who wants the code next to the results
-    S-T.json    summary: parameters, versions, wall time, findings
+    S-T-R.html    the report (self-contained: images are embedded; no script runs in it)
+    S-T-R.ipynb   the executed notebook, for anyone who wants the code next to the results
+    S-T-R.json    summary: parameters, versions, wall time, findings
 
-Nothing is written when the parameters are invalid.
+Every parameter, model name and ``out_dir`` is checked before a kernel starts; on bad input
+nothing is written. A run works in a private temporary folder (kernel connection file
+included) that is removed on every exit; one left by a killed run is removed by the next.
+A study that fails inside its kernel raises :class:`StudyFailed` with the notebook's own
+error, and its executed notebook is kept in a temporary folder it names, not in ``out_dir``.
 """
 
 from __future__ import annotations
 
 import ast
 import datetime as dt
+import fcntl
 import html
 import json
 import os
 import platform
+import re
+import secrets
 import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from .markup import clean_html
 from .studies import Study, get_study
+from .studies.parameters import ParameterError, unwritable, validate
 
 KERNEL_NAME = "sagekit-py311"
 FINDINGS_ENV = "SAGEKIT_FINDINGS"
 VERSIONED = ("sagekit", "torch", "diffusers", "transformers", "timm", "open_clip_torch", "papermill")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+RUN_PREFIX = "sagekit-run-"
 
 
-class ParameterError(ValueError):
-    """A ``-p key=value`` that the notebook does not take, or of the wrong type."""
+class StudyFailed(RuntimeError):
+    """The notebook raised inside its kernel (or the kernel died or timed out)."""
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -150,10 +163,15 @@ def save_findings(findings: dict) -> None:
 
 
 def to_html(notebook_path: Path, title: str) -> str:
+    """The executed notebook as one static HTML page, without input cells. Every Markdown
+    and HTML output passes :func:`sagekit.markup.clean_html`, and the page's template
+    (``sagekit/templates/report``) loads no script and forbids all by its
+    Content-Security-Policy: two lines of defence behind the escaping in the notebooks."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab")
+    exporter = HTMLExporter(template_name="report", extra_template_basedirs=[str(TEMPLATES)],
+                            sanitize_html=True, filters={"clean_html": clean_html})
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
@@ -162,48 +180,158 @@ def to_html(notebook_path: Path, title: str) -> str:
     return body
 
 
+# ---------------------------------------------------------------------------- run folders
+def clear_stale_runs(root: Path | None = None) -> list[Path]:
+    """Remove the run folders of runs that are gone (killed). A live run holds a lock on
+    its folder's ``lock`` file; the kernel's connection file (with its HMAC key) lives in
+    the folder too, so it goes with it. Returns the folders removed."""
+    root = Path(root or tempfile.gettempdir())
+    removed = []
+    for folder in root.glob(RUN_PREFIX + "*"):
+        try:
+            with open(folder / "lock", "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken: nobody holds it any more
+        except BlockingIOError:
+            continue  # a live run
+        except FileNotFoundError:
+            if time.time() - folder.stat().st_mtime < 60:
+                continue  # created a moment ago, its lock not yet taken
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+@contextmanager
+def run_folder() -> Iterator[Path]:
+    """A private temporary folder for one run, locked while the run lives and removed on
+    every exit path (error, Ctrl-C); the kernel's runtime files are written into it."""
+    clear_stale_runs()
+    folder = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
+    lock = open(folder / "lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    saved = {k: os.environ.get(k) for k in ("JUPYTER_RUNTIME_DIR", FINDINGS_ENV)}
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(folder / "runtime")
+    try:
+        yield folder
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        lock.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _kernel_manager_class():
+    """The kernel talks to us over IPC sockets in the run folder rather than TCP ports on
+    localhost (which any local user could reach; ipykernel warns about it)."""
+    from jupyter_client import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return IPCKernelManager
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _failure(study: Study, error: Exception, executed: Path) -> StudyFailed:
+    """A short account of a failed run; the executed notebook is kept outside ``out_dir``."""
+    kept = Path(tempfile.mkdtemp(prefix="sagekit-failed-")) / executed.name
+    if executed.exists():
+        shutil.copy(executed, kept)
+    ename, evalue = type(error).__name__, str(error)
+    where, tail = "", []
+    if hasattr(error, "ename"):  # papermill's PapermillExecutionError: the notebook's own exception
+        ename, evalue = error.ename, error.evalue
+        where = f" in cell {error.cell_index} (In [{error.exec_count}])"
+        lines = [_ANSI.sub("", l).rstrip() for l in "\n".join(error.traceback).splitlines()]
+        tail = [l.strip() for l in lines if re.match(r"\s*-+>", l)][:1]  # the cell's line that raised
+    evalue = evalue.strip().splitlines()[-1] if evalue.strip() else ""
+    msg = [f"study {study.id!r} failed{where}: {ename}: {evalue}"] + [f"    {l}" for l in tail]
+    msg.append(f"the executed notebook is kept at {kept}" if kept.exists() else "no notebook was executed")
+    return StudyFailed("\n".join(msg))
+
+
+def _publish(folder: Path, name: str, data: str, replace: bool = False) -> None:
+    """Write ``folder/name`` atomically; never over an existing file (FileExistsError)
+    unless ``replace`` (for the placeholder this run reserved)."""
+    part = folder / f".{name}.{secrets.token_hex(4)}.part"
+    part.write_text(data)
+    try:
+        if replace:
+            os.replace(part, folder / name)
+        else:
+            os.link(part, folder / name)  # atomic, and fails if the name is taken
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def _reserve_stem(out: Path, study: Study, stamp: str) -> str:
+    for _ in range(100):
+        stem = f"{study.id}-{stamp}-{secrets.token_hex(3)}"
+        try:
+            (out / f"{stem}.html").open("x").close()  # placeholder until the page is published
+            return stem
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free report name in {out}")
+
+
 def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str | Path = "reports",
-              timeout: int = 1800, log_output: bool = False) -> dict:
-    """Validate, execute, render. Returns the summary dict (also written as JSON)."""
+              timeout: int = 1800, log_output: bool = False, announce=None) -> dict:
+    """Validate, execute, render. Returns the summary dict (also written as JSON).
+
+    Raises ``KeyError`` (unknown study) or :class:`ParameterError` before anything runs or is
+    written, and :class:`StudyFailed` when the notebook fails. ``announce`` (a callable)
+    gets one line once the parameters are valid."""
     import papermill as pm
 
     study = get_study(study_id)
     params = parse_parameters(study, assignments or [])  # raises before anything is written
+    merged = {**notebook_parameters(study.path), **params}
+    images = validate(study.id, merged, study.path.parent)
     out = Path(out_dir)
+    problem = unwritable(out)
+    if problem:
+        raise ParameterError(f"--out {str(out)!r}: {problem}")
+    if timeout < 1:
+        raise ParameterError(f"--timeout must be at least 1 second, got {timeout}")
+    if announce:
+        announce(f"{study.id}: about {images:,} images; report into {out}")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    stem = f"{study.id}-{stamp}"
-    with tempfile.TemporaryDirectory(prefix="sagekit-") as tmp:
-        tmp = Path(tmp)
+    with run_folder() as tmp:
         findings_path = tmp / "findings.json"
-        executed = tmp / f"{stem}.ipynb"
+        executed = tmp / f"{study.id}-{stamp}.ipynb"
         os.environ[FINDINGS_ENV] = str(findings_path)
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(
                 str(study.path), str(executed), parameters=params, kernel_name=ensure_kernel(),
                 execution_timeout=timeout, log_output=log_output, progress_bar=False,
-                cwd=str(study.path.parent),
+                cwd=str(study.path.parent), kernel_manager_class=_kernel_manager_class(),
             )
-        except Exception:
-            out.mkdir(parents=True, exist_ok=True)
-            if executed.exists():
-                shutil.copy(executed, out / f"{stem}.failed.ipynb")
-            raise
-        finally:
-            os.environ.pop(FINDINGS_ENV, None)
+        except Exception as e:  # the notebook's error, a dead kernel or a cell timeout
+            raise _failure(study, e, executed) from None
         wall = time.perf_counter() - t0
         findings = json.loads(findings_path.read_text()) if findings_path.exists() else {}
+        out.mkdir(parents=True, exist_ok=True)
+        stem = _reserve_stem(out, study, stamp)
         summary = {
             "study": study.id, "question": study.question, "started": stamp,
-            "parameters": {**notebook_parameters(study.path), **params},
+            "parameters": merged, "estimated_images": images,
             "versions": versions(), "wall_seconds": round(wall, 1),
             "html": f"{stem}.html", "notebook": f"{stem}.ipynb", "findings": findings,
         }
         page = to_html(executed, f"sagekit {study.id} {stamp}")
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(executed, out / f"{stem}.ipynb")
-        (out / f"{stem}.html").write_text(page)
-        (out / f"{stem}.json").write_text(json.dumps(summary, indent=1, default=float))
+        _publish(out, f"{stem}.html", page, replace=True)  # over this run's placeholder
+        _publish(out, f"{stem}.ipynb", executed.read_text())
+        _publish(out, f"{stem}.json", json.dumps(summary, indent=1, default=float))  # last: the index reads it
     write_index(out)
     return summary
 

@@ -11,6 +11,10 @@ import torch
 
 RIGHT, WRONG = (0.1, 0.7, 0.2), (0.85, 0.1, 0.1)
 
+# Titles and tick labels show model names, labels and prompts, which may hold "$": as
+# mathtext that would be parsed (and a stray "$" would crash the plot), so it is plain text.
+plt.rcParams["text.parse_math"] = False
+
 
 def grid_array(images: torch.Tensor, ncol: int, marks: Sequence[bool | None] | None = None, pad: int = 2,
                scale: int = 1) -> np.ndarray:

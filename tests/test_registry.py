@@ -39,17 +39,6 @@ def test_unknown_timm_and_open_clip_names():
         load_clip_scorer("open_clip:Not-An-Arch:x")
 
 
-def test_only_safetensors_are_loaded(tmp_path, tiny_sd):
-    import shutil
-
-    folder = tmp_path / "pickled"
-    shutil.copytree(tiny_sd, folder)
-    for f in folder.rglob("*.safetensors"):
-        f.rename(f.with_suffix(".bin"))
-    with pytest.raises(ModelNotFoundError, match="safetensors only"):
-        load_generator(str(folder))
-
-
 def test_a_local_folder_loads(tiny_sd):
     assert load_generator(str(tiny_sd)).latent_shape == (4, 8, 8)
 

@@ -5,15 +5,23 @@ the local Hugging Face cache (``org/name``). Judges: ``"toy-resnet"``, ``"toy-mo
 ``"toy-edge"``, ``"toy-clip"`` (zero-shot), ``"toy-ensemble"``, ``"timm:<model>"``,
 ``"hf:<hub id or folder>"``, ``"open_clip:<arch>:<pretrained tag or file>"``.
 
-Weights are only ever read from disk (safetensors, no remote code). A model that is not
-on this machine fails at once with a message saying how to get it, instead of hanging
-in network retries; ``download=True`` allows a hub download for users who are online.
+Weights are only ever read from disk (safetensors, no remote code). Before anything is
+loaded, every folder that will be read is walked (:func:`check_weights_folder`): a
+pickle-format weight file (``.bin``, ``.pt``, ``.pth``, ``.ckpt``, ``.pkl``) anywhere in it
+is refused by name, and the libraries are called with their safetensors-only options as
+well. A model that is not on this machine fails at once with a message saying how to get
+it, instead of hanging in network retries; ``download=True`` allows a hub download for
+users who are online.
+
+Each ``resolve_*`` function finds and checks a model's files without loading anything (what
+``sagekit run`` validates before a kernel starts); the matching ``load_*`` calls it first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,14 +95,61 @@ def _hub_path(repo_id: str, what: str, download: bool) -> Path:
         ) from None
 
 
-def _no_torch_pickles(path: Path) -> None:
-    if not any(path.rglob("*.safetensors")):
+class UnsafeWeightsError(ValueError):
+    """A folder holds weights in a pickle format, which can run code when loaded."""
+
+
+# Suffixes of torch / pickle checkpoints: unpickling one can execute arbitrary code.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# A folder with one of these configs holds a model, so it must hold safetensors weights.
+MODEL_CONFIGS = ("config.json", "open_clip_config.json")
+
+
+def check_weights_folder(path: Path) -> Path:
+    """Refuse ``path`` unless every weight file below it is safetensors.
+
+    Walks the whole tree (hub snapshots hold symlinks to blobs: their names count). Any
+    pickle-format file is refused by name, even beside safetensors ones, so no library can
+    fall back to it; and every component folder holding a model config must hold a
+    ``.safetensors`` file. Returns ``path``."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise UnsafeWeightsError(f"{path}: sagekit loads safetensors weights only")
+        path = path.parent
+    found_weights = False
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            if name.lower().endswith(PICKLE_SUFFIXES):
+                raise UnsafeWeightsError(
+                    f"{Path(root) / name}: a pickle-format weight file; sagekit loads safetensors only and refuses "
+                    "folders that hold pickles (delete it, or download with "
+                    "`hf download REPO --exclude '*.bin' '*.pt' '*.pth' '*.ckpt' '*.pkl'`)")
+        has_safetensors = any(n.endswith(".safetensors") for n in files)
+        found_weights |= has_safetensors
+        if any(c in files for c in MODEL_CONFIGS) and not has_safetensors:
+            raise ModelNotFoundError(f"{root} holds no .safetensors weights; sagekit loads safetensors only")
+    if not found_weights:
         raise ModelNotFoundError(f"{path} holds no .safetensors weights; sagekit loads safetensors only")
+    return path
 
 
 # ---------------------------------------------------------------------------- generators
 def known_generators() -> list[str]:
     return sorted(TOY_GENERATORS)
+
+
+def resolve_generator(name: str, download: bool = False) -> Path:
+    """The checked folder of generator ``name`` (nothing is loaded)."""
+    if name in TOY_GENERATORS:
+        path = _toy_path(TOY_GENERATORS[name])
+    elif Path(name).expanduser().is_dir() or "/" in name:
+        path = _hub_path(name, "generator", download)
+    else:
+        raise UnknownModelError(f"unknown generator {name!r}; known: {', '.join(known_generators())}, "
+                                "a local diffusers folder, or a hub id 'org/name'")
+    return check_weights_folder(path)
 
 
 def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
@@ -105,16 +160,8 @@ def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.d
 
     if dtype is None:
         dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
-    if name in TOY_GENERATORS:
-        path = _toy_path(TOY_GENERATORS[name])
-        steps, guidance = TOY_SAMPLING[name]
-    elif Path(name).expanduser().is_dir() or "/" in name:
-        path = _hub_path(name, "generator", download)
-        steps, guidance = 50, 7.5
-    else:
-        raise UnknownModelError(f"unknown generator {name!r}; known: {', '.join(known_generators())}, "
-                                "a local diffusers folder, or a hub id 'org/name'")
-    _no_torch_pickles(path)
+    path = resolve_generator(name, download)
+    steps, guidance = TOY_SAMPLING.get(name, (50, 7.5))
     with _quiet_loading():
         pipe = DiffusionPipeline.from_pretrained(path, dtype=dtype, use_safetensors=True,
                                                  local_files_only=True, safety_checker=None)
@@ -148,21 +195,27 @@ def model_revision(gen: Generator) -> str:
 
 
 # ---------------------------------------------------------------------------- judges
-def load_toy_judge_dir(path: Path) -> Judge:
-    """A timm judge saved by ``timm.models.save_for_hf`` (config.json + model.safetensors)."""
-    import timm
-
-    _no_torch_pickles(path)
-    config = json.loads((path / "config.json").read_text())
-    model = timm.create_model(f"local-dir:{path}", pretrained=True)
-    labels = config["label_names"]
-    kind = path.name
-    inner = TimmJudge(f"toy-{kind}", model, labels)
-    return (EdgeJudge(f"toy-{kind}", inner) if config.get("sagekit_edge") else inner).eval()
+TOY_JUDGE_DIRS = {"toy-resnet": "judges/resnet", "toy-mobilenet": "judges/mobilenet", "toy-edge": "judges/edge"}
+ENSEMBLES = {"toy-ensemble": ("toy-resnet", "toy-mobilenet", "toy-edge")}
 
 
 def known_judges() -> list[str]:
-    return list(TOY_JUDGES) + ["timm:<model>", "hf:<hub id or folder>", "open_clip:<arch>:<pretrained>"]
+    return list(TOY_JUDGES) + ["timm:<model or folder>", "hf:<hub id or folder>", "open_clip:<arch>:<pretrained>"]
+
+
+def resolve_judge(name: str, download: bool = False) -> list[Path]:
+    """The checked weight folders (or files) judge ``name`` reads; nothing is loaded."""
+    if name in TOY_JUDGE_DIRS:
+        return [check_weights_folder(_toy_path(TOY_JUDGE_DIRS[name]))]
+    if name in ENSEMBLES:
+        return [p for member in ENSEMBLES[name] for p in resolve_judge(member, download)]
+    if name == "toy-clip" or name.startswith("open_clip:"):
+        return [resolve_clip(name, download)]
+    if name.startswith("timm:"):
+        return [_timm_path(name[5:], download)]
+    if name.startswith("hf:"):
+        return [check_weights_folder(_hub_path(name[3:], "image classifier", download))]
+    raise UnknownModelError(f"unknown judge {name!r}; known: {', '.join(known_judges())}")
 
 
 def load_judge(name: str, device: str | torch.device = "cpu", download: bool = False) -> Judge:
@@ -173,64 +226,112 @@ def load_judge(name: str, device: str | torch.device = "cpu", download: bool = F
 
 
 def _load_judge(name: str, download: bool) -> Judge:
-    if name in ("toy-resnet", "toy-mobilenet", "toy-edge"):
-        return load_toy_judge_dir(_toy_path(f"judges/{name[4:]}"))
+    paths = resolve_judge(name, download)  # checks every file before anything loads
+    if name in TOY_JUDGE_DIRS:
+        return load_toy_judge_dir(paths[0])
+    if name in ENSEMBLES:
+        return Ensemble(name, [_load_judge(n, download) for n in ENSEMBLES[name]])
     if name == "toy-clip":
         from ..toy.shapes import LABELS
 
-        return ClipZeroShotJudge("toy-clip", load_clip_embedder("toy-clip"), LABELS)
-    if name == "toy-ensemble":
-        return Ensemble("toy-ensemble", [_load_judge(n, download) for n in ("toy-resnet", "toy-mobilenet", "toy-edge")])
-    if name.startswith("timm:"):
-        return _load_timm(name[5:], download)
-    if name.startswith("hf:"):
-        return _load_hf_classifier(name[3:], download)
+        return ClipZeroShotJudge(name, load_clip_embedder(name), LABELS)
     if name.startswith("open_clip:"):
         from ..labels import imagenet_labels
 
-        return ClipZeroShotJudge(name, load_clip_embedder(name, download), imagenet_labels())
-    raise UnknownModelError(f"unknown judge {name!r}; known: {', '.join(known_judges())}")
+        return ClipZeroShotJudge(name, load_clip_embedder(name, download=download), imagenet_labels())
+    if name.startswith("timm:"):
+        from ..labels import imagenet_labels
+
+        model = _create_timm(paths[0])
+        labels = model.pretrained_cfg.get("label_names") or imagenet_labels()[: model.num_classes]
+        return TimmJudge(name, model, labels)
+    return _load_hf_classifier(name, paths[0])
 
 
-def _load_timm(model_name: str, download: bool) -> Judge:
-    import timm
-
+def judge_label_names(name: str) -> tuple[str, ...] | None:
+    """The labels judge ``name`` predicts, read from config files without loading weights;
+    None where only loading the model would tell."""
     from ..labels import imagenet_labels
 
+    if name in TOY_JUDGE_DIRS or name in ENSEMBLES or name == "toy-clip":
+        from ..toy.shapes import LABELS
+
+        return tuple(LABELS)
+    if name.startswith("open_clip:"):
+        return imagenet_labels()
+    config = resolve_judge(name)[0] / "config.json"
+    if not config.is_file():
+        return None
+    cfg = json.loads(config.read_text())
+    if name.startswith("hf:") and "id2label" in cfg:
+        return tuple(cfg["id2label"][k] for k in sorted(cfg["id2label"], key=int))
+    if name.startswith("timm:"):
+        if cfg.get("label_names"):
+            return tuple(cfg["label_names"])
+        return imagenet_labels()[: cfg.get("num_classes", 1000)]
+    return None
+
+
+def _create_timm(path: Path):
+    """A timm model from a ``save_for_hf`` folder (config.json + model.safetensors), with
+    the weights file named explicitly so that timm reads it through safetensors and never
+    looks for a pickle beside it."""
+    import timm
+
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise ModelNotFoundError(f"{path} has no model.safetensors (the file timm's save_for_hf writes)")
+    return timm.create_model(f"local-dir:{path}", pretrained=True,
+                             pretrained_cfg_overlay={"source": "file", "file": str(weights)})
+
+
+def load_toy_judge_dir(path: Path) -> Judge:
+    """A timm judge saved by ``timm.models.save_for_hf`` (config.json + model.safetensors)."""
+    path = check_weights_folder(path)
+    config = json.loads((path / "config.json").read_text())
+    inner = TimmJudge(f"toy-{path.name}", _create_timm(path), config["label_names"])
+    return (EdgeJudge(f"toy-{path.name}", inner) if config.get("sagekit_edge") else inner).eval()
+
+
+def _timm_path(model_name: str, download: bool) -> Path:
+    import timm
+
     if Path(model_name).expanduser().is_dir():
-        path = Path(model_name).expanduser()
-    else:
-        cfg = timm.models.get_pretrained_cfg(model_name)
-        if cfg is None or not cfg.hf_hub_id:
-            raise UnknownModelError(f"timm has no pretrained weights named {model_name!r}")
-        path = _hub_path(cfg.hf_hub_id, f"timm model {model_name}", download)
-    _no_torch_pickles(path)
-    model = timm.create_model(f"local-dir:{path}", pretrained=True)
-    labels = model.pretrained_cfg.get("label_names") or imagenet_labels()[: model.num_classes]
-    return TimmJudge(f"timm:{model_name}", model, labels)
+        return check_weights_folder(Path(model_name).expanduser())
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    if cfg is None or not cfg.hf_hub_id:
+        raise UnknownModelError(f"timm has no pretrained weights named {model_name!r}")
+    return check_weights_folder(_hub_path(cfg.hf_hub_id, f"timm model {model_name}", download))
 
 
-def _load_hf_classifier(repo: str, download: bool) -> Judge:
+def _load_hf_classifier(name: str, path: Path) -> Judge:
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    path = _hub_path(repo, "image classifier", download)
     with _quiet_loading():
         model = AutoModelForImageClassification.from_pretrained(path, use_safetensors=True, local_files_only=True)
     proc = AutoImageProcessor.from_pretrained(path, local_files_only=True)
     size = proc.size.get("shortest_edge") or proc.size.get("height")
-    return HFJudge(f"hf:{repo}", model, (size, size), proc.image_mean, proc.image_std)
+    return HFJudge(name, model, (size, size), proc.image_mean, proc.image_std)
 
 
 # ---------------------------------------------------------------------------- CLIP
+def resolve_clip(name: str, download: bool = False) -> Path:
+    """The checked folder (transformers) or weights file (open_clip) of CLIP model ``name``."""
+    if name == "toy-clip":
+        return check_weights_folder(_toy_path("clip"))
+    if name.startswith("hf:"):
+        return check_weights_folder(_hub_path(name[3:], "CLIP model", download))
+    if name.startswith("open_clip:"):
+        return _open_clip_weights(name, download)
+    raise UnknownModelError(f"unknown CLIP model {name!r}; known: toy-clip, hf:<id>, open_clip:<arch>:<pretrained>")
+
+
 def load_clip_embedder(name: str = "toy-clip", device: str | torch.device = "cpu", download: bool = False) -> ClipEmbedder:
     """``"toy-clip"``, ``"hf:<CLIP id or folder>"`` or ``"open_clip:<arch>:<pretrained tag or file>"``."""
-    if name == "toy-clip":
-        return _load_hf_clip(_toy_path("clip"), "toy-clip").to(device)
-    if name.startswith("hf:"):
-        return _load_hf_clip(_hub_path(name[3:], "CLIP model", download), name).to(device)
+    path = resolve_clip(name, download)
     if name.startswith("open_clip:"):
-        return _load_open_clip(name, download).to(device)
-    raise UnknownModelError(f"unknown CLIP model {name!r}; known: toy-clip, hf:<id>, open_clip:<arch>:<pretrained>")
+        return _load_open_clip(name, path).to(device)
+    return _load_hf_clip(path, name).to(device)
 
 
 def load_clip_scorer(name: str = "toy-clip", device: str | torch.device = "cpu", download: bool = False) -> ClipScorer:
@@ -240,7 +341,6 @@ def load_clip_scorer(name: str = "toy-clip", device: str | torch.device = "cpu",
 def _load_hf_clip(path: Path, name: str) -> ClipEmbedder:
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
-    _no_torch_pickles(path)
     with _quiet_loading():
         model = CLIPModel.from_pretrained(path, use_safetensors=True, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -254,7 +354,8 @@ def _load_hf_clip(path: Path, name: str) -> ClipEmbedder:
                         max_length=tok.model_max_length)
 
 
-def _load_open_clip(name: str, download: bool) -> ClipEmbedder:
+def _open_clip_weights(name: str, download: bool) -> Path:
+    """The checked safetensors file of ``open_clip:<arch>:<pretrained tag or file>``."""
     import open_clip
 
     parts = name.split(":", 2)
@@ -264,21 +365,24 @@ def _load_open_clip(name: str, download: bool) -> ClipEmbedder:
     if arch not in open_clip.list_models():
         raise UnknownModelError(f"open_clip has no architecture {arch!r}")
     if Path(pretrained).expanduser().is_file():
-        if not pretrained.endswith(".safetensors"):
-            raise ModelNotFoundError(f"{pretrained}: sagekit loads safetensors only")
-        weights = str(Path(pretrained).expanduser())
-    else:
-        cfg = open_clip.get_pretrained_cfg(arch, pretrained)
-        hub = cfg.get("hf_hub", "").rstrip("/") if cfg else ""
-        if not hub:
-            raise UnknownModelError(f"open_clip has no pretrained tag {pretrained!r} for {arch}")
-        repo = "/".join(hub.split("/")[:2])
-        folder = _hub_path(repo, f"open_clip {arch}:{pretrained}", download)
-        files = sorted(folder.rglob("*.safetensors"))
-        if not files:
-            raise ModelNotFoundError(f"{folder} holds no .safetensors weights; sagekit loads safetensors only")
-        weights = str(files[0])
-    model = open_clip.create_model(arch, pretrained=weights)
+        weights = Path(pretrained).expanduser()
+        check_weights_folder(weights)  # the file is safetensors and no pickle lies beside it
+        return weights
+    cfg = open_clip.get_pretrained_cfg(arch, pretrained)
+    hub = cfg.get("hf_hub", "").rstrip("/") if cfg else ""
+    if not hub:
+        raise UnknownModelError(f"open_clip has no pretrained tag {pretrained!r} for {arch}")
+    repo = "/".join(hub.split("/")[:2])
+    folder = check_weights_folder(_hub_path(repo, f"open_clip {arch}:{pretrained}", download))
+    files = sorted(folder.rglob("open_clip_*.safetensors")) or sorted(folder.rglob("*.safetensors"))
+    return files[0]
+
+
+def _load_open_clip(name: str, weights: Path) -> ClipEmbedder:
+    import open_clip
+
+    arch = name.split(":", 2)[1]
+    model = open_clip.create_model(arch, pretrained=str(weights))
     tok = open_clip.get_tokenizer(arch)
     size = model.visual.image_size
     size = (size, size) if isinstance(size, int) else tuple(size)
@@ -288,13 +392,18 @@ def _load_open_clip(name: str, download: bool) -> ClipEmbedder:
 
 
 # ---------------------------------------------------------------------------- language models
+def resolve_caption_lm(name: str = "toy", download: bool = False) -> Path:
+    """The checked folder of causal LM ``name`` (``"toy"``, a folder or a cached hub id)."""
+    path = _toy_path("caption-lm") if name == "toy" else _hub_path(name, "language model", download)
+    return check_weights_folder(path)
+
+
 def load_caption_lm(name: str = "toy", device: str | torch.device = "cpu", download: bool = False):
     """A causal language model and its tokenizer, for word proposals: ``"toy"`` (the toy
     caption GPT-2) or a local folder / cached hub id of any causal LM (safetensors)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = _toy_path("caption-lm") if name == "toy" else _hub_path(name, "language model", download)
-    _no_torch_pickles(path)
+    path = resolve_caption_lm(name, download)
     with _quiet_loading():
         model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -186,3 +186,35 @@ def findings_rows(summary: pd.DataFrame) -> list[dict]:
     return [{"model": r["model"], "guidance": float(r["guidance"]), "shift": r["shift"], "level": r["level_name"],
              "top1": round(float(r["top1"]), 4), "top5": round(float(r["top5"]), 4), "clip": round(float(r["clip"]), 2)}
             for _, r in summary.iterrows()]
+
+
+def findings_text(summary: pd.DataFrame, df: pd.DataFrame) -> str:
+    """The report's findings as Markdown (every model name and label escaped): per model
+    and guidance, unshifted accuracy with its interval and the worst and best shift; per
+    shift type, its mean accuracy; the least and the most robust label."""
+    from ..markup import Safe, md_text
+
+    lines = []
+    shifted = summary[summary["shift"] != "none"]
+    baseline = summary[summary["shift"] == "none"]
+    for _, b in baseline.iterrows():
+        sub = shifted[(shifted["model"] == b["model"]) & (shifted["guidance"] == b["guidance"])]
+        worst, best = sub.loc[sub["top1"].idxmin()], sub.loc[sub["top1"].idxmax()]
+        lines.append(md_text(
+            "- **{model}, {mode}**: unshifted top-1 {top1:.2f} [{lo:.2f}, {hi:.2f}], top-5 {top5:.2f}, CLIP {clip:.1f}. "
+            "Worst shift: {worst} → {worst_top1:.2f}; best: {best} → {best_top1:.2f}.",
+            model=b["model"], mode=f"guidance {b['guidance']:g}" if b["guidance"] > 1 else "no guidance",
+            top1=b["top1"], lo=b["top1_lo"], hi=b["top1_hi"], top5=b["top5"], clip=b["clip"],
+            worst=f"{worst['shift']} {worst['level_name']}", worst_top1=worst["top1"],
+            best=f"{best['shift']} {best['level_name']}", best_top1=best["top1"]))
+    for shift, sub in shifted.groupby("shift", sort=False):
+        lines.append(md_text("- {shift}: mean top-1 over its levels and all models {mean:.2f} (unshifted mean {base:.2f}).",
+                             shift=shift, mean=sub["top1"].mean(), base=baseline["top1"].mean()))
+    by_label = df[df["shift"] != "none"].groupby("label", sort=False)["top1"].agg(["mean", "size"])
+    if len(by_label) > 1:
+        lo, hi = by_label["mean"].idxmin(), by_label["mean"].idxmax()
+        lines.append(md_text("- Least robust label: {lo} ({lo_acc:.2f} of {lo_n} shifted images right); most robust: "
+                             "{hi} ({hi_acc:.2f} of {hi_n}).", lo=lo, lo_acc=by_label.loc[lo, "mean"],
+                             lo_n=int(by_label.loc[lo, "size"]), hi=hi, hi_acc=by_label.loc[hi, "mean"],
+                             hi_n=int(by_label.loc[hi, "size"])))
+    return Safe("\n".join(lines))

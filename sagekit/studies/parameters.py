@@ -1,0 +1,371 @@
+"""What every study parameter may be: ranges, choice sets, names that must resolve.
+
+A notebook's ``parameters`` cell gives each parameter its default (and so its type); the
+schema here gives what values are allowed. ``sagekit run`` checks both before a kernel
+starts, so bad input costs a one-line error instead of a traceback minutes later. Each
+study also estimates how many images its grid will generate, and grids beyond
+:data:`MAX_IMAGES` are refused.
+
+Parameters shared by studies (``model``, ``judge``, ``device``, ``seed`` ...) are declared
+once and reused.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+MAX_IMAGES = 2_000_000  # a week of an H100 at SD 1.5's batched ceiling; beyond that, split the grid
+
+
+class ParameterError(ValueError):
+    """A ``-p key=value`` that the notebook does not take, of the wrong type or out of range."""
+
+
+def _fail(name: str, message: str) -> ParameterError:
+    return ParameterError(f"parameter {name!r} {message}")
+
+
+# ---------------------------------------------------------------------------- kinds
+class Param:
+    """One parameter's rule. ``check`` raises ParameterError; ``ctx`` holds all the
+    parameters (for rules that depend on another one) and ``base`` (the notebook folder)."""
+
+    def check(self, name: str, value: Any, ctx: dict) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Int(Param):
+    lo: int
+    hi: int
+    note: str = ""
+
+    def check(self, name, value, ctx):
+        if not isinstance(value, int) or isinstance(value, bool) or not self.lo <= value <= self.hi:
+            raise _fail(name, f"must be an integer from {self.lo} to {self.hi}{self.note}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Float(Param):
+    lo: float
+    hi: float
+    lo_open: bool = False
+    note: str = ""
+
+    def check(self, name, value, ctx):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (self.lo < value if self.lo_open else self.lo <= value) and value <= self.hi
+        if not ok:
+            lo = f"above {self.lo}" if self.lo_open else f"at least {self.lo}"
+            raise _fail(name, f"must be a number {lo} and at most {self.hi}{self.note}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Choice(Param):
+    options: tuple
+
+    def check(self, name, value, ctx):
+        if value not in self.options:
+            raise _fail(name, f"must be one of {', '.join(map(repr, self.options))}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ListOf(Param):
+    item: Param
+    lo: int = 1
+    hi: int = 64
+    unique: bool = False
+
+    def check(self, name, value, ctx):
+        if not isinstance(value, (list, tuple)) or not self.lo <= len(value) <= self.hi:
+            raise _fail(name, f"must be a list of {self.lo} to {self.hi} items, got {value!r}")
+        if self.unique and len(set(map(repr, value))) != len(value):
+            raise _fail(name, f"must not repeat an item, got {value!r}")
+        for i, v in enumerate(value):
+            self.item.check(f"{name}[{i}]", v, ctx)
+
+
+@dataclass(frozen=True)
+class Text(Param):
+    max_len: int = 200
+
+    def check(self, name, value, ctx):
+        if not isinstance(value, str) or not value.strip() or len(value) > self.max_len:
+            raise _fail(name, f"must be a non-empty string of at most {self.max_len} characters, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Device(Param):
+    """A torch device that exists on this machine."""
+
+    def check(self, name, value, ctx):
+        import torch
+
+        try:
+            dev = torch.device(value)
+        except (RuntimeError, TypeError):
+            raise _fail(name, f"must be a device such as 'cpu' or 'cuda:0', got {value!r}") from None
+        if dev.type == "cpu":
+            return
+        if dev.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                raise _fail(name, f"is {value!r} but this machine has no CUDA device")
+            if dev.index is not None and dev.index >= count:
+                raise _fail(name, f"is {value!r} but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}")
+            return
+        if dev.type == "mps" and torch.backends.mps.is_available():
+            return
+        raise _fail(name, f"is {value!r}, which is not available here (use 'cpu' or 'cuda:N')")
+
+
+@dataclass(frozen=True)
+class ModelName(Param):
+    """A model name that resolves to checked weights on this machine (nothing is loaded)."""
+
+    kind: str  # "generator", "judge", "ensemble" (a judge ensemble), "clip" or "lm"
+
+    def check(self, name, value, ctx):
+        from ..models import registry
+
+        resolve = {"generator": registry.resolve_generator, "judge": registry.resolve_judge,
+                   "ensemble": registry.resolve_judge, "clip": registry.resolve_clip,
+                   "lm": registry.resolve_caption_lm}[self.kind]
+        if not isinstance(value, str) or not value:
+            raise _fail(name, f"must name a {self.kind}, got {value!r}")
+        if self.kind == "ensemble" and value not in registry.ENSEMBLES:
+            raise _fail(name, f"must name an ensemble of judges ({', '.join(registry.ENSEMBLES)}), got {value!r}")
+        try:
+            resolve(value)
+        except (registry.UnknownModelError, registry.ModelNotFoundError, registry.UnsafeWeightsError) as e:
+            raise _fail(name, f"({value!r}): {e}") from None
+
+
+@dataclass(frozen=True)
+class LabelSet(Param):
+    """A shipped label set's name or a ``.txt`` file of labels."""
+
+    def check(self, name, value, ctx):
+        from ..labels import get_label_set
+
+        try:
+            get_label_set(value)
+        except (KeyError, ValueError, OSError) as e:
+            raise _fail(name, str(e.args[0] if isinstance(e, KeyError) else e)) from None
+
+
+@dataclass(frozen=True)
+class Folder(Param):
+    """A folder that exists and is writable, or can be created (relative to the notebook)."""
+
+    def check(self, name, value, ctx):
+        if not isinstance(value, str) or not value:
+            raise _fail(name, f"must be a folder path, got {value!r}")
+        problem = unwritable(Path(ctx["__base__"]) / Path(value).expanduser())
+        if problem:
+            raise _fail(name, f"({value!r}): {problem}")
+
+
+def unwritable(path: Path) -> str | None:
+    """Why ``path`` can't be a folder we write into, or None. Creates nothing."""
+    path = Path(path).absolute()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    try:  # os.access says yes to root even where nothing can be created (e.g. /proc)
+        os.rmdir(tempfile.mkdtemp(prefix=".sagekit-probe-", dir=probe))
+    except OSError:
+        return f"{probe} is not writable"
+    return None
+
+
+@dataclass(frozen=True)
+class Shifts(Param):
+    """``{shift: [levels]}`` with the level type of each shift (see ``sagekit.shifts``)."""
+
+    def check(self, name, value, ctx):
+        from ..shifts import SHIFTS
+
+        names = [s for s in SHIFTS if s != "none"]
+        if not isinstance(value, dict) or not value:
+            raise _fail(name, f"must be a dict {{shift: [levels]}} with shifts from {', '.join(names)}, got {value!r}")
+        alpha, std = Float(-10, 10), Float(-0.999, 0.999, note=" (a std shift of 1 would zero or double the noise)")
+        for shift, levels in value.items():
+            where = f"{name}[{shift!r}]"
+            if shift not in names:
+                raise _fail(name, f"has an unknown shift {shift!r}; known: {', '.join(names)}")
+            if shift == "sort":
+                item = Int(1, 1 << 20, note=" (positions sorted per channel)")
+            elif shift == "mixed":
+                item = _Pair(std, alpha)
+            elif shift == "std":
+                item = std
+            else:
+                item = alpha
+            ListOf(item, 1, 100).check(where, levels, ctx)
+
+
+@dataclass(frozen=True)
+class _Pair(Param):
+    first: Param
+    second: Param
+
+    def check(self, name, value, ctx):
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise _fail(name, f"must be a pair [alpha_s, alpha_c], got {value!r}")
+        self.first.check(f"{name}[0]", value[0], ctx)
+        self.second.check(f"{name}[1]", value[1], ctx)
+
+
+# ---------------------------------------------------------------------------- shared declarations
+COUNT = Int(1, 100_000)
+SEED = Int(0, 2**32 - 1)
+LABELS_N = Int(1, 1000, note=" (labels used, evenly spaced over the label set)")
+SEEDS_N = Int(1, 10_000)
+ITERATIONS = Int(1, 10_000)
+STEPS = Int(0, 1000, note=" (0 = the model's default)")
+SEARCH_STEPS = Int(1, 1000)
+GUIDANCE = Float(0, 100, note=" (0 = the model's default, 1 = no guidance)")
+LR = Float(0, 100, lo_open=True)
+PROB = Float(0, 1)
+MODE = Choice(("exact", "residual"))
+COMMON = {"model": ModelName("generator"), "judge": ModelName("ensemble"), "device": Device(), "seed": SEED}
+LATENT = {
+    **COMMON, "label_set": LabelSet(), "n_labels": LABELS_N, "seeds_per_label": SEEDS_N, "iterations": ITERATIONS,
+    "lr": LR, "delta_bound": Float(0, 10, lo_open=True), "mode": MODE, "k": Int(1, 1000, note=" (and at most steps)"),
+    "c": Float(0, 10), "alpha": Float(0, 0.5, lo_open=True), "guidance": GUIDANCE, "steps": STEPS,
+    "compare_samples": Int(1, 1000), "compare_iterations": Int(1, 1000),
+}
+
+
+@dataclass(frozen=True)
+class Schema:
+    params: dict[str, Param]
+    estimate: Callable[[dict], int]  # images the grid generates, about
+    cross: Callable[[dict], None] | None = None  # rules between parameters
+
+
+def _n_labels(p: dict) -> int:
+    from ..labels import get_label_set
+
+    return min(p["n_labels"], len(get_label_set(p["label_set"])))
+
+
+def _labels_are_judged(p: dict) -> None:
+    """Every label the study prompts for must be one the judge can see."""
+    from ..labels import evenly_spaced
+    from ..models.registry import judge_label_names
+
+    known = judge_label_names(p["judge"])
+    if known is None:
+        return
+    missing = [l for l in evenly_spaced(p["label_set"], p["n_labels"]) if l not in set(known)]
+    if missing:
+        raise ParameterError(f"label_set {p['label_set']!r} has labels that judge {p['judge']!r} does not know: "
+                             + ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else ""))
+
+
+def _k_within_steps(p: dict) -> None:
+    if p["steps"] and p["k"] > p["steps"]:
+        raise ParameterError(f"parameter 'k' ({p['k']}) must be at most steps ({p['steps']})")
+    _labels_are_judged(p)
+
+
+def _targets_are_judged(p: dict) -> None:
+    from ..models.registry import judge_label_names
+
+    known = judge_label_names(p["judge"])
+    if known is None:
+        return
+    for t in p["targets"]:
+        if t not in known:
+            raise ParameterError(f"target {t!r} is not a label of judge {p['judge']!r}")
+    if p["n_train_labels"] + p["n_heldout_labels"] > len(known) - 1:
+        raise ParameterError(f"n_train_labels + n_heldout_labels must be at most {len(known) - 1} "
+                             f"(the judge's other labels), got {p['n_train_labels'] + p['n_heldout_labels']}")
+
+
+def _implosion_ks(p: dict) -> None:
+    from ..toy.shapes import LABELS
+
+    if max(p["ks"]) > len(LABELS) // 2:
+        raise ParameterError(f"parameter 'ks' may poison at most {len(LABELS) // 2} concepts, got {max(p['ks'])}")
+
+
+SCHEMAS: dict[str, Schema] = {
+    "toy-world": Schema(
+        {"per_label": Int(1, 1000), "n_judge": COUNT, "grid_labels": Int(1, 36), "seed": SEED},
+        lambda p: 36 * p["per_label"] * 4 + p["n_judge"]),
+    "prompt-failures": Schema(
+        {**COMMON, "clip": ModelName("clip"), "lm": ModelName("lm"), "label_set": LabelSet(), "n_labels": LABELS_N,
+         "max_words": Int(1, 32), "top_k": Int(1, 1000), "iterations": ITERATIONS, "lr": LR,
+         "bound": Float(0, 100, lo_open=True), "train_seeds": SEEDS_N, "eval_seeds": SEEDS_N,
+         "fail_fraction": Float(0, 1, lo_open=True), "mode": MODE, "k": Int(1, 1000), "search_steps": SEARCH_STEPS,
+         "guidance": GUIDANCE, "steps": STEPS, "baseline_prompts": Int(1, 1000), "baseline_min_prob": PROB,
+         "taxonomy": ListOf(Text(80), 1, 50, unique=True), "store_dir": Folder()},
+        lambda p: _n_labels(p) * (p["max_words"] * (p["train_seeds"] * (p["iterations"] + p["top_k"]) + p["eval_seeds"])
+                                  + p["baseline_prompts"] * p["eval_seeds"]),
+        _labels_are_judged),
+    "distorted-latents": Schema(
+        {**LATENT, "heldout": Int(1, 1000), "low_confidence": PROB},
+        lambda p: _n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 2 + p["heldout"] * 2)
+        + 2 * p["compare_samples"] * p["compare_iterations"],
+        _k_within_steps),
+    "unrelated-latents": Schema(
+        {**LATENT, "confidence": PROB},
+        lambda p: _n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 2)
+        + 2 * p["compare_samples"] * p["compare_iterations"],
+        _k_within_steps),
+    "adversarial-tokens": Schema(
+        {**COMMON, "clip": ModelName("clip"), "targets": ListOf(Text(200), 1, 100, unique=True),
+         "n_train_labels": Int(1, 1000), "n_heldout_labels": Int(1, 1000), "objective": Choice(("denoise", "judges")),
+         "iterations": ITERATIONS, "lr": LR, "bound": Float(0, 100, lo_open=True), "batch": Int(1, 1024),
+         "examples": Int(1, 10_000), "mode": MODE, "k": Int(1, 1000), "search_steps": SEARCH_STEPS,
+         "guidance": GUIDANCE, "steps": STEPS, "eval_seeds": SEEDS_N},
+        lambda p: len(p["targets"]) * (p["iterations"] * p["batch"] + 4 * p["examples"]
+                                       + 2 * p["n_heldout_labels"] * p["eval_seeds"]),
+        _targets_are_judged),
+    "seed-shifts": Schema(
+        {"models": ListOf(ModelName("generator"), 1, 16, unique=True),
+         "guidance": ListOf(GUIDANCE, 1, 16, unique=True), "shifts": Shifts(), "label_set": LabelSet(),
+         "n_labels": LABELS_N, "seeds_per_cell": SEEDS_N, "steps": STEPS, "judge": ModelName("judge"),
+         "clip": ModelName("clip"), "batch_size": Int(1, 4096), "store_dir": Folder(), "device": Device(),
+         "seed": SEED},
+        lambda p: len(p["models"]) * len(p["guidance"]) * (1 + sum(len(v) for v in p["shifts"].values()))
+        * _n_labels(p) * p["seeds_per_cell"],
+        _labels_are_judged),
+    "implosion": Schema(
+        {**COMMON, "judge": ModelName("judge"), "clip": ModelName("clip"), "ks": ListOf(Int(0, 1000), 1, 20, unique=True),
+         "n_clean": Int(1, 1_000_000), "poison_per_concept": Int(1, 100_000), "finetune_steps": Int(1, 100_000),
+         "lr": LR, "trainable": Choice(("all", "cross-attention")), "eval_seeds": SEEDS_N,
+         "guidance": Float(1, 100, note=" (1 = no guidance)"), "steps": SEARCH_STEPS},
+        lambda p: len(p["ks"]) * 36 * p["eval_seeds"] * 2,
+        _implosion_ks),
+}
+
+
+def validate(study_id: str, params: dict[str, Any], base: Path) -> int:
+    """Check every parameter of a study (defaults merged with overrides) against its
+    schema; ``base`` is the notebook's folder (relative paths start there). Returns the
+    estimated number of images; raises ParameterError."""
+    schema = SCHEMAS[study_id]
+    ctx = {**params, "__base__": str(base)}
+    for name, value in params.items():
+        rule = schema.params.get(name)
+        if rule is None:
+            raise ParameterError(f"study {study_id!r} declares no rule for parameter {name!r}")
+        rule.check(name, value, ctx)
+    if schema.cross:
+        schema.cross(params)
+    images = int(schema.estimate(params))
+    if images > MAX_IMAGES:
+        raise ParameterError(f"study {study_id!r} would generate about {images:,} images (the limit is "
+                             f"{MAX_IMAGES:,}); lower the counts, or split the grid over several runs")
+    return images
