@@ -96,6 +96,11 @@ def _cmd_ad(args) -> int:
     except (FileNotFoundError, ValueError, UnknownModelError, ModelNotFoundError) as e:
         print(f"sagekit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    left_out = res.pop("left_out")
+    if res["uncaptioned"] or res["captions_without_image"]:
+        print(f"sagekit: left out {res['uncaptioned']} image(s) without a caption and "
+              f"{res['captions_without_image']} caption(s) without an image, e.g. {', '.join(left_out)}",
+              file=sys.stderr)
     print(json.dumps(res) if args.json else "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                       for k, v in res.items()))
     return 0

@@ -225,16 +225,21 @@ def run_folder() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _kernel_manager_class():
-    """The kernel talks to us over IPC sockets in the run folder rather than TCP ports on
+def _kernel_manager_class(folder: Path):
+    """A kernel manager whose connection file (it holds the kernel's HMAC key) lives in the
+    run folder, and whose kernel talks over IPC sockets there rather than TCP ports on
     localhost (which any local user could reach; ipykernel warns about it)."""
     from jupyter_client import AsyncKernelManager
-    from traitlets import CaselessStrEnum
+    from traitlets import CaselessStrEnum, default
 
-    class IPCKernelManager(AsyncKernelManager):
+    class RunKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
-    return IPCKernelManager
+        @default("connection_file")
+        def _connection_file_default(self):
+            return str(folder / "kernel.json")
+
+    return RunKernelManager
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -272,6 +277,10 @@ def _publish(folder: Path, name: str, data: str, replace: bool = False) -> None:
         part.unlink(missing_ok=True)
 
 
+def _timestamp() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
 def _reserve_stem(out: Path, study: Study, stamp: str) -> str:
     for _ in range(100):
         stem = f"{study.id}-{stamp}-{secrets.token_hex(3)}"
@@ -303,8 +312,8 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
     if timeout < 1:
         raise ParameterError(f"--timeout must be at least 1 second, got {timeout}")
     if announce:
-        announce(f"{study.id}: about {images:,} images; report into {out}")
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        announce(f"{study.id}: about {images:,} image{'' if images == 1 else 's'}; report into {out}")
+    stamp = _timestamp()
     with run_folder() as tmp:
         findings_path = tmp / "findings.json"
         executed = tmp / f"{study.id}-{stamp}.ipynb"
@@ -314,7 +323,7 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
             pm.execute_notebook(
                 str(study.path), str(executed), parameters=params, kernel_name=ensure_kernel(),
                 execution_timeout=timeout, log_output=log_output, progress_bar=False,
-                cwd=str(study.path.parent), kernel_manager_class=_kernel_manager_class(),
+                cwd=str(study.path.parent), kernel_manager_class=_kernel_manager_class(tmp),
             )
         except Exception as e:  # the notebook's error, a dead kernel or a cell timeout
             raise _failure(study, e, executed) from None

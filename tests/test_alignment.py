@@ -62,7 +62,8 @@ def test_folder_ad_rises_with_mismatched_captions(tmp_path):
     clean.mkdir(), dirty.mkdir()
     _write_pairs(clean, 40)
     _write_pairs(dirty, 40, poisoned=20)
-    assert len(read_pairs(clean)) == 40  # the image without a caption is skipped
+    found = read_pairs(clean)
+    assert len(found.pairs) == 40 and found.uncaptioned == ["no-caption.png"]  # the uncaptioned image is left out
     a, b = folder_ad(clean, "toy-clip"), folder_ad(dirty, "toy-clip")
     assert b["d_fea"] > a["d_fea"] and b["ad"] > a["ad"]
 
@@ -78,3 +79,27 @@ def test_folder_ad_errors_are_clear(tmp_path):
     _write_pairs(tmp_path, 3)
     with pytest.raises(ModelNotFoundError, match="hf download"):
         folder_ad(tmp_path)  # the default open_clip ViT-H-14 is not on this machine
+
+
+def test_ad_cli_refuses_broken_images_and_counts_what_it_leaves_out(tmp_path, capsys):
+    import json
+
+    from sagekit.cli import main
+
+    _write_pairs(tmp_path, 4)
+    (tmp_path / "orphan.txt").write_text("a photo of a red star")
+    assert main(["ad", str(tmp_path), "--clip", "toy-clip", "--json"]) == 0
+    cap = capsys.readouterr()
+    res = json.loads(cap.out)
+    assert res["n"] == 4 and res["uncaptioned"] == 1 and res["captions_without_image"] == 1
+    assert "1 image(s) without a caption" in cap.err and "no-caption.png" in cap.err and "orphan.txt" in cap.err
+    # a .png that is no image, and a truncated one: one line naming the file, exit 2
+    (tmp_path / "fake.png").write_text("not an image")
+    (tmp_path / "fake.txt").write_text("a caption")
+    assert main(["ad", str(tmp_path), "--clip", "toy-clip"]) == 2
+    err = capsys.readouterr().err
+    assert "fake.png: not a readable image" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "fake.png").write_bytes((tmp_path / "000.png").read_bytes()[:-40])
+    assert main(["ad", str(tmp_path), "--clip", "toy-clip"]) == 2
+    err = capsys.readouterr().err
+    assert "fake.png: not a readable image" in err and len(err.strip().splitlines()) == 1

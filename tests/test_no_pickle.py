@@ -199,5 +199,15 @@ def test_the_cli_refuses_pickles_with_exit_2(tmp_path, tiny_sd, trap, capsys):
     trap(clip / "pytorch_model.bin")
     pairs = tmp_path / "pairs"
     pairs.mkdir()
+    for i in range(2):
+        (pairs / f"x{i}.txt").write_text("a photo of a red circle")
+        _png(pairs / f"x{i}.png")
     assert main(["ad", str(pairs), "--clip", f"hf:{clip}"]) == 2
-    assert "pytorch_model.bin" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pytorch_model.bin" in err and len(err.strip().splitlines()) == 1
+
+
+def _png(path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(path)

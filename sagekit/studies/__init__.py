@@ -21,10 +21,11 @@ class Study:
     # Ready: default parameters verified on the toy world (and written by `make demo`).
     # The others run and are tested with small parameters but are still being tuned.
     ready: bool = False
+    folder: Path = NOTEBOOKS  # where the notebook lives
 
     @property
     def path(self) -> Path:
-        return NOTEBOOKS / self.notebook
+        return Path(self.folder) / self.notebook
 
 
 STUDIES = {s.id: s for s in sorted([

@@ -1,0 +1,90 @@
+"""Every study parameter has a rule, checked before a kernel starts: bad values give one
+line, exit 2, and nothing written."""
+
+import time
+
+import pytest
+
+from sagekit.cli import main
+from sagekit.report import notebook_parameters
+from sagekit.studies import STUDIES
+from sagekit.studies.parameters import MAX_IMAGES, SCHEMAS, ParameterError, validate
+
+
+@pytest.mark.parametrize("study", sorted(STUDIES))
+def test_every_parameter_has_a_rule_and_the_defaults_pass(study):
+    defaults = notebook_parameters(STUDIES[study].path)
+    assert set(SCHEMAS[study].params) == set(defaults)
+    images = validate(study, defaults, STUDIES[study].path.parent)
+    assert 1 <= images <= MAX_IMAGES
+
+
+# The values a hostile but fair user tried (issue 11), and more: each must be refused.
+BAD = [
+    ("seed-shifts", "batch_size=0", "'batch_size' must be an integer from 1 to 4096"),
+    ("seed-shifts", "n_labels=-1", "'n_labels' must be an integer from 1"),
+    ("seed-shifts", "seeds_per_cell=0", "'seeds_per_cell' must be an integer from 1"),
+    ("seed-shifts", "seeds_per_cell=1000000000", "'seeds_per_cell' must be an integer from 1 to 10000"),
+    ("seed-shifts", "seeds_per_cell=5000", "would generate about"),
+    ("seed-shifts", "steps=-5", "'steps' must be an integer from 0"),
+    ("seed-shifts", "device='cuda:99'", "'device' is 'cuda:99'"),
+    ("seed-shifts", "device='tpu'", "'device'"),
+    ("seed-shifts", "shifts={'constant': 'abc'}", "must be a list"),
+    ("seed-shifts", "shifts={'constant': ['abc']}", "must be a number"),
+    ("seed-shifts", "shifts={'sorted': [16]}", "unknown shift 'sorted'"),
+    ("seed-shifts", "shifts={'mixed': [0.1]}", "must be a pair"),
+    ("seed-shifts", "shifts={'sort': [0.5]}", "must be an integer"),
+    ("seed-shifts", "shifts={'std': [-1.5]}", "must be a number"),
+    ("seed-shifts", "models=['sagekit-test/not-downloaded']", "not in the local Hugging Face cache"),
+    ("seed-shifts", "models=[]", "must be a list of 1"),
+    ("seed-shifts", "judge='nope'", "unknown judge 'nope'"),
+    ("seed-shifts", "clip='open_clip:ViT-B-32:laion2b_s34b_b79k'", "hf download"),
+    ("seed-shifts", "label_set='imagenet100'", "does not know"),
+    ("seed-shifts", "label_set='nope'", "unknown label set"),
+    ("seed-shifts", "guidance=[-1.0]", "'guidance[0]' must be a number at least 0"),
+    ("toy-world", "per_label=0", "'per_label' must be an integer from 1"),
+    ("prompt-failures", "fail_fraction=0.0", "'fail_fraction' must be a number above 0"),
+    ("prompt-failures", "lm='sagekit-test/not-downloaded'", "not in the local Hugging Face cache"),
+    ("prompt-failures", "taxonomy=[]", "must be a list of 1"),
+    ("distorted-latents", "judge='toy-resnet'", "must name an ensemble of judges"),
+    ("distorted-latents", "mode='fast'", "must be one of 'exact', 'residual'"),
+    ("distorted-latents", "steps=1", "'k' (2) must be at most steps (1)"),
+    ("distorted-latents", "lr=0.0", "'lr' must be a number above 0"),
+    ("adversarial-tokens", "targets=['purple dragon']", "'purple dragon' is not a label"),
+    ("adversarial-tokens", "n_train_labels=30", "at most 35"),
+    ("adversarial-tokens", "objective='magic'", "'objective' must be one of"),
+    ("implosion", "ks=[0, 40]", "at most 18"),
+    ("implosion", "trainable='some'", "'trainable' must be one of"),
+]
+
+
+@pytest.mark.parametrize("study,assignment,message", BAD)
+def test_bad_values_are_refused_before_any_work(study, assignment, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    assert main(["run", study, "-p", assignment, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert time.perf_counter() - t0 < 10  # no kernel, no model loaded
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_relative_store_dirs_are_checked_from_the_notebook_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    params = {**notebook_parameters(STUDIES["seed-shifts"].path), "store_dir": "sub/store"}
+    validate("seed-shifts", params, tmp_path)  # creatable: fine, and nothing is created
+    assert not (tmp_path / "sub").exists()
+    with pytest.raises(ParameterError, match="is not a folder"):
+        validate("seed-shifts", {**params, "store_dir": "file/store"}, tmp_path)
+
+
+def test_a_label_file_is_a_label_set(tmp_path):
+    from sagekit.toy.shapes import LABELS
+
+    (tmp_path / "labels.txt").write_text("\n".join(LABELS[:5]) + "\n\n")
+    params = {**notebook_parameters(STUDIES["seed-shifts"].path), "label_set": str(tmp_path / "labels.txt")}
+    assert validate("seed-shifts", {**params, "n_labels": 5}, tmp_path) > 0
+    (tmp_path / "other.txt").write_text("a purple dragon\n")
+    with pytest.raises(ParameterError, match="does not know: 'a purple dragon'"):
+        validate("seed-shifts", {**params, "label_set": str(tmp_path / "other.txt")}, tmp_path)
