@@ -137,8 +137,14 @@ def _cmd_run(args) -> int:
 def _cmd_toy(args) -> int:
     if args.toy_command == "train":
         from .models.registry import TOY_DIR
+        from .studies.parameters import unwritable
         from .toy.training import TrainConfig, train_toy_world
 
+        problem = unwritable(args.out or TOY_DIR)
+        if problem or not 0 <= args.seed < 2**32:
+            print(f"sagekit: error: {problem or f'--seed must be from 0 to {2**32 - 1}, got {args.seed}'}",
+                  file=sys.stderr)
+            return EXIT_USAGE
         log = train_toy_world(args.out or TOY_DIR, TrainConfig(seed=args.seed))
         print(json.dumps({k: log[k] for k in ("seconds", "total_seconds", "judge_acc", "vae_recon_judge_acc")}, indent=1))
         return 0

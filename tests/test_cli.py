@@ -33,6 +33,8 @@ def test_list_names_studies_and_models(capsys):
     (["run", "toy-world", "-p", "per_label"], "key=value"),
     (["toy", "eval", "--per-label", "0"], "must be positive"),
     (["ad", "/no/such/folder"], "not a folder"),
+    (["toy", "train", "--seed", "-1"], "--seed must be from 0"),
+    (["toy", "train", "--out", "/proc/sagekit-weights"], "not writable"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "out"

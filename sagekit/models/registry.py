@@ -68,6 +68,18 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
+class UnsafeWeightsError(ValueError):
+    """A folder holds weights in a pickle format, which can run code when loaded."""
+
+
+# Suffixes of torch / pickle checkpoints: unpickling one can execute arbitrary code.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# What `hf download` should leave out, so that a downloaded folder passes the check.
+HF_EXCLUDES = " ".join(f"--exclude '*{s}'" for s in PICKLE_SUFFIXES)
+# A folder with one of these configs holds a model, so it must hold safetensors weights.
+MODEL_CONFIGS = ("config.json", "open_clip_config.json")
+
+
 def _toy_path(sub: str) -> Path:
     path = TOY_DIR / sub
     if not path.exists():
@@ -91,18 +103,8 @@ def _hub_path(repo_id: str, what: str, download: bool) -> Path:
     except LocalEntryNotFoundError:
         raise ModelNotFoundError(
             f"{what} {repo_id!r} is not in the local Hugging Face cache. Download it once on a machine "
-            f"with internet: `hf download {repo_id}` (or pass a local folder), then run again offline."
+            f"with internet: `hf download {repo_id} {HF_EXCLUDES}` (or pass a local folder), then run again offline."
         ) from None
-
-
-class UnsafeWeightsError(ValueError):
-    """A folder holds weights in a pickle format, which can run code when loaded."""
-
-
-# Suffixes of torch / pickle checkpoints: unpickling one can execute arbitrary code.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-# A folder with one of these configs holds a model, so it must hold safetensors weights.
-MODEL_CONFIGS = ("config.json", "open_clip_config.json")
 
 
 def check_weights_folder(path: Path) -> Path:
@@ -124,8 +126,7 @@ def check_weights_folder(path: Path) -> Path:
             if name.lower().endswith(PICKLE_SUFFIXES):
                 raise UnsafeWeightsError(
                     f"{Path(root) / name}: a pickle-format weight file; sagekit loads safetensors only and refuses "
-                    "folders that hold pickles (delete it, or download with "
-                    "`hf download REPO --exclude '*.bin' '*.pt' '*.pth' '*.ckpt' '*.pkl'`)")
+                    f"folders that hold pickles (delete it, or download with `hf download REPO {HF_EXCLUDES}`)")
         has_safetensors = any(n.endswith(".safetensors") for n in files)
         found_weights |= has_safetensors
         if any(c in files for c in MODEL_CONFIGS) and not has_safetensors:

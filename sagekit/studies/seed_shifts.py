@@ -210,11 +210,13 @@ def findings_text(summary: pd.DataFrame, df: pd.DataFrame) -> str:
     for shift, sub in shifted.groupby("shift", sort=False):
         lines.append(md_text("- {shift}: mean top-1 over its levels and all models {mean:.2f} (unshifted mean {base:.2f}).",
                              shift=shift, mean=sub["top1"].mean(), base=baseline["top1"].mean()))
-    by_label = df[df["shift"] != "none"].groupby("label", sort=False)["top1"].agg(["mean", "size"])
-    if len(by_label) > 1:
-        lo, hi = by_label["mean"].idxmin(), by_label["mean"].idxmax()
-        lines.append(md_text("- Least robust label: {lo} ({lo_acc:.2f} of {lo_n} shifted images right); most robust: "
-                             "{hi} ({hi_acc:.2f} of {hi_n}).", lo=lo, lo_acc=by_label.loc[lo, "mean"],
-                             lo_n=int(by_label.loc[lo, "size"]), hi=hi, hi_acc=by_label.loc[hi, "mean"],
-                             hi_n=int(by_label.loc[hi, "size"])))
+    by_label = df[df["shift"] != "none"].groupby("label", sort=False)["top1"]
+    if by_label.ngroups > 1:
+        means = by_label.mean()
+        for which, label in (("Least", means.idxmin()), ("Most", means.idxmax())):
+            hits = by_label.get_group(label).to_numpy(dtype=float)
+            mean, lo, hi = bootstrap_ci(hits)
+            lines.append(md_text("- {which} robust label: {label}, {k} of {n} shifted images right: {mean:.2f} "
+                                 "[{lo:.2f}, {hi:.2f}].", which=which, label=label, k=int(hits.sum()), n=len(hits),
+                                 mean=mean, lo=lo, hi=hi))
     return Safe("\n".join(lines))
