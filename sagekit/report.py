@@ -206,21 +206,14 @@ def clear_stale_runs(root: Path | None = None) -> list[Path]:
 @contextmanager
 def run_folder() -> Iterator[Path]:
     """A private temporary folder for one run, locked while the run lives and removed on
-    every exit path (error, Ctrl-C); the kernel's runtime files are written into it."""
+    every exit path (error, Ctrl-C). The kernel's connection file and sockets go in it."""
     clear_stale_runs()
     folder = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
     lock = open(folder / "lock", "w")
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    saved = {k: os.environ.get(k) for k in ("JUPYTER_RUNTIME_DIR", FINDINGS_ENV)}
-    os.environ["JUPYTER_RUNTIME_DIR"] = str(folder / "runtime")
     try:
         yield folder
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         lock.close()
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -247,8 +240,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 def _failure(study: Study, error: Exception, executed: Path) -> StudyFailed:
     """A short account of a failed run; the executed notebook is kept outside ``out_dir``."""
-    kept = Path(tempfile.mkdtemp(prefix="sagekit-failed-")) / executed.name
+    kept = None
     if executed.exists():
+        kept = Path(tempfile.mkdtemp(prefix="sagekit-failed-")) / executed.name
         shutil.copy(executed, kept)
     ename, evalue = type(error).__name__, str(error)
     where, tail = "", []
@@ -259,7 +253,7 @@ def _failure(study: Study, error: Exception, executed: Path) -> StudyFailed:
         tail = [l.strip() for l in lines if re.match(r"\s*-+>", l)][:1]  # the cell's line that raised
     evalue = evalue.strip().splitlines()[-1] if evalue.strip() else ""
     msg = [f"study {study.id!r} failed{where}: {ename}: {evalue}"] + [f"    {l}" for l in tail]
-    msg.append(f"the executed notebook is kept at {kept}" if kept.exists() else "no notebook was executed")
+    msg.append(f"the executed notebook is kept at {kept}" if kept else "no notebook was executed")
     return StudyFailed("\n".join(msg))
 
 
@@ -327,8 +321,11 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
             )
         except Exception as e:  # the notebook's error, a dead kernel or a cell timeout
             raise _failure(study, e, executed) from None
+        finally:
+            os.environ.pop(FINDINGS_ENV, None)
         wall = time.perf_counter() - t0
         findings = json.loads(findings_path.read_text()) if findings_path.exists() else {}
+        page = to_html(executed, f"sagekit {study.id} {stamp}")
         out.mkdir(parents=True, exist_ok=True)
         stem = _reserve_stem(out, study, stamp)
         summary = {
@@ -337,7 +334,6 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
             "versions": versions(), "wall_seconds": round(wall, 1),
             "html": f"{stem}.html", "notebook": f"{stem}.ipynb", "findings": findings,
         }
-        page = to_html(executed, f"sagekit {study.id} {stamp}")
         _publish(out, f"{stem}.html", page, replace=True)  # over this run's placeholder
         _publish(out, f"{stem}.ipynb", executed.read_text())
         _publish(out, f"{stem}.json", json.dumps(summary, indent=1, default=float))  # last: the index reads it
@@ -390,5 +386,5 @@ td,th{{border:1px solid #ccc;padding:.4em .6em;vertical-align:top;font-size:90%}
 </tbody></table></body></html>
 """
     out.mkdir(parents=True, exist_ok=True)
-    (out / "index.html").write_text(page)
+    _publish(out, "index.html", page, replace=True)  # atomic: runs finishing together never tear it
     return out / "index.html"
