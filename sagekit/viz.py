@@ -107,3 +107,53 @@ def metric_vs_level(summary, metric: str = "top1", title: str | None = None):
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def show_label_grids(results: dict, labels: Sequence[str], shown: Sequence[int], per_label: int) -> None:
+    """For each ``(model, mode)`` result of ``toy.evaluate.generation_results(return_images=True)``:
+    the images of the ``shown`` label indices, one row per label (green: judged right)."""
+    for (model, mode), r in results.items():
+        idx = [li * per_label + k for li in shown for k in range(per_label)]
+        right = (r["pred"] == r["targets"]).tolist()
+        show_grid(r["images"][idx], ncol=per_label, row_labels=[labels[i] for i in shown],
+                  marks=[right[i] for i in idx], title=f"{model}, {mode} (guidance {r['guidance']}, {r['steps']} steps)")
+        plt.show()
+
+
+def show_prompt_failures(found: Sequence[dict], judge) -> None:
+    """One row per failing prompt: its images on the fresh seeds, each labelled with the
+    judge's prediction (green: the prompt's label is seen)."""
+    for r in found:
+        pred = judge(r["images"]).argmax(-1)
+        show_grid(r["images"], ncol=len(r["images"]), marks=(pred == judge.label_index(r["label"])).tolist(),
+                  title=f'"{r["prompt"]}" — fails on {r["failure_rate"]:.0%} of seeds, perplexity {r["perplexity"]:.1f}',
+                  col_labels=[judge.labels[j] for j in pred.tolist()], cell_inches=0.8, scale=3)
+        plt.show()
+
+
+def show_token_grids(results: dict, splits: dict, seed: int) -> None:
+    """Per target of ``prompt_search.learn_tokens``: the held-out prompts at ``seed`` without
+    and with the token (green: every judge sees the target)."""
+    for target, r in results.items():
+        held = splits[target][1]
+        hit = r.frame[r.frame.seed == seed]["success"].tolist()
+        show_grid(torch.cat([r.plain[:, 0], r.token[:, 0]]), ncol=len(held), marks=[None] * len(held) + hit,
+                  row_labels=["prompt", "prompt + token"], col_labels=held, title=f"target: {target}",
+                  cell_inches=0.8, scale=3)
+        plt.show()
+
+
+def tagger(store, keys: Sequence[str], prompts: Sequence[str], taxonomy: Sequence[str]):
+    """An ipywidgets box to tag each prompt with causes from ``taxonomy``; "save tags"
+    writes them to the results store. None where ipywidgets is missing."""
+    try:
+        import ipywidgets as w
+    except ImportError:
+        return None
+    rows = []
+    for key, prompt in zip(keys, prompts):
+        box = w.SelectMultiple(options=list(taxonomy), rows=len(taxonomy), layout=w.Layout(width="260px"))
+        button = w.Button(description="save tags")
+        button.on_click(lambda _, key=key, box=box: store.tag(key, box.value))
+        rows.append(w.HBox([w.Label(prompt, layout=w.Layout(width="380px")), box, button]))
+    return w.VBox(rows)

@@ -209,3 +209,20 @@ def test_a_new_token_starts_at_the_mean_of_the_models_own_words(gen):
     assert torch.allclose(ps._mean_word(gen), table[own].mean(0).detach())
     with torch.no_grad():
         table[ids] = saved  # the pipeline is shared by the module's tests
+
+
+def test_per_target_shares_of_colour_and_shape():
+    import pandas as pd
+
+    from sagekit.studies.prompt_search import per_target
+
+    ev = pd.DataFrame({"target": ["red circle"] * 4 + ["blue star"] * 2,
+                       "predicted": ["red circle", "red star", "green circle", "blue heart", "blue star", "red cross"],
+                       "success": [1, 0, 0, 0, 1, 0], "text_cosine": 0.9, "clip_plain": 20.0, "clip_adv": 19.0,
+                       "clip_delta": -1.0})
+    out = per_target(ev, ["red circle", "blue star"])
+    assert list(out.index) == ["red circle", "blue star"]
+    assert out.loc["red circle", "success"] == 0.25 and out.loc["red circle", "colour"] == 0.5
+    assert out.loc["red circle", "shape"] == 0.5 and out.loc["blue star", "colour"] == 0.5
+    assert out.loc["blue star", "shape"] == 0.5
+    assert "colour" not in per_target(ev, ["tench", "great white shark"])  # not "{colour} {shape}" labels

@@ -420,3 +420,29 @@ def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, pr
                          "clip_plain": float(clip_plain[i]), "clip_adv": float(clip_adv[i]),
                          "clip_delta": float(clip_adv[i] - clip_plain[i])})
     return TokenEvaluation(pd.DataFrame(rows), torch.stack(plain), torch.stack(token))
+
+
+def learn_tokens(gen: Generator, goal: TargetGoal, clip, splits: dict[str, tuple[list[str], list[str]]],
+                 cfg: TokenConfig, eval_seeds: list[int], seed: int = 0,
+                 template: str = "a photo of a {label}") -> dict[str, TokenEvaluation]:
+    """For every target of ``splits`` (target -> (train labels, held-out labels)): learn
+    its token on the train labels' prompts and evaluate it on the held-out ones."""
+    results = {}
+    for target, (train, held) in splits.items():
+        emb = learn_adversarial_token(gen, goal, target, [template.format(label=l) for l in train], cfg, seed=seed)
+        results[target] = evaluate_token(gen, goal, clip, target, [template.format(label=l) for l in held], emb,
+                                         eval_seeds, cfg.guidance, cfg.steps)
+    return results
+
+
+def per_target(ev: pd.DataFrame, labels) -> pd.DataFrame:
+    """Means per target of a frame of :func:`evaluate_token` rows with a ``target`` column.
+    Where every label reads "{colour} {shape}" (the toy world), also the share of
+    predictions with the target's colour and with its shape."""
+    out = ev.groupby("target", sort=False)[["success", "text_cosine", "clip_plain", "clip_adv", "clip_delta"]].mean()
+    if all(len(l.split()) == 2 for l in labels):
+        pred = ev["predicted"].str.split(" ", n=1, expand=True)
+        want = ev["target"].str.split(" ", n=1, expand=True)
+        out["colour"] = (pred[0] == want[0]).groupby(ev["target"], sort=False).mean()
+        out["shape"] = (pred[1] == want[1]).groupby(ev["target"], sort=False).mean()
+    return out

@@ -65,15 +65,22 @@ def generation_accuracy(model: str, guidance: float, per_label: int = 6, steps: 
     return res
 
 
+def generation_results(models=("toy", "toy-pixel"), per_label: int = 6, seed: int = 0,
+                       return_images: bool = False) -> dict[tuple[str, str], dict]:
+    """:func:`generation_accuracy` of every model with its default guidance ("guided") and
+    without guidance ("unguided"), keyed ``(model, mode)``."""
+    from ..models.registry import TOY_SAMPLING
+
+    return {(m, mode): generation_accuracy(m, g, per_label, seed=seed, return_images=return_images)
+            for m in models for mode, g in (("guided", TOY_SAMPLING[m][1]), ("unguided", 1.0))}
+
+
 def evaluate(per_label: int = 6, n_judge: int = 1000) -> dict:
     """Everything `sagekit toy eval --json` prints."""
     judges = judge_accuracy(n_judge)
     gen = {}
-    for model in ("toy", "toy-pixel"):
-        guided = load_generator(model).default_guidance
-        for mode, g in (("guided", guided), ("unguided", 1.0)):
-            r = generation_accuracy(model, g, per_label)
-            gen.setdefault(model, {})[mode] = r
+    for (model, mode), r in generation_results(per_label=per_label).items():
+        gen.setdefault(model, {})[mode] = r
     bars = {f"judge {k} >= {BARS['judge']}": v >= BARS["judge"] for k, v in judges.items() if k != "toy-clip"}
     for (model, mode), bar in ((k, v) for k, v in BARS.items() if isinstance(k, tuple)):
         bars[f"{model} {mode} >= {bar}"] = gen[model][mode]["acc"] >= bar
