@@ -94,9 +94,9 @@ def bench_sweep(device: str | None = None, batch_size: int | None = None, steps:
         store = ResultStore(tmp / "store")
         labels = judge.labels[:batch_size] if len(judge.labels) >= batch_size else judge.labels
         seeds = range((batch_size + len(labels) - 1) // len(labels))
-        cells = seed_shifts.build_cells([model], {"constant": [0.1]}, labels, seeds, [guidance], steps,
+        cells = seed_shifts.build_cells([model], {"UMS": [0.1]}, labels, seeds, [guidance], steps,
                                         judge.name, clip.name)
-        cells = [c for c in cells if c["shift"] == "constant"][:batch_size]
+        cells = [c for c in cells if c["shift"] == "UMS"][:batch_size]
         warm = seed_shifts.build_cells([model], {}, labels[:2], [10**6], [guidance], steps, judge.name, clip.name)
         seed_shifts.run(warm, store, {model: gen}, judge, clip, batch_size=batch_size, progress=False)
         c = len(cells) / _timed(lambda: seed_shifts.run(cells, store, {model: gen}, judge, clip,

@@ -1,21 +1,23 @@
 """Seed shifts: perturbations of the initial noise z ~ N(0, I), applied before the
-scheduler scales it (paper 001, "brittle latent space").
+scheduler scales it, as paper 001 ("brittle latent space", §3.2) defines them: z' = z + eta.
 
 Every shift is a pure function ``(z, level, generator) -> z'`` on ``(N, C, H, W)``
-float tensors; ``generator`` is a CPU ``torch.Generator`` and is only used by the
-random-uniform shift. Levels:
+float tensors; ``generator`` is a CPU ``torch.Generator`` (or one per sample) and is only
+used by URMS. Names and levels are the paper's:
 
-=============  =====================  ==========================================
-shift          level                  z'
-=============  =====================  ==========================================
-``none``       ignored                z
-``constant``   alpha_c (float)        z + alpha_c
-``uniform``    alpha_u (float)        z + alpha_u * u,  u ~ U(0, 1) elementwise
-``std``        alpha_s (float)        (1 + alpha_s) * z
-``mixed``      (alpha_s, alpha_c)     (1 + alpha_s) * z + alpha_c
-``sort``       n (int)                the first n values of each channel, in raster
-                                      order from the top-left, sorted ascending
-=============  =====================  ==========================================
+=========  ==========================  ==============================================
+shift      level                       z'
+=========  ==========================  ==============================================
+``none``   ignored                     z
+``UMS``    alpha_c (float)             z + alpha_c                 (uniform mean shift)
+``URMS``   alpha_u (float)             z + alpha_u * u, u ~ U(0, 1) elementwise
+                                       (uniform random mean shift: mean moves alpha_u / 2)
+``SDS``    alpha_s (float, < 1)        (1 - alpha_s) * z           (eta_s = -alpha_s * z)
+``MS``     (alpha_s, alpha_c)          (1 - alpha_s) * z + alpha_c (mixed: eta_s + eta_m)
+``PAS``    n (int)                     the first n values of each channel, in raster
+                                       order from the top-left, sorted ascending
+                                       (arrangement shift: the values are unchanged)
+=========  ==========================  ==============================================
 """
 
 from __future__ import annotations
@@ -51,17 +53,18 @@ def uniform_mean(z: torch.Tensor, alpha: float, generator=None) -> torch.Tensor:
     return z + float(alpha) * u.to(z.device, z.dtype)
 
 
-def std_scale(z: torch.Tensor, alpha: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Std becomes ``1 + alpha``; requires ``alpha > -1``."""
-    if alpha <= -1:
-        raise ValueError(f"std shift needs alpha > -1, got {alpha}")
-    return (1 + float(alpha)) * z
+def std_shift(z: torch.Tensor, alpha: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """eta_s = -alpha * z: the std becomes ``1 - alpha`` (a positive alpha shrinks the
+    noise); requires ``alpha < 1``."""
+    if alpha >= 1:
+        raise ValueError(f"SDS needs alpha_s < 1 (the std becomes 1 - alpha_s), got {alpha}")
+    return (1 - float(alpha)) * z
 
 
 def mixed(z: torch.Tensor, level: tuple[float, float], generator: torch.Generator | None = None) -> torch.Tensor:
-    """``level = (alpha_s, alpha_c)``: std ``1 + alpha_s``, mean ``alpha_c``."""
+    """``level = (alpha_s, alpha_c)``: std ``1 - alpha_s``, then mean ``alpha_c``."""
     alpha_s, alpha_c = level
-    return constant_mean(std_scale(z, alpha_s), alpha_c)
+    return constant_mean(std_shift(z, alpha_s), alpha_c)
 
 
 def arrangement(z: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -77,21 +80,30 @@ def arrangement(z: torch.Tensor, n: int, generator: torch.Generator | None = Non
 
 SHIFTS: dict[str, Callable] = {
     "none": no_shift,
-    "constant": constant_mean,
-    "uniform": uniform_mean,
-    "std": std_scale,
-    "mixed": mixed,
-    "sort": arrangement,
+    "UMS": constant_mean,
+    "URMS": uniform_mean,
+    "SDS": std_shift,
+    "MS": mixed,
+    "PAS": arrangement,
 }
 
-# The paper's sweeps (DESIGN, seed-shifts).
+# What each shift does, as reports print it.
+FORMULAS = {
+    "UMS": "uniform mean shift: z + α_c",
+    "URMS": "uniform random mean shift: z + α_u·u, u ~ U[0, 1] elementwise (the mean moves by α_u/2)",
+    "SDS": "standard-deviation shift: (1 − α_s)·z",
+    "MS": "mixed shift: (1 − α_s)·z + α_c, level (α_s, α_c)",
+    "PAS": "arrangement shift: the first n values of each channel, in raster order from the top left, sorted",
+}
+
+# The paper's grids (§4.1).
 DEFAULT_LEVELS: dict[str, list] = {
-    "constant": [round(-0.2 + 0.05 * i, 2) for i in range(9)],
-    "uniform": [round(-0.4 + 0.1 * i, 2) for i in range(9)],
-    "std": [round(-0.3 + 0.1 * i, 1) for i in range(7)],
-    "mixed": [(round(s, 1), round(c, 2)) for s in (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3)
-              for c in (-0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15)],
-    "sort": [8, 16, 32, 64],
+    "UMS": [round(-0.2 + 0.05 * i, 2) for i in range(9)],
+    "URMS": [round(-0.2 + 0.05 * i, 2) for i in range(9)],
+    "SDS": [round(-0.3 + 0.1 * i, 1) for i in range(7)],
+    "MS": [(round(s, 1), round(c, 2)) for s in (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3)
+           for c in (-0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15)],
+    "PAS": [8, 16, 32, 64],
 }
 
 
@@ -105,7 +117,7 @@ def apply_shift(name: str, z: torch.Tensor, level: Level, seeds: list[int] | Non
     if name not in SHIFTS:
         raise KeyError(f"unknown shift {name!r}; known: {', '.join(SHIFTS)}")
     gens = None
-    if name == "uniform":
+    if name == "URMS":
         if seeds is None:
             raise ValueError("the uniform shift needs the samples' seeds")
         gens = [torch.Generator().manual_seed(int(s) + UNIFORM_SEED_OFFSET) for s in seeds]

@@ -99,7 +99,7 @@ def metric_vs_level(summary, metric: str = "top1", title: str | None = None):
             if len(base):
                 ax.axhline(float(base.iloc[0]), ls=":", lw=1, color=colours[i % 10])
         ax.set_title(shift, fontsize=10)
-        ax.set_xlabel("level" if shift != "mixed" else "constant part (std part varies)")
+        ax.set_xlabel("level" if shift != "MS" else "α_c (α_s varies)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(metric)
     axes[0][-1].legend(fontsize=7, loc="best")

@@ -10,7 +10,7 @@ from sagekit.studies import seed_shifts as ss
 
 
 def cells():
-    return ss.build_cells(["toy"], {"constant": [0.1], "sort": [16]}, ["red star", "blue circle"], range(2),
+    return ss.build_cells(["toy"], {"UMS": [0.1], "PAS": [16]}, ["red star", "blue circle"], range(2),
                           [3.0], 3, "toy-resnet", "toy-clip")
 
 

@@ -15,7 +15,7 @@ def small(study, tmp_path):
     """Small parameters: every notebook runs in the fast test set."""
     return {
         "toy-world": ["per_label=1", "n_judge=200", "grid_labels=4"],
-        "seed-shifts": ["n_labels=4", "seeds_per_cell=1", "shifts={'constant': [-0.2, 0.2], 'sort': [64]}",
+        "seed-shifts": ["n_labels=4", "seeds_per_cell=1", "shifts={'UMS': [-0.2, 0.2], 'PAS': [64]}",
                         f"store_dir={str(tmp_path / 'store')!r}"],
         "prompt-failures": ["n_labels=2", "max_words=1", "top_k=3", "iterations=2", "eval_seeds=2", "train_seeds=1",
                             "search_steps=3", "baseline_prompts=1",
@@ -57,7 +57,7 @@ def test_study_report(study, tmp_path):
         assert saved["parameters"]["per_label"] == 1
     if study == "seed-shifts":
         rows = saved["findings"]["acc"]
-        assert {r["shift"] for r in rows} == {"none", "constant", "sort"}
+        assert {r["shift"] for r in rows} == {"none", "UMS", "PAS"}
         from sagekit.models.registry import TOY_SAMPLING
 
         # guidance 0 in the parameters means each model's default

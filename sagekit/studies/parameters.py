@@ -196,16 +196,16 @@ class Shifts(Param):
         names = [s for s in SHIFTS if s != "none"]
         if not isinstance(value, dict) or not value:
             raise _fail(name, f"must be a dict {{shift: [levels]}} with shifts from {', '.join(names)}, got {value!r}")
-        alpha, std = Float(-10, 10), Float(-0.999, 0.999, note=" (a std shift of 1 would zero or double the noise)")
+        alpha, std = Float(-10, 10), Float(-10, 0.999, note=" (the std becomes 1 - alpha_s)")
         for shift, levels in value.items():
             where = f"{name}[{shift!r}]"
             if shift not in names:
                 raise _fail(name, f"has an unknown shift {shift!r}; known: {', '.join(names)}")
-            if shift == "sort":
+            if shift == "PAS":
                 item = Int(1, 1 << 20, note=" (positions sorted per channel)")
-            elif shift == "mixed":
+            elif shift == "MS":
                 item = _Pair(std, alpha)
-            elif shift == "std":
+            elif shift == "SDS":
                 item = std
             else:
                 item = alpha

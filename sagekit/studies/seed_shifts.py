@@ -17,7 +17,7 @@ import torch
 from ..models.clip import ClipScorer
 from ..models.generator import Generator
 from ..models.judges import EdgeJudge, Judge
-from ..shifts import apply_shift
+from ..shifts import SHIFTS, apply_shift
 from ..store import ResultStore
 from ..sweep import run_sweep
 
@@ -29,9 +29,9 @@ def level_name(shift: str, level) -> str:
     """Readable level: ``"+0.10"``, ``"s=-0.1,c=+0.05"``, ``"n=16"``, ``"0"``."""
     if shift == "none":
         return "0"
-    if shift == "sort":
+    if shift == "PAS":
         return f"n={int(level)}"
-    if shift == "mixed":
+    if shift == "MS":
         s, c = level
         return f"s={s:+.1f},c={c:+.2f}"
     return f"{float(level):+.2f}"
@@ -44,8 +44,8 @@ def build_cells(models: Sequence[str], shifts: dict[str, Sequence], labels: Sequ
     ``revisions`` (model -> weights fingerprint) goes into each cell's key, so results of
     retrained weights never mix with old ones."""
     for name in shifts:
-        if name not in ("none", "constant", "uniform", "std", "mixed", "sort"):
-            raise ValueError(f"unknown shift type {name!r}")
+        if name not in SHIFTS:
+            raise ValueError(f"unknown shift type {name!r}; known: {', '.join(SHIFTS)}")
     plan = [("none", 0)] + [(s, lv) for s, levels in shifts.items() if s != "none" for lv in levels]
     cells = []
     for model in models:
@@ -121,8 +121,8 @@ def run(cells: list[dict], store: ResultStore, generators: dict[str, Generator],
 
 
 def _level_value(shift: str, level) -> float:
-    """A number to plot levels against (mixed: the constant part)."""
-    if shift == "mixed":
+    """A number to plot levels against (MS: the constant part)."""
+    if shift == "MS":
         return float(level[1])
     return float(level)
 
