@@ -63,7 +63,9 @@ def test_study_report(study, tmp_path):
         # guidance 0 in the parameters means each model's default
         assert {(r["model"], r["guidance"]) for r in rows} == {(m, g) for m in ("toy", "toy-pixel")
                                                                for g in (TOY_SAMPLING[m][1], 1.0)}
-        assert all(set(r) == {"model", "guidance", "shift", "level", "top1", "top5", "clip"} for r in rows)
+        assert all(set(r) == {"model", "guidance", "shift", "level", "n"} | {m + p for m in ("top1", "top5", "clip")
+                                                                             for p in ("", "_lo", "_hi")} for r in rows)
+        assert all(r["top1_lo"] <= r["top1"] <= r["top1_hi"] and r["n"] == 4 for r in rows)
     if study in ("distorted-latents", "unrelated-latents"):
         f = saved["findings"]
         assert 0 <= f["success_rate"] <= f["classes_with_failure"] <= 1

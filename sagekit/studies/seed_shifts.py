@@ -3,7 +3,7 @@
 Grid: models x guidance x shift types x levels x labels x seeds. Per image: top-1 and
 top-5 correctness under a judge, the judge's probability of the target, CLIP score
 against the prompt, and the object's position (centroid of edge energy). Aggregates come
-with bootstrap confidence intervals.
+with 95% intervals (Wilson for rates, bootstrap for CLIP).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ..models.clip import ClipScorer
 from ..models.generator import Generator
 from ..models.judges import EdgeJudge, Judge
 from ..shifts import SHIFTS, apply_shift
+from ..stats import mean_ci, wilson
 from ..store import ResultStore
 from ..sweep import run_sweep
 
@@ -128,26 +129,17 @@ def _level_value(shift: str, level) -> float:
 
 
 # ---------------------------------------------------------------------------- analysis
-def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and the (alpha/2, 1-alpha/2) percentile bootstrap interval."""
-    values = np.asarray(values, dtype=float)
-    if len(values) == 0:
-        return (float("nan"),) * 3
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(1)
-    return float(values.mean()), float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
-
-
 def summarize(df: pd.DataFrame, by: Sequence[str] = ("model", "guidance", "shift", "level_name")) -> pd.DataFrame:
-    """Per group: n, and mean with 95% bootstrap interval of top1, top5 and clip."""
+    """Per group: the number of images n; top-1 and top-5 rates with Wilson 95% intervals;
+    mean CLIP score with a bootstrap 95% interval (``{metric}_lo``, ``{metric}_hi``)."""
     rows = []
     for key, g in df.groupby(list(by), sort=False):
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         row["level_value"] = g["level_value"].iloc[0]
         row["n"] = len(g)
-        for m in ("top1", "top5", "clip"):
-            mean, lo, hi = bootstrap_ci(g[m].to_numpy(dtype=float))
-            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = mean, lo, hi
+        for m in ("top1", "top5"):
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = wilson(int(g[m].sum()), len(g))
+        row["clip"], row["clip_lo"], row["clip_hi"] = mean_ci(g["clip"].to_numpy(dtype=float))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -184,7 +176,8 @@ def trajectory_self_distance(gen: Generator, prompt: str, seeds: Sequence[int], 
 def findings_rows(summary: pd.DataFrame) -> list[dict]:
     """``findings.acc`` of the summary JSON."""
     return [{"model": r["model"], "guidance": float(r["guidance"]), "shift": r["shift"], "level": r["level_name"],
-             "top1": round(float(r["top1"]), 4), "top5": round(float(r["top5"]), 4), "clip": round(float(r["clip"]), 2)}
+             "n": int(r["n"]), **{m + part: round(float(r[m + part]), 4) for m in ("top1", "top5", "clip")
+                                  for part in ("", "_lo", "_hi")}}
             for _, r in summary.iterrows()]
 
 
@@ -215,7 +208,7 @@ def findings_text(summary: pd.DataFrame, df: pd.DataFrame) -> str:
         means = by_label.mean()
         for which, label in (("Least", means.idxmin()), ("Most", means.idxmax())):
             hits = by_label.get_group(label).to_numpy(dtype=float)
-            mean, lo, hi = bootstrap_ci(hits)
+            mean, lo, hi = wilson(int(hits.sum()), len(hits))
             lines.append(md_text("- {which} robust label: {label}, {k} of {n} shifted images right: {mean:.2f} "
                                  "[{lo:.2f}, {hi:.2f}].", which=which, label=label, k=int(hits.sum()), n=len(hits),
                                  mean=mean, lo=lo, hi=hi))

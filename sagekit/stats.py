@@ -1,0 +1,32 @@
+"""95% intervals for report numbers, from scipy: Wilson for rates, bootstrap for means.
+
+A rate in a report comes with its count and an interval; a claim is called supported only
+when the interval says so. Both functions return ``(estimate, lo, hi)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+
+def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
+    """Rate k/n and its Wilson score interval; all NaN when n is 0."""
+    if n == 0:
+        return (float("nan"),) * 3
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return k / n, float(ci.low), float(ci.high)
+
+
+def mean_ci(values, level: float = 0.95, seed: int = 0, n_resamples: int = 2000) -> tuple[float, float, float]:
+    """Mean of ``values`` and its percentile bootstrap interval (seeded); with fewer than
+    two values, or all of them equal, the interval is the mean itself."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return (float("nan"),) * 3
+    mean = float(values.mean())
+    if len(values) < 2 or np.all(values == values[0]):
+        return mean, mean, mean
+    res = stats.bootstrap((values,), np.mean, confidence_level=level, n_resamples=n_resamples, method="percentile",
+                          random_state=np.random.default_rng(seed))
+    return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
