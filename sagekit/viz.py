@@ -157,3 +157,97 @@ def tagger(store, keys: Sequence[str], prompts: Sequence[str], taxonomy: Sequenc
         button.on_click(lambda _, key=key, box=box: store.tag(key, box.value))
         rows.append(w.HBox([w.Label(prompt, layout=w.Layout(width="380px")), box, button]))
     return w.VBox(rows)
+
+
+def unshifted_vs_shifted(summary: pd.DataFrame, metric: str = "top1"):
+    """Bars per model and guidance: ``metric`` unshifted, and its mean over all shifted
+    conditions. Returns the figure."""
+    cond = np.where(summary["shift"] == "none", "unshifted", "shifted (mean)")
+    side = summary.assign(cond=cond).groupby(["model", "guidance", "cond"], sort=False)[metric].mean().unstack("cond")
+    side.index = [f"{m}\n{'guidance ' + format(g, 'g') if g > 1 else 'no guidance'}" for m, g in side.index]
+    ax = side[["unshifted", "shifted (mean)"]].plot.bar(figsize=(7, 3.2), rot=0, color=["#4c72b0", "#dd8452"])
+    ax.set_ylabel("top-1 accuracy" if metric == "top1" else metric)
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    for bars in ax.containers:
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def curves_per_panel(curves: dict[str, dict[str, np.ndarray]], xlabel: str, ylabel: str):
+    """One panel per outer key, one line per inner key (x = position in the array)."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.2), squeeze=False)
+    for ax, (title, lines) in zip(axes[0], curves.items()):
+        for name, y in lines.items():
+            ax.plot(np.arange(len(y)), y, label=name, lw=1.2)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def implosion_panels(results: pd.DataFrame):
+    """Three panels against k: Alignment Difficulty (and its two terms); poison success and
+    unpoisoned accuracy; cross-attention spread. Returns the figure."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    k = results["k"]
+    axes[0].plot(k, results["ad"], "o-", label="AD")
+    axes[0].plot(k, results["d_fea"], "s--", lw=1, label="D_fea")
+    axes[0].plot(k, results["d_stru"], "^--", lw=1, label="D_stru")
+    axes[0].set_title("Alignment Difficulty")
+    axes[1].plot(k, results["poison_success"], "o-", color="#c44e52", label="poison success")
+    axes[1].plot(k, results["unpoisoned_acc"], "o-", color="#4c72b0", label="unpoisoned accuracy")
+    axes[1].set_ylim(-0.02, 1.02)
+    axes[1].set_title("what the model draws")
+    axes[2].plot(k, results["spread_unpoisoned"], "o-", label="unpoisoned concepts")
+    axes[2].plot(k, results["spread_poisoned"], "o-", label="poisoned concepts")
+    axes[2].set_title("cross-attention spread")
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.set_xlabel("k (poisoned concepts)")
+        ax.grid(alpha=0.3)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks(k)
+        ax.set_xticklabels(k)
+    fig.tight_layout()
+    return fig
+
+
+def show_per_k_grids(details: dict, ks: Sequence[int], per_row: int = 16) -> None:
+    """For each k: up to ``per_row`` images of unpoisoned and of poisoned concepts (green:
+    the judges see the prompt's label)."""
+    for k in ks:
+        d = details[k]
+        kinds, want, pred = np.array(d["kinds"]), np.array(d["labels"]), np.array(d["pred"])
+        for kind in ("unpoisoned", "poisoned"):
+            idx = np.flatnonzero(kinds == kind)[:per_row]
+            if len(idx) == 0:
+                continue
+            right = pred[idx] == want[idx]
+            show_grid(d["images"][idx], ncol=len(idx), marks=right.tolist(),
+                      title=f"k = {k}, {kind} concepts: {int(right.sum())}/{len(idx)} drawn as asked",
+                      cell_inches=0.7, scale=3)
+            plt.show()
+
+
+def attention_panels(details: dict, ks: Sequence[int]):
+    """Per k: the first unpoisoned (and poisoned) image with its concept tokens'
+    cross-attention map. Returns the figure."""
+    fig, axes = plt.subplots(len(ks), 4, figsize=(9, 2.3 * len(ks)), squeeze=False)
+    for row, k in zip(axes, ks):
+        d = details[k]
+        kinds = np.array(d["kinds"])
+        picks = [(kind, int(np.flatnonzero(kinds == kind)[0])) for kind in ("unpoisoned", "poisoned") if (kinds == kind).any()]
+        for c, (kind, i) in enumerate(picks):
+            row[2 * c].imshow(d["images"][i].permute(1, 2, 0).numpy())
+            row[2 * c].set_title(f"k={k} {d['labels'][i]}", fontsize=8)
+            row[2 * c + 1].imshow(d["maps"][i].mean(0).numpy(), cmap="magma")
+            row[2 * c + 1].set_title(f"{kind}: attention", fontsize=8)
+        for ax in row:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -213,3 +213,27 @@ def findings_text(summary: pd.DataFrame, df: pd.DataFrame) -> str:
                                  "[{lo:.2f}, {hi:.2f}].", which=which, label=label, k=int(hits.sum()), n=len(hits),
                                  mean=mean, lo=lo, hi=hi))
     return Safe("\n".join(lines))
+
+
+def images_across_levels(df: pd.DataFrame, store: ResultStore, label: str, seed: int, conditions):
+    """The stored image of ``label`` and ``seed`` at every ``(shift, level_name)`` condition,
+    one row per (model, guidance) in the frame's order. Returns images ``(R*C, 3, H, W)``,
+    top-1 marks and row names."""
+    images, marks, rows = [], [], []
+    sub = df[(df["label"] == label) & (df["seed"] == seed)]
+    for (model, guidance), g in sub.groupby(["model", "guidance"], sort=False):
+        for shift, name in conditions:
+            r = g[(g["shift"] == shift) & (g["level_name"] == name)].iloc[0]
+            images.append(store.image(r["key"]))
+            marks.append(bool(r["top1"]))
+        rows.append(f"{model}, g={guidance:g}")
+    return torch.stack(images), marks, rows
+
+
+def trajectory_distances(generators: dict[str, Generator], prompt: str, seeds: Sequence[int],
+                         shifts: dict[str, Sequence], guidance: dict[str, float], steps: dict[str, int]) -> dict:
+    """:func:`trajectory_self_distance` per model, at the first and the last level of every
+    shift: ``{model: {"SHIFT level": (steps + 1,) array}}``."""
+    return {m: {f"{s} {level_name(s, lv)}": trajectory_self_distance(gen, prompt, seeds, s, lv, guidance[m], steps[m])
+                for s, levels in shifts.items() for lv in (levels[0], levels[-1])}
+            for m, gen in generators.items()}
