@@ -189,13 +189,14 @@ def clear_stale_runs(root: Path | None = None) -> list[Path]:
     removed = []
     for folder in root.glob(RUN_PREFIX + "*"):
         try:
-            with open(folder / "lock", "a") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken: nobody holds it any more
+            if not (folder / "lock").exists():
+                if time.time() - folder.stat().st_mtime < 60:
+                    continue  # created a moment ago, its lock not yet there
+            else:
+                with open(folder / "lock") as fh:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken: nobody holds it any more
         except BlockingIOError:
             continue  # a live run
-        except FileNotFoundError:
-            if time.time() - folder.stat().st_mtime < 60:
-                continue  # created a moment ago, its lock not yet taken
         except OSError:
             continue
         shutil.rmtree(folder, ignore_errors=True)

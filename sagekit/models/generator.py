@@ -152,6 +152,11 @@ class Generator:
         sched.set_timesteps(steps or self.default_steps, device=self.device)
         return sched
 
+    def training_scheduler(self):
+        """The model's noise schedule as a ``DDPMScheduler`` (``add_noise``, the training
+        timesteps): what denoising losses and fine-tuning use."""
+        return DDPMScheduler.from_config(self.scheduler.config)
+
     def _uses_variance(self, sched) -> bool:
         # Only DDPM's step() reads variance channels; the others take epsilon alone.
         return (self.learned_variance and isinstance(sched, DDPMScheduler)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from diffusers import DDPMScheduler
 
 from ..models.attention_maps import capture_cross_attention, spread, token_maps
 from ..models.clip import ClipEmbedder, ClipScorer
@@ -95,7 +94,7 @@ def finetune(gen: Generator, data: PoisonedSet, steps: int = 100, lr: float = 5e
         text = torch.cat([gen.embed_token_ids(gen.tokenize(data.captions[i:i + 500])).float().cpu()
                           for i in range(0, len(data.captions), 500)])
         uncond = gen.uncond_embedding().float().cpu()
-    sched = DDPMScheduler.from_config(gen.scheduler.config)
+    sched = gen.training_scheduler()
     train_unet(tuned.unet, sched, x.to(tuned.unet.device), text.to(tuned.unet.device), uncond.to(tuned.unet.device),
                seed, steps, batch_size, lr, ema_decay=0, trainable=trainable, progress_bar=progress)
     tuned.unet.requires_grad_(False).eval()

@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
 from tqdm.auto import tqdm
 
 from ..models.generator import Generator
@@ -315,7 +314,7 @@ def _learn_token_by_denoising(gen: Generator, goal: TargetGoal, target_label: st
     noised target examples, conditioned on "{train prompt} <token>"."""
     (adv_id,) = add_tokens(gen, [ADV_TOKEN])
     x0 = target_examples(gen, goal, target_label, cfg.examples, seed, cfg)
-    sched = DDPMScheduler.from_config(gen.scheduler.config)
+    sched = gen.training_scheduler()
     g = torch.Generator().manual_seed(seed)
     emb = _mean_word(gen).requires_grad_(True)
     opt = torch.optim.Adam([emb], lr=cfg.lr)
