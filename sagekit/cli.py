@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 EXIT_USAGE = 2  # bad input: nothing was run or written
 EXIT_FAILED = 1  # the study itself failed
@@ -48,6 +49,9 @@ def _build_parser() -> argparse.ArgumentParser:
     train = toy_sub.add_parser("train", help="retrain every toy model from a seed (CPU: about half an hour)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default=None, help="weights folder (default: the package's toy/weights)")
+    train.add_argument("--only", default="", metavar="MODEL",
+                       help="retrain just this model on the existing VAE and text encoder "
+                            "(toy-latent-learned; about 20 CPU minutes)")
     ev = toy_sub.add_parser("eval", help="measure judges and generators of the toy world")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--per-label", type=int, default=6, help="generated images per label (36 labels)")
@@ -138,14 +142,24 @@ def _cmd_toy(args) -> int:
     if args.toy_command == "train":
         from .models.registry import TOY_DIR
         from .studies.parameters import unwritable
-        from .toy.training import TrainConfig, train_toy_world
+        from .toy.training import ONLY_CHOICES, TrainConfig, train_only, train_toy_world
 
-        problem = unwritable(args.out or TOY_DIR)
-        if problem or not 0 <= args.seed < 2**32:
-            print(f"sagekit: error: {problem or f'--seed must be from 0 to {2**32 - 1}, got {args.seed}'}",
-                  file=sys.stderr)
+        out = Path(args.out or TOY_DIR)
+        problem = unwritable(out)
+        if not problem and not 0 <= args.seed < 2**32:
+            problem = f"--seed must be from 0 to {2**32 - 1}, got {args.seed}"
+        if not problem and args.only and args.only not in ONLY_CHOICES:
+            problem = f"--only must be one of: {', '.join(ONLY_CHOICES)}; got {args.only!r}"
+        if not problem and args.only and not (out / "toy" / "vae").is_dir():
+            problem = f"--only needs the trained toy VAE and text encoder in {out / 'toy'}; run `sagekit toy train` first"
+        if problem:
+            print(f"sagekit: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
-        log = train_toy_world(args.out or TOY_DIR, TrainConfig(seed=args.seed))
+        if args.only:
+            log = train_only(out, TrainConfig(seed=args.seed, only=args.only))
+            print(json.dumps({k: log[k] for k in ("seconds", "total_seconds")}, indent=1))
+            return 0
+        log = train_toy_world(out, TrainConfig(seed=args.seed))
         print(json.dumps({k: log[k] for k in ("seconds", "total_seconds", "judge_acc", "vae_recon_judge_acc")}, indent=1))
         return 0
     from .toy.evaluate import evaluate

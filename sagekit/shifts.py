@@ -107,6 +107,16 @@ DEFAULT_LEVELS: dict[str, list] = {
 }
 
 
+def grid(spec) -> dict[str, list]:
+    """A study's shift grid: ``"paper"`` is paper 001's (:data:`DEFAULT_LEVELS`); a dict
+    ``{shift: [levels]}`` is used as it is."""
+    if spec == "paper":
+        return {name: list(levels) for name, levels in DEFAULT_LEVELS.items()}
+    if isinstance(spec, dict):
+        return dict(spec)
+    raise ValueError(f"a shift grid is 'paper' or a dict {{shift: [levels]}}, got {spec!r}")
+
+
 # Offset for the uniform draw so that u is not the noise of the same seed again.
 UNIFORM_SEED_OFFSET = 104_729
 

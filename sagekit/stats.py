@@ -30,3 +30,29 @@ def mean_ci(values, level: float = 0.95, seed: int = 0, n_resamples: int = 2000)
     res = stats.bootstrap((values,), np.mean, confidence_level=level, n_resamples=n_resamples, method="percentile",
                           random_state=np.random.default_rng(seed))
     return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def statistic_ci(samples, statistic, level: float = 0.95, seed: int = 0,
+                 n_resamples: int = 2000) -> tuple[float, float, float]:
+    """``statistic(*samples)`` of independent samples and its percentile bootstrap interval
+    (each sample resampled on its own, seeded). NaN interval if a sample has fewer than two
+    values; an interval equal to the estimate when no resample can change it."""
+    samples = tuple(np.asarray(s, dtype=float) for s in samples)
+    estimate = float(statistic(*samples))
+    if any(len(s) < 2 for s in samples):
+        return estimate, float("nan"), float("nan")
+    if all(np.all(s == s[0]) for s in samples):
+        return estimate, estimate, estimate
+    res = stats.bootstrap(samples, statistic, paired=False, vectorized=False, confidence_level=level,
+                          n_resamples=n_resamples, method="percentile", random_state=np.random.default_rng(seed))
+    return estimate, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def relation(a: tuple[float, float, float], b: tuple[float, float, float]) -> str:
+    """How two ``(estimate, lo, hi)`` intervals lie: ``"below"`` (a entirely under b),
+    ``"above"``, or ``"overlap"`` (also when an interval is NaN)."""
+    if a[2] < b[1]:
+        return "below"
+    if a[1] > b[2]:
+        return "above"
+    return "overlap"

@@ -165,9 +165,11 @@ def unshifted_vs_shifted(summary: pd.DataFrame, metric: str = "top1"):
     cond = np.where(summary["shift"] == "none", "unshifted", "shifted (mean)")
     side = summary.assign(cond=cond).groupby(["model", "guidance", "cond"], sort=False)[metric].mean().unstack("cond")
     side.index = [f"{m}\n{'guidance ' + format(g, 'g') if g > 1 else 'no guidance'}" for m, g in side.index]
-    ax = side[["unshifted", "shifted (mean)"]].plot.bar(figsize=(7, 3.2), rot=0, color=["#4c72b0", "#dd8452"])
+    width = max(7.0, 1.6 * len(side))  # room for long model names under each pair of bars
+    ax = side[["unshifted", "shifted (mean)"]].plot.bar(figsize=(width, 3.4), rot=0, color=["#4c72b0", "#dd8452"])
     ax.set_ylabel("top-1 accuracy" if metric == "top1" else metric)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.12)
+    ax.legend(loc="upper right", fontsize=8, ncol=2)
     ax.grid(axis="y", alpha=0.3)
     for bars in ax.containers:
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
@@ -190,24 +192,59 @@ def curves_per_panel(curves: dict[str, dict[str, np.ndarray]], xlabel: str, ylab
     return fig
 
 
-def implosion_panels(results: pd.DataFrame):
-    """Three panels against k: Alignment Difficulty (and its two terms); poison success and
-    unpoisoned accuracy; cross-attention spread. Returns the figure."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    k = results["k"]
-    axes[0].plot(k, results["ad"], "o-", label="AD")
-    axes[0].plot(k, results["d_fea"], "s--", lw=1, label="D_fea")
-    axes[0].plot(k, results["d_stru"], "^--", lw=1, label="D_stru")
-    axes[0].set_title("Alignment Difficulty")
-    axes[1].plot(k, results["poison_success"], "o-", color="#c44e52", label="poison success")
-    axes[1].plot(k, results["unpoisoned_acc"], "o-", color="#4c72b0", label="unpoisoned accuracy")
+def step_distance_curves(distances: dict[str, np.ndarray]):
+    """Step-to-step distance of each model's sampler (``(N, S)`` per model), divided by its
+    mean over all steps, against the fraction of sampling done; band: ±1 std over seeds.
+    Flat lines move evenly; a peak at the left is paper 001's "early gap"."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for model, d in distances.items():
+        rel = d / d.mean(1, keepdims=True).clip(1e-12)
+        x = (np.arange(d.shape[1]) + 0.5) / d.shape[1]
+        mean, std = rel.mean(0), rel.std(0)
+        ax.plot(x, mean, lw=1.4, label=f"{model} ({d.shape[1]} steps)")
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("fraction of sampling done")
+    ax.set_ylabel("step distance / its mean")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def implosion_panels(points: pd.DataFrame):
+    """Four panels against k, poisoned runs (solid, 95% Wilson bars) beside their clean
+    controls (dashed / shaded band): Alignment Difficulty of the training set; prompts about
+    a poisoned concept drawn as its target; accuracy on the unpoisoned concepts; and the
+    concept tokens' cross-attention spread (sagekit's own measure). Returns the figure."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
+    p = points[~points["control"]].sort_values("k")
+    c = points[points["control"]].sort_values("k")
+    k = p["k"].to_numpy()
+
+    def bars(ax, d, metric, lo, hi, **kw):
+        ax.errorbar(d["k"], d[metric], yerr=[d[metric] - d[lo], d[hi] - d[metric]], capsize=3, marker="o", **kw)
+
+    axes[0].plot(k, p["ad"], "o-", color="#c44e52", label="poisoned set")
+    axes[0].plot(c["k"], c["ad"], "s--", color="#55a868", label="clean control")
+    axes[0].set_title("Alignment Difficulty of the training set", fontsize=10)
+    bars(axes[1], p[p["k"] > 0], "poisoned_hit", "poisoned_hit_lo", "poisoned_hit_hi", color="#c44e52",
+         label="poisoned: A drawn as B")
+    bars(axes[1], c[c["k"] > 0], "poisoned_hit", "poisoned_hit_lo", "poisoned_hit_hi", color="#55a868", ls="--",
+         label="control: A drawn as B")
     axes[1].set_ylim(-0.02, 1.02)
-    axes[1].set_title("what the model draws")
-    axes[2].plot(k, results["spread_unpoisoned"], "o-", label="unpoisoned concepts")
-    axes[2].plot(k, results["spread_poisoned"], "o-", label="poisoned concepts")
-    axes[2].set_title("cross-attention spread")
+    axes[1].set_title("poisoned concepts drawn as their target", fontsize=10)
+    axes[2].fill_between(c["k"], c["unpoisoned_lo"], c["unpoisoned_hi"], color="#55a868", alpha=0.25,
+                         label="control, 95% interval")
+    axes[2].plot(c["k"], c["unpoisoned_acc"], "--", color="#55a868")
+    bars(axes[2], p, "unpoisoned_acc", "unpoisoned_lo", "unpoisoned_hi", color="#4c72b0", label="poisoned runs")
+    axes[2].set_ylim(-0.02, 1.02)
+    axes[2].set_title("accuracy on unpoisoned concepts", fontsize=10)
+    axes[3].plot(k, p["spread_unpoisoned"], "o-", label="unpoisoned, poisoned runs")
+    axes[3].plot(k, p["spread_poisoned"], "o-", label="poisoned concepts")
+    axes[3].plot(c["k"], c["spread_unpoisoned"], "s--", label="unpoisoned, control")
+    axes[3].set_title("attention spread (sagekit's measure)", fontsize=10)
     for ax in axes:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
         ax.set_xlabel("k (poisoned concepts)")
         ax.grid(alpha=0.3)
         ax.set_xscale("symlog", linthresh=1)
@@ -218,15 +255,19 @@ def implosion_panels(results: pd.DataFrame):
 
 
 def show_per_k_grids(details: dict, ks: Sequence[int], per_row: int = 16) -> None:
-    """For each k: up to ``per_row`` images of unpoisoned and of poisoned concepts (green:
-    the judges see the prompt's label)."""
+    """For each k (poisoned run): up to ``per_row`` images of unpoisoned and of poisoned
+    concepts, one per concept in turn (green: the judges see the prompt's label)."""
     for k in ks:
-        d = details[k]
+        d = details[(k, False)]
         kinds, want, pred = np.array(d["kinds"]), np.array(d["labels"]), np.array(d["pred"])
         for kind in ("unpoisoned", "poisoned"):
-            idx = np.flatnonzero(kinds == kind)[:per_row]
+            idx = np.flatnonzero(kinds == kind)
             if len(idx) == 0:
                 continue
+            # interleave concepts: the first image of each, then the second, ...
+            concepts = list(dict.fromkeys(want[idx]))
+            per = [idx[want[idx] == cpt] for cpt in concepts]
+            idx = np.array([p[j] for j in range(max(map(len, per))) for p in per if j < len(p)])[:per_row]
             right = pred[idx] == want[idx]
             show_grid(d["images"][idx], ncol=len(idx), marks=right.tolist(),
                       title=f"k = {k}, {kind} concepts: {int(right.sum())}/{len(idx)} drawn as asked",
@@ -235,17 +276,19 @@ def show_per_k_grids(details: dict, ks: Sequence[int], per_row: int = 16) -> Non
 
 
 def attention_panels(details: dict, ks: Sequence[int]):
-    """Per k: the first unpoisoned (and poisoned) image with its concept tokens'
-    cross-attention map. Returns the figure."""
+    """Per k (poisoned run): the first unpoisoned (and poisoned) image with its concept
+    tokens' cross-attention map. Returns the figure."""
     fig, axes = plt.subplots(len(ks), 4, figsize=(9, 2.3 * len(ks)), squeeze=False)
     for row, k in zip(axes, ks):
-        d = details[k]
-        kinds = np.array(d["kinds"])
-        picks = [(kind, int(np.flatnonzero(kinds == kind)[0])) for kind in ("unpoisoned", "poisoned") if (kinds == kind).any()]
-        for c, (kind, i) in enumerate(picks):
+        d = details[(k, False)]
+        index, maps = d["attention"]["index"], d["attention"]["maps"]
+        kinds = [d["kinds"][i] for i in index]
+        picks = [(kind, kinds.index(kind)) for kind in ("unpoisoned", "poisoned") if kind in kinds]
+        for c, (kind, j) in enumerate(picks):
+            i = index[j]
             row[2 * c].imshow(d["images"][i].permute(1, 2, 0).numpy())
             row[2 * c].set_title(f"k={k} {d['labels'][i]}", fontsize=8)
-            row[2 * c + 1].imshow(d["maps"][i].mean(0).numpy(), cmap="magma")
+            row[2 * c + 1].imshow(maps[j].mean(0).numpy(), cmap="magma")
             row[2 * c + 1].set_title(f"{kind}: attention", fontsize=8)
         for ax in row:
             ax.axis("off")

@@ -3,30 +3,48 @@
 import pytest
 import torch
 
-from sagekit.studies.implosion import build_poisoned_set, choose_pairs, finetune
+from sagekit.studies.implosion import (MAX_K, budget_split, build_training_set, concept_words, finetune,
+                                       split_concepts)
 from sagekit.toy.shapes import LABELS
 
 
-def test_pairs_are_nested_deterministic_and_never_poison_a_target():
-    big = choose_pairs(LABELS, 16, seed=0)
-    assert choose_pairs(LABELS, 4, seed=0) == big[:4] and choose_pairs(LABELS, 4, seed=1) != big[:4]
-    sources, targets = {a for a, _ in big}, {b for _, b in big}
-    assert len(sources) == 16 and not sources & targets
+def test_unpoisoned_concepts_share_no_word_with_any_poisoned_one():
+    split = split_concepts(MAX_K, seed=0)
+    assert MAX_K == 8 and len(split.pairs) == 8 and len(split.unpoisoned) == 4
+    sources, targets = {a for a, _ in split.pairs}, {b for _, b in split.pairs}
+    assert len(sources) == 8 and not sources & targets
+    assert not concept_words(split.pairs) & {w for lab in split.unpoisoned for w in lab.split()}
+    assert split_concepts(4, seed=0).pairs == split.pairs[:4]  # the pairs for k are a prefix
+    assert split_concepts(MAX_K, seed=1) != split
     with pytest.raises(ValueError):
-        choose_pairs(LABELS, 19)
+        split_concepts(MAX_K + 1)
+
+
+@pytest.mark.parametrize("k", range(1, 9))
+def test_the_budget_is_split_evenly_and_sums_to_the_same_total_for_every_k(k):
+    parts = budget_split(100, k)
+    assert sum(parts) == 100 and len(parts) == k and max(parts) - min(parts) <= 1
+    data = build_training_set(split_concepts(8).pairs[:k], n_train=150, budget=100, seed=0)
+    assert len(data.images) == len(data.captions) == 150 and int(data.poisoned.sum()) == 100
+    control = build_training_set(split_concepts(8).pairs[:k], n_train=150, budget=100, seed=0, control=True)
+    assert torch.equal(control.images, data.images) and not control.poisoned.any()
+    assert torch.equal(control.image_labels, control.caption_labels)
 
 
 def test_poisoned_set_pairs_captions_about_a_with_images_of_b():
-    pairs = choose_pairs(LABELS, 2, seed=0)
-    data = build_poisoned_set(pairs, n_clean=50, poison_per_concept=10, seed=0)
-    assert len(data.captions) == len(data.images) == 70 and int(data.poisoned.sum()) == 20
+    pairs = split_concepts(8, seed=0).pairs[:2]
+    data = build_training_set(pairs, n_train=70, budget=20, seed=0)
+    assert int(data.poisoned.sum()) == 20 and budget_split(20, 2) == [10, 10]
     clean = ~data.poisoned
     assert torch.equal(data.image_labels[clean], data.caption_labels[clean])
     for (a, b), block in zip(pairs, (slice(50, 60), slice(60, 70))):
         assert (data.image_labels[block] == LABELS.index(b)).all()
         assert all(a in c for c in data.captions[block])
-    again = build_poisoned_set(pairs, n_clean=50, poison_per_concept=10, seed=0)
+    again = build_training_set(pairs, n_train=70, budget=20, seed=0)
     assert torch.equal(again.images, data.images) and again.captions == data.captions
+    assert len(build_training_set([], n_train=70, budget=20).captions) == 70  # k = 0: all clean
+    with pytest.raises(ValueError):
+        budget_split(3, 4)
 
 
 @pytest.mark.parametrize("trainable", ["all", "cross-attention"])
@@ -34,7 +52,7 @@ def test_finetune_changes_only_what_it_should_on_a_tiny_sd_pipeline(tiny_sd, tra
     from sagekit.models import load_generator
 
     gen = load_generator(str(tiny_sd))
-    data = build_poisoned_set(choose_pairs(LABELS, 1), n_clean=16, poison_per_concept=8)
+    data = build_training_set(split_concepts(1).pairs, n_train=24, budget=8)
     data.images = torch.nn.functional.interpolate(data.images.float(), size=16).round().to(torch.uint8)
     before = {n: p.clone() for n, p in gen.unet.named_parameters()}
     tuned = finetune(gen, data, steps=2, lr=1e-3, trainable=trainable, batch_size=8)

@@ -1,5 +1,6 @@
 """Every notebook runs on the toy world with small parameters and renders a report."""
 
+import ast
 import json
 import re
 
@@ -11,11 +12,15 @@ from sagekit.studies import STUDIES
 
 
 
+imp_keys = ("k", "budget", "control", "ad", "poisoned_hit", "unpoisoned_acc", "unpoisoned_lo", "unpoisoned_hi", "n")
+
+
 def small(study, tmp_path):
     """Small parameters: every notebook runs in the fast test set."""
     return {
         "toy-world": ["per_label=1", "n_judge=200", "grid_labels=4"],
         "seed-shifts": ["n_labels=4", "seeds_per_cell=1", "shifts={'UMS': [-0.2, 0.2], 'PAS': [64]}",
+                        "baseline_seeds_per_cell=2", "trajectory_seeds=2",
                         f"store_dir={str(tmp_path / 'store')!r}"],
         "prompt-failures": ["n_labels=2", "max_words=1", "top_k=3", "iterations=2", "eval_seeds=2", "train_seeds=1",
                             "search_steps=3", "baseline_prompts=1",
@@ -24,7 +29,7 @@ def small(study, tmp_path):
         "unrelated-latents": ["n_labels=2", "iterations=3", "compare_samples=1", "compare_iterations=1"],
         "adversarial-tokens": ["targets=['red circle', 'cyan star']", "n_train_labels=2", "n_heldout_labels=2", "iterations=2", "batch=2", "eval_seeds=1",
                                "search_steps=3", "examples=2"],
-        "implosion": ["ks=[0, 1]", "n_clean=200", "poison_per_concept=20", "finetune_steps=2", "eval_seeds=1"],
+        "implosion": ["ks=[0, 1, 2]", "n_train=200", "budget=20", "finetune_steps=2", "eval_seeds=2", "attention_seeds=1"],
     }[study]
 
 
@@ -34,6 +39,16 @@ def test_notebooks_are_committed_clean():
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert "parameters" in code[0].metadata.get("tags", []), study.notebook
         assert all(not c.outputs and c.execution_count is None for c in code), study.notebook
+
+
+def test_notebooks_hold_no_loops_or_definitions():
+    """Library code holds the logic; a notebook holds parameters, calls, plots and prose."""
+    for study in STUDIES.values():
+        nb = nbformat.read(study.path, as_version=4)
+        for c in (c for c in nb.cells if c.cell_type == "code"):
+            found = [type(n).__name__ for n in ast.walk(ast.parse(c.source))
+                     if isinstance(n, (ast.For, ast.While, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+            assert not found, (study.notebook, found, c.source[:80])
 
 
 @pytest.mark.parametrize("study", sorted(STUDIES))
@@ -52,7 +67,7 @@ def test_study_report(study, tmp_path):
     assert index.count(f'href="{summary["html"]}"') == 1 and study in index
     if study == "toy-world":
         f = saved["findings"]
-        assert set(f["gen_acc"]) == {"toy", "toy-pixel"}
+        assert set(f["gen_acc"]) == {"toy", "toy-latent-learned", "toy-pixel"}
         assert all(0 <= v <= 1 for m in f["gen_acc"].values() for v in m.values())
         assert saved["parameters"]["per_label"] == 1
     if study == "seed-shifts":
@@ -61,11 +76,20 @@ def test_study_report(study, tmp_path):
         from sagekit.models.registry import TOY_SAMPLING
 
         # guidance 0 in the parameters means each model's default
-        assert {(r["model"], r["guidance"]) for r in rows} == {(m, g) for m in ("toy", "toy-pixel")
-                                                               for g in (TOY_SAMPLING[m][1], 1.0)}
-        assert all(set(r) == {"model", "guidance", "shift", "level", "n"} | {m + p for m in ("top1", "top5", "clip")
+        models = ("toy", "toy-latent-learned", "toy-pixel")
+        assert {(r["model"], r["guidance"]) for r in rows} == {(m, g) for m in models for g in (TOY_SAMPLING[m][1], 1.0)}
+        metrics = ("top1", "top5", "colour", "shape", "clip")
+        assert all(set(r) == {"model", "guidance", "shift", "level", "n"} | {m + p for m in metrics
                                                                              for p in ("", "_lo", "_hi")} for r in rows)
-        assert all(r["top1_lo"] <= r["top1"] <= r["top1_hi"] and r["n"] == 4 for r in rows)
+        assert all(r[m + "_lo"] <= r[m] <= r[m + "_hi"] for r in rows for m in metrics)
+        assert all(r["n"] == (8 if r["shift"] == "none" else 4) for r in rows)
+        # a toy label is both right only when colour and shape are
+        assert all(r["top1"] <= min(r["colour"], r["shape"]) for r in rows)
+        claims = saved["findings"]["claims"]
+        assert [c["id"] for c in claims] == list("abcdefghi")
+        assert all(c["verdict"] in ("supported", "contradicted", "inconclusive") and c["evidence"] for c in claims)
+        # (b) needs URMS, (c) needs SDS: not in this grid, so they cannot be decided
+        assert {c["id"]: c["verdict"] for c in claims}["b"] == "inconclusive"
     if study in ("distorted-latents", "unrelated-latents"):
         f = saved["findings"]
         assert 0 <= f["success_rate"] <= f["classes_with_failure"] <= 1
@@ -73,6 +97,13 @@ def test_study_report(study, tmp_path):
         assert {m["mode"] for m in f["modes"]} == {"exact", "residual"}
         if study == "distorted-latents":
             assert "prompt_independence" in f
+    if study == "implosion":
+        points = saved["findings"]["points"]
+        assert {(p["k"], p["control"]) for p in points} == {(k, c) for k in (0, 1, 2) for c in (False, True)}
+        assert all(set(imp_keys) <= set(p) for p in points)
+        assert all(p["n"] == 4 * 2 and p["unpoisoned_lo"] <= p["unpoisoned_acc"] <= p["unpoisoned_hi"] for p in points)
+        assert {p["budget"] for p in points if p["k"]} == {20}
+        assert [p["n_poisoned"] for p in points if not p["control"]] == [0, 2, 4]
     if study == "prompt-failures":
         assert 0 <= saved["findings"]["classes_with_failure"] <= 1
         assert {p["label"] for p in saved["findings"]["prompts"]} == {"red circle", "magenta heart"}

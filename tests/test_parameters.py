@@ -54,7 +54,9 @@ BAD = [
     ("adversarial-tokens", "targets=['purple dragon']", "'purple dragon' is not a label"),
     ("adversarial-tokens", "n_train_labels=30", "at most 35"),
     ("adversarial-tokens", "objective='magic'", "'objective' must be one of"),
-    ("implosion", "ks=[0, 40]", "at most 18"),
+    ("implosion", "ks=[0, 40]", "at most 8"),
+    ("implosion", "budget=3000", "at most 'n_train'"),
+    ("implosion", "budget=2", "at least max(ks) = 8"),
     ("implosion", "trainable='some'", "'trainable' must be one of"),
 ]
 

@@ -11,7 +11,7 @@ from sagekit.toy.shapes import LABELS
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(UnknownModelError, match="toy, toy-pixel"):
+    with pytest.raises(UnknownModelError, match="toy, toy-latent-learned, toy-pixel"):
         load_generator("nope")
     with pytest.raises(UnknownModelError, match="toy-ensemble"):
         load_judge("nope")
@@ -51,9 +51,9 @@ def test_toy_weights_are_safetensors_and_small():
 
 
 def test_toy_models_reload():
-    for name, latent in (("toy", True), ("toy-pixel", False)):
+    for name, latent, learned in (("toy", True, False), ("toy-latent-learned", True, True), ("toy-pixel", False, True)):
         gen = load_generator(name)
-        assert gen.is_latent == latent and gen.learned_variance == (not latent)
+        assert gen.is_latent == latent and gen.learned_variance == learned
         assert gen.image_size == 32 and gen.unet.dtype == torch.float32
     for name in ("toy-resnet", "toy-mobilenet", "toy-edge", "toy-clip", "toy-ensemble"):
         judge = load_judge(name)

@@ -11,7 +11,7 @@ def test_every_judge_is_at_least_98_percent_right_on_held_out_images():
         assert acc[name] >= 0.98, (name, acc)
 
 
-@pytest.mark.parametrize("model,bar", [("toy", 0.85), ("toy-pixel", 0.75)])
+@pytest.mark.parametrize("model,bar", [("toy", 0.85), ("toy-latent-learned", 0.85), ("toy-pixel", 0.75)])
 def test_generators_draw_what_they_are_asked_for_with_guidance(model, bar):
     from sagekit.models import load_generator
 

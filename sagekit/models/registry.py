@@ -1,6 +1,6 @@
 """Names -> models. The one place that knows where weights live.
 
-Generators: ``"toy"``, ``"toy-pixel"``, a local diffusers folder, or a hub id already in
+Generators: ``"toy"``, ``"toy-latent-learned"``, ``"toy-pixel"``, a local diffusers folder, or a hub id already in
 the local Hugging Face cache (``org/name``). Judges: ``"toy-resnet"``, ``"toy-mobilenet"``,
 ``"toy-edge"``, ``"toy-clip"`` (zero-shot), ``"toy-ensemble"``, ``"timm:<model>"``,
 ``"hf:<hub id or folder>"``, ``"open_clip:<arch>:<pretrained tag or file>"``.
@@ -32,11 +32,11 @@ from .generator import Generator
 from .judges import ClipZeroShotJudge, EdgeJudge, Ensemble, HFJudge, Judge, TimmJudge
 
 TOY_DIR = Path(__file__).resolve().parent.parent / "toy" / "weights"
-TOY_GENERATORS = {"toy": "toy", "toy-pixel": "toy-pixel"}
+TOY_GENERATORS = {"toy": "toy", "toy-latent-learned": "toy-latent-learned", "toy-pixel": "toy-pixel"}
 TOY_JUDGES = ("toy-resnet", "toy-mobilenet", "toy-edge", "toy-clip", "toy-ensemble")
 TOY_CLIPS = ("toy-clip",)
 # Sampling defaults per toy model (steps, guidance), measured to be good in `sagekit toy eval`.
-TOY_SAMPLING = {"toy": (25, 5.0), "toy-pixel": (50, 7.0)}
+TOY_SAMPLING = {"toy": (25, 5.0), "toy-latent-learned": (15, 5.0), "toy-pixel": (15, 7.0)}
 
 
 @contextmanager

@@ -1,9 +1,19 @@
 """Implosion study (paper 002): poison k concepts, fine-tune, measure what breaks.
 
 For k poisoned concepts A -> B the fine-tuning set holds captions about A paired with
-images of B (dirty-label poison), mixed with clean data. Per k: Alignment Difficulty of
-the fine-tuning set, poison success (prompts about A judged as B), accuracy and CLIP score
-on the unpoisoned concepts, and how spread out the concept tokens' cross-attention is.
+images of B (dirty-label poison). To measure the effect of k alone:
+
+- the poison budget P (poisoned pairs in all) is fixed and split evenly over the k
+  concepts, and the training set has the same size N for every k (N - P clean pairs);
+- the concepts split into a poison block and an evaluation block that share no concept
+  word: unpoisoned concepts never share a colour or a shape word with a poisoned one;
+- every point has a clean control: the same images, steps and size, with the P pairs
+  captioned as what they show (B as B);
+- rates come with their counts and Wilson intervals.
+
+Per point: Alignment Difficulty of the training set, how often prompts about A are drawn
+as B, accuracy and CLIP score on the unpoisoned concepts, and the spread of the concept
+tokens' cross-attention (a sagekit measure, not the paper's).
 """
 
 from __future__ import annotations
@@ -18,22 +28,53 @@ import torch
 from ..models.attention_maps import capture_cross_attention, spread, token_maps
 from ..models.clip import ClipEmbedder, ClipScorer
 from ..models.generator import Generator
-from ..models.judges import Ensemble
-from ..toy.shapes import LABELS, SHAPES, ShapeSpec, make_dataset
+from ..models.judges import Judge
+from ..stats import wilson
+from ..toy.shapes import COLOURS, LABELS, SHAPES, ShapeSpec, make_dataset
 from ..toy.training.diffusion import train_unet
 from .alignment import alignment_difficulty
 
 PROMPT = "a photo of a {label}"
+# The evaluation block: this many colours x shapes, never used by a poisoned pair.
+HELD_COLOURS = HELD_SHAPES = 2
+MAX_K = (len(COLOURS) - HELD_COLOURS) * (len(SHAPES) - HELD_SHAPES) // 2
 
 
-def choose_pairs(labels: tuple[str, ...], k: int, seed: int = 0) -> list[tuple[str, str]]:
-    """k (source, target) concept pairs, deterministic by seed. Sources come from one end
-    of a seeded permutation and targets from the other, so the pairs for k are a prefix
-    of the pairs for any larger k, and no target is ever poisoned itself."""
-    if not 0 <= k <= len(labels) // 2:
-        raise ValueError(f"k must be between 0 and {len(labels) // 2}, got {k}")
-    perm = np.random.default_rng(seed).permutation(len(labels))
-    return [(labels[perm[i]], labels[perm[-1 - i]]) for i in range(k)]
+@dataclass(frozen=True)
+class ConceptSplit:
+    """``pairs``: the (source, target) pairs of the largest k (the pairs for k are its
+    first k); ``unpoisoned``: the evaluated concepts, sharing no word with any pair."""
+
+    pairs: list[tuple[str, str]]
+    unpoisoned: list[str]
+
+
+def split_concepts(k_max: int, seed: int = 0) -> ConceptSplit:
+    """Seeded split of the toy labels: HELD_COLOURS x HELD_SHAPES unpoisoned concepts, and
+    up to MAX_K disjoint pairs from the other colours and shapes. Sources come from one end
+    of a seeded permutation of the poison block and targets from the other, so no target
+    is ever poisoned itself."""
+    if not 0 <= k_max <= MAX_K:
+        raise ValueError(f"k must be between 0 and {MAX_K}, got {k_max}")
+    rng = np.random.default_rng(seed)
+    colours, shapes = list(COLOURS), list(SHAPES)
+    held_c = {colours[i] for i in rng.permutation(len(colours))[:HELD_COLOURS]}
+    held_s = {shapes[i] for i in rng.permutation(len(shapes))[:HELD_SHAPES]}
+    unpoisoned = [lab for lab in LABELS if lab.split()[0] in held_c and lab.split()[1] in held_s]
+    block = [lab for lab in LABELS if lab.split()[0] not in held_c and lab.split()[1] not in held_s]
+    perm = rng.permutation(len(block))
+    pairs = [(block[perm[i]], block[perm[-1 - i]]) for i in range(k_max)]
+    return ConceptSplit(pairs, unpoisoned)
+
+
+def budget_split(budget: int, k: int) -> list[int]:
+    """Poisoned pairs per concept: ``budget`` split as evenly as integers allow (the first
+    ``budget % k`` concepts get one more); sums to ``budget`` for every k >= 1."""
+    if k < 1:
+        return []
+    if budget < k:
+        raise ValueError(f"a budget of {budget} poisoned pairs cannot cover {k} concepts")
+    return [budget // k + (1 if i < budget % k else 0) for i in range(k)]
 
 
 @dataclass
@@ -48,25 +89,35 @@ class PoisonedSet:
     poisoned: torch.Tensor
 
 
-def build_poisoned_set(pairs: list[tuple[str, str]], n_clean: int, poison_per_concept: int, seed: int = 0) -> PoisonedSet:
-    """Clean procedural data plus, for each (A, B), images of B captioned as A (the caption
-    keeps the image's own background/position wording, only the concept is swapped)."""
-    clean = make_dataset(n_clean, seed)
+def build_training_set(pairs: list[tuple[str, str]], n_train: int, budget: int, seed: int = 0,
+                       control: bool = False) -> PoisonedSet:
+    """``n_train`` pairs: ``n_train - budget`` clean procedural ones, then ``budget`` images
+    of the targets B split evenly over the pairs. Poison (``control=False``) captions each
+    as its source A (the caption keeps the image's background/position wording, only the
+    concept is swapped); the control keeps the true caption. With no pairs, all
+    ``n_train`` are clean."""
+    n_poison = budget if pairs else 0
+    if not 0 <= n_poison <= n_train:
+        raise ValueError(f"budget ({budget}) must be between 0 and n_train ({n_train})")
+    clean = make_dataset(n_train - n_poison, seed)
     images, captions = [clean.images], list(clean.captions)
     img_l, cap_l = [clean.labels], [clean.labels]
-    for i, (a, b) in enumerate(pairs):
+    for i, ((a, b), n) in enumerate(zip(pairs, budget_split(n_poison, len(pairs)))):
         ia, ib = LABELS.index(a), LABELS.index(b)
-        poison = make_dataset(poison_per_concept, seed + 1000 + i, labels=[ib] * poison_per_concept)
-        for spec in poison.specs:
-            fake = ShapeSpec(shape=ia % len(SHAPES), colour=ia // len(SHAPES), background=spec.background,
-                             size=spec.size, cx=spec.cx, cy=spec.cy, template=spec.template)
-            captions.append(fake.caption())
-        images.append(poison.images)
-        img_l.append(poison.labels)
-        cap_l.append(torch.full((poison_per_concept,), ia))
-    n_poison = poison_per_concept * len(pairs)
-    return PoisonedSet(torch.cat(images), captions, torch.cat(img_l), torch.cat(cap_l),
-                       torch.cat([torch.zeros(n_clean, dtype=torch.bool), torch.ones(n_poison, dtype=torch.bool)]))
+        extra = make_dataset(n, seed + 1000 + i, labels=[ib] * n)
+        if control:
+            captions += extra.captions
+        else:
+            captions += [ShapeSpec(shape=ia % len(SHAPES), colour=ia // len(SHAPES), background=s.background,
+                                   size=s.size, cx=s.cx, cy=s.cy, template=s.template).caption()
+                         for s in extra.specs]
+        images.append(extra.images)
+        img_l.append(extra.labels)
+        cap_l.append(extra.labels if control else torch.full((n,), ia))
+    poisoned = torch.zeros(n_train, dtype=torch.bool)
+    if not control:
+        poisoned[n_train - n_poison:] = True
+    return PoisonedSet(torch.cat(images), captions, torch.cat(img_l), torch.cat(cap_l), poisoned)
 
 
 @torch.no_grad()
@@ -102,62 +153,126 @@ def finetune(gen: Generator, data: PoisonedSet, steps: int = 100, lr: float = 5e
 
 
 @torch.no_grad()
-def evaluate(gen: Generator, ensemble: Ensemble, clip: ClipScorer, pairs: list[tuple[str, str]], seeds: list[int],
-             guidance: float | None = None, steps: int | None = None, unpoisoned: list[str] | None = None) -> dict:
-    """Poison success, unpoisoned accuracy and CLIP score, and attention spread of the
-    concept tokens, for one (fine-tuned) generator. Returns figures and example images."""
-    sources, targets = [a for a, _ in pairs], [b for _, b in pairs]
-    if unpoisoned is None:
-        unpoisoned = [l for l in LABELS if l not in sources and l not in targets]
-    rows = [(l, "unpoisoned", l) for l in unpoisoned] + [(a, "poisoned", b) for a, b in pairs]
-    prompts = [PROMPT.format(label=l) for l, _, _ in rows for _ in seeds]
-    all_seeds = [s for _ in rows for s in seeds]
-    z = gen.initial_noise(all_seeds)
-    emb = gen.encode_prompts(prompts)
+def attention_of(gen: Generator, prompts: list[str], seeds: list[int], guidance: float | None,
+                 steps: int | None) -> torch.Tensor:
+    """Cross-attention maps of the concept tokens (colour and shape: positions 5 and 6
+    after <bos> "a photo of a"), averaged over layers and steps: ``(N, 2, H, W)``."""
     with capture_cross_attention(gen.unet) as maps:
-        lat = gen.denoise(z, emb, guidance, steps, seeds=all_seeds)
-    images = gen.decode(lat)
-    pred = ensemble(images.to(ensemble.device)).argmax(-1).cpu()
-    scores = clip(images, prompts).cpu()
-    # Concept tokens are the colour and shape words: positions 5 and 6 after <bos> "a photo of a".
-    tm = token_maps(maps, images.shape[-1])
-    uses_cfg = tm.shape[0] == 2 * len(prompts)
-    tm = tm[len(prompts):] if uses_cfg else tm
-    concept_spread = spread(tm[:, 5:7]).mean(-1)
+        lat = gen.denoise(gen.initial_noise(seeds), gen.encode_prompts(prompts), guidance, steps, seeds=seeds)
+    size = gen.decode(lat[:1]).shape[-1]
+    tm = token_maps(maps, size)
+    tm = tm[len(prompts):] if tm.shape[0] == 2 * len(prompts) else tm  # the conditional half under guidance
+    return tm[:, 5:7].cpu()
+
+
+@torch.no_grad()
+def evaluate(gen: Generator, judge: Judge, clip: ClipScorer, pairs: list[tuple[str, str]], unpoisoned: list[str],
+             seeds: list[int], guidance: float | None = None, steps: int | None = None, batch_size: int = 100,
+             attention_seeds: int = 2) -> dict:
+    """Generate every unpoisoned concept and every source A on ``seeds`` and judge them.
+    Returns counts and Wilson intervals (unpoisoned accuracy; sources drawn as their target
+    B, and as themselves), CLIP score, the concept tokens' attention spread on the first
+    ``attention_seeds`` seeds, and the images with labels and predictions."""
+    rows = [(lab, "unpoisoned", lab) for lab in unpoisoned] + [(a, "poisoned", b) for a, b in pairs]
+    labels = [lab for lab, _, _ in rows for _ in seeds]
     kinds = np.array([kind for _, kind, _ in rows for _ in seeds])
-    want = torch.tensor([ensemble.label_index(l) for l, _, _ in rows for _ in seeds])
-    poison_target = torch.tensor([ensemble.label_index(t) for _, _, t in rows for _ in seeds])
+    prompts = [PROMPT.format(label=lab) for lab in labels]
+    all_seeds = [s for _ in rows for s in seeds]
+    images = gen.generate(prompts, all_seeds, guidance=guidance, steps=steps, batch_size=batch_size).float()
+    pred = torch.cat([judge(images[i:i + 500].to(judge.device)).argmax(-1).cpu() for i in range(0, len(images), 500)])
+    scores = clip(images.to(clip.embedder.device), prompts).cpu()
+    want = torch.tensor([judge.label_index(lab) for lab, _, _ in rows for _ in seeds])
+    target = torch.tensor([judge.label_index(t) for _, _, t in rows for _ in seeds])
     unp, poi = torch.from_numpy(kinds == "unpoisoned"), torch.from_numpy(kinds == "poisoned")
+    acc = wilson(int((pred[unp] == want[unp]).sum()), int(unp.sum()))
+    hit = wilson(int((pred[poi] == target[poi]).sum()), int(poi.sum()))
+    own = wilson(int((pred[poi] == want[poi]).sum()), int(poi.sum()))
+    shown = [i for i in range(len(labels)) if all_seeds[i] in seeds[:attention_seeds]]
+    maps = attention_of(gen, [prompts[i] for i in shown], [all_seeds[i] for i in shown], guidance, steps)
+    conc = spread(maps).mean(-1)
+    sk = torch.from_numpy(kinds[shown] == "unpoisoned")
     return {
-        "unpoisoned_acc": float((pred[unp] == want[unp]).float().mean()) if unp.any() else float("nan"),
+        "n": int(unp.sum()), "unpoisoned_acc": acc[0], "unpoisoned_lo": acc[1], "unpoisoned_hi": acc[2],
+        "n_poisoned": int(poi.sum()), "poisoned_hit": hit[0], "poisoned_hit_lo": hit[1], "poisoned_hit_hi": hit[2],
+        "poisoned_acc": own[0],
         "unpoisoned_clip": float(scores[unp].mean()) if unp.any() else float("nan"),
-        "poison_success": float((pred[poi] == poison_target[poi]).float().mean()) if poi.any() else float("nan"),
-        "poisoned_acc": float((pred[poi] == want[poi]).float().mean()) if poi.any() else float("nan"),
-        "spread_unpoisoned": float(concept_spread[unp].mean()) if unp.any() else float("nan"),
-        "spread_poisoned": float(concept_spread[poi].mean()) if poi.any() else float("nan"),
-        "images": images.cpu(), "labels": [l for l, _, _ in rows for _ in seeds], "kinds": kinds.tolist(),
-        "pred": [ensemble.labels[i] for i in pred.tolist()], "maps": tm[:, 5:7].cpu(),
+        "spread_unpoisoned": float(conc[sk].mean()) if sk.any() else float("nan"),
+        "spread_poisoned": float(conc[~sk].mean()) if (~sk).any() else float("nan"),
+        "images": images, "labels": labels, "kinds": kinds.tolist(),
+        "pred": [judge.labels[i] for i in pred.tolist()],
+        "attention": {"index": shown, "maps": maps},
     }
 
 
-def run_k(gen: Generator, ensemble: Ensemble, clip: ClipScorer, ks: list[int], n_clean: int, poison_per_concept: int,
-          steps: int, lr: float, trainable: str, seeds: list[int], guidance: float | None = None,
-          sample_steps: int | None = None, seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, dict]:
-    """The whole sweep over k. Unpoisoned concepts are the labels outside every pair of
-    the largest k, so every k is measured on the same concepts."""
+def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train: int, budget: int, steps: int,
+          lr: float, trainable: str, seeds: list[int], guidance: float | None = None, sample_steps: int | None = None,
+          seed: int = 0, attention_seeds: int = 2, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """The sweep over k, each point poisoned and its clean control (k = 0 is clean, so it
+    is its own control: one fine-tune, two rows). Returns one row per (k, control) and the
+    details (images, predictions, attention maps) keyed ``(k, control)``."""
     from tqdm.auto import tqdm
 
-    biggest = choose_pairs(LABELS, max(ks), seed)
-    unpoisoned = [l for l in LABELS if l not in {x for p in biggest for x in p}]
+    split = split_concepts(max(ks), seed)
+    jobs = [(k, control) for k in ks for control in (False, True)]
     rows, details = [], {}
-    for k in tqdm(ks, desc="k", disable=not progress, leave=False):
-        pairs = choose_pairs(LABELS, k, seed)
-        data = build_poisoned_set(pairs, n_clean, poison_per_concept, seed)
+    for k, control in tqdm(jobs, desc="fine-tunes", disable=not progress, leave=False):
+        pairs = split.pairs[:k]
+        if k == 0 and control:
+            rows.append({**rows[-1], "control": True})
+            details[(k, True)] = details[(k, False)]
+            continue
+        data = build_training_set(pairs, n_train, budget, seed, control=control)
         ad = dataset_ad(clip.embedder, data)
         tuned = finetune(gen, data, steps, lr, trainable, seed=seed)
-        ev = evaluate(tuned, ensemble, clip, pairs, seeds, guidance, sample_steps, unpoisoned)
-        rows.append({"k": k, "ad": ad["ad"], "d_fea": ad["d_fea"], "d_stru": ad["d_stru"], "n_train": ad["n"],
-                     **{m: ev[m] for m in ("poison_success", "poisoned_acc", "unpoisoned_acc", "unpoisoned_clip",
-                                           "spread_unpoisoned", "spread_poisoned")}})
-        details[k] = {"pairs": pairs, **ev}
+        ev = evaluate(tuned, judge, clip, pairs, split.unpoisoned, seeds, guidance, sample_steps,
+                      attention_seeds=attention_seeds)
+        rows.append({"k": k, "budget": budget if k else 0, "control": control, "ad": ad["ad"], "d_fea": ad["d_fea"],
+                     "d_stru": ad["d_stru"], "n_train": ad["n"],
+                     **{m: v for m, v in ev.items() if not isinstance(v, (torch.Tensor, list, dict))}})
+        details[(k, control)] = {"pairs": pairs, **ev}
+        del tuned
     return pd.DataFrame(rows), details
+
+
+POINT_KEYS = ("k", "budget", "control", "ad", "poisoned_hit", "poisoned_hit_lo", "poisoned_hit_hi", "n_poisoned",
+              "unpoisoned_acc", "unpoisoned_lo", "unpoisoned_hi", "n", "unpoisoned_clip", "spread_unpoisoned")
+
+
+def findings_points(points: pd.DataFrame) -> list[dict]:
+    """``findings.points`` of the summary JSON (NaN, e.g. no poisoned concept at k = 0, as null)."""
+    def plain(v):
+        if isinstance(v, (bool, np.bool_)):
+            return bool(v)
+        if isinstance(v, (int, np.integer)):
+            return int(v)
+        return None if np.isnan(v) else round(float(v), 4)
+    return [{key: plain(r[key]) for key in POINT_KEYS} for _, r in points.iterrows()]
+
+
+def verdicts(points: pd.DataFrame) -> dict:
+    """What the sweep says: whether AD of the poisoned sets rises with k (every step up, and
+    its overall change), and per k > 0 whether unpoisoned accuracy falls below the
+    control's Wilson interval (``below_control``) and whether the two intervals are
+    disjoint (``interval_below``, the claim the intervals support)."""
+    poisoned = points[~points["control"]].sort_values("k")
+    control = points[points["control"]].set_index("k")
+    ad = poisoned["ad"].to_numpy()
+    per_k = []
+    for _, r in poisoned[poisoned["k"] > 0].iterrows():
+        c = control.loc[r["k"]]
+        below, disjoint = bool(r["unpoisoned_acc"] < c["unpoisoned_lo"]), bool(r["unpoisoned_hi"] < c["unpoisoned_lo"])
+        per_k.append({"k": int(r["k"]), "acc": float(r["unpoisoned_acc"]), "lo": float(r["unpoisoned_lo"]),
+                      "hi": float(r["unpoisoned_hi"]), "control": float(c["unpoisoned_acc"]),
+                      "control_lo": float(c["unpoisoned_lo"]), "control_hi": float(c["unpoisoned_hi"]),
+                      "below_control": below, "interval_below": disjoint,
+                      "verdict": ("below the control's interval, and the two intervals are disjoint" if disjoint
+                                  else "below the control's interval, but the two intervals overlap" if below
+                                  else "not below the control's interval"),
+                      "ad_minus_control": float(r["ad"] - c["ad"])})
+    return {"ad_rises_every_step": bool(len(ad) > 1 and np.all(np.diff(ad) > 0)),
+            "ad_first": float(ad[0]), "ad_last": float(ad[-1]), "per_k": per_k}
+
+
+def concept_words(pairs: list[tuple[str, str]]) -> set[str]:
+    """Every concept word (colour or shape) used by the pairs, sources and targets."""
+    return {w for pair in pairs for label in pair for w in label.split()}

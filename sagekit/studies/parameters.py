@@ -188,14 +188,18 @@ def unwritable(path: Path) -> str | None:
 
 @dataclass(frozen=True)
 class Shifts(Param):
-    """``{shift: [levels]}`` with the level type of each shift (see ``sagekit.shifts``)."""
+    """``{shift: [levels]}`` with the level type of each shift (see ``sagekit.shifts``), or
+    ``"paper"`` for paper 001's grid."""
 
     def check(self, name, value, ctx):
         from ..shifts import SHIFTS
 
         names = [s for s in SHIFTS if s != "none"]
+        if value == "paper":
+            return
         if not isinstance(value, dict) or not value:
-            raise _fail(name, f"must be a dict {{shift: [levels]}} with shifts from {', '.join(names)}, got {value!r}")
+            raise _fail(name, f"must be 'paper' or a dict {{shift: [levels]}} with shifts from {', '.join(names)}, "
+                              f"got {value!r}")
         alpha, std = Float(-10, 10), Float(-10, 0.999, note=" (the std becomes 1 - alpha_s)")
         for shift, levels in value.items():
             where = f"{name}[{shift!r}]"
@@ -222,6 +226,12 @@ class _Pair(Param):
             raise _fail(name, f"must be a pair [alpha_s, alpha_c], got {value!r}")
         self.first.check(f"{name}[0]", value[0], ctx)
         self.second.check(f"{name}[1]", value[1], ctx)
+
+
+def _grid(spec) -> dict:
+    from ..shifts import grid
+
+    return grid(spec)
 
 
 # ---------------------------------------------------------------------------- shared declarations
@@ -292,11 +302,27 @@ def _targets_are_judged(p: dict) -> None:
                              f"(the judge's other labels), got {p['n_train_labels'] + p['n_heldout_labels']}")
 
 
-def _implosion_ks(p: dict) -> None:
-    from ..toy.shapes import LABELS
+def _implosion_rules(p: dict) -> None:
+    from .implosion import MAX_K
 
-    if max(p["ks"]) > len(LABELS) // 2:
-        raise ParameterError(f"parameter 'ks' may poison at most {len(LABELS) // 2} concepts, got {max(p['ks'])}")
+    if max(p["ks"]) > MAX_K:
+        raise ParameterError(f"parameter 'ks' may poison at most {MAX_K} concepts on the toy world "
+                             f"(its unpoisoned concepts share no word with a poisoned one), got {max(p['ks'])}")
+    if max(p["ks"]) > p["budget"]:
+        raise ParameterError(f"parameter 'budget' ({p['budget']}) must give every poisoned concept at least one "
+                             f"pair: it must be at least max(ks) = {max(p['ks'])}")
+    if p["budget"] > p["n_train"]:
+        raise ParameterError(f"parameter 'budget' ({p['budget']}) must be at most 'n_train' ({p['n_train']})")
+    if p["attention_seeds"] > p["eval_seeds"]:
+        raise ParameterError(f"parameter 'attention_seeds' ({p['attention_seeds']}) must be at most 'eval_seeds' "
+                             f"({p['eval_seeds']})")
+
+
+def _implosion_images(p: dict) -> int:
+    from .implosion import HELD_COLOURS, HELD_SHAPES
+
+    # every k > 0 runs twice (poisoned and control); each run draws the unpoisoned concepts and its k sources
+    return sum((HELD_COLOURS * HELD_SHAPES + k) * p["eval_seeds"] * (2 if k else 1) for k in p["ks"])
 
 
 SCHEMAS: dict[str, Schema] = {
@@ -337,17 +363,19 @@ SCHEMAS: dict[str, Schema] = {
          "guidance": ListOf(GUIDANCE, 1, 16, unique=True), "shifts": Shifts(), "label_set": LabelSet(),
          "n_labels": LABELS_N, "seeds_per_cell": SEEDS_N, "steps": STEPS, "judge": ModelName("judge"),
          "clip": ModelName("clip"), "batch_size": Int(1, 4096), "store_dir": Folder(), "device": Device(),
-         "seed": SEED},
-        lambda p: len(p["models"]) * len(p["guidance"]) * (1 + sum(len(v) for v in p["shifts"].values()))
-        * _n_labels(p) * p["seeds_per_cell"],
+         "seed": SEED, "baseline_seeds_per_cell": SEEDS_N, "trajectory_seeds": Int(1, 1000)},
+        lambda p: len(p["models"]) * len(p["guidance"]) * _n_labels(p)
+        * (max(p["baseline_seeds_per_cell"], p["seeds_per_cell"])
+           + p["seeds_per_cell"] * sum(len(v) for v in _grid(p["shifts"]).values())),
         _labels_are_judged),
     "implosion": Schema(
         {**COMMON, "judge": ModelName("judge"), "clip": ModelName("clip"), "ks": ListOf(Int(0, 1000), 1, 20, unique=True),
-         "n_clean": Int(1, 1_000_000), "poison_per_concept": Int(1, 100_000), "finetune_steps": Int(1, 100_000),
+         "n_train": Int(1, 1_000_000), "budget": Int(1, 1_000_000), "finetune_steps": Int(1, 100_000),
          "lr": LR, "trainable": Choice(("all", "cross-attention")), "eval_seeds": SEEDS_N,
-         "guidance": Float(1, 100, note=" (1 = no guidance)"), "steps": SEARCH_STEPS},
-        lambda p: len(p["ks"]) * 36 * p["eval_seeds"] * 2,
-        _implosion_ks),
+         "attention_seeds": Int(1, 10_000), "guidance": Float(1, 100, note=" (1 = no guidance)"),
+         "steps": SEARCH_STEPS},
+        _implosion_images,
+        _implosion_rules),
 }
 
 

@@ -24,6 +24,7 @@ from ..sweep import run_sweep
 
 STUDY = "seed-shifts"
 PROMPT = "A photo of a {label}"
+RATES = ("top1", "top5", "colour", "shape")  # colour and shape exist on toy labels only
 
 
 def level_name(shift: str, level) -> str:
@@ -40,8 +41,10 @@ def level_name(shift: str, level) -> str:
 
 def build_cells(models: Sequence[str], shifts: dict[str, Sequence], labels: Sequence[str], seeds: Sequence[int],
                 guidance: Sequence[float], steps: int, judge: str, clip: str,
-                revisions: dict[str, str] | None = None, prompt: str = PROMPT) -> list[dict]:
-    """Every cell of the grid; the unshifted baseline (``shift="none"``) is always included.
+                revisions: dict[str, str] | None = None, prompt: str = PROMPT,
+                baseline_seeds: Sequence[int] | None = None) -> list[dict]:
+    """Every cell of the grid; the unshifted baseline (``shift="none"``) is always included,
+    on ``baseline_seeds`` (default: ``seeds``; more of them give a tighter baseline).
     ``revisions`` (model -> weights fingerprint) goes into each cell's key, so results of
     retrained weights never mix with old ones."""
     for name in shifts:
@@ -53,7 +56,7 @@ def build_cells(models: Sequence[str], shifts: dict[str, Sequence], labels: Sequ
         for g in guidance:
             for shift, level in plan:
                 for label in labels:
-                    for seed in seeds:
+                    for seed in (baseline_seeds if shift == "none" and baseline_seeds is not None else seeds):
                         cells.append({
                             "model": model, "revision": (revisions or {}).get(model, ""), "guidance": float(g),
                             "steps": int(steps), "shift": shift,
@@ -118,7 +121,29 @@ def run(cells: list[dict], store: ResultStore, generators: dict[str, Generator],
                    group_by=("model", "guidance", "steps"), progress=progress)
     df["level_name"] = [level_name(s, lv) for s, lv in zip(df["shift"], df["level"])]
     df["level_value"] = [_level_value(s, lv) for s, lv in zip(df["shift"], df["level"])]
-    return df
+    return add_attribute_hits(df)
+
+
+def add_attribute_hits(df: pd.DataFrame) -> pd.DataFrame:
+    """On toy labels ("{colour} {shape}"), add ``colour`` and ``shape`` columns: whether the
+    judge's top-1 label has the prompt's colour / shape (``top1`` needs both). A colour cast
+    alone flips a toy label, so the two halves say what a shift broke. Other label sets
+    are returned unchanged."""
+    from ..toy.shapes import COLOURS, SHAPES
+
+    def split(label: str):
+        parts = label.split(" ")
+        return tuple(parts) if len(parts) == 2 and parts[0] in COLOURS and parts[1] in SHAPES else None
+
+    want, got = [split(x) for x in df["label"]], [split(x) for x in df["pred"]]
+    if df.empty or any(w is None for w in want) or any(g is None for g in got):
+        return df
+    return df.assign(colour=[w[0] == g[0] for w, g in zip(want, got)], shape=[w[1] == g[1] for w, g in zip(want, got)])
+
+
+def model_kinds(generators: dict[str, Generator]) -> dict[str, dict]:
+    """model -> ``{"latent": bool, "learned": bool}`` (latent space; learned variance)."""
+    return {m: {"latent": bool(g.is_latent), "learned": bool(g.learned_variance)} for m, g in generators.items()}
 
 
 def _level_value(shift: str, level) -> float:
@@ -130,18 +155,25 @@ def _level_value(shift: str, level) -> float:
 
 # ---------------------------------------------------------------------------- analysis
 def summarize(df: pd.DataFrame, by: Sequence[str] = ("model", "guidance", "shift", "level_name")) -> pd.DataFrame:
-    """Per group: the number of images n; top-1 and top-5 rates with Wilson 95% intervals;
-    mean CLIP score with a bootstrap 95% interval (``{metric}_lo``, ``{metric}_hi``)."""
+    """Per group: the number of images n; top-1 and top-5 rates (and, on toy labels, colour
+    and shape rates) with Wilson 95% intervals; mean CLIP score with a bootstrap 95%
+    interval (``{metric}_lo``, ``{metric}_hi``)."""
     rows = []
     for key, g in df.groupby(list(by), sort=False):
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         row["level_value"] = g["level_value"].iloc[0]
         row["n"] = len(g)
-        for m in ("top1", "top5"):
+        for m in [m for m in RATES if m in g.columns]:
             row[m], row[f"{m}_lo"], row[f"{m}_hi"] = wilson(int(g[m].sum()), len(g))
         row["clip"], row["clip_lo"], row["clip_hi"] = mean_ci(g["clip"].to_numpy(dtype=float))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def plotted_metrics(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    """``(column, title)`` of every metric the summary has, in reading order."""
+    titles = {"top1": "top-1 accuracy", "colour": "colour right", "shape": "shape right", "clip": "CLIP score"}
+    return [(m, t) for m, t in titles.items() if m in summary.columns]
 
 
 def per_class(df: pd.DataFrame, model: str, guidance: float) -> pd.DataFrame:
@@ -151,13 +183,17 @@ def per_class(df: pd.DataFrame, model: str, guidance: float) -> pd.DataFrame:
 
 
 def position_drift(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean distance (fraction of the side) between each shifted image's object centroid
-    and the unshifted image's of the same model, guidance, label and seed."""
-    base = df[df["shift"] == "none"].set_index(["model", "guidance", "label", "seed"])[["cx", "cy"]]
-    shifted = df[df["shift"] != "none"].join(base, on=["model", "guidance", "label", "seed"], rsuffix="_0")
-    shifted = shifted.assign(drift=np.hypot(shifted["cx"] - shifted["cx_0"], shifted["cy"] - shifted["cy_0"]))
+    """Per (model, guidance, shift, level): mean distance ``drift`` and mean signed
+    horizontal move ``dx`` (> 0: to the right), as fractions of the side, between each
+    shifted image's object centroid and the unshifted image's of the same label and seed."""
+    keys = ["model", "guidance", "label", "seed"]
+    base = df[df["shift"] == "none"].set_index(keys)[["cx", "cy"]]
+    shifted = df[df["shift"] != "none"].join(base, on=keys, rsuffix="_0").dropna(subset=["cx_0"])
+    shifted = shifted.assign(drift=np.hypot(shifted["cx"] - shifted["cx_0"], shifted["cy"] - shifted["cy_0"]),
+                             dx=shifted["cx"] - shifted["cx_0"])
     return (shifted.groupby(["model", "guidance", "shift", "level_name"], sort=False)
-            .agg(level_value=("level_value", "first"), drift=("drift", "mean"), n=("drift", "size")).reset_index())
+            .agg(level_value=("level_value", "first"), drift=("drift", "mean"), dx=("dx", "mean"),
+                 n=("drift", "size")).reset_index())
 
 
 @torch.no_grad()
@@ -174,11 +210,24 @@ def trajectory_self_distance(gen: Generator, prompt: str, seeds: Sequence[int], 
 
 
 def findings_rows(summary: pd.DataFrame) -> list[dict]:
-    """``findings.acc`` of the summary JSON."""
+    """``findings.acc`` of the summary JSON: per cell model, guidance, shift, level, n and
+    every rate and CLIP score with its interval."""
+    metrics = [m for m in (*RATES, "clip") if m in summary.columns]
     return [{"model": r["model"], "guidance": float(r["guidance"]), "shift": r["shift"], "level": r["level_name"],
-             "n": int(r["n"]), **{m + part: round(float(r[m + part]), 4) for m in ("top1", "top5", "clip")
+             "n": int(r["n"]), **{m + part: round(float(r[m + part]), 4) for m in metrics
                                   for part in ("", "_lo", "_hi")}}
             for _, r in summary.iterrows()]
+
+
+@torch.no_grad()
+def step_distances(gen: Generator, prompt: str, seeds: Sequence[int], guidance: float, steps: int) -> np.ndarray:
+    """RMS distance between consecutive states x_t -> x_(t-1) of the unshifted trajectory,
+    per seed and step: ``(len(seeds), steps)`` (paper 001 §5.2: a learned-variance sampler
+    jumps far in its first steps; a fixed-variance one moves about evenly)."""
+    noise = gen.initial_noise(list(seeds))
+    _, traj = gen.denoise(noise, gen.encode_prompts([prompt] * len(seeds)), guidance, steps, seeds=list(seeds),
+                          trajectory=True)
+    return traj.diff(dim=0).pow(2).mean(dim=(2, 3, 4)).sqrt().T.numpy()
 
 
 def findings_text(summary: pd.DataFrame, df: pd.DataFrame) -> str:

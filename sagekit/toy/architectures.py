@@ -58,15 +58,17 @@ def autoencoder() -> AutoencoderKL:
     )
 
 
-def latent_unet() -> UNet2DConditionModel:
+def latent_unet(learned_variance: bool = False) -> UNet2DConditionModel:
     """Epsilon-predicting UNet on 16x16x4 latents (the Stable Diffusion design, small).
 
     ``addition_embed_type="text"`` pools the prompt into the time embedding, a global
     conditioning path beside cross-attention that makes the small model learn prompts
-    many times sooner on a CPU budget.
+    many times sooner on a CPU budget. ``learned_variance`` doubles the output channels
+    (epsilon and the variance interpolation, as in GLIDE): paper 001's "latent-GLIDE",
+    which differs from the fixed-variance model in nothing else.
     """
     return UNet2DConditionModel(
-        sample_size=RESOLUTION // 2, in_channels=4, out_channels=4,
+        sample_size=RESOLUTION // 2, in_channels=4, out_channels=8 if learned_variance else 4,
         block_out_channels=(48, 96, 96), layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
@@ -95,13 +97,18 @@ def train_scheduler(learned_variance: bool) -> DDPMScheduler:
     )
 
 
-def sample_scheduler(learned_variance: bool):
-    """The scheduler a pipeline ships with: DDIM for the latent model, ancestral DDPM
-    (which uses the learned variance) for the pixel model."""
+def sample_scheduler(learned_variance: bool, latent: bool = False):
+    """The scheduler a pipeline ships with: DDIM for the fixed-variance latent model,
+    ancestral DDPM (which uses the learned variance) for the learned-variance models.
+    Latents are not bounded to [-1, 1], so their DDPM does not clip its x0 estimate."""
     if learned_variance:
-        return train_scheduler(True)
+        sched = train_scheduler(True)
+        if latent:
+            # steps_offset=1 is what StableDiffusionPipeline insists on for its schedulers.
+            sched.register_to_config(clip_sample=False, steps_offset=1)
+        return sched
     return DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
-                         prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False)
+                         prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 
 def num_labels() -> int:

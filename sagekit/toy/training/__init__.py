@@ -1,7 +1,10 @@
 """Train the whole toy world from one seed: ``sagekit toy train``.
 
-Order matters: the CLIP text tower becomes the (frozen) text encoder of both diffusion
-models, and the VAE must exist before the latent UNet trains on its latents.
+Order matters: the CLIP text tower becomes the (frozen) text encoder of every diffusion
+model, and the VAE must exist before the latent UNets train on its latents.
+``sagekit toy train --only toy-latent-learned`` retrains just the learned-variance latent
+model on the shipped VAE and text encoder (what changes between it and ``toy`` is the
+variance, nothing else).
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from pathlib import Path
 
 import timm
 import torch
-from diffusers import IFPipeline, StableDiffusionPipeline
-from transformers import CLIPTextModel
+from diffusers import AutoencoderKL, IFPipeline, StableDiffusionPipeline
+from transformers import CLIPTextModel, PreTrainedTokenizerFast
 
 from .. import architectures as arch
 from ..shapes import LABELS, make_dataset
@@ -45,6 +48,9 @@ class TrainConfig:
     pixel_batch: int = 64
     pixel_lr: float = 1e-3
     threads: int = 0  # 0: torch's default
+    only: str = ""  # "" trains everything; "toy-latent-learned" only that model
+
+ONLY_CHOICES = ("toy-latent-learned",)
 
 
 @torch.no_grad()
@@ -112,17 +118,14 @@ def train_toy_world(out_dir: str | Path, config: TrainConfig | None = None) -> d
     resnet = _load_timm_judge(tmp / "judges" / "resnet")
     log["vae_recon_judge_acc"] = accuracy(resnet, reconstruct(vae, test_images), test.labels)
 
-    with timer("latent_unet"), torch.no_grad():
-        latents = torch.cat([vae.encode(data.images[i:i + 1000].float() / 127.5 - 1).latent_dist.mode()
-                             for i in range(0, cfg.n_train, 1000)]) * vae.config.scaling_factor
+    with timer("latent_unet"):
+        latents = _encode_latents(vae, data.images)
     with timer("latent_unet_train"):
         unet = train_unet(arch.latent_unet(), arch.train_scheduler(False), latents, text, uncond,
                           cfg.seed + 500, cfg.latent_steps, cfg.latent_batch, cfg.latent_lr)
-    StableDiffusionPipeline(
-        vae=vae.half(), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet.half(),
-        scheduler=arch.sample_scheduler(False), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    ).save_pretrained(tmp / "toy", safe_serialization=True)
+    _save_latent(tmp / "toy", vae, text_encoder, tokenizer, unet, learned=False)
+    with timer("latent_learned_unet_train"):
+        _train_latent_learned(tmp, cfg, latents, text, uncond, vae, text_encoder, tokenizer)
     del latents
 
     with timer("pixel_unet_train"):
@@ -142,6 +145,71 @@ def train_toy_world(out_dir: str | Path, config: TrainConfig | None = None) -> d
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
+    return log
+
+
+@torch.no_grad()
+def _encode_latents(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
+    """uint8 images ``(N, 3, 32, 32)`` -> scaled latent means ``(N, 4, 16, 16)``."""
+    vae = vae.float()
+    return torch.cat([vae.encode(images[i:i + 1000].float() / 127.5 - 1).latent_dist.mode()
+                      for i in range(0, len(images), 1000)]) * vae.config.scaling_factor
+
+
+def _save_latent(path: Path, vae, text_encoder, tokenizer, unet, learned: bool) -> None:
+    StableDiffusionPipeline(
+        vae=vae.half(), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet.half(),
+        scheduler=arch.sample_scheduler(learned, latent=True), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    ).save_pretrained(path, safe_serialization=True)
+
+
+def _train_latent_learned(out: Path, cfg: TrainConfig, latents, text, uncond, vae, text_encoder, tokenizer) -> None:
+    """The latent-GLIDE of paper 001: ``toy``'s VAE, UNet layout, data and step budget,
+    with a learned variance trained by the variational bound (as ``toy-pixel``)."""
+    unet = train_unet(arch.latent_unet(learned_variance=True), arch.train_scheduler(True), latents, text, uncond,
+                      cfg.seed + 700, cfg.latent_steps, cfg.latent_batch, cfg.latent_lr, pixels=False)
+    _save_latent(out / "toy-latent-learned", vae, text_encoder, tokenizer, unet, learned=True)
+
+
+def train_only(out_dir: str | Path, config: TrainConfig) -> dict:
+    """Retrain one model (``config.only``) on the VAE and text encoder already in
+    ``out_dir/toy``; the other weights stay. Returns the updated training log. (The shipped
+    VAE is stored in fp16, so its latents differ from a full run's fp32 ones in the last
+    bits; the data, seed and step budget are the same.)"""
+    cfg = config
+    if cfg.only not in ONLY_CHOICES:
+        raise ValueError(f"--only must be one of {', '.join(ONLY_CHOICES)}, got {cfg.only!r}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(out_dir)
+    base = out / "toy"
+    vae = AutoencoderKL.from_pretrained(base / "vae", use_safetensors=True).float().eval()
+    text_encoder = CLIPTextModel.from_pretrained(base / "text_encoder", use_safetensors=True).float().eval()
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(base / "tokenizer")
+    timer = Timer()
+    with timer("data"):
+        data = make_dataset(cfg.n_train, cfg.seed, workers=2)
+    with timer("encode_text"):
+        text = _encode_text(text_encoder, tokenizer, data.captions)
+        uncond = _encode_text(text_encoder, tokenizer, [""])
+    with timer("latent_unet"):
+        latents = _encode_latents(vae, data.images)
+    tmp = out / f".{cfg.only}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with timer("latent_learned_unet_train"):
+        _train_latent_learned(tmp, cfg, latents, text, uncond, vae, text_encoder, tokenizer)
+    final = out / cfg.only
+    if final.exists():
+        shutil.rmtree(final)
+    (tmp / cfg.only).rename(final)
+    shutil.rmtree(tmp)
+    log_path = out / "training.json"
+    log = json.loads(log_path.read_text()) if log_path.exists() else {"seconds": {}}
+    log["seconds"]["latent_learned_unet_train"] = timer.seconds["latent_learned_unet_train"]
+    log["total_seconds"] = round(sum(log["seconds"].values()), 1)
+    log_path.write_text(json.dumps(log, indent=2))
     return log
 
 

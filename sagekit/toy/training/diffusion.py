@@ -20,12 +20,14 @@ from .vlb import vlb_term
 def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: torch.Tensor,
                uncond: torch.Tensor, seed: int, steps: int, batch_size: int = 64, lr: float = 1e-3,
                cond_dropout: float = 0.1, ema_decay: float = 0.998, bf16: bool = False,
-               log_every: int = 0, trainable: str = "all", progress_bar: bool = True) -> UNet2DConditionModel:
+               log_every: int = 0, trainable: str = "all", progress_bar: bool = True,
+               pixels: bool = True) -> UNet2DConditionModel:
     """x0: training targets ``(N, C, H, W)`` (scaled latents or pixels in [-1, 1]);
     text: their prompt embeddings ``(N, L, D)``; uncond: the empty prompt's ``(1, L, D)``.
     A fraction ``cond_dropout`` of prompts is replaced by the empty one, for guidance.
     ``trainable``: ``"all"`` or ``"cross-attention"`` (only the key/value projections of
     the cross-attention layers, the cheap fine-tuning). ``ema_decay`` 0 disables EMA.
+    ``pixels``: whether x0 are pixels (for the variational bound of learned variance).
     Returns the (EMA) weights."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
@@ -55,7 +57,7 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
         eps = out[:, : x.shape[1]]
         loss = F.mse_loss(eps, noise)
         if learned:
-            loss = loss + vlb_term(scheduler, x, xt, t, eps, out[:, x.shape[1]:])
+            loss = loss + vlb_term(scheduler, x, xt, t, eps, out[:, x.shape[1]:], pixels=pixels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

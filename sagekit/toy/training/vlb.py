@@ -30,9 +30,16 @@ def _discretized_nll(x0, mean, logvar):
     return -torch.log((upper - lower).clamp_min(1e-12))
 
 
+def _gaussian_nll(x0, mean, logvar):
+    """-log N(x0; mean, exp(logvar)) per element (nats): the t=0 term for continuous latents."""
+    return 0.5 * (math.log(2 * math.pi) + logvar + (x0 - mean) ** 2 * torch.exp(-logvar))
+
+
 def vlb_term(scheduler: DDPMScheduler, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
-             eps: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of L_t in bits per dimension. Shapes ``(B, C, H, W)``; t ``(B,)``."""
+             eps: torch.Tensor, v: torch.Tensor, pixels: bool = True) -> torch.Tensor:
+    """Mean over the batch of L_t in bits per dimension. Shapes ``(B, C, H, W)``; t ``(B,)``.
+    ``pixels``: x0 is 8-bit data in [-1, 1] (clamped x0 estimate, discretized likelihood at
+    t=0); otherwise x0 is a continuous latent (no clamp, Gaussian likelihood at t=0)."""
     ab = scheduler.alphas_cumprod.float()
     ab_prev = torch.cat([torch.ones(1), ab[:-1]])
     betas = 1 - ab / ab_prev
@@ -43,11 +50,13 @@ def vlb_term(scheduler: DDPMScheduler, x0: torch.Tensor, xt: torch.Tensor, t: to
 
     true_mean = _gather(coef_x0, t) * x0 + _gather(coef_xt, t) * xt
     true_logvar = _gather(post_logvar, t)
-    x0_pred = ((xt - _gather((1 - ab).sqrt(), t) * eps.detach()) / _gather(ab.sqrt(), t)).clamp(-1, 1)
+    x0_pred = (xt - _gather((1 - ab).sqrt(), t) * eps.detach()) / _gather(ab.sqrt(), t)
+    if pixels:
+        x0_pred = x0_pred.clamp(-1, 1)
     model_mean = _gather(coef_x0, t) * x0_pred + _gather(coef_xt, t) * xt
     frac = (v + 1) / 2
     model_logvar = frac * _gather(torch.log(betas), t) + (1 - frac) * true_logvar
 
     kl = _normal_kl(true_mean, true_logvar, model_mean, model_logvar).mean(dim=(1, 2, 3)) / math.log(2)
-    nll = _discretized_nll(x0, model_mean, model_logvar).mean(dim=(1, 2, 3)) / math.log(2)
+    nll = (_discretized_nll if pixels else _gaussian_nll)(x0, model_mean, model_logvar).mean(dim=(1, 2, 3)) / math.log(2)
     return torch.where(t == 0, nll, kl).mean()
