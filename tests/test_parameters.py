@@ -91,3 +91,14 @@ def test_a_label_file_is_a_label_set(tmp_path):
     (tmp_path / "other.txt").write_text("a purple dragon\n")
     with pytest.raises(ParameterError, match="does not know: 'a purple dragon'"):
         validate("seed-shifts", {**params, "label_set": str(tmp_path / "other.txt")}, tmp_path)
+
+
+def test_the_paper_grid_is_a_named_value_and_its_images_are_counted():
+    defaults = notebook_parameters(STUDIES["seed-shifts"].path)
+    base = STUDIES["seed-shifts"].path.parent
+    per_seed = len(defaults["models"]) * len(defaults["guidance"]) * defaults["n_labels"]
+    baseline = defaults["baseline_seeds_per_cell"]
+    conditions = sum(len(v) for v in defaults["shifts"].values())
+    assert validate("seed-shifts", defaults, base) == per_seed * (baseline + conditions * defaults["seeds_per_cell"])
+    # the paper's grid: 9 UMS + 9 URMS + 7 SDS + 49 MS + 4 PAS levels
+    assert validate("seed-shifts", {**defaults, "shifts": "paper"}, base) == per_seed * (baseline + 78)

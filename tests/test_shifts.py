@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sagekit.shifts import DEFAULT_LEVELS, FORMULAS, SHIFTS, apply_shift
+from sagekit.shifts import DEFAULT_LEVELS, FORMULAS, SHIFTS, apply_shift, grid
 
 
 @pytest.fixture
@@ -70,3 +70,13 @@ def test_default_levels_are_the_paper_grid():
     assert DEFAULT_LEVELS["SDS"] == [-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3]
     assert len(DEFAULT_LEVELS["MS"]) == 49 and {c for _, c in DEFAULT_LEVELS["MS"]} == {-0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15}
     assert DEFAULT_LEVELS["PAS"] == [8, 16, 32, 64]
+
+
+def test_a_grid_is_named_paper_or_given():
+    paper = grid("paper")
+    assert paper == {k: list(v) for k, v in DEFAULT_LEVELS.items()} and paper is not DEFAULT_LEVELS
+    paper["UMS"].append(9.0)  # a copy: the paper's grid stays as it is
+    assert 9.0 not in DEFAULT_LEVELS["UMS"]
+    assert grid({"SDS": [0.1]}) == {"SDS": [0.1]}
+    with pytest.raises(ValueError, match="'paper' or a dict"):
+        grid("papers")

@@ -30,6 +30,31 @@ def test_training_is_a_function_of_the_seed(tmp_path):
 
     assert load_toy_judge_dir(a / "judges" / "edge").labels[0] == "red circle"
     assert load_generator(str(a / "toy")).latent_shape == (4, 16, 16)
+    learned = load_generator(str(a / "toy-latent-learned"))
+    assert learned.is_latent and learned.learned_variance and learned.latent_shape == (4, 16, 16)
+
+
+def test_only_the_learned_latent_model_is_retrained(tmp_path):
+    """`sagekit toy train --only toy-latent-learned`: a new model on the folder's own VAE
+    and text encoder; everything else stays byte for byte."""
+    from sagekit.cli import main
+    from sagekit.models.registry import load_generator
+    from sagekit.toy.training import train_only
+
+    folder = tmp_path / "w"
+    train_toy_world(folder, TrainConfig(seed=1, **TINY))
+    before = {f: f.read_bytes() for f in folder.rglob("*.safetensors") if "toy-latent-learned" not in f.parts}
+    old = (folder / "toy-latent-learned" / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    log = train_only(folder, TrainConfig(seed=2, only="toy-latent-learned", **TINY))
+    assert {f: f.read_bytes() for f in before} == before
+    assert (folder / "toy-latent-learned" / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() != old
+    assert log["seconds"]["latent_learned_unet_train"] > 0 and not list(folder.glob(".*partial"))
+    gen = load_generator(str(folder / "toy-latent-learned"))
+    assert gen.learned_variance and gen.scheduler.config.variance_type == "learned_range"
+    assert not gen.scheduler.config.clip_sample  # latents are not bounded to [-1, 1]
+    # bad --only values and a folder without a trained toy are refused before any work
+    assert main(["toy", "train", "--only", "toy-pixel", "--out", str(folder)]) == 2
+    assert main(["toy", "train", "--only", "toy-latent-learned", "--out", str(tmp_path / "empty")]) == 2
 
 
 def test_another_seed_trains_another_model():
@@ -59,3 +84,23 @@ def test_vlb_is_zero_for_the_true_posterior_and_trains_only_the_variance():
     loss2 = vlb_term(sched, x0, xt, t, eps, v2)
     loss2.backward()
     assert loss2 > 10 * loss.abs() + 1e-5 and v2.grad.abs().sum() > 0 and eps.grad is None
+
+
+def test_vlb_on_latents_does_not_clamp_them_to_the_pixel_range():
+    """Scaled latents reach past [-1, 1]: the pixel bound would clamp the x0 estimate and
+    charge a correct model; the latent bound does not."""
+    sched = train_scheduler(True)
+    torch.manual_seed(0)
+    x0 = torch.randn(4, 4, 8, 8) * 2.5  # latents, well outside [-1, 1]
+    noise = torch.randn_like(x0)
+    t = torch.tensor([10, 200, 500, 900])
+    xt = sched.add_noise(x0, noise, t)
+    v = -torch.ones_like(x0)
+    assert vlb_term(sched, x0, xt, t, noise, v, pixels=False).abs() < 1e-4
+    assert vlb_term(sched, x0, xt, t, noise, v, pixels=True) > 1e-2
+    # at t = 0 the latent bound is a Gaussian likelihood: finite, and lower for the true x0
+    t0 = torch.zeros(4, dtype=torch.long)
+    xt0 = sched.add_noise(x0, noise, t0)
+    right = vlb_term(sched, x0, xt0, t0, noise, v, pixels=False)
+    wrong = vlb_term(sched, x0, xt0, t0, noise + 1, v, pixels=False)
+    assert torch.isfinite(right) and wrong > right
