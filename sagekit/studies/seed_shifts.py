@@ -219,6 +219,12 @@ def findings_rows(summary: pd.DataFrame) -> list[dict]:
             for _, r in summary.iterrows()]
 
 
+def step_distances_of(generators: dict[str, Generator], prompt: str, seeds: Sequence[int],
+                      guidance: dict[str, float], steps: dict[str, int]) -> dict[str, np.ndarray]:
+    """:func:`step_distances` per model: ``{model: (len(seeds), steps[model])}``."""
+    return {m: step_distances(gen, prompt, seeds, guidance[m], steps[m]) for m, gen in generators.items()}
+
+
 @torch.no_grad()
 def step_distances(gen: Generator, prompt: str, seeds: Sequence[int], guidance: float, steps: int) -> np.ndarray:
     """RMS distance between consecutive states x_t -> x_(t-1) of the unshifted trajectory,

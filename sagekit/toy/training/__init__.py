@@ -50,6 +50,7 @@ class TrainConfig:
     threads: int = 0  # 0: torch's default
     only: str = ""  # "" trains everything; "toy-latent-learned" only that model
 
+
 ONLY_CHOICES = ("toy-latent-learned",)
 
 
