@@ -116,3 +116,39 @@ def test_token_overrides_are_differentiable_and_local(gen):
     assert emb.grad is not None and emb.grad.abs().sum() > 0
     # the hook is removed afterwards
     assert torch.allclose(gen.embed_token_ids(ids), base)
+
+
+def test_denoising_loss_targets_epsilon_or_velocity_and_reaches_the_prompt(tiny_sd):
+    """The training loss studies use (textual inversion, fine-tuning) is the model's own:
+    MSE to the noise for epsilon models, to the velocity for v-prediction ones."""
+    import copy
+
+    from diffusers import DDPMScheduler
+
+    gen = load_generator(str(tiny_sd))
+    x0 = gen.encode_images(torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8))
+    assert x0.shape == (3, 4, 8, 8) and x0.dtype == torch.float32
+    cond = gen.encode_prompts(["a cat", "a dog", "a car"]).clone().requires_grad_(True)
+    for prediction in ("epsilon", "v_prediction"):
+        g2 = copy.copy(gen)
+        g2.scheduler = DDPMScheduler.from_config(gen.scheduler.config, prediction_type=prediction)
+        loss = g2.denoising_loss(x0, cond, torch.Generator().manual_seed(5))
+        # the same draws by hand: noise first, then the timesteps
+        g = torch.Generator().manual_seed(5)
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, 1000, (3,), generator=g)
+        sched = g2.training_scheduler()
+        with torch.no_grad():
+            out = gen.unet(sched.add_noise(x0, noise, t), t, cond).sample
+        want = sched.get_velocity(x0, noise, t) if prediction == "v_prediction" else noise
+        assert torch.allclose(loss, torch.nn.functional.mse_loss(out, want), atol=1e-6), prediction
+    cond.grad = None
+    gen.denoising_loss(x0, cond, torch.Generator().manual_seed(5)).backward()
+    assert cond.grad.abs().sum() > 0
+
+
+def test_a_pixel_model_trains_on_pixels(tiny_pixel):
+    gen = load_generator(str(tiny_pixel))
+    images = torch.tensor([0, 255], dtype=torch.uint8).repeat(1, 3, 16, 8).view(1, 3, 16, 16)
+    x = gen.encode_images(images)
+    assert x.min() == -1 and x.max() == 1 and x.shape == images.shape

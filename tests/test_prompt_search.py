@@ -97,7 +97,7 @@ def test_perplexity_is_exp_of_mean_next_word_nll(lm):
 
 def test_nearest_word_picks_the_closest_candidate(gen):
     cands = ["cat", "dog", "car"]
-    table = ps.word_embeddings(gen, cands)
+    table = gen.word_embeddings(cands)
     assert table.shape == (3, gen.text_encoder.config.hidden_size)
     for j, word in enumerate(cands):
         x = 0.7 * table[j] + 0.3 * table[(j + 1) % 3]
@@ -105,7 +105,7 @@ def test_nearest_word_picks_the_closest_candidate(gen):
 
 
 def test_per_prompt_token_embeddings_stay_in_their_prompt(gen):
-    (x_id,) = ps.add_tokens(gen, [ps.X_TOKEN])
+    (x_id,) = gen.add_tokens([ps.X_TOKEN])
     ids = gen.tokenize([f"a cat {ps.X_TOKEN}", f"a dog {ps.X_TOKEN}"])
     emb = torch.randn(2, gen.text_encoder.config.hidden_size, requires_grad=True)
     hidden = gen.embed_token_ids(ids, {x_id: emb})
@@ -122,7 +122,7 @@ def test_the_gradient_reaches_the_token_embeddings(gen, mode):
     torch.manual_seed(0)
     ens = Ensemble("r", [TimmJudge("r", timm.create_model("test_resnet", num_classes=3).eval(), LABELS),
                          EdgeJudge("e", TimmJudge("r2", timm.create_model("test_resnet", num_classes=3).eval(), LABELS))])
-    x_id, y_id = ps.add_tokens(gen, [ps.X_TOKEN, ps.Y_TOKEN])
+    x_id, y_id = gen.add_tokens([ps.X_TOKEN, ps.Y_TOKEN])
     ids = gen.tokenize([f"a cat {ps.X_TOKEN} {ps.Y_TOKEN}", f"a car {ps.X_TOKEN} {ps.Y_TOKEN}"])
     init = torch.zeros(2, gen.text_encoder.config.hidden_size)
     cfg = ps.PromptSearchConfig(iterations=1, lr=0.05, mode=mode, k=1, steps=3, guidance=2.0)
@@ -200,7 +200,7 @@ def test_token_by_denoising_learns_from_accepted_target_images_only(gen):
 
 
 def test_a_new_token_starts_at_the_mean_of_the_models_own_words(gen):
-    ids = ps.add_tokens(gen, [ps.X_TOKEN, ps.Y_TOKEN, ps.ADV_TOKEN])
+    ids = gen.add_tokens([ps.X_TOKEN, ps.Y_TOKEN, ps.ADV_TOKEN])
     table = gen.text_encoder.get_input_embeddings().weight
     saved = table[ids].detach().clone()
     with torch.no_grad():

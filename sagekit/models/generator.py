@@ -16,6 +16,7 @@ noise, trajectories, and gradients.
 
 from __future__ import annotations
 
+import copy
 from contextlib import nullcontext
 from typing import Sequence
 
@@ -134,6 +135,34 @@ class Generator:
     def uncond_embedding(self) -> torch.Tensor:
         return self.encode_prompts([""])
 
+    # ------------------------------------------------------------------ tokens
+    def add_tokens(self, tokens: Sequence[str]) -> list[int]:
+        """Add new tokens to the tokenizer and a row for each to the text encoder (once);
+        returns their ids. The new rows are meant to be set through ``embed_token_ids``'s
+        overrides, so transformers' mean/covariance initialisation is skipped."""
+        new = [t for t in tokens if t not in self.tokenizer.get_vocab()]
+        if new:
+            self.tokenizer.add_tokens(new)
+            self.text_encoder.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+            self._prompt_cache.clear()
+        return self.tokenizer.convert_tokens_to_ids(list(tokens))
+
+    def word_embeddings(self, words: Sequence[str]) -> torch.Tensor:
+        """Input-embedding rows ``(W, E)`` of words (a word of several tokens: their mean),
+        detached, on the text encoder's device."""
+        table = self.text_encoder.get_input_embeddings().weight.detach()
+        return torch.stack([table[self.tokenizer(w, add_special_tokens=False).input_ids].mean(0) for w in words])
+
+    def mean_token_embedding(self, exclude: Sequence[str] = ()) -> torch.Tensor:
+        """The mean row ``(E,)`` of the input-embedding table, leaving out the rows of the
+        tokens in ``exclude`` that exist (e.g. those sagekit added): where a learned token
+        starts."""
+        table = self.text_encoder.get_input_embeddings().weight.detach()
+        vocab = self.tokenizer.get_vocab()
+        keep = torch.ones(table.shape[0], dtype=torch.bool, device=table.device)
+        keep[[vocab[t] for t in exclude if t in vocab]] = False
+        return table[keep].mean(0).clone()
+
     # ------------------------------------------------------------------ noise
     def initial_noise(self, seeds: Sequence[int]) -> torch.Tensor:
         """``(N, C, h, w)`` float32 on the CPU; sample i is N(0, I) from ``seeds[i]`` alone."""
@@ -232,6 +261,58 @@ class Generator:
         x = self.denoise(z.detach(), embeddings.detach(), steps=steps, stop_step=steps - k, **kw)
         x = x.detach() + c * (z.to(x.device) - z.detach().to(x.device))
         return self.denoise(z, embeddings, steps=steps, grad=True, start_step=steps - k, start_latents=x, **kw)
+
+    # ------------------------------------------------------------------ training
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """uint8 images ``(N, 3, H, W)`` -> what the denoiser is trained on, ``(N, C, h, w)``
+        float32 on the CPU: scaled VAE latent means, or pixels in [-1, 1]."""
+        x = images.float() / 127.5 - 1
+        if not self.is_latent:
+            return x
+        return torch.cat([self.vae.encode(x[i:i + batch_size].to(self.device, self.vae.dtype)).latent_dist.mode()
+                          .float().cpu() for i in range(0, len(x), batch_size)]) * self.vae.config.scaling_factor
+
+    def denoising_loss(self, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The training loss of the denoiser (MSE to epsilon, or to v for v-prediction) on
+        clean ``x0`` ``(B, C, h, w)`` noised at random timesteps, conditioned on ``cond``
+        ``(B, L, D)``; noise and timesteps come from the CPU ``generator``. Differentiable
+        in ``cond`` (textual inversion) and in the denoiser's weights."""
+        sched = self.training_scheduler()
+        noise = torch.randn(x0.shape, generator=generator).to(x0)
+        t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), generator=generator).to(x0.device)
+        xt = sched.add_noise(x0, noise, t)
+        out = self.unet(xt.to(self.dtype), t, cond.to(self.dtype)).sample.float()[:, : x0.shape[1]]
+        want = sched.get_velocity(x0, noise, t) if sched.config.prediction_type == "v_prediction" else noise
+        return torch.nn.functional.mse_loss(out, want)
+
+    def fine_tuned(self, images: torch.Tensor, captions: Sequence[str], steps: int, lr: float = 5e-4,
+                   trainable: str = "all", batch_size: int = 64, seed: int = 0, progress: bool = False) -> "Generator":
+        """A copy whose denoiser continued training on (uint8 images ``(N, 3, H, W)``,
+        captions) with the model's own noise schedule; this generator is left as it was.
+        ``trainable``: ``"all"`` or ``"cross-attention"`` (key/value projections only)."""
+        from ..toy.training.diffusion import train_unet
+
+        tuned = copy.copy(self)
+        tuned.unet = copy.deepcopy(self.unet)
+        tuned._prompt_cache = {}
+        x = self.encode_images(images)
+        with torch.no_grad():
+            text = torch.cat([self.embed_token_ids(self.tokenize(captions[i:i + 500])).float().cpu()
+                              for i in range(0, len(captions), 500)])
+            uncond = self.uncond_embedding().float().cpu()
+        dev = tuned.unet.device
+        train_unet(tuned.unet, self.training_scheduler(), x.to(dev), text.to(dev), uncond.to(dev), seed, steps,
+                   batch_size, lr, ema_decay=0, trainable=trainable, progress_bar=progress)
+        tuned.unet.requires_grad_(False).eval()
+        return tuned
+
+    def capture_attention(self):
+        """Context manager recording the cross-attention maps of every denoiser call:
+        yields ``{layer: [(B, Q, L), ...]}`` (see ``attention_maps.token_maps``)."""
+        from .attention_maps import capture_cross_attention
+
+        return capture_cross_attention(self.unet)
 
     # ------------------------------------------------------------------ decode
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

@@ -18,20 +18,18 @@ tokens' cross-attention (a sagekit measure, not the paper's).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..models.attention_maps import capture_cross_attention, spread, token_maps
+from ..models.attention_maps import spread, token_maps
 from ..models.clip import ClipEmbedder, ClipScorer
 from ..models.generator import Generator
 from ..models.judges import Judge
 from ..stats import wilson
 from ..toy.shapes import COLOURS, LABELS, SHAPES, ShapeSpec, make_dataset
-from ..toy.training.diffusion import train_unet
 from .alignment import alignment_difficulty
 
 PROMPT = "a photo of a {label}"
@@ -132,24 +130,8 @@ def dataset_ad(clip: ClipEmbedder, data: PoisonedSet, batch_size: int = 500) -> 
 
 def finetune(gen: Generator, data: PoisonedSet, steps: int = 100, lr: float = 5e-4, trainable: str = "all",
              batch_size: int = 64, seed: int = 0, progress: bool = False) -> Generator:
-    """A copy of ``gen`` whose UNet continued training on ``data`` (epsilon MSE, the
-    generator's own noise schedule). Works for any latent or pixel Generator."""
-    tuned = copy.copy(gen)
-    tuned.unet = copy.deepcopy(gen.unet)
-    tuned._prompt_cache = {}
-    with torch.no_grad():
-        x = data.images.float() / 127.5 - 1
-        if gen.is_latent:
-            x = torch.cat([gen.vae.encode(x[i:i + 500].to(gen.device, gen.vae.dtype)).latent_dist.mode().float().cpu()
-                           for i in range(0, len(x), 500)]) * gen.vae.config.scaling_factor
-        text = torch.cat([gen.embed_token_ids(gen.tokenize(data.captions[i:i + 500])).float().cpu()
-                          for i in range(0, len(data.captions), 500)])
-        uncond = gen.uncond_embedding().float().cpu()
-    sched = gen.training_scheduler()
-    train_unet(tuned.unet, sched, x.to(tuned.unet.device), text.to(tuned.unet.device), uncond.to(tuned.unet.device),
-               seed, steps, batch_size, lr, ema_decay=0, trainable=trainable, progress_bar=progress)
-    tuned.unet.requires_grad_(False).eval()
-    return tuned
+    """A copy of ``gen`` fine-tuned on the set (any latent or pixel Generator)."""
+    return gen.fine_tuned(data.images, data.captions, steps, lr, trainable, batch_size, seed, progress)
 
 
 @torch.no_grad()
@@ -157,7 +139,7 @@ def attention_of(gen: Generator, prompts: list[str], seeds: list[int], guidance:
                  steps: int | None) -> torch.Tensor:
     """Cross-attention maps of the concept tokens (colour and shape: positions 5 and 6
     after <bos> "a photo of a"), averaged over layers and steps: ``(N, 2, H, W)``."""
-    with capture_cross_attention(gen.unet) as maps:
+    with gen.capture_attention() as maps:
         lat = gen.denoise(gen.initial_noise(seeds), gen.encode_prompts(prompts), guidance, steps, seeds=seeds)
     size = gen.decode(lat[:1]).shape[-1]
     tm = token_maps(maps, size)

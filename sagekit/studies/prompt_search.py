@@ -58,30 +58,10 @@ class PromptSearchConfig:
             raise ValueError(f"invalid prompt search parameters: {asdict(self)}")
 
 
-def add_tokens(gen: Generator, tokens: list[str]) -> list[int]:
-    """Add new tokens to the generator's tokenizer and text encoder (once); their ids."""
-    new = [t for t in tokens if t not in gen.tokenizer.get_vocab()]
-    if new:
-        gen.tokenizer.add_tokens(new)
-        # every new row is set explicitly before use, so skip transformers' mean/covariance init
-        gen.text_encoder.resize_token_embeddings(len(gen.tokenizer), mean_resizing=False)
-        gen._prompt_cache.clear()
-    return gen.tokenizer.convert_tokens_to_ids(tokens)
-
-
-def word_embeddings(gen: Generator, words: list[str]) -> torch.Tensor:
-    """Input-embedding rows of single-token words ``(W, E)`` (multi-token words: the mean)."""
-    table = gen.text_encoder.get_input_embeddings().weight.detach()
-    rows = []
-    for w in words:
-        ids = gen.tokenizer(w, add_special_tokens=False).input_ids
-        rows.append(table[ids].mean(0))
-    return torch.stack(rows)
-
-
 def nearest_word(gen: Generator, x: torch.Tensor, candidates: list[str]) -> str:
     """The candidate whose embedding is nearest (L2) to ``x``."""
-    d = (word_embeddings(gen, candidates) - x.detach().to(gen.text_encoder.device)).norm(dim=-1)
+    table = gen.word_embeddings(candidates)
+    d = (table - x.detach().to(table.device)).norm(dim=-1)
     return candidates[int(d.argmin())]
 
 
@@ -202,7 +182,7 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
     the final prompt over ``cfg.eval_seeds`` fresh seeds, ``failure`` (rate >= the bar
     with at least one word appended: a starting prompt that already fails is the model's
     own failure, not a found one), LM perplexity, and the evaluation images."""
-    x_id, y_id = add_tokens(gen, [X_TOKEN, Y_TOKEN])
+    x_id, y_id = gen.add_tokens([X_TOKEN, Y_TOKEN])
     targets = [goal.ensemble.label_index(l) for l in labels]
     eval_seeds = _eval_seeds(cfg, seed)
     prompts = [template.format(label=l) for l in labels]
@@ -217,7 +197,7 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
         if not active:
             break
         ids = gen.tokenize([f"{out[i]['prompt']} {X_TOKEN} {Y_TOKEN}" for i in active])
-        init = torch.stack([word_embeddings(gen, cands[i]).mean(0) for i in active])  # the candidates' centre
+        init = torch.stack([gen.word_embeddings(cands[i]).mean(0) for i in active])  # the candidates' centre
         train_seeds = list(range(seed * 100 + w * 10, seed * 100 + w * 10 + cfg.train_seeds))
         opt = _optimise_tokens(gen, goal, ids, {x_id: init, y_id: init.clone()},
                                torch.tensor([targets[i] for i in active]), train_seeds, cfg, progress)
@@ -283,13 +263,9 @@ class TokenConfig:
 
 
 def _mean_word(gen: Generator) -> torch.Tensor:
-    """The mean row ``(E,)`` of the embedding table over the model's own tokens (the rows
-    sagekit adds left out): where a new token starts."""
-    table = gen.text_encoder.get_input_embeddings().weight.detach()
-    vocab = gen.tokenizer.get_vocab()
-    keep = torch.ones(table.shape[0], dtype=torch.bool, device=table.device)
-    keep[[vocab[t] for t in (X_TOKEN, Y_TOKEN, ADV_TOKEN) if t in vocab]] = False
-    return table[keep].mean(0).clone()
+    """Where a new token starts: the mean ``(E,)`` of the model's own token embeddings
+    (the rows sagekit adds left out)."""
+    return gen.mean_token_embedding(exclude=(X_TOKEN, Y_TOKEN, ADV_TOKEN))
 
 
 @torch.no_grad()
@@ -312,9 +288,8 @@ def _learn_token_by_denoising(gen: Generator, goal: TargetGoal, target_label: st
                               cfg: TokenConfig, seed: int, progress: bool) -> torch.Tensor:
     """Textual inversion with other objects' prompts: eps-prediction loss of the UNet on
     noised target examples, conditioned on "{train prompt} <token>"."""
-    (adv_id,) = add_tokens(gen, [ADV_TOKEN])
+    (adv_id,) = gen.add_tokens([ADV_TOKEN])
     x0 = target_examples(gen, goal, target_label, cfg.examples, seed, cfg)
-    sched = gen.training_scheduler()
     g = torch.Generator().manual_seed(seed)
     emb = _mean_word(gen).requires_grad_(True)
     opt = torch.optim.Adam([emb], lr=cfg.lr)
@@ -322,13 +297,8 @@ def _learn_token_by_denoising(gen: Generator, goal: TargetGoal, target_label: st
     for _ in bar:
         pick = torch.randint(len(train_prompts), (cfg.batch,), generator=g).tolist()
         x = x0[torch.randint(len(x0), (cfg.batch,), generator=g)]
-        noise = torch.randn(x.shape, generator=g).to(x)
-        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch,), generator=g).to(x.device)
-        xt = sched.add_noise(x, noise, t)
         cond = gen.embed_token_ids(gen.tokenize([f"{train_prompts[i]} {ADV_TOKEN}" for i in pick]), {adv_id: emb})
-        out = gen.unet(xt.to(gen.unet.dtype), t, cond.to(gen.unet.dtype)).sample.float()[:, : x.shape[1]]
-        want = sched.get_velocity(x, noise, t) if sched.config.prediction_type == "v_prediction" else noise
-        loss = F.mse_loss(out, want)
+        loss = gen.denoising_loss(x, cond, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -344,7 +314,7 @@ def learn_adversarial_token(gen: Generator, goal: TargetGoal, target_label: str,
     see ``target_label``. Returns the embedding ``(E,)``; the token is ``ADV_TOKEN``."""
     if cfg.objective == "denoise":
         return _learn_token_by_denoising(gen, goal, target_label, train_prompts, cfg, seed, progress)
-    (adv_id,) = add_tokens(gen, [ADV_TOKEN])
+    (adv_id,) = gen.add_tokens([ADV_TOKEN])
     rng = np.random.default_rng(seed)
     steps = cfg.search_steps or cfg.steps or gen.default_steps
     guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
@@ -395,7 +365,7 @@ def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, pr
     """Per held-out prompt and seed: success (every judge sees the target) with the token,
     the ensemble's prediction, the text-embedding cosine with vs without the token, and
     the CLIP score (against the prompt without the token) of the images with and without it."""
-    (adv_id,) = add_tokens(gen, [ADV_TOKEN])
+    (adv_id,) = gen.add_tokens([ADV_TOKEN])
     rows, plain, token = [], [], []
     target = goal.ensemble.label_index(target_label)
     for prompt in prompts:
