@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from .clip import ClipEmbedder, ClipScorer
+from .families import UnsupportedFamilyError, family_of
 from .generator import Generator
 from .judges import ClipZeroShotJudge, EdgeJudge, Ensemble, HFJudge, Judge, TimmJudge
 
@@ -62,7 +63,7 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 class UnknownModelError(KeyError):
-    """A name that no loader knows."""
+    """A name that no loader knows, or a pipeline of an unsupported family."""
 
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly
         return str(self.args[0])
@@ -150,7 +151,14 @@ def resolve_generator(name: str, download: bool = False) -> Path:
     else:
         raise UnknownModelError(f"unknown generator {name!r}; known: {', '.join(known_generators())}, "
                                 "a local diffusers folder, or a hub id 'org/name'")
-    return check_weights_folder(path)
+    check_weights_folder(path)
+    try:
+        family_of(path)
+    except FileNotFoundError as e:
+        raise ModelNotFoundError(str(e)) from None
+    except UnsupportedFamilyError as e:
+        raise UnknownModelError(str(e)) from None
+    return path
 
 
 def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
