@@ -36,7 +36,7 @@ def sd15_random_pipeline(folder: Path, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from .models.random_pipelines import tiny_clip_tokenizer
+    from .testing import tiny_clip_tokenizer
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)  # SD 1.5 defaults

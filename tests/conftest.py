@@ -13,7 +13,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory):
     """Folder of a tiny random Stable-Diffusion-architecture pipeline."""
-    from sagekit.models.random_pipelines import save_tiny_pipeline
+    from sagekit.testing import save_tiny_pipeline
 
     return save_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "tiny-sd", seed=0)
 
@@ -21,7 +21,15 @@ def tiny_sd(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_pixel(tmp_path_factory):
     """Folder of a tiny random pixel-space pipeline with learned variance (IF layout)."""
-    from sagekit.models.random_pipelines import save_tiny_pipeline
+    from sagekit.testing import save_tiny_pipeline
 
     return save_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "tiny-pixel", seed=1, learned_variance=True,
                               latent=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory):
+    """Folder of a tiny random SDXL-base-architecture pipeline."""
+    from sagekit.testing import save_tiny_sdxl_pipeline
+
+    return save_tiny_sdxl_pipeline(tmp_path_factory.mktemp("tiny") / "tiny-sdxl", seed=2)
