@@ -135,16 +135,16 @@ def finetune(gen: Generator, data: PoisonedSet, steps: int = 100, lr: float = 5e
 
 
 @torch.no_grad()
-def attention_of(gen: Generator, prompts: list[str], seeds: list[int], guidance: float | None,
-                 steps: int | None) -> torch.Tensor:
-    """Cross-attention maps of the concept tokens (colour and shape: positions 5 and 6
-    after <bos> "a photo of a"), averaged over layers and steps: ``(N, 2, H, W)``."""
+def generate_with_attention(gen: Generator, prompts: list[str], seeds: list[int], guidance: float | None,
+                            steps: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(N, 3, H, W)`` in one batch, and the cross-attention maps of their concept
+    tokens (colour and shape: positions 5 and 6 after <bos> "a photo of a"), averaged over
+    layers and steps: ``(N, 2, H, W)``."""
     with gen.capture_attention() as maps:
-        lat = gen.denoise(gen.initial_noise(seeds), gen.encode_prompts(prompts), guidance, steps, seeds=seeds)
-    size = gen.decode(lat[:1]).shape[-1]
-    tm = token_maps(maps, size)
+        images = gen.generate(prompts, seeds, guidance=guidance, steps=steps, batch_size=max(1, len(prompts)))
+    tm = token_maps(maps, images.shape[-1])
     tm = tm[len(prompts):] if tm.shape[0] == 2 * len(prompts) else tm  # the conditional half under guidance
-    return tm[:, 5:7].cpu()
+    return images.float(), tm[:, 5:7].cpu()
 
 
 @torch.no_grad()
@@ -160,7 +160,16 @@ def evaluate(gen: Generator, judge: Judge, clip: ClipScorer, pairs: list[tuple[s
     kinds = np.array([kind for _, kind, _ in rows for _ in seeds])
     prompts = [PROMPT.format(label=lab) for lab in labels]
     all_seeds = [s for _ in rows for s in seeds]
-    images = gen.generate(prompts, all_seeds, guidance=guidance, steps=steps, batch_size=batch_size).float()
+    # the first attention_seeds seeds of every concept are drawn once, with their attention recorded
+    shown = [i for i in range(len(labels)) if all_seeds[i] in seeds[:attention_seeds]]
+    rest = [i for i in range(len(labels)) if all_seeds[i] not in seeds[:attention_seeds]]
+    shown_images, maps = generate_with_attention(gen, [prompts[i] for i in shown], [all_seeds[i] for i in shown],
+                                                 guidance, steps)
+    images = torch.empty(len(labels), *shown_images.shape[1:])
+    images[shown] = shown_images
+    if rest:
+        images[rest] = gen.generate([prompts[i] for i in rest], [all_seeds[i] for i in rest], guidance=guidance,
+                                    steps=steps, batch_size=batch_size).float()
     pred = torch.cat([judge(images[i:i + 500].to(judge.device)).argmax(-1).cpu() for i in range(0, len(images), 500)])
     scores = clip(images.to(clip.embedder.device), prompts).cpu()
     want = torch.tensor([judge.label_index(lab) for lab, _, _ in rows for _ in seeds])
@@ -169,8 +178,6 @@ def evaluate(gen: Generator, judge: Judge, clip: ClipScorer, pairs: list[tuple[s
     acc = wilson(int((pred[unp] == want[unp]).sum()), int(unp.sum()))
     hit = wilson(int((pred[poi] == target[poi]).sum()), int(poi.sum()))
     own = wilson(int((pred[poi] == want[poi]).sum()), int(poi.sum()))
-    shown = [i for i in range(len(labels)) if all_seeds[i] in seeds[:attention_seeds]]
-    maps = attention_of(gen, [prompts[i] for i in shown], [all_seeds[i] for i in shown], guidance, steps)
     conc = spread(maps).mean(-1)
     sk = torch.from_numpy(kinds[shown] == "unpoisoned")
     return {

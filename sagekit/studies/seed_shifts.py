@@ -197,16 +197,19 @@ def position_drift(df: pd.DataFrame) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def trajectory_self_distance(gen: Generator, prompt: str, seeds: Sequence[int], shift: str, level,
-                             guidance: float, steps: int) -> np.ndarray:
-    """RMS distance at every timestep between the shifted and the unshifted trajectory of
-    the same seeds, averaged over seeds: ``(steps + 1,)``."""
-    cells = [{"seed": s, "shift": "none", "level": 0} for s in seeds]
-    shifted = [{"seed": s, "shift": shift, "level": level} for s in seeds]
+def trajectory(gen: Generator, prompt: str, seeds: Sequence[int], shift: str, level, guidance: float,
+               steps: int) -> torch.Tensor:
+    """Every state x_t from the seeds' noise under one shift: ``(steps + 1, N, C, h, w)`` on the CPU."""
+    cells = [{"seed": s, "shift": shift, "level": level} for s in seeds]
     emb = gen.encode_prompts([prompt] * len(seeds))
-    _, t0 = gen.denoise(shifted_noise(gen, cells), emb, guidance, steps, seeds=list(seeds), trajectory=True)
-    _, t1 = gen.denoise(shifted_noise(gen, shifted), emb, guidance, steps, seeds=list(seeds), trajectory=True)
-    return (t1 - t0).pow(2).mean(dim=(2, 3, 4)).sqrt().mean(1).numpy()
+    return gen.denoise(shifted_noise(gen, cells), emb, guidance, steps, seeds=list(seeds), trajectory=True)[1]
+
+
+def unshifted_trajectories(generators: dict[str, Generator], prompt: str, seeds: Sequence[int],
+                           guidance: dict[str, float], steps: dict[str, int]) -> dict[str, torch.Tensor]:
+    """:func:`trajectory` of the unshifted noise per model, computed once for every
+    trajectory analysis: ``{model: (steps + 1, N, C, h, w)}``."""
+    return {m: trajectory(gen, prompt, seeds, "none", 0, guidance[m], steps[m]) for m, gen in generators.items()}
 
 
 def findings_rows(summary: pd.DataFrame) -> list[dict]:
@@ -219,21 +222,11 @@ def findings_rows(summary: pd.DataFrame) -> list[dict]:
             for _, r in summary.iterrows()]
 
 
-def step_distances_of(generators: dict[str, Generator], prompt: str, seeds: Sequence[int],
-                      guidance: dict[str, float], steps: dict[str, int]) -> dict[str, np.ndarray]:
-    """:func:`step_distances` per model: ``{model: (len(seeds), steps[model])}``."""
-    return {m: step_distances(gen, prompt, seeds, guidance[m], steps[m]) for m, gen in generators.items()}
-
-
-@torch.no_grad()
-def step_distances(gen: Generator, prompt: str, seeds: Sequence[int], guidance: float, steps: int) -> np.ndarray:
-    """RMS distance between consecutive states x_t -> x_(t-1) of the unshifted trajectory,
-    per seed and step: ``(len(seeds), steps)`` (paper 001 §5.2: a learned-variance sampler
-    jumps far in its first steps; a fixed-variance one moves about evenly)."""
-    noise = gen.initial_noise(list(seeds))
-    _, traj = gen.denoise(noise, gen.encode_prompts([prompt] * len(seeds)), guidance, steps, seeds=list(seeds),
-                          trajectory=True)
-    return traj.diff(dim=0).pow(2).mean(dim=(2, 3, 4)).sqrt().T.numpy()
+def step_distances_of(unshifted: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """RMS distance between consecutive states x_t -> x_(t-1) of each model's unshifted
+    trajectory, per seed and step: ``{model: (N, steps)}`` (paper 001 §5.2: a learned-variance
+    sampler jumps far in its first steps; a fixed-variance one moves about evenly)."""
+    return {m: traj.diff(dim=0).pow(2).mean(dim=(2, 3, 4)).sqrt().T.numpy() for m, traj in unshifted.items()}
 
 
 def findings_text(summary: pd.DataFrame, df: pd.DataFrame) -> str:
@@ -286,9 +279,12 @@ def images_across_levels(df: pd.DataFrame, store: ResultStore, label: str, seed:
 
 
 def trajectory_distances(generators: dict[str, Generator], prompt: str, seeds: Sequence[int],
-                         shifts: dict[str, Sequence], guidance: dict[str, float], steps: dict[str, int]) -> dict:
-    """:func:`trajectory_self_distance` per model, at the first and the last level of every
-    shift: ``{model: {"SHIFT level": (steps + 1,) array}}``."""
-    return {m: {f"{s} {level_name(s, lv)}": trajectory_self_distance(gen, prompt, seeds, s, lv, guidance[m], steps[m])
+                         shifts: dict[str, Sequence], guidance: dict[str, float], steps: dict[str, int],
+                         unshifted: dict[str, torch.Tensor]) -> dict:
+    """RMS distance at every timestep between the shifted and the unshifted trajectory of
+    the same seeds (``unshifted``: :func:`unshifted_trajectories`), averaged over seeds, at
+    the first and the last level of every shift: ``{model: {"SHIFT level": (steps + 1,)}}``."""
+    return {m: {f"{s} {level_name(s, lv)}": (trajectory(gen, prompt, seeds, s, lv, guidance[m], steps[m])
+                                             - unshifted[m]).pow(2).mean(dim=(2, 3, 4)).sqrt().mean(1).numpy()
                 for s, levels in shifts.items() for lv in (levels[0], levels[-1])}
             for m, gen in generators.items()}
