@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .models.generator import PromptEmbeds
 from .models.registry import load_clip_scorer, load_generator, load_judge
 
 
@@ -103,11 +104,12 @@ def bench_sweep(device: str | None = None, batch_size: int | None = None, steps:
                                                          batch_size=batch_size, progress=False), device)
 
         x = torch.randn(2 * batch_size, *gen.latent_shape, device=device, dtype=dtype)
-        emb = torch.cat([gen.uncond_embedding(), gen.encode_prompts([prompt])]).to(dtype).repeat_interleave(batch_size, 0)
+        emb = PromptEmbeds.cat([gen.uncond_embedding(), gen.encode_prompts([prompt])]).to(device, dtype)
+        emb = emb.repeat_interleave(batch_size)
         t = torch.tensor(500, device=device)
         with torch.no_grad():
-            gen.unet(x, t, emb)
-            per_step = _timed(lambda: [gen.unet(x, t, emb) for _ in range(3)], device) / 3
+            gen.predict(x, t, emb)
+            per_step = _timed(lambda: [gen.predict(x, t, emb) for _ in range(3)], device) / 3
         d = batch_size / (per_step * steps)
     return {
         "device": torch.cuda.get_device_name() if cuda else "cpu", "model": "sd15-random-fp16" if cuda else "toy",

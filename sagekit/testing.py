@@ -2,7 +2,12 @@
 
 For tests (tiny pipelines of each family, sized as diffusers' own fast tests size them,
 with real tokenizers built locally) and for benchmarks (FLOPs do not depend on the
-weights). Every builder writes a folder that the stock diffusers pipeline loads.
+weights). Every builder writes a folder that the stock diffusers pipeline loads;
+``TINY_BUILDERS`` names one per supported pipeline class.
+
+Tokenizers: a CLIP BPE tokenizer over a letters-only vocabulary, and a T5-style
+(SentencePiece unigram, ``</s>``-terminated) tokenizer built with ``tokenizers``. Neither
+needs a download.
 """
 
 from __future__ import annotations
@@ -12,9 +17,13 @@ import string
 from pathlib import Path
 
 import torch
-from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler, IFPipeline,
-                       StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel)
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
+                       EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel,
+                       IFPipeline, PixArtAlphaPipeline, PixArtSigmaPipeline, PixArtTransformer2DModel,
+                       SD3Transformer2DModel, StableDiffusion3Pipeline, StableDiffusionPipeline,
+                       StableDiffusionXLPipeline, UNet2DConditionModel)
+from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, T5Config,
+                          T5EncoderModel, T5TokenizerFast)
 
 
 def tiny_clip_tokenizer(folder: str | Path, max_length: int = 16) -> CLIPTokenizer:
@@ -70,12 +79,41 @@ def save_tiny_pipeline(folder: str | Path, seed: int = 0, learned_variance: bool
     return folder
 
 
-def _tiny_vae(sample_size: int) -> AutoencoderKL:
+def _tiny_vae(sample_size: int, **extra) -> AutoencoderKL:
+    """Two blocks: images twice the latent side."""
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64), layers_per_block=1,
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=32, sample_size=sample_size,
+        norm_num_groups=32, sample_size=sample_size, **extra,
     )
+
+
+def tiny_t5_tokenizer() -> T5TokenizerFast:
+    """A real T5-style tokenizer: SentencePiece unigram over lower-case letters, a word
+    start marker, ``<pad>`` = 0, ``</s>`` = 1 appended to every text, ``<unk>`` = 2."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(c, -3.0) for c in string.ascii_lowercase] + [("\u2581" + c, -2.5) for c in string.ascii_lowercase]
+    pieces += [(c, -4.0) for c in ".,'!?"]
+    tok = Tokenizer(models.Unigram(pieces, unk_id=2))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", 1)])
+    return T5TokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                           extra_ids=0, model_max_length=512)
+
+
+def tiny_t5_encoder(d_model: int = 32) -> T5EncoderModel:
+    return T5EncoderModel(T5Config(vocab_size=64, d_model=d_model, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                                   relative_attention_num_buckets=8, decoder_start_token_id=0))
+
+
+def _clip_config(max_length: int = 16, **extra) -> CLIPTextConfig:
+    return CLIPTextConfig(vocab_size=64, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                          num_attention_heads=4, max_position_embeddings=max_length, bos_token_id=0,
+                          eos_token_id=1, pad_token_id=1, **extra)
 
 
 def save_tiny_sdxl_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, max_length: int = 16) -> Path:
@@ -84,11 +122,6 @@ def save_tiny_sdxl_pipeline(folder: str | Path, seed: int = 0, sample_size: int 
     (original size, crop, target size), a VAE and Euler sampling."""
     folder = Path(folder)
     torch.manual_seed(seed)
-
-    def text_config(**extra):
-        return CLIPTextConfig(vocab_size=64, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                              num_attention_heads=4, max_position_embeddings=max_length, bos_token_id=0,
-                              eos_token_id=1, pad_token_id=1, **extra)
 
     time_dim, pooled_dim = 8, 32
     unet = UNet2DConditionModel(
@@ -101,11 +134,115 @@ def save_tiny_sdxl_pipeline(folder: str | Path, seed: int = 0, sample_size: int 
     )
     tokenizers = [tiny_clip_tokenizer(folder.parent / f"tiny-sdxl-tokenizer-{seed}-{i}", max_length) for i in (1, 2)]
     pipe = StableDiffusionXLPipeline(
-        vae=_tiny_vae(sample_size * 2), text_encoder=CLIPTextModel(text_config()),
-        text_encoder_2=CLIPTextModelWithProjection(text_config(projection_dim=pooled_dim)),
+        vae=_tiny_vae(sample_size * 2), text_encoder=CLIPTextModel(_clip_config(max_length)),
+        text_encoder_2=CLIPTextModelWithProjection(_clip_config(max_length, projection_dim=pooled_dim)),
         tokenizer=tokenizers[0], tokenizer_2=tokenizers[1], unet=unet,
         scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                          steps_offset=1, timestep_spacing="leading"),
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def save_tiny_sd3_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, max_length: int = 16,
+                           t5: bool = True) -> Path:
+    """A tiny random SD3 folder: an MMDiT over 4-channel latents, CLIP-L and CLIP-G (both
+    projected, pooled 2 x 32), a T5 encoder whose width the CLIP states are padded to
+    (``t5=False``: a folder without it), a VAE with a shift factor, and flow matching."""
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    t5_width = 96
+    transformer = SD3Transformer2DModel(
+        sample_size=sample_size, patch_size=1, in_channels=4, out_channels=4, num_layers=2, attention_head_dim=8,
+        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=t5_width, pooled_projection_dim=64,
+    )
+    clips = [CLIPTextModelWithProjection(_clip_config(max_length, projection_dim=32)) for _ in range(2)]
+    tokenizers = [tiny_clip_tokenizer(folder.parent / f"tiny-sd3-tokenizer-{seed}-{i}", max_length) for i in (1, 2)]
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_tiny_vae(sample_size * 2, shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False,
+                      use_post_quant_conv=False),
+        text_encoder=clips[0], tokenizer=tokenizers[0], text_encoder_2=clips[1], tokenizer_2=tokenizers[1],
+        text_encoder_3=tiny_t5_encoder(t5_width) if t5 else None, tokenizer_3=tiny_t5_tokenizer() if t5 else None,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def save_tiny_flux_pipeline(folder: str | Path, seed: int = 0, guidance_embeds: bool = True,
+                            max_length: int = 16) -> Path:
+    """A tiny random Flux.1 folder (dev with ``guidance_embeds``, else schnell): a
+    double-stream and a single-stream block over 2x2-packed 4-channel latents, CLIP
+    (pooled) and T5 (sequence) text encoders, and dynamically shifted flow matching. Its
+    denoiser fixes no image size: load it with ``resolution=16``."""
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=8,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=guidance_embeds,
+        axes_dims_rope=(2, 2, 4),
+    )
+    pipe = FluxPipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
+                                                  max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096),
+        vae=_tiny_vae(32, shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False,
+                      use_post_quant_conv=False),
+        text_encoder=CLIPTextModel(_clip_config(max_length)),
+        tokenizer=tiny_clip_tokenizer(folder.parent / f"tiny-flux-tokenizer-{seed}", max_length),
+        text_encoder_2=tiny_t5_encoder(32), tokenizer_2=tiny_t5_tokenizer(),
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def save_tiny_pixart_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, sigma: bool = False) -> Path:
+    """A tiny random PixArt-alpha (or ``sigma``) folder: a DiT with learned sigma (8 output
+    channels for 4 latent ones) conditioned on a T5 encoder and its mask, DPM-Solver."""
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    transformer = PixArtTransformer2DModel(
+        sample_size=sample_size, num_layers=2, patch_size=2, attention_head_dim=8, num_attention_heads=3,
+        caption_channels=32, in_channels=4, cross_attention_dim=24, out_channels=8, attention_bias=True,
+        activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_type="ada_norm_single",
+        norm_elementwise_affine=False, norm_eps=1e-6,
+    )
+    cls = PixArtSigmaPipeline if sigma else PixArtAlphaPipeline
+    pipe = cls(tokenizer=tiny_t5_tokenizer(), text_encoder=tiny_t5_encoder(32), vae=_tiny_vae(sample_size * 2),
+               transformer=transformer, scheduler=DPMSolverMultistepScheduler())
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def save_tiny_if_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8) -> Path:
+    """A tiny random DeepFloyd IF stage I folder: a pixel-space UNet with learned variance
+    (6 output channels), conditioned on a T5 encoder through a text projection as IF is,
+    and DDPM with ``learned_range`` variance."""
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=sample_size, in_channels=3, out_channels=6, block_out_channels=(32, 64), layers_per_block=1,
+        norm_num_groups=32, down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"), mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        cross_attention_dim=32, attention_head_dim=8, addition_embed_type="text", addition_embed_type_num_heads=2,
+        encoder_hid_dim=32, encoder_hid_dim_type="text_proj", resnet_time_scale_shift="scale_shift",
+        act_fn="gelu", class_embed_type=None,
+    )
+    pipe = IFPipeline(tokenizer=tiny_t5_tokenizer(), text_encoder=tiny_t5_encoder(32), unet=unet,
+                      scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2", variance_type="learned_range",
+                                              clip_sample=True, thresholding=False),
+                      safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+# pipeline class -> the builder of its tiny folder (and the extra ``load_generator`` arguments it needs)
+TINY_BUILDERS = {
+    "StableDiffusionPipeline": (save_tiny_pipeline, {}),
+    "StableDiffusionXLPipeline": (save_tiny_sdxl_pipeline, {}),
+    "StableDiffusion3Pipeline": (save_tiny_sd3_pipeline, {}),
+    "FluxPipeline": (save_tiny_flux_pipeline, {"resolution": 16}),
+    "PixArtAlphaPipeline": (save_tiny_pixart_pipeline, {}),
+    "PixArtSigmaPipeline": (lambda folder, seed=0: save_tiny_pixart_pipeline(folder, seed, sigma=True), {}),
+    "IFPipeline": (save_tiny_if_pipeline, {}),
+}

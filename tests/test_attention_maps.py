@@ -14,10 +14,10 @@ def test_recorder_keeps_the_output_and_records_probabilities(tiny_sd):
     assert torch.allclose(plain, recorded, atol=1e-5)
     assert maps and all("attn2" in name for name in maps)
     m = next(iter(maps.values()))[0]
-    assert m.shape[0] == 2 and m.shape[2] == emb.shape[1]
+    assert m.shape[0] == 2 and m.shape[2] == emb.hidden.shape[1]
     assert torch.allclose(m.sum(-1), torch.ones(m.shape[:2]), atol=1e-4)  # a distribution over tokens
     tm = token_maps(maps, 8)
-    assert tm.shape == (2, emb.shape[1], 8, 8)
+    assert tm.shape == (2, emb.hidden.shape[1], 8, 8)
     # processors are restored
     assert not any(type(p).__name__ == "CrossAttentionRecorder" for p in gen.unet.attn_processors.values())
 

@@ -1,52 +1,222 @@
-"""A pipeline of a family the Generator does not support is refused when it is resolved,
-with the list of supported families (CLI: exit 2, nothing written)."""
+"""Every supported family, proven on a tiny random-weight folder of its real architecture
+(``sagekit.testing``): sagekit's images equal the stock diffusers pipeline's, batches equal
+single images, gradients are right, pickles are refused per component, and the study
+calls run. A pipeline of any other class is refused with the list of families."""
 
+import json
 import shutil
 
 import pytest
+import torch
+from diffusers import DiffusionPipeline, FluxPipeline
 
 from sagekit.cli import main
-from sagekit.models import load_generator
+from sagekit.models import load_clip_scorer, load_generator, load_judge
 from sagekit.models.families import FAMILIES, family_of
-from sagekit.models.registry import ModelNotFoundError, UnknownModelError, resolve_generator
+from sagekit.models.judges import Ensemble
+from sagekit.models.registry import ModelNotFoundError, UnknownModelError, UnsafeWeightsError, resolve_generator
+from sagekit.store import ResultStore
+from sagekit.studies import latent_search, prompt_search, seed_shifts
+from sagekit.studies.sage import TargetGoal
+from sagekit.testing import TINY_BUILDERS
+
+PROMPTS = ["a red cat", "a blue dog", "a green car"]
 
 
-@pytest.fixture
-def sdxl_like(tiny_sdxl):
-    """A real (tiny, random) SDXL folder: stock diffusers draws from it, sagekit does not yet."""
-    return tiny_sdxl
+@pytest.fixture(scope="module", params=list(TINY_BUILDERS))
+def family(request, tmp_path_factory):
+    """(pipeline class, tiny folder, sagekit Generator) of each family in turn."""
+    build, extra = TINY_BUILDERS[request.param]
+    folder = build(tmp_path_factory.mktemp("families") / request.param)
+    return request.param, folder, load_generator(str(folder), **extra)
 
 
-def test_the_tiny_sdxl_folder_is_a_real_sdxl_pipeline(tiny_sdxl):
-    import torch
-    from diffusers import StableDiffusionXLPipeline
+def stock_images(cls, folder, gen, prompts, seeds, guidance, steps):
+    """The stock pipeline's images ``(N, 3, H, W)`` in [0, 1] from sagekit's initial noise."""
+    pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    assert type(pipe).__name__ == cls
+    z = gen.initial_noise(seeds)
+    kw = dict(num_inference_steps=steps, guidance_scale=guidance, output_type="pt")
+    if cls == "FluxPipeline":  # takes its latents packed
+        kw.update(latents=FluxPipeline._pack_latents(z, len(seeds), *gen.latent_shape), height=gen.image_size,
+                  width=gen.image_size)
+    elif cls == "IFPipeline":  # takes no latents: one generator per sample draws the same noise
+        kw.update(generator=[torch.Generator().manual_seed(s) for s in seeds], clean_caption=False)
+    else:
+        kw["latents"] = z
+    if cls.startswith("PixArt"):
+        kw.update(use_resolution_binning=False, clean_caption=False)
+    images = pipe(prompts, **kw).images
+    return (images / 2 + 0.5).clamp(0, 1) if cls == "IFPipeline" else images  # IF's "pt" output is in [-1, 1]
 
-    pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl, use_safetensors=True, local_files_only=True)
-    assert pipe.text_encoder_2 is not None and pipe.unet.config.addition_embed_type == "text_time"
-    image = pipe("a cat", num_inference_steps=2, height=16, width=16, output_type="pt",
-                 generator=torch.Generator().manual_seed(0)).images
-    assert image.shape == (1, 3, 16, 16) and torch.isfinite(image).all()
+
+def test_images_equal_the_stock_pipeline(family):
+    cls, folder, gen = family
+    assert family_of(folder) == cls and type(gen).__name__ == FAMILIES[cls][1]
+    seeds, steps = [3, 3, 4], 4
+    ours = gen.generate(PROMPTS, seeds, steps=steps)  # the family's default guidance and scheduler
+    theirs = stock_images(cls, folder, gen, PROMPTS, seeds, gen.default_guidance, steps)
+    assert ours.shape == theirs.shape == (3, 3, gen.image_size, gen.image_size)
+    assert (ours - theirs).abs().max() <= 1e-4
+    assert (ours[0] - ours[1]).abs().max() > 1e-3  # same seed, other prompt: the text reaches the image
+    assert ours.std() > 0.01
 
 
-def test_supported_folders_name_their_family(tiny_sd, tiny_pixel):
-    assert family_of(tiny_sd) == "StableDiffusionPipeline" and family_of(tiny_pixel) == "IFPipeline"
-    assert resolve_generator(str(tiny_sd)) == tiny_sd
+def test_a_batch_equals_the_same_images_one_by_one(family):
+    _, _, gen = family
+    seeds = [5, 6, 7]
+    batch = gen.generate(PROMPTS, seeds, steps=3, batch_size=3)
+    single = torch.cat([gen.generate([p], [s], steps=3) for p, s in zip(PROMPTS, seeds)])
+    assert torch.allclose(batch, single, atol=1e-5)
 
 
-def test_an_unsupported_pipeline_is_refused_before_loading(sdxl_like, tmp_path):
-    with pytest.raises(UnknownModelError, match="'StableDiffusionXLPipeline' is not supported") as e:
-        load_generator(str(sdxl_like))
+def test_the_residual_run_draws_the_ordinary_images(family):
+    """Residual gradients change only the gradient path: the values are an ordinary run's,
+    multistep solvers (PixArt's DPM-Solver) and ancestral noise (IF's DDPM) included."""
+    _, _, gen = family
+    z, emb = gen.initial_noise([1, 2]), gen.encode_prompts(PROMPTS[:2])
+    plain = gen.denoise(z, emb, steps=4, seeds=[1, 2])
+    residual = gen.denoise_differentiable(z.requires_grad_(True), emb, mode="residual", k=2, steps=4, seeds=[1, 2])
+    assert residual.requires_grad and torch.allclose(plain, residual.detach(), atol=1e-5)
+
+
+def test_exact_gradients_agree_with_and_without_checkpointing(family):
+    _, _, gen = family
+    grads = []
+    for checkpointing in (True, False):
+        z = gen.initial_noise([9]).requires_grad_(True)
+        emb = gen.encode_prompts(PROMPTS[:1])
+        emb.hidden = emb.hidden.clone().requires_grad_(True)
+        lat = gen.denoise_differentiable(z, emb, mode="exact", steps=3, checkpointing=checkpointing, seeds=[9])
+        gen.decode(lat).mean().backward()
+        grads.append((z.grad, emb.hidden.grad))
+    (gz1, ge1), (gz2, ge2) = grads
+    assert gz1.abs().sum() > 0 and ge1.abs().sum() > 0
+    assert torch.allclose(gz1, gz2, atol=1e-6, rtol=1e-4) and torch.allclose(ge1, ge2, atol=1e-6, rtol=1e-4)
+
+
+def test_the_residual_gradient_is_the_gradient_of_the_last_k_steps(family):
+    """With c = 1 the residual gradient to z is the gradient of the last k steps' path at
+    x_{S-k}: compare it with a central finite difference of that path along a direction."""
+    _, _, gen = family
+    steps, k = 4, 2
+    z = gen.initial_noise([11]).requires_grad_(True)
+    emb = gen.encode_prompts(PROMPTS[:1])
+    lat = gen.denoise_differentiable(z, emb, mode="residual", k=k, steps=steps, seeds=[11])
+    loss = gen.decode(lat).square().mean()
+    (grad,) = torch.autograd.grad(loss, [z])
+    direction = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
+
+    def path(eps):  # the same run, x_{S-k} moved along the direction
+        out = gen.denoise(z.detach(), emb, steps=steps, seeds=[11], edit_at=steps - k,
+                          edit=lambda x: x + eps * direction)
+        return gen.decode(out).double().square().mean().item()
+
+    eps = 1e-2
+    numeric = (path(eps) - path(-eps)) / (2 * eps)
+    analytic = float((grad * direction).sum())
+    assert abs(analytic) > 1e-6
+    assert abs(numeric - analytic) <= 0.05 * abs(analytic) + 1e-6
+
+
+def test_tokens_reach_every_text_encoder(family):
+    _, _, gen = family
+    gen.add_tokens(["<t>"])
+    for tokenizer, encoder in zip(gen.tokenizers, gen.text_encoders):
+        assert "<t>" in tokenizer.get_vocab()
+        assert encoder.get_input_embeddings().weight.shape[0] >= len(tokenizer)
+    rows = gen.mean_token_embedding(exclude=["<t>"]).requires_grad_(True)
+    assert rows.shape == (gen.token_width,) and gen.word_embeddings(["cat", "dog"]).shape == (2, gen.token_width)
+    emb = gen.embed_prompts(["a cat <t>", "a cat"], {"<t>": rows})
+    emb.flat()[0].square().sum().backward()
+    # every encoder's part of the token's rows gets a gradient
+    for part in rows.grad.split([e.get_input_embeddings().weight.shape[1] for e in gen.text_encoders]):
+        assert part.abs().sum() > 0
+    plain = gen.encode_prompts(["a cat"])
+    assert torch.allclose(emb[1].flat(), plain.flat(), atol=1e-6)  # a prompt without the token is unchanged
+
+
+def test_pickle_weights_are_refused_per_component(family, tmp_path):
+    """sagekit's own check names the pickle file of any component, before diffusers loads."""
+    _, folder, _ = family
+    components = sorted(p.parent.name for p in folder.glob("*/config.json"))
+    assert len(components) >= 2
+    for i, component in enumerate(components):
+        mixed = tmp_path / f"mixed-{component}"
+        shutil.copytree(folder, mixed)
+        suffix = (".bin", ".pt", ".ckpt")[i % 3]
+        (mixed / component / f"weights{suffix}").write_bytes(b"not loaded")
+        with pytest.raises(UnsafeWeightsError, match=f"{component}/weights\\{suffix}"):
+            load_generator(str(mixed))
+
+
+@pytest.fixture(scope="module")
+def toy_judges():
+    """Real judges with real gradients (the toy world's), and the toy CLIP scorer."""
+    ensemble = Ensemble("toy", [load_judge("toy-resnet"), load_judge("toy-mobilenet")])
+    return ensemble, load_clip_scorer("toy-clip")
+
+
+def test_seed_shifts_latent_search_and_a_token_step_run_on_every_family(family, toy_judges, tmp_path):
+    cls, _, gen = family
+    ensemble, clip = toy_judges
+    name = gen.name
+    # seed shifts: the shifted and the unshifted image of a seed differ, and every cell is scored
+    cells = seed_shifts.build_cells([name], {"UMS": [0.5]}, ["red circle", "blue star"], [0], [gen.default_guidance],
+                                    2, ensemble.name, clip.name)
+    df = seed_shifts.run(cells, ResultStore(tmp_path / "store"), {name: gen}, ensemble, clip, progress=False)
+    assert len(df) == len(cells) == 4 and df["top1"].notna().all()
+    shifted = gen.generate(["a red circle"], [0], steps=2, noise=seed_shifts.shifted_noise(gen, cells[-1:]))
+    assert (shifted - gen.generate(["a red circle"], [0], steps=2)).abs().max() > 1e-3
+
+    # one step of the latent search (towards an image both judges call a blue star, which
+    # the random model does not draw) moves the latent along a non-zero gradient
+    target = ensemble.label_index("blue star")
+    cfg = latent_search.LatentSearchConfig(iterations=1, steps=2, k=1)
+    res = latent_search.search_latents(gen, TargetGoal(ensemble), ["a photo of a red circle"], [target], [0], cfg,
+                                       progress=False)
+    assert res.z.shape == res.z0.shape == (1, *gen.latent_shape)
+    assert not res.table["found"].iloc[0] and (res.z - res.z0).abs().max() > 0
+
+    # one step of the adversarial token moves every encoder's part of its rows
+    tcfg = prompt_search.TokenConfig(iterations=1, batch=2, k=1, steps=2)
+    start = gen.mean_token_embedding(exclude=[prompt_search.ADV_TOKEN])
+    emb = prompt_search.learn_adversarial_token(gen, TargetGoal(ensemble), "blue star", ["a red circle", "a green square"],
+                                                tcfg, progress=False)
+    assert emb.shape == (gen.token_width,)
+    widths = [e.get_input_embeddings().weight.shape[1] for e in gen.text_encoders]
+    for moved in (emb - start).split(widths):
+        assert moved.abs().max() > 0, cls
+
+
+# ---------------------------------------------------------------------------- other classes
+@pytest.fixture(scope="module")
+def img2img(tiny_sdxl, tmp_path_factory):
+    """A real folder of a class sagekit does not support: SDXL image-to-image."""
+    folder = tmp_path_factory.mktemp("unsupported") / "sdxl-img2img"
+    shutil.copytree(tiny_sdxl, folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["_class_name"] = "StableDiffusionXLImg2ImgPipeline"
+    (folder / "model_index.json").write_text(json.dumps(index))
+    assert type(DiffusionPipeline.from_pretrained(folder, local_files_only=True)).__name__ == index["_class_name"]
+    return folder
+
+
+def test_an_unsupported_pipeline_is_refused_before_loading(img2img, tmp_path):
+    with pytest.raises(UnknownModelError, match="'StableDiffusionXLImg2ImgPipeline' is not supported") as e:
+        load_generator(str(img2img))
     assert all(cls in str(e.value) for cls in FAMILIES)
     no_index = tmp_path / "plain"
-    shutil.copytree(sdxl_like, no_index)
+    shutil.copytree(img2img, no_index)
     (no_index / "model_index.json").unlink()
     with pytest.raises(ModelNotFoundError, match="not a diffusers pipeline folder"):
         resolve_generator(str(no_index))
 
 
-def test_the_cli_exits_2_with_the_families_and_writes_nothing(sdxl_like, tmp_path, capsys):
+def test_the_cli_exits_2_with_the_families_and_writes_nothing(img2img, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["run", "seed-shifts", "-p", f"models=[{str(sdxl_like)!r}]", "--out", str(out)]) == 2
+    assert main(["run", "seed-shifts", "-p", f"models=[{str(img2img)!r}]", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "StableDiffusionXLPipeline" in err and "StableDiffusionPipeline" in err and "IFPipeline" in err
+    assert all(cls in err for cls in FAMILIES)
     assert len(err.strip().splitlines()) == 1 and not out.exists()

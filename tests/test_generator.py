@@ -106,16 +106,19 @@ def test_learned_variance_pixel_model(tiny_pixel):
 
 
 def test_token_overrides_are_differentiable_and_local(gen):
-    ids = gen.tokenize(["a cat", "a dog"])
-    token = int(ids[0, 2])  # the first letter token of "a cat"... any id present in row 0
-    base = gen.embed_token_ids(ids)
-    emb = torch.zeros(gen.text_encoder.get_input_embeddings().weight.shape[1], requires_grad=True)
-    out = gen.embed_token_ids(ids, {token: emb})
-    assert out.shape == base.shape and not torch.allclose(out[0], base[0])
-    out.sum().backward()
+    gen.add_tokens(["<t>"])
+    prompts = ["a cat <t>", "a dog"]
+    base = gen.embed_prompts(prompts)
+    emb = torch.zeros(gen.token_width, requires_grad=True)
+    out = gen.embed_prompts(prompts, {"<t>": emb})
+    assert out.hidden.shape == base.hidden.shape and not torch.allclose(out.hidden[0], base.hidden[0])
+    assert torch.allclose(out.hidden[1], base.hidden[1])  # a prompt without the token is untouched
+    out.hidden.sum().backward()
     assert emb.grad is not None and emb.grad.abs().sum() > 0
     # the hook is removed afterwards
-    assert torch.allclose(gen.embed_token_ids(ids), base)
+    assert torch.allclose(gen.embed_prompts(prompts).hidden, base.hidden)
+    with pytest.raises(KeyError, match="add_tokens"):
+        gen.embed_prompts(prompts, {"<never-added>": emb})
 
 
 def test_denoising_loss_targets_epsilon_or_velocity_and_reaches_the_prompt(tiny_sd):
@@ -128,7 +131,8 @@ def test_denoising_loss_targets_epsilon_or_velocity_and_reaches_the_prompt(tiny_
     gen = load_generator(str(tiny_sd))
     x0 = gen.encode_images(torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8))
     assert x0.shape == (3, 4, 8, 8) and x0.dtype == torch.float32
-    cond = gen.encode_prompts(["a cat", "a dog", "a car"]).clone().requires_grad_(True)
+    cond = gen.encode_prompts(["a cat", "a dog", "a car"])
+    cond.hidden = cond.hidden.clone().requires_grad_(True)
     for prediction in ("epsilon", "v_prediction"):
         g2 = copy.copy(gen)
         g2.scheduler = DDPMScheduler.from_config(gen.scheduler.config, prediction_type=prediction)
@@ -139,12 +143,12 @@ def test_denoising_loss_targets_epsilon_or_velocity_and_reaches_the_prompt(tiny_
         t = torch.randint(0, 1000, (3,), generator=g)
         sched = g2.training_scheduler()
         with torch.no_grad():
-            out = gen.unet(sched.add_noise(x0, noise, t), t, cond).sample
+            out = gen.unet(sched.add_noise(x0, noise, t), t, cond.hidden).sample
         want = sched.get_velocity(x0, noise, t) if prediction == "v_prediction" else noise
         assert torch.allclose(loss, torch.nn.functional.mse_loss(out, want), atol=1e-6), prediction
-    cond.grad = None
+    cond.hidden.grad = None
     gen.denoising_loss(x0, cond, torch.Generator().manual_seed(5)).backward()
-    assert cond.grad.abs().sum() > 0
+    assert cond.hidden.grad.abs().sum() > 0
 
 
 def test_a_pixel_model_trains_on_pixels(tiny_pixel):

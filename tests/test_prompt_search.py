@@ -105,10 +105,9 @@ def test_nearest_word_picks_the_closest_candidate(gen):
 
 
 def test_per_prompt_token_embeddings_stay_in_their_prompt(gen):
-    (x_id,) = gen.add_tokens([ps.X_TOKEN])
-    ids = gen.tokenize([f"a cat {ps.X_TOKEN}", f"a dog {ps.X_TOKEN}"])
-    emb = torch.randn(2, gen.text_encoder.config.hidden_size, requires_grad=True)
-    hidden = gen.embed_token_ids(ids, {x_id: emb})
+    gen.add_tokens([ps.X_TOKEN])
+    emb = torch.randn(2, gen.token_width, requires_grad=True)
+    hidden = gen.embed_prompts([f"a cat {ps.X_TOKEN}", f"a dog {ps.X_TOKEN}"], {ps.X_TOKEN: emb}).hidden
     (grad,) = torch.autograd.grad(hidden[0].sum(), emb)
     assert grad[0].abs().sum() > 0 and torch.all(grad[1] == 0)
 
@@ -122,13 +121,13 @@ def test_the_gradient_reaches_the_token_embeddings(gen, mode):
     torch.manual_seed(0)
     ens = Ensemble("r", [TimmJudge("r", timm.create_model("test_resnet", num_classes=3).eval(), LABELS),
                          EdgeJudge("e", TimmJudge("r2", timm.create_model("test_resnet", num_classes=3).eval(), LABELS))])
-    x_id, y_id = gen.add_tokens([ps.X_TOKEN, ps.Y_TOKEN])
-    ids = gen.tokenize([f"a cat {ps.X_TOKEN} {ps.Y_TOKEN}", f"a car {ps.X_TOKEN} {ps.Y_TOKEN}"])
-    init = torch.zeros(2, gen.text_encoder.config.hidden_size)
+    gen.add_tokens([ps.X_TOKEN, ps.Y_TOKEN])
+    prompts = [f"a cat {ps.X_TOKEN} {ps.Y_TOKEN}", f"a car {ps.X_TOKEN} {ps.Y_TOKEN}"]
+    init = torch.zeros(2, gen.token_width)
     cfg = ps.PromptSearchConfig(iterations=1, lr=0.05, mode=mode, k=1, steps=3, guidance=2.0)
-    out = ps._optimise_tokens(gen, RobustGoal(ens), ids, {x_id: init, y_id: init.clone()}, torch.tensor([0, 2]),
-                              [0, 1], cfg)
-    for token in (x_id, y_id):
+    out = ps._optimise_tokens(gen, RobustGoal(ens), prompts, {ps.X_TOKEN: init, ps.Y_TOKEN: init.clone()},
+                              torch.tensor([0, 2]), [0, 1], cfg)
+    for token in (ps.X_TOKEN, ps.Y_TOKEN):
         moved = (out[token] - init).abs()
         assert torch.isfinite(out[token]).all()
         # a signed step: every coordinate with a non-zero gradient moves by exactly lr
@@ -200,7 +199,8 @@ def test_token_by_denoising_learns_from_accepted_target_images_only(gen):
 
 
 def test_a_new_token_starts_at_the_mean_of_the_models_own_words(gen):
-    ids = gen.add_tokens([ps.X_TOKEN, ps.Y_TOKEN, ps.ADV_TOKEN])
+    gen.add_tokens([ps.X_TOKEN, ps.Y_TOKEN, ps.ADV_TOKEN])
+    ids = gen.tokenizer.convert_tokens_to_ids([ps.X_TOKEN, ps.Y_TOKEN, ps.ADV_TOKEN])
     table = gen.text_encoder.get_input_embeddings().weight
     saved = table[ids].detach().clone()
     with torch.no_grad():

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from .clip import ClipEmbedder, ClipScorer
-from .families import UnsupportedFamilyError, family_of
+from .families import UnsupportedFamilyError, family_of, generator_class
 from .generator import Generator
 from .judges import ClipZeroShotJudge, EdgeJudge, Ensemble, HFJudge, Judge, TimmJudge
 
@@ -162,21 +162,22 @@ def resolve_generator(name: str, download: bool = False) -> Path:
 
 
 def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                   download: bool = False) -> Generator:
-    """A :class:`Generator` by name (see module docstring). fp16 weights are upcast to
-    ``dtype`` (default float32 on CPU, float16 on CUDA)."""
+                   download: bool = False, resolution: int | None = None) -> Generator:
+    """A :class:`Generator` of the folder's family, by name (see module docstring). fp16
+    weights are upcast to ``dtype`` (default float32 on CPU, float16 on CUDA).
+    ``resolution`` sets the image side of families whose denoiser does not fix one (Flux)."""
     from diffusers import DiffusionPipeline
 
     if dtype is None:
         dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
     path = resolve_generator(name, download)
-    steps, guidance = TOY_SAMPLING.get(name, (50, 7.5))
+    family = generator_class(family_of(path))
+    steps, guidance = TOY_SAMPLING.get(name, (None, None))
     with _quiet_loading():
         pipe = DiffusionPipeline.from_pretrained(path, dtype=dtype, use_safetensors=True,
                                                  local_files_only=True, safety_checker=None)
-    gen = Generator(name, unet=pipe.unet, scheduler=pipe.scheduler, text_encoder=pipe.text_encoder,
-                    tokenizer=pipe.tokenizer, vae=getattr(pipe, "vae", None),
-                    default_steps=steps, default_guidance=guidance)
+    extra = {"resolution": resolution} if resolution is not None else {}
+    gen = family.from_pipeline(name, pipe, default_steps=steps, default_guidance=guidance, **extra)
     gen.revision = weights_fingerprint(path)
     return gen.to(device)
 

@@ -96,12 +96,13 @@ def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets
         idx = torch.nonzero(found_at < 0).flatten()
         on = idx.to(device)
         z = (z0[on] + delta[on]).requires_grad_(not last)
+        step_seeds = [seeds[i] for i in idx.tolist()]  # ancestral samplers: each sample's own step noise
         with torch.set_grad_enabled(not last):
             if last:
-                lat = gen.denoise(z, emb[on], guidance, steps)
+                lat = gen.denoise(z, emb[on], guidance, steps, seeds=step_seeds)
             else:
                 lat = gen.denoise_differentiable(z, emb[on], mode=cfg.mode, k=min(cfg.k, steps), c=cfg.c,
-                                                 guidance=guidance, steps=steps)
+                                                 guidance=guidance, steps=steps, seeds=step_seeds)
             images = gen.decode(lat)
             loss = goal.loss(images, target[idx])
         if images_before is None:
@@ -121,7 +122,7 @@ def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets
 
     z_final = (z0 + delta).detach()
     with torch.no_grad():
-        again = gen.decode(gen.denoise(z_final, emb, guidance, steps)).cpu()
+        again = gen.decode(gen.denoise(z_final, emb, guidance, steps, seeds=list(seeds))).cpu()
         verified = goal.found(again.to(device), target)
         probs_after = goal.ensemble(again.to(device)).cpu()
     rows = []

@@ -133,22 +133,22 @@ def perplexity(lm, tokenizer, prompt: str) -> float:
     return float(math.exp(nll.item()))
 
 
-def _optimise_tokens(gen: Generator, goal, ids: torch.Tensor, tokens: dict[int, torch.Tensor], target: torch.Tensor,
-                     seeds: list[int], cfg, progress: bool = False) -> dict[int, torch.Tensor]:
+def _optimise_tokens(gen: Generator, goal, prompts: list[str], tokens: dict[str, torch.Tensor], target: torch.Tensor,
+                     seeds: list[int], cfg, progress: bool = False) -> dict[str, torch.Tensor]:
     """Signed-gradient descent of ``goal.loss`` over continuous token embeddings.
 
-    ``ids`` ``(P, L)``: P prompts that contain the tokens; ``tokens`` maps a token id to
-    per-prompt embeddings ``(P, E)``; ``target`` ``(P,)``. Every prompt is rendered with
-    every seed (one batch of P * len(seeds) images); the optimised embeddings ``(P, E)``."""
+    ``prompts``: P prompts that contain the tokens; ``tokens`` maps a token to per-prompt
+    rows ``(P, E)``; ``target`` ``(P,)``. Every prompt is rendered with every seed (one
+    batch of P * len(seeds) images); the optimised rows ``(P, E)``."""
     steps = cfg.search_steps or cfg.steps or gen.default_steps
     guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
     n_seeds = len(seeds)
-    z = gen.initial_noise(seeds).to(gen.device).repeat(len(ids), 1, 1, 1)  # prompt-major rows
-    rows = ids.repeat_interleave(n_seeds, 0)
+    z = gen.initial_noise(seeds).to(gen.device).repeat(len(prompts), 1, 1, 1)  # prompt-major rows
+    rows = [p for p in prompts for _ in range(n_seeds)]
     target = target.repeat_interleave(n_seeds)
     params = {t: e.clone().requires_grad_(True) for t, e in tokens.items()}
     for _ in tqdm(range(cfg.iterations), disable=not progress, leave=False, desc="token embeddings"):
-        emb = gen.embed_token_ids(rows, {t: p.repeat_interleave(n_seeds, 0) for t, p in params.items()})
+        emb = gen.embed_prompts(rows, {t: p.repeat_interleave(n_seeds, 0) for t, p in params.items()})
         lat = gen.denoise_differentiable(z, emb, mode=cfg.mode, k=min(cfg.k, steps), guidance=guidance, steps=steps)
         loss = goal.loss(gen.decode(lat), target).sum()
         grads = torch.autograd.grad(loss, list(params.values()))
@@ -182,7 +182,7 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
     the final prompt over ``cfg.eval_seeds`` fresh seeds, ``failure`` (rate >= the bar
     with at least one word appended: a starting prompt that already fails is the model's
     own failure, not a found one), LM perplexity, and the evaluation images."""
-    x_id, y_id = gen.add_tokens([X_TOKEN, Y_TOKEN])
+    gen.add_tokens([X_TOKEN, Y_TOKEN])
     targets = [goal.ensemble.label_index(l) for l in labels]
     eval_seeds = _eval_seeds(cfg, seed)
     prompts = [template.format(label=l) for l in labels]
@@ -196,13 +196,13 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
         active = [i for i in active if cands[i]]
         if not active:
             break
-        ids = gen.tokenize([f"{out[i]['prompt']} {X_TOKEN} {Y_TOKEN}" for i in active])
+        with_tokens = [f"{out[i]['prompt']} {X_TOKEN} {Y_TOKEN}" for i in active]
         init = torch.stack([gen.word_embeddings(cands[i]).mean(0) for i in active])  # the candidates' centre
         train_seeds = list(range(seed * 100 + w * 10, seed * 100 + w * 10 + cfg.train_seeds))
-        opt = _optimise_tokens(gen, goal, ids, {x_id: init, y_id: init.clone()},
+        opt = _optimise_tokens(gen, goal, with_tokens, {X_TOKEN: init, Y_TOKEN: init.clone()},
                                torch.tensor([targets[i] for i in active]), train_seeds, cfg, progress)
         for j, i in enumerate(active):
-            word = nearest_word(gen, opt[x_id][j], cands[i])
+            word = nearest_word(gen, opt[X_TOKEN][j], cands[i])
             out[i]["prompt"], out[i]["words"] = f"{out[i]['prompt']} {word}", out[i]["words"] + [word]
         rates, images = failure_rates(gen, goal, [out[i]["prompt"] for i in active], [targets[i] for i in active],
                                       eval_seeds, cfg)
@@ -288,7 +288,7 @@ def _learn_token_by_denoising(gen: Generator, goal: TargetGoal, target_label: st
                               cfg: TokenConfig, seed: int, progress: bool) -> torch.Tensor:
     """Textual inversion with other objects' prompts: eps-prediction loss of the UNet on
     noised target examples, conditioned on "{train prompt} <token>"."""
-    (adv_id,) = gen.add_tokens([ADV_TOKEN])
+    gen.add_tokens([ADV_TOKEN])
     x0 = target_examples(gen, goal, target_label, cfg.examples, seed, cfg)
     g = torch.Generator().manual_seed(seed)
     emb = _mean_word(gen).requires_grad_(True)
@@ -297,7 +297,7 @@ def _learn_token_by_denoising(gen: Generator, goal: TargetGoal, target_label: st
     for _ in bar:
         pick = torch.randint(len(train_prompts), (cfg.batch,), generator=g).tolist()
         x = x0[torch.randint(len(x0), (cfg.batch,), generator=g)]
-        cond = gen.embed_token_ids(gen.tokenize([f"{train_prompts[i]} {ADV_TOKEN}" for i in pick]), {adv_id: emb})
+        cond = gen.embed_prompts([f"{train_prompts[i]} {ADV_TOKEN}" for i in pick], {ADV_TOKEN: emb})
         loss = gen.denoising_loss(x, cond, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -314,7 +314,7 @@ def learn_adversarial_token(gen: Generator, goal: TargetGoal, target_label: str,
     see ``target_label``. Returns the embedding ``(E,)``; the token is ``ADV_TOKEN``."""
     if cfg.objective == "denoise":
         return _learn_token_by_denoising(gen, goal, target_label, train_prompts, cfg, seed, progress)
-    (adv_id,) = gen.add_tokens([ADV_TOKEN])
+    gen.add_tokens([ADV_TOKEN])
     rng = np.random.default_rng(seed)
     steps = cfg.search_steps or cfg.steps or gen.default_steps
     guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
@@ -327,7 +327,7 @@ def learn_adversarial_token(gen: Generator, goal: TargetGoal, target_label: str,
         seeds = [seed * 1_000_000 + it * cfg.batch + j for j in range(cfg.batch)]
         p = emb.clone().requires_grad_(True)
         lat = gen.denoise_differentiable(gen.initial_noise(seeds).to(gen.device),
-                                         gen.embed_token_ids(gen.tokenize(prompts), {adv_id: p}),
+                                         gen.embed_prompts(prompts, {ADV_TOKEN: p}),
                                          mode=cfg.mode, k=min(cfg.k, steps), guidance=guidance, steps=steps)
         loss = goal.loss(gen.decode(lat), target).mean()
         (grad,) = torch.autograd.grad(loss, [p])
@@ -365,15 +365,13 @@ def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, pr
     """Per held-out prompt and seed: success (every judge sees the target) with the token,
     the ensemble's prediction, the text-embedding cosine with vs without the token, and
     the CLIP score (against the prompt without the token) of the images with and without it."""
-    (adv_id,) = gen.add_tokens([ADV_TOKEN])
+    gen.add_tokens([ADV_TOKEN])
     rows, plain, token = [], [], []
     target = goal.ensemble.label_index(target_label)
     for prompt in prompts:
-        plain_ids = gen.tokenize([prompt] * len(seeds))
-        adv_ids = gen.tokenize([f"{prompt} {ADV_TOKEN}"] * len(seeds))
-        e_plain = gen.embed_token_ids(plain_ids)
-        e_adv = gen.embed_token_ids(adv_ids, {adv_id: emb})
-        cos = F.cosine_similarity(e_plain.flatten(1), e_adv.flatten(1), dim=-1)
+        e_plain = gen.embed_prompts([prompt] * len(seeds))
+        e_adv = gen.embed_prompts([f"{prompt} {ADV_TOKEN}"] * len(seeds), {ADV_TOKEN: emb})
+        cos = F.cosine_similarity(e_plain.flat(), e_adv.flat(), dim=-1)
         z = gen.initial_noise(seeds).to(gen.device)
         img_plain = gen.decode(gen.denoise(z, e_plain, guidance, steps, seeds=seeds))
         img_adv = gen.decode(gen.denoise(z, e_adv, guidance, steps, seeds=seeds))

@@ -1,20 +1,27 @@
-"""The model families sagekit's Generator supports, told apart by the pipeline class in a
-folder's ``model_index.json``.
+"""The model families sagekit's Generator supports, one module each, told apart by the
+pipeline class in a folder's ``model_index.json``.
 
 A folder of any other class is refused when it is resolved, before anything loads, with
 this list: a family the Generator does not know would otherwise load and fail later inside
-diffusers (an SDXL folder dies at its first step without its second text encoder).
+diffusers.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
-# pipeline class -> what sagekit supports of it (shown to users in refusals and docs)
+# pipeline class -> (module, Generator subclass, what sagekit supports of it: shown in refusals and docs)
 FAMILIES = {
-    "StableDiffusionPipeline": "Stable Diffusion 1.x / 2.x (epsilon and v-prediction) and the toy latent models",
-    "IFPipeline": "the IF pixel-space layout with learned variance (the toy pixel model)",
+    "StableDiffusionPipeline": ("stable_diffusion", "StableDiffusionGenerator",
+                                "Stable Diffusion 1.x / 2.x (epsilon and v-prediction) and the toy latent models"),
+    "StableDiffusionXLPipeline": ("stable_diffusion_xl", "StableDiffusionXLGenerator", "Stable Diffusion XL base"),
+    "StableDiffusion3Pipeline": ("stable_diffusion_3", "StableDiffusion3Generator", "Stable Diffusion 3 / 3.5"),
+    "FluxPipeline": ("flux", "FluxGenerator", "Flux.1 dev and schnell"),
+    "PixArtAlphaPipeline": ("pixart", "PixArtGenerator", "PixArt-alpha"),
+    "PixArtSigmaPipeline": ("pixart", "PixArtGenerator", "PixArt-sigma"),
+    "IFPipeline": ("deepfloyd_if", "IFGenerator", "DeepFloyd IF stage I and the toy pixel model"),
 }
 
 
@@ -27,7 +34,7 @@ class UnsupportedFamilyError(KeyError):
 
 def supported() -> str:
     """One line naming every supported pipeline class and what it covers."""
-    return "; ".join(f"{cls} ({what})" for cls, what in FAMILIES.items())
+    return "; ".join(f"{cls} ({what})" for cls, (_, _, what) in FAMILIES.items())
 
 
 def family_of(folder: str | Path) -> str:
@@ -42,3 +49,9 @@ def family_of(folder: str | Path) -> str:
     if cls not in FAMILIES:
         raise UnsupportedFamilyError(f"{folder}: pipeline class {cls!r} is not supported; sagekit supports {supported()}")
     return cls
+
+
+def generator_class(pipeline_class: str):
+    """The Generator subclass serving ``pipeline_class`` (imported on first use)."""
+    module, cls, _ = FAMILIES[pipeline_class]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
