@@ -60,7 +60,7 @@ def test_images_equal_the_stock_pipeline(family):
     assert ours.shape == theirs.shape == (3, 3, gen.image_size, gen.image_size)
     assert (ours - theirs).abs().max() <= 1e-4
     assert (ours[0] - ours[1]).abs().max() > 1e-3  # same seed, other prompt: the text reaches the image
-    assert ours.std() > 0.01
+    assert ours.std() > 0.01 and ((ours > 0) & (ours < 1)).float().mean() > 0.5  # not saturated
 
 
 def test_a_batch_equals_the_same_images_one_by_one(family):
@@ -135,6 +135,26 @@ def test_tokens_reach_every_text_encoder(family):
         assert part.abs().sum() > 0
     plain = gen.encode_prompts(["a cat"])
     assert torch.allclose(emb[1].flat(), plain.flat(), atol=1e-6)  # a prompt without the token is unchanged
+
+
+def test_text_attention_maps_are_recorded_on_every_family(family):
+    """Cross-attention (SD, SDXL, PixArt) or the image-to-text block of joint / added-KV
+    attention (SD3, Flux, IF; checked against the model's own probabilities in
+    test_attention_maps): one distribution over the text tokens per image position."""
+    from sagekit.models.attention_maps import token_maps
+
+    _, _, gen = family
+    z, emb = gen.initial_noise([1]), gen.encode_prompts(PROMPTS[:1])
+    plain = gen.denoise(z, emb, steps=2)
+    with gen.capture_attention() as maps:
+        recorded = gen.denoise(z, emb, steps=2)
+    # the recorder computes attention explicitly, not through fused kernels: equal to float
+    # precision of the latents' scale (a random PixArt's latents reach hundreds)
+    assert (plain - recorded).abs().max() <= 1e-5 * plain.abs().max().clamp_min(1) and maps
+    for calls in maps.values():
+        m = calls[0]
+        assert m.shape[2] == emb.hidden.shape[1] and torch.allclose(m.sum(-1), torch.ones(m.shape[:2]), atol=1e-4)
+    assert token_maps(maps, gen.image_size).shape[1:] == (emb.hidden.shape[1], gen.image_size, gen.image_size)
 
 
 def test_pickle_weights_are_refused_per_component(family, tmp_path):
@@ -220,3 +240,19 @@ def test_the_cli_exits_2_with_the_families_and_writes_nothing(img2img, tmp_path,
     err = capsys.readouterr().err
     assert all(cls in err for cls in FAMILIES)
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_the_seed_shift_study_writes_a_report_for_a_tiny_sdxl_folder(tiny_sdxl, tmp_path):
+    """The issue's end-to-end check: `sagekit run seed-shifts` on an SDXL-architecture folder."""
+    out = tmp_path / "out"
+    assert main(["run", "seed-shifts", "-p", f"models=[{str(tiny_sdxl)!r}]", "-p", "n_labels=2", "-p", "seeds_per_cell=1",
+                 "-p", "shifts={'UMS': [-0.2, 0.2]}", "-p", "baseline_seeds_per_cell=2", "-p", "trajectory_seeds=2",
+                 "-p", "steps=3", "--out", str(out)]) == 0
+    summary = json.loads(next(out.glob("seed-shifts-*.json")).read_text())
+    rows = summary["findings"]["acc"]
+    assert {r["model"] for r in rows} == {str(tiny_sdxl)} and {r["shift"] for r in rows} == {"none", "UMS"}
+    # guidance 0 means the family's default (SDXL: 5), and 1 runs unguided
+    assert {r["guidance"] for r in rows} == {5.0, 1.0}
+    # per guidance, the baseline (2 labels x 2 seeds) and UMS (2 levels x 2 labels x 1 seed)
+    assert sum(r["n"] for r in rows) == 2 * (2 * 2 + 2 * 2 * 1)
+    assert (out / summary["html"]).read_text().count("data:image/png;base64") >= 3

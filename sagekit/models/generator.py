@@ -464,9 +464,9 @@ class Generator:
     def capture_attention(self):
         """Context manager recording the text attention maps of every denoiser call:
         yields ``{layer: [(B, Q, L), ...]}`` (see ``attention_maps.token_maps``)."""
-        from .attention_maps import capture_cross_attention
+        from .attention_maps import capture_text_attention
 
-        return capture_cross_attention(self.denoiser)
+        return capture_text_attention(self.denoiser)
 
     # ------------------------------------------------------------------ decode
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

@@ -84,6 +84,17 @@ class FluxGenerator(FlowMatchingGenerator):
         hidden = t5(ids.to(t5.device), output_hidden_states=False)[0]
         return PromptEmbeds(hidden, pooled.to(hidden.dtype))
 
+    def capture_attention(self):
+        """The image-to-text block of every double-stream block's joint attention, with
+        the image queries rotated by their positions as the transformer rotates them (text
+        positions are all zero, so text keys are not rotated)."""
+        from diffusers.models.embeddings import apply_rotary_emb
+
+        from ..attention_maps import capture_added_kv_attention
+
+        rope = self.denoiser.pos_embed(self._image_ids())
+        return capture_added_kv_attention(self.denoiser, lambda q: apply_rotary_emb(q, rope, sequence_dim=1))
+
     def predict(self, x: torch.Tensor, t, cond: PromptEmbeds, guidance: float | None = None) -> torch.Tensor:
         t = (t.expand(x.shape[0]) if t.dim() == 0 else t).to(x.dtype)
         g = None
