@@ -4,7 +4,7 @@
     sagekit run STUDY [-p key=value ...] [--out DIR] [--timeout S]
     sagekit toy train [--seed N] [--out DIR]
     sagekit toy eval [--json] [--per-label N]
-    sagekit bench sweep [--json] [--device D]
+    sagekit bench sweep [--json] [--device D] [--arch toy|sd15|sdxl|tiny-sdxl]
     sagekit ad FOLDER [--clip NAME] [--json]   Alignment Difficulty of image/caption pairs
 
 Bad input (unknown study, parameter, wrong type) prints a message and exits with 2,
@@ -70,6 +70,8 @@ def _build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     bs.add_argument("--batch-size", type=int, default=None)
     bs.add_argument("--steps", type=int, default=None)
+    bs.add_argument("--arch", default=None, help="toy (CPU default), sd15 (CUDA default), sdxl or tiny-sdxl: "
+                    "a random-weight pipeline of that architecture")
     return p
 
 
@@ -82,7 +84,12 @@ def _cmd_bench(args) -> int:
     if (args.batch_size is not None and args.batch_size < 1) or (args.steps is not None and args.steps < 1):
         print("sagekit: error: --batch-size and --steps must be positive", file=sys.stderr)
         return EXIT_USAGE
-    res = bench_sweep(args.device, args.batch_size, args.steps)
+    from .bench import ARCHS
+
+    if args.arch is not None and args.arch not in ARCHS:
+        print(f"sagekit: error: unknown architecture {args.arch!r}; choose one of {', '.join(ARCHS)}", file=sys.stderr)
+        return EXIT_USAGE
+    res = bench_sweep(args.device, args.batch_size, args.steps, arch=args.arch)
     if args.json:
         print(json.dumps(res))
     else:

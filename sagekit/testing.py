@@ -5,7 +5,7 @@ with real tokenizers built locally) and for benchmarks (FLOPs do not depend on t
 weights). Every builder writes a folder that the stock diffusers pipeline loads;
 ``TINY_BUILDERS`` names one per supported pipeline class.
 
-Tokenizers: a CLIP BPE tokenizer over a letters-only vocabulary, and a T5-style
+Tokenizers: CLIP's BPE tokenizer rebuilt from the merges open_clip ships, and a T5-style
 (SentencePiece unigram, ``</s>``-terminated) tokenizer built with ``tokenizers``. Neither
 needs a download.
 """
@@ -26,25 +26,32 @@ from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjec
                           T5EncoderModel, T5TokenizerFast)
 
 
-def tiny_clip_tokenizer(folder: str | Path, max_length: int = 16) -> CLIPTokenizer:
-    """A real CLIP BPE tokenizer over a letters-only vocabulary (no download)."""
+def clip_tokenizer(folder: str | Path, max_length: int = 77) -> CLIPTokenizer:
+    """CLIP's own BPE tokenizer (49,408 tokens: 256 byte symbols, their word-final forms,
+    48,894 merges, start and end of text), rebuilt from the merges file open_clip ships."""
+    import gzip
+
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    letters = list(string.ascii_lowercase)
-    toks = ["<|startoftext|>", "<|endoftext|>"] + letters + [c + "</w>" for c in letters] + list("!<>/.,'\"")
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(toks)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
+    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1:CLIP_MERGES + 1]
+    symbols = list(bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
 
 
+CLIP_MERGES, CLIP_VOCAB = 48894, 49408
+
+
 def tiny_sd_components(seed: int = 0, learned_variance: bool = False, latent: bool = True,
-                       sample_size: int = 8, max_length: int = 16, workdir: str | Path = "/tmp") -> dict:
+                       sample_size: int = 8, max_length: int = 77, workdir: str | Path = "/tmp") -> dict:
     """Random tiny components in the Stable Diffusion layout (latent) or the IF layout (pixel)."""
     torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=max_length, bos_token_id=0, eos_token_id=1, pad_token_id=1,
-    ))
+    text_encoder = CLIPTextModel(_clip_config(max_length))
     channels = 4 if latent else 3
     unet = UNet2DConditionModel(
         sample_size=sample_size, in_channels=channels, out_channels=channels * (2 if learned_variance else 1),
@@ -53,7 +60,7 @@ def tiny_sd_components(seed: int = 0, learned_variance: bool = False, latent: bo
         cross_attention_dim=32, attention_head_dim=8,
     )
     parts = {"text_encoder": text_encoder, "unet": unet,
-             "tokenizer": tiny_clip_tokenizer(Path(workdir) / f"tiny-tokenizer-{seed}", max_length)}
+             "tokenizer": clip_tokenizer(Path(workdir) / f"tiny-tokenizer-{seed}", max_length)}
     if latent:
         parts["vae"] = _tiny_vae(sample_size * 2)
         parts["scheduler"] = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
@@ -110,13 +117,14 @@ def tiny_t5_encoder(d_model: int = 32) -> T5EncoderModel:
                                    relative_attention_num_buckets=8, decoder_start_token_id=0))
 
 
-def _clip_config(max_length: int = 16, **extra) -> CLIPTextConfig:
-    return CLIPTextConfig(vocab_size=64, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                          num_attention_heads=4, max_position_embeddings=max_length, bos_token_id=0,
-                          eos_token_id=1, pad_token_id=1, **extra)
+def _clip_config(max_length: int = 77, **extra) -> CLIPTextConfig:
+    """A two-layer CLIP text tower over CLIP's real vocabulary."""
+    return CLIPTextConfig(vocab_size=CLIP_VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                          num_attention_heads=4, max_position_embeddings=max_length, bos_token_id=CLIP_VOCAB - 2,
+                          eos_token_id=CLIP_VOCAB - 1, pad_token_id=CLIP_VOCAB - 1, **extra)
 
 
-def save_tiny_sdxl_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, max_length: int = 16) -> Path:
+def save_tiny_sdxl_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, max_length: int = 77) -> Path:
     """A tiny random SDXL-base folder: two CLIP text encoders (the second with a projection,
     whose pooled output conditions the UNet), a UNet with ``text_time`` micro-conditioning
     (original size, crop, target size), a VAE and Euler sampling."""
@@ -132,7 +140,7 @@ def save_tiny_sdxl_pipeline(folder: str | Path, seed: int = 0, sample_size: int 
         addition_embed_type="text_time", addition_time_embed_dim=time_dim,
         projection_class_embeddings_input_dim=6 * time_dim + pooled_dim,
     )
-    tokenizers = [tiny_clip_tokenizer(folder.parent / f"tiny-sdxl-tokenizer-{seed}-{i}", max_length) for i in (1, 2)]
+    tokenizers = [clip_tokenizer(folder.parent / f"tiny-sdxl-tokenizer-{seed}-{i}", max_length) for i in (1, 2)]
     pipe = StableDiffusionXLPipeline(
         vae=_tiny_vae(sample_size * 2), text_encoder=CLIPTextModel(_clip_config(max_length)),
         text_encoder_2=CLIPTextModelWithProjection(_clip_config(max_length, projection_dim=pooled_dim)),
@@ -144,7 +152,7 @@ def save_tiny_sdxl_pipeline(folder: str | Path, seed: int = 0, sample_size: int 
     return folder
 
 
-def save_tiny_sd3_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, max_length: int = 16,
+def save_tiny_sd3_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, max_length: int = 77,
                            t5: bool = True) -> Path:
     """A tiny random SD3 folder: an MMDiT over 4-channel latents, CLIP-L and CLIP-G (both
     projected, pooled 2 x 32), a T5 encoder whose width the CLIP states are padded to
@@ -157,7 +165,7 @@ def save_tiny_sd3_pipeline(folder: str | Path, seed: int = 0, sample_size: int =
         num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=t5_width, pooled_projection_dim=64,
     )
     clips = [CLIPTextModelWithProjection(_clip_config(max_length, projection_dim=32)) for _ in range(2)]
-    tokenizers = [tiny_clip_tokenizer(folder.parent / f"tiny-sd3-tokenizer-{seed}-{i}", max_length) for i in (1, 2)]
+    tokenizers = [clip_tokenizer(folder.parent / f"tiny-sd3-tokenizer-{seed}-{i}", max_length) for i in (1, 2)]
     pipe = StableDiffusion3Pipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=_tiny_vae(sample_size * 2, shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False,
@@ -170,7 +178,7 @@ def save_tiny_sd3_pipeline(folder: str | Path, seed: int = 0, sample_size: int =
 
 
 def save_tiny_flux_pipeline(folder: str | Path, seed: int = 0, guidance_embeds: bool = True,
-                            max_length: int = 16) -> Path:
+                            max_length: int = 77) -> Path:
     """A tiny random Flux.1 folder (dev with ``guidance_embeds``, else schnell): a
     double-stream and a single-stream block over 2x2-packed 4-channel latents, CLIP
     (pooled) and T5 (sequence) text encoders, and dynamically shifted flow matching. Its
@@ -189,7 +197,7 @@ def save_tiny_flux_pipeline(folder: str | Path, seed: int = 0, guidance_embeds: 
         vae=_tiny_vae(32, shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False,
                       use_post_quant_conv=False),
         text_encoder=CLIPTextModel(_clip_config(max_length)),
-        tokenizer=tiny_clip_tokenizer(folder.parent / f"tiny-flux-tokenizer-{seed}", max_length),
+        tokenizer=clip_tokenizer(folder.parent / f"tiny-flux-tokenizer-{seed}", max_length),
         text_encoder_2=tiny_t5_encoder(32), tokenizer_2=tiny_t5_tokenizer(),
     )
     pipe.save_pretrained(folder, safe_serialization=True)
