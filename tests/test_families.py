@@ -137,6 +137,42 @@ def test_tokens_reach_every_text_encoder(family):
     assert torch.allclose(emb[1].flat(), plain.flat(), atol=1e-6)  # a prompt without the token is unchanged
 
 
+def test_training_loss_is_the_familys_own_and_reaches_the_prompt(family):
+    """encode_images gives the denoiser's training space; denoising_loss is MSE to the
+    noise (DDPM-trained families) or to the velocity noise - x0 along
+    x_sigma = (1 - sigma) x0 + sigma noise (flow matching: SD3, Flux), and is
+    differentiable in every part of the prompt embedding."""
+    _, _, gen = family
+    size = gen.image_size
+    images = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x0 = gen.encode_images(images)
+    assert x0.shape == (2, *gen.latent_shape) and x0.dtype == torch.float32
+    cond = gen.encode_prompts(PROMPTS[:2])
+    cond.hidden = cond.hidden.clone().requires_grad_(True)
+    if cond.pooled is not None:
+        cond.pooled = cond.pooled.clone().requires_grad_(True)
+    loss = gen.denoising_loss(x0, cond, torch.Generator().manual_seed(5))
+    # the same draws by hand: noise first, then the timesteps
+    g = torch.Generator().manual_seed(5)
+    noise = torch.randn(x0.shape, generator=g)
+    sched = gen.training_scheduler()
+    with torch.no_grad():
+        if hasattr(sched, "add_noise"):
+            t = torch.randint(0, sched.config.num_train_timesteps, (2,), generator=g)
+            out = gen.predict(sched.add_noise(x0, noise, t), t, cond)[:, : x0.shape[1]]
+            want = noise
+        else:
+            i = torch.randint(0, len(sched.timesteps), (2,), generator=g)
+            sigma = sched.sigmas[i].view(-1, 1, 1, 1)
+            xt = (1 - sigma) * x0 + sigma * noise
+            out = gen.from_sampler(gen.predict(gen.to_sampler(xt), sched.timesteps[i], cond))
+            want = noise - x0
+    assert torch.allclose(loss, torch.nn.functional.mse_loss(out, want), rtol=1e-5, atol=1e-6)
+    loss.backward()
+    assert cond.hidden.grad.abs().sum() > 0
+    assert cond.pooled is None or cond.pooled.grad.abs().sum() > 0
+
+
 def test_text_attention_maps_are_recorded_on_every_family(family):
     """Cross-attention (SD, SDXL, PixArt) or the image-to-text block of joint / added-KV
     attention (SD3, Flux, IF; checked against the model's own probabilities in
