@@ -118,6 +118,7 @@ def _cmd_ad(args) -> int:
 
 
 def _cmd_list() -> int:
+    from .models.families import FAMILIES
     from .models.registry import known_generators, known_judges
     from .studies import STUDIES
 
@@ -126,6 +127,9 @@ def _cmd_list() -> int:
         print(f"  {s.id:<20} {s.notebook:<28} {'' if s.ready else '(in progress) '}{s.question}")
     print("generators: " + ", ".join(known_generators()) + ", <local diffusers folder>, <hub id in the local cache>")
     print("judges:     " + ", ".join(known_judges()))
+    print("families (the pipeline class in a folder's model_index.json):")
+    for cls, (_, _, what) in FAMILIES.items():
+        print(f"  {cls:<28} {what}")
     return 0
 
 

@@ -114,3 +114,12 @@ def clean_html(html: str) -> str:
 
     html = html.decode() if isinstance(html, bytes) else str(html)
     return bleach.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, protocols=ALLOWED_PROTOCOLS)
+
+
+def display_name(model: str) -> str:
+    """What charts call a model: a local folder by its last part (a full path crowds every
+    legend), toy names and hub ids ``org/name`` as given."""
+    from pathlib import Path
+
+    path = Path(model).expanduser()
+    return path.name if model.startswith(("/", ".", "~")) or (path.is_dir() and model.count("/") != 1) else model

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .markup import display_name
+
 RIGHT, WRONG = (0.1, 0.7, 0.2), (0.85, 0.1, 0.1)
 
 # Titles and tick labels show model names, labels and prompts, which may hold "$": as
@@ -91,7 +93,7 @@ def metric_vs_level(summary, metric: str = "top1", title: str | None = None):
         for i, ((model, g), sub) in enumerate(series):
             # the unshifted point sits at level 0 (n=0 for the sort shift) of every line
             part = pd.concat([sub[sub["shift"] == "none"], sub[sub["shift"] == shift]]).sort_values("level_value")
-            label = f"{model}, {'guidance ' + format(g, 'g') if g > 1 else 'no guidance'}"
+            label = f"{display_name(model)}, {'guidance ' + format(g, 'g') if g > 1 else 'no guidance'}"
             ax.errorbar(part["level_value"], part[metric],
                         yerr=[part[metric] - part[f"{metric}_lo"], part[f"{metric}_hi"] - part[metric]],
                         marker="o", ms=3, capsize=2, lw=1.2, color=colours[i % 10], label=label)
@@ -164,7 +166,7 @@ def unshifted_vs_shifted(summary: pd.DataFrame, metric: str = "top1"):
     conditions. Returns the figure."""
     cond = np.where(summary["shift"] == "none", "unshifted", "shifted (mean)")
     side = summary.assign(cond=cond).groupby(["model", "guidance", "cond"], sort=False)[metric].mean().unstack("cond")
-    side.index = [f"{m}\n{'guidance ' + format(g, 'g') if g > 1 else 'no guidance'}" for m, g in side.index]
+    side.index = [f"{display_name(m)}\n{'guidance ' + format(g, 'g') if g > 1 else 'no guidance'}" for m, g in side.index]
     width = max(7.0, 1.6 * len(side))  # room for long model names under each pair of bars
     ax = side[["unshifted", "shifted (mean)"]].plot.bar(figsize=(width, 3.4), rot=0, color=["#4c72b0", "#dd8452"])
     ax.set_ylabel("top-1 accuracy" if metric == "top1" else metric)
@@ -183,7 +185,7 @@ def curves_per_panel(curves: dict[str, dict[str, np.ndarray]], xlabel: str, ylab
     for ax, (title, lines) in zip(axes[0], curves.items()):
         for name, y in lines.items():
             ax.plot(np.arange(len(y)), y, label=name, lw=1.2)
-        ax.set_title(title, fontsize=10)
+        ax.set_title(display_name(title), fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -201,7 +203,7 @@ def step_distance_curves(distances: dict[str, np.ndarray]):
         rel = d / d.mean(1, keepdims=True).clip(1e-12)
         x = (np.arange(d.shape[1]) + 0.5) / d.shape[1]
         mean, std = rel.mean(0), rel.std(0)
-        ax.plot(x, mean, lw=1.4, label=f"{model} ({d.shape[1]} steps)")
+        ax.plot(x, mean, lw=1.4, label=f"{display_name(model)} ({d.shape[1]} steps)")
         ax.fill_between(x, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel("fraction of sampling done")
     ax.set_ylabel("step distance / its mean")

@@ -23,6 +23,9 @@ def test_list_names_studies_and_models(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "toy-world" in out and "toy-pixel" in out and "toy-ensemble" in out
+    from sagekit.models.families import FAMILIES
+
+    assert all(cls in out for cls in FAMILIES)
 
 
 @pytest.mark.parametrize("args,message", [

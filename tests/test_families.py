@@ -305,3 +305,36 @@ def test_the_bench_measures_an_sdxl_architecture(capsys):
     assert res["c_over_a"] == round(res["c_sagekit_sweep"] / res["a_stock_single"], 2)
     assert main(["bench", "sweep", "--arch", "sd3"]) == 2
     assert "unknown architecture 'sd3'" in capsys.readouterr().err
+
+
+def test_resolution_is_an_option_only_where_the_denoiser_fixes_none(tiny_sd):
+    with pytest.raises(ValueError, match="Flux only"):
+        load_generator(str(tiny_sd), resolution=64)
+
+
+def test_flux_schnell_takes_no_guidance_and_equals_the_stock_pipeline(tmp_path):
+    from sagekit.testing import save_tiny_flux_pipeline
+
+    folder = save_tiny_flux_pipeline(tmp_path / "schnell", guidance_embeds=False)
+    gen = load_generator(str(folder), resolution=16)
+    assert (gen.default_steps, gen.default_guidance) == (4, 0.0)
+    ours = gen.generate(PROMPTS[:2], [1, 2])
+    assert torch.equal(ours, gen.generate(PROMPTS[:2], [1, 2], guidance=9.0))  # nothing to guide with
+    theirs = stock_images("FluxPipeline", folder, gen, PROMPTS[:2], [1, 2], 0.0, 4)
+    assert (ours - theirs).abs().max() <= 1e-4
+
+
+def test_a_v_prediction_sd_folder_equals_the_stock_pipeline(tiny_sd, tmp_path):
+    """SD 2.x-style v-prediction: the same family, another scheduler configuration."""
+    folder = tmp_path / "sd-v"
+    shutil.copytree(tiny_sd, folder)
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    config["prediction_type"] = "v_prediction"
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(config))
+    gen = load_generator(str(folder))
+    assert gen.scheduler.config.prediction_type == "v_prediction"
+    ours = gen.generate(PROMPTS[:2], [1, 2], steps=4)
+    theirs = stock_images("StableDiffusionPipeline", folder, gen, PROMPTS[:2], [1, 2], gen.default_guidance, 4)
+    assert (ours - theirs).abs().max() <= 1e-4
+    eps = load_generator(str(tiny_sd)).generate(PROMPTS[:2], [1, 2], steps=4)
+    assert (ours - eps).abs().max() > 1e-3  # the prediction type is honoured

@@ -81,3 +81,13 @@ def test_papermill_reads_every_parameter_without_a_warning(study, caplog):
         seen = inspect_notebook(str(STUDIES[study].path))
     assert set(seen) == set(notebook_parameters(STUDIES[study].path))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_display_name_shortens_local_folders_only(tmp_path):
+    from sagekit.markup import display_name
+
+    folder = tmp_path / "tiny-sdxl"
+    folder.mkdir()
+    assert display_name(str(folder)) == "tiny-sdxl" and display_name("./models/sd") == "sd"
+    assert display_name("stabilityai/stable-diffusion-xl-base-1.0") == "stabilityai/stable-diffusion-xl-base-1.0"
+    assert display_name("toy-pixel") == "toy-pixel"

@@ -106,6 +106,8 @@ class Generator:
     DEFAULT_STEPS, DEFAULT_GUIDANCE = 50, 7.5
     #: named schedulers a study may ask for instead of the model's own
     SCHEDULERS = SCHEDULERS
+    #: whether the image size is a loading option (a denoiser that fixes none: Flux)
+    SETS_RESOLUTION = False
 
     def __init__(self, name: str, denoiser, scheduler, text_encoders: Sequence, tokenizers: Sequence, vae=None,
                  default_steps: int | None = None, default_guidance: float | None = None):
@@ -247,7 +249,7 @@ class Generator:
                 ids = inputs[0]
                 out = output
                 for token_id, rows in subs.items():
-                    part = self._split(rows)[index].to(out.dtype)
+                    part = self._split(rows)[index].to(out.device, out.dtype)
                     part = part.unsqueeze(1) if part.dim() == 2 else part  # (N, 1, E) or (E,)
                     out = torch.where((ids == token_id).unsqueeze(-1), part, out)
                 return out

@@ -172,6 +172,8 @@ def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.d
         dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
     path = resolve_generator(name, download)
     family = generator_class(family_of(path))
+    if resolution is not None and not family.SETS_RESOLUTION:
+        raise ValueError(f"{name}: its denoiser fixes the image size; resolution applies to Flux only")
     steps, guidance = TOY_SAMPLING.get(name, (None, None))
     with _quiet_loading():
         pipe = DiffusionPipeline.from_pretrained(path, dtype=dtype, use_safetensors=True,

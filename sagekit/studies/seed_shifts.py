@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..markup import display_name
 from ..models.clip import ClipScorer
 from ..models.generator import Generator
 from ..models.judges import EdgeJudge, Judge
@@ -274,7 +275,7 @@ def images_across_levels(df: pd.DataFrame, store: ResultStore, label: str, seed:
             r = g[(g["shift"] == shift) & (g["level_name"] == name)].iloc[0]
             images.append(store.image(r["key"]))
             marks.append(bool(r["top1"]))
-        rows.append(f"{model}, g={guidance:g}")
+        rows.append(f"{display_name(model)}, g={guidance:g}")
     return torch.stack(images), marks, rows
 
 

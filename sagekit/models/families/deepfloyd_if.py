@@ -17,7 +17,6 @@ IF_MAX_LENGTH = 77
 
 
 class IFGenerator(StableDiffusionGenerator):
-    PIPELINES = ("IFPipeline",)
     DEFAULT_STEPS, DEFAULT_GUIDANCE = 100, 7.0
 
     def _encode(self, prompts: list[str]) -> PromptEmbeds:

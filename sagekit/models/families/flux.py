@@ -21,8 +21,8 @@ DEFAULT_RESOLUTION = 1024
 
 
 class FluxGenerator(FlowMatchingGenerator):
-    PIPELINES = ("FluxPipeline",)
     DEFAULT_STEPS, DEFAULT_GUIDANCE = 28, 3.5
+    SETS_RESOLUTION = True
 
     def __init__(self, *args, resolution: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -41,10 +41,6 @@ class FluxGenerator(FlowMatchingGenerator):
     def latent_shape(self) -> tuple[int, int, int]:
         side = 2 * (self.resolution // (self.vae_scale_factor * 2))  # packing needs an even side
         return (self.denoiser.config.in_channels // 4, side, side)
-
-    @property
-    def learned_variance(self) -> bool:
-        return False
 
     def uses_guidance(self, guidance: float) -> bool:
         return False  # dev embeds guidance; neither runs an unconditional pass
@@ -69,10 +65,11 @@ class FluxGenerator(FlowMatchingGenerator):
     # ------------------------------------------------------------------ sampling
     def _set_timesteps(self, sched, steps: int) -> None:
         _, h, w = self.latent_shape
-        sigmas = None if sched.config.get("use_flow_sigmas", False) else np.linspace(1.0, 1 / steps, steps)
-        sched.set_timesteps(sigmas=sigmas, device=self.device,
-                            mu=resolution_shift((h // 2) * (w // 2), sched.config),
-                            **({"num_inference_steps": steps} if sigmas is None else {}))
+        mu = resolution_shift((h // 2) * (w // 2), sched.config)
+        if sched.config.get("use_flow_sigmas", False):
+            sched.set_timesteps(steps, device=self.device, mu=mu)
+        else:  # the pipeline's sigmas: evenly from 1 down to 1/steps, then shifted by mu
+            sched.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), device=self.device, mu=mu)
         sched.set_begin_index(0)
 
     def _encode(self, prompts: list[str]) -> PromptEmbeds:

@@ -17,7 +17,6 @@ MAX_LENGTH = {"PixArtAlphaPipeline": 120, "PixArtSigmaPipeline": 300}
 
 
 class PixArtGenerator(Generator):
-    PIPELINES = tuple(MAX_LENGTH)
     DEFAULT_STEPS, DEFAULT_GUIDANCE = 20, 4.5
 
     def __init__(self, *args, max_length: int = 120, **kwargs):

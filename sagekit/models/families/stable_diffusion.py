@@ -13,7 +13,6 @@ from ..generator import Generator, PromptEmbeds, unet_fine_tuned
 
 
 class StableDiffusionGenerator(Generator):
-    PIPELINES = ("StableDiffusionPipeline",)
 
     @classmethod
     def from_pipeline(cls, name: str, pipe, **defaults) -> "StableDiffusionGenerator":

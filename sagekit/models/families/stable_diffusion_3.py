@@ -18,7 +18,6 @@ T5_MAX_LENGTH = 256  # the pipeline's default ``max_sequence_length``
 
 
 class StableDiffusion3Generator(FlowMatchingGenerator):
-    PIPELINES = ("StableDiffusion3Pipeline",)
     DEFAULT_STEPS, DEFAULT_GUIDANCE = 28, 7.0
 
     def __init__(self, *args, has_t5: bool = True, **kwargs):

@@ -15,7 +15,6 @@ from ..generator import Generator, PromptEmbeds
 
 
 class StableDiffusionXLGenerator(Generator):
-    PIPELINES = ("StableDiffusionXLPipeline",)
     DEFAULT_STEPS, DEFAULT_GUIDANCE = 50, 5.0
 
     def __init__(self, *args, force_zeros_for_empty_prompt: bool = True, **kwargs):
