@@ -25,7 +25,7 @@ what ``pipeline.__call__`` hides: shifted noise, trajectories and gradients.
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -237,7 +237,7 @@ class Generator:
         """Forward hooks on every text encoder's input embedding that put each override's
         rows where its token's id occurs (the hook sees the ids the layer is called with)."""
         handles = []
-        for table, tokenizer, enc in zip(self._embedding_tables(), self.tokenizers, self.text_encoders):
+        for table, tokenizer in zip(self._embedding_tables(), self.tokenizers):
             subs = {}
             for token, rows in overrides.items():
                 if token not in tokenizer.get_vocab():
@@ -277,9 +277,9 @@ class Generator:
         on the CPU in float32."""
         per_encoder = []
         for table, tokenizer in zip(self._embedding_tables(), self.tokenizers):
-            w = table.weight.detach().float().cpu()
-            per_encoder.append(torch.stack([w[tokenizer(x, add_special_tokens=False).input_ids].mean(0)
-                                            for x in words]))
+            w = table.weight.detach()  # rows are picked where the table lives (T5's is large)
+            per_encoder.append(torch.stack([w[tokenizer(x, add_special_tokens=False).input_ids].float().mean(0)
+                                            for x in words]).cpu())
         return torch.cat(per_encoder, -1)
 
     def mean_token_embedding(self, exclude: Sequence[str] = ()) -> torch.Tensor:
@@ -287,11 +287,11 @@ class Generator:
         ``exclude`` that exist (e.g. those sagekit added): where a learned token starts."""
         means = []
         for table, tokenizer in zip(self._embedding_tables(), self.tokenizers):
-            w = table.weight.detach().float().cpu()
+            w = table.weight.detach()
             vocab = tokenizer.get_vocab()
-            keep = torch.ones(w.shape[0], dtype=torch.bool)
+            keep = torch.ones(w.shape[0], dtype=torch.bool, device=w.device)
             keep[[vocab[t] for t in exclude if t in vocab]] = False
-            means.append(w[keep].mean(0))
+            means.append(w[keep].float().mean(0).cpu())
         return torch.cat(means)
 
     # ------------------------------------------------------------------ noise
