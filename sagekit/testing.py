@@ -244,6 +244,22 @@ def save_tiny_if_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 
     return folder
 
 
+def save_random_timm_judge(folder: str | Path, labels, arch: str = "test_resnet", seed: int = 0,
+                           input_size: int = 32) -> Path:
+    """A random-weight timm classifier over ``labels``, saved as ``timm.models.save_for_hf``
+    writes a hub model (config.json with its label names, model.safetensors): what
+    ``timm:<folder>`` loads, e.g. as an ``ensemble:`` member in tests."""
+    import timm
+
+    torch.manual_seed(seed)
+    model = timm.create_model(arch, pretrained=False, num_classes=len(labels),
+                              pretrained_cfg_overlay=dict(input_size=(3, input_size, input_size),
+                                                          mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))
+    timm.models.save_for_hf(model, Path(folder), safe_serialization=True,
+                            model_config={"label_names": list(labels)})
+    return Path(folder)
+
+
 # pipeline class -> the builder of its tiny folder (and the extra ``load_generator`` arguments it needs)
 TINY_BUILDERS = {
     "StableDiffusionPipeline": (save_tiny_pipeline, {}),

@@ -7,6 +7,7 @@ import torch
 
 from sagekit.models.clip import ClipEmbedder, ClipScorer
 from sagekit.models.judges import ClipZeroShotJudge, EdgeJudge, Ensemble, TimmJudge
+from sagekit.models.registry import load_judge
 
 from fixed_judge import LABELS, FixedJudge
 
@@ -101,3 +102,55 @@ def test_clip_score_is_100_times_clamped_cosine(random_open_clip):
     prompts = ["a cat", "a dog", "a car"]
     cos = (random_open_clip.embed_images(x) * random_open_clip.embed_text(prompts)).sum(-1)
     assert torch.allclose(ClipScorer(random_open_clip)(x, prompts), 100 * cos.clamp_min(0), atol=1e-4)
+
+
+# ---------------------------------------------------------------------------- judges by name
+def test_ensemble_and_edge_specs_compose_any_judges(tmp_path):
+    """`ensemble(rule):A*w+B+edge:C` builds the weighted ensemble SAGE uses from judges on
+    disk (here random-weight timm folders saved as the hub saves them)."""
+    from sagekit.models.registry import load_ensemble, parse_ensemble, resolve_judge
+    from sagekit.testing import save_random_timm_judge
+
+    a = save_random_timm_judge(tmp_path / "a", LABELS, seed=1)
+    b = save_random_timm_judge(tmp_path / "b", LABELS, arch="mobilenetv3_small_050", seed=2)
+    spec = f"ensemble(majority):timm:{a}*2+timm:{b}+edge(sobel):timm:{a}"
+    assert parse_ensemble(spec) == ("majority", [(f"timm:{a}", 2.0), (f"timm:{b}", 1.0), (f"edge(sobel):timm:{a}", 1.0)])
+    assert resolve_judge(spec) == [a, b, a]
+    ens = load_judge(spec)
+    assert isinstance(ens, Ensemble) and ens.rule == "majority" and ens.labels == LABELS
+    assert torch.allclose(ens.weights, torch.tensor([0.5, 0.25, 0.25]))
+    assert isinstance(ens.judges[2], EdgeJudge) and ens.judges[2].method == "sobel"
+    images = torch.rand(2, 3, 24, 24, requires_grad=True)
+    probs = ens(images)
+    assert probs.shape == (2, 3) and torch.allclose(probs.sum(-1), torch.ones(2))
+    assert torch.allclose(probs, torch.einsum("j,jbk->bk", ens.weights, ens.per_judge(images)))
+    # a single judge becomes an ensemble of one; Canny is the default edge map
+    single = load_ensemble(f"edge:timm:{b}")
+    assert isinstance(single, Ensemble) and len(single.judges) == 1 and single.judges[0].method == "canny"
+
+
+def test_the_canny_edge_judge_passes_gradients_along_the_edges():
+    judge = EdgeJudge("edge", timm_judge(seed=3), method="canny")
+    images = torch.zeros(1, 3, 32, 32)
+    images[..., 8:24, 8:24] = 1.0  # a square: its outline is the only edge
+    images.requires_grad_(True)
+    edges = judge.edges(images)
+    assert edges.shape == (1, 3, 32, 32) and edges[0, 0, 16, 16] == 0 and edges[0, 0].amax() > 0.1
+    judge(images)[0, 0].backward()
+    assert images.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown edge method"):
+        EdgeJudge("e", timm_judge(seed=3), method="laplace")
+
+
+def test_bad_ensemble_specs_say_what_is_wrong(tmp_path):
+    from sagekit.models.registry import UnknownModelError, resolve_judge
+    from sagekit.testing import save_random_timm_judge
+
+    a = save_random_timm_judge(tmp_path / "a", LABELS)
+    other = save_random_timm_judge(tmp_path / "other", ("x", "y"))
+    for spec, message in [(f"ensemble:timm:{a}+timm:{other}", "different label sets"),
+                          (f"ensemble:timm:{a}*0", "every weight is zero"),
+                          (f"ensemble:timm:{a}+toy-ensemble", "cannot hold another ensemble"),
+                          (f"ensemble(best):timm:{a}", "unknown agreement rule")]:
+        with pytest.raises(UnknownModelError, match=message):
+            resolve_judge(spec)

@@ -3,7 +3,9 @@
 Generators: ``"toy"``, ``"toy-latent-learned"``, ``"toy-pixel"``, a local diffusers folder, or a hub id already in
 the local Hugging Face cache (``org/name``). Judges: ``"toy-resnet"``, ``"toy-mobilenet"``,
 ``"toy-edge"``, ``"toy-clip"`` (zero-shot), ``"toy-ensemble"``, ``"timm:<model>"``,
-``"hf:<hub id or folder>"``, ``"open_clip:<arch>:<pretrained tag or file>"``.
+``"hf:<hub id or folder>"``, ``"open_clip:<arch>:<pretrained tag or file>"``, and two ways to
+combine them: ``"edge[(sobel)]:<judge>"`` (the judge sees only a Canny, or Sobel, edge map)
+and ``"ensemble[(rule)]:<judge>[*weight]+<judge>[*weight]+..."`` (see :func:`parse_ensemble`).
 
 Weights are only ever read from disk (safetensors, no remote code). Before anything is
 loaded, every folder that will be read is walked (:func:`check_weights_folder`): a
@@ -22,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -209,14 +212,59 @@ def model_revision(gen: Generator) -> str:
 # ---------------------------------------------------------------------------- judges
 TOY_JUDGE_DIRS = {"toy-resnet": "judges/resnet", "toy-mobilenet": "judges/mobilenet", "toy-edge": "judges/edge"}
 ENSEMBLES = {"toy-ensemble": ("toy-resnet", "toy-mobilenet", "toy-edge")}
+ENSEMBLE_SPEC = re.compile(r"^ensemble(?:\((?P<rule>[a-z]+)\))?:(?P<members>.+)$")
+EDGE_SPEC = re.compile(r"^edge(?:\((?P<method>[a-z]+)\))?:(?P<inner>.+)$")
 
 
 def known_judges() -> list[str]:
-    return list(TOY_JUDGES) + ["timm:<model or folder>", "hf:<hub id or folder>", "open_clip:<arch>:<pretrained>"]
+    return list(TOY_JUDGES) + ["timm:<model or folder>", "hf:<hub id or folder>", "open_clip:<arch>:<pretrained>",
+                               "edge[(sobel)]:<judge>", "ensemble[(all|majority|mean)]:<judge>[*weight]+..."]
+
+
+def parse_ensemble(name: str) -> tuple[str, list[tuple[str, float]]]:
+    """``"ensemble(rule):A*2+B+edge:C"`` -> ``(rule, [(A, 2.0), (B, 1.0), ("edge:C", 1.0)])``.
+
+    The rule (default ``all``: a label counts as absent only when every judge's top-1 is
+    another label) is one of ``Ensemble.RULES``; a member's weight follows its name after
+    ``*`` (default 1). Members may be any judge but another ensemble."""
+    m = ENSEMBLE_SPEC.match(name)
+    if m is None:
+        raise UnknownModelError(f"{name!r} is not an ensemble spec 'ensemble[(rule)]:<judge>[*weight]+...'")
+    rule = m["rule"] or "all"
+    if rule not in Ensemble.RULES:
+        raise UnknownModelError(f"{name!r}: unknown agreement rule {rule!r}; choose one of {', '.join(Ensemble.RULES)}")
+    members = []
+    for part in m["members"].split("+"):
+        member, weight = part, "1"
+        if "*" in part:
+            member, weight = part.rsplit("*", 1)
+        try:
+            w = float(weight)
+        except ValueError:
+            w = -1.0
+        if not member or w < 0 or w != w:
+            raise UnknownModelError(f"{name!r}: {part!r} is not '<judge>' or '<judge>*<non-negative weight>'")
+        if member.startswith("ensemble") or member in ENSEMBLES:
+            raise UnknownModelError(f"{name!r}: an ensemble cannot hold another ensemble ({member!r})")
+        members.append((member, w))
+    if not any(w > 0 for _, w in members):
+        raise UnknownModelError(f"{name!r}: every weight is zero")
+    return rule, members
 
 
 def resolve_judge(name: str, download: bool = False) -> list[Path]:
     """The checked weight folders (or files) judge ``name`` reads; nothing is loaded."""
+    if ENSEMBLE_SPEC.match(name):
+        members = [member for member, _ in parse_ensemble(name)[1]]
+        paths = [p for member in members for p in resolve_judge(member, download)]
+        known = {m: judge_label_names(m) for m in members}
+        if len({labels for labels in known.values() if labels is not None}) > 1:
+            raise UnknownModelError(f"{name!r}: its judges see different label sets "
+                                    f"({', '.join(f'{m}: {len(l)} labels' for m, l in known.items() if l)})")
+        return paths
+    if (m := EDGE_SPEC.match(name)) is not None:
+        _edge_method(name, m)
+        return resolve_judge(m["inner"], download)
     if name in TOY_JUDGE_DIRS:
         return [check_weights_folder(_toy_path(TOY_JUDGE_DIRS[name]))]
     if name in ENSEMBLES:
@@ -237,8 +285,34 @@ def load_judge(name: str, device: str | torch.device = "cpu", download: bool = F
     return judge.to(device).eval().requires_grad_(False)
 
 
+def load_ensemble(name: str, device: str | torch.device = "cpu", download: bool = False) -> Ensemble:
+    """Judge ``name`` as an :class:`Ensemble`, which the SAGE studies need (per-judge
+    probabilities, the agreement rule): an ensemble as it is, any other judge as an
+    ensemble of one."""
+    judge = load_judge(name, device, download)
+    if isinstance(judge, Ensemble):
+        return judge
+    return Ensemble(name, [judge]).to(device).eval().requires_grad_(False)
+
+
+def _edge_method(name: str, m) -> str:
+    method = m["method"] or "canny"
+    if method not in EdgeJudge.METHODS:
+        raise UnknownModelError(f"{name!r}: unknown edge method {method!r}; choose one of {', '.join(EdgeJudge.METHODS)}")
+    return method
+
+
 def _load_judge(name: str, download: bool) -> Judge:
     paths = resolve_judge(name, download)  # checks every file before anything loads
+    if ENSEMBLE_SPEC.match(name):
+        rule, members = parse_ensemble(name)
+        judges = [_load_judge(member, download) for member, _ in members]
+        try:
+            return Ensemble(name, judges, [w for _, w in members], rule)
+        except ValueError as e:  # e.g. members with different label sets
+            raise UnknownModelError(f"{name!r}: {e}") from None
+    if (m := EDGE_SPEC.match(name)) is not None:
+        return EdgeJudge(name, _load_judge(m["inner"], download), _edge_method(name, m))
     if name in TOY_JUDGE_DIRS:
         return load_toy_judge_dir(paths[0])
     if name in ENSEMBLES:
@@ -265,6 +339,10 @@ def judge_label_names(name: str) -> tuple[str, ...] | None:
     None where only loading the model would tell."""
     from ..labels import imagenet_labels
 
+    if ENSEMBLE_SPEC.match(name):
+        return judge_label_names(parse_ensemble(name)[1][0][0])
+    if (m := EDGE_SPEC.match(name)) is not None:
+        return judge_label_names(m["inner"])
     if name in TOY_JUDGE_DIRS or name in ENSEMBLES or name == "toy-clip":
         from ..toy.shapes import LABELS
 

@@ -128,7 +128,7 @@ class Device(Param):
 class ModelName(Param):
     """A model name that resolves to checked weights on this machine (nothing is loaded)."""
 
-    kind: str  # "generator", "judge", "ensemble" (a judge ensemble), "clip" or "lm"
+    kind: str  # "generator", "judge", "ensemble" (any judge; a single one is an ensemble of one), "clip" or "lm"
 
     def check(self, name, value, ctx):
         from ..models import registry
@@ -138,8 +138,6 @@ class ModelName(Param):
                    "lm": registry.resolve_caption_lm}[self.kind]
         if not isinstance(value, str) or not value:
             raise _fail(name, f"must name a {self.kind}, got {value!r}")
-        if self.kind == "ensemble" and value not in registry.ENSEMBLES:
-            raise _fail(name, f"must name an ensemble of judges ({', '.join(registry.ENSEMBLES)}), got {value!r}")
         try:
             resolve(value)
         except (registry.UnknownModelError, registry.ModelNotFoundError, registry.UnsafeWeightsError) as e:

@@ -17,7 +17,7 @@ import torch
 from ..markup import display_name
 from ..models.clip import ClipScorer
 from ..models.generator import Generator
-from ..models.judges import EdgeJudge, Judge
+from ..models.judges import Judge, sobel_edges
 from ..shifts import SHIFTS, apply_shift
 from ..stats import mean_ci, wilson
 from ..store import ResultStore
@@ -71,7 +71,7 @@ def build_cells(models: Sequence[str], shifts: dict[str, Sequence], labels: Sequ
 def object_centroid(images: torch.Tensor) -> torch.Tensor:
     """Centroid of edge energy, ``(N, 2)`` as (x, y) fractions of the side in [0, 1]:
     a model-free stand-in for the object's position."""
-    energy = EdgeJudge.edges(images).sum(1)  # (N, H, W)
+    energy = sobel_edges(images).sum(1)  # (N, H, W)
     energy = energy / energy.sum((1, 2), keepdim=True).clamp_min(1e-8)
     h, w = energy.shape[-2:]
     ys = (torch.arange(h, dtype=energy.dtype) + 0.5) / h
