@@ -6,9 +6,9 @@ import timm
 import torch
 
 from sagekit.models import load_generator
-from sagekit.models.judges import EdgeJudge, Ensemble, TimmJudge
-from sagekit.studies.latent_search import (LatentSearchConfig, cost_per_iteration, residual_speedup_bound,
-                                          search_latents)
+from sagekit.models.judges import EdgeJudge, Ensemble, Judge, TimmJudge
+from sagekit.studies.latent_search import (LatentSearchConfig, cost_per_iteration, found_verified,
+                                          residual_speedup_bound, search_latents)
 from sagekit.studies.sage import (RobustGoal, TargetGoal, UnrelatedGoal, certify, chi2_bounds, project_norm,
                                   project_normal, signed_step)
 
@@ -119,3 +119,36 @@ def test_bad_search_parameters_are_refused():
         LatentSearchConfig(mode="approx")
     with pytest.raises(ValueError, match="invalid"):
         LatentSearchConfig(lr=-1)
+
+
+class _Says(Judge):
+    """A verifier with a fixed opinion (it is never in a search's gradient path)."""
+
+    def __init__(self, name, probs, labels=LABELS):
+        super().__init__(name, labels)
+        self.register_buffer("p", torch.tensor(probs))
+
+    def logits(self, images):
+        return self.p.log().expand(len(images), -1)
+
+
+def test_the_held_out_verifier_decides_verified_on_another_sampler(tiny):
+    """`found` is the search ensemble's; `verified` is the verifier's alone, judged on the
+    latent drawn again with another sampler; the verifier's labels are matched by name."""
+    gen, ens = tiny
+    cfg = LatentSearchConfig(iterations=2, mode="residual", k=1, steps=3, guidance=2.0)
+    args = (gen, RobustGoal(ens), ["a cat", "a dog", "a car"], [0, 1, 2], [3, 4, 5], cfg)
+    sees_all = Ensemble("sees", [_Says("v", [0.34, 0.33, 0.33])])  # top-1 always "cat"
+    # the same labels in another order: "cat" is the verifier's last label
+    reordered = Ensemble("reordered", [_Says("w", [0.2, 0.2, 0.6], labels=("dog", "car", "cat"))])
+    plain = search_latents(*args, progress=False)
+    res = search_latents(*args, progress=False, verifier=sees_all)
+    assert res.verifier == "sees" and res.verify_sampler == gen.other_sampler() == "dpm"  # the tiny SD samples with DDIM
+    assert res.table["found"].tolist() == plain.table["found"].tolist()
+    # this verifier sees "cat" in every image: only the "cat" search can never be verified
+    assert not res.table["verified"][0] and list(res.table["verified"][1:]) == list(res.table["found"][1:])
+    again = search_latents(*args, progress=False, verifier=reordered)
+    assert again.table["verified"].tolist() == res.table["verified"].tolist()
+    assert res.table["found"][1:].any()  # the check above is not vacuous
+    counts = found_verified(res)
+    assert counts["verified"] <= counts["found"] <= counts["searched"] == 3

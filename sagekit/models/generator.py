@@ -322,6 +322,14 @@ class Generator:
         self._set_timesteps(sched, steps or self.default_steps)
         return sched
 
+    def other_sampler(self) -> str | None:
+        """A named scheduler of another kind than the model's own (deterministic solvers
+        first), to draw a found failure again: a failure that only one sampler's
+        discretisation produces is not the model's. None where the family has no other."""
+        own = type(self.scheduler)
+        return next((n for n in ("dpm", "ddim", "euler") if n in self.SCHEDULERS and self.SCHEDULERS[n] is not own),
+                    None)
+
     def _set_timesteps(self, sched, steps: int) -> None:
         sched.set_timesteps(steps, device=self.device)
 

@@ -285,6 +285,18 @@ def load_judge(name: str, device: str | torch.device = "cpu", download: bool = F
     return judge.to(device).eval().requires_grad_(False)
 
 
+def judge_leaves(name: str) -> set[str]:
+    """The plain judges (weights on disk) that judge ``name`` consults, through ensembles
+    and edge maps: two judges that share a leaf are not independent."""
+    if ENSEMBLE_SPEC.match(name):
+        return set().union(*(judge_leaves(member) for member, _ in parse_ensemble(name)[1]))
+    if (m := EDGE_SPEC.match(name)) is not None:
+        return judge_leaves(m["inner"])
+    if name in ENSEMBLES:
+        return set().union(*(judge_leaves(member) for member in ENSEMBLES[name]))
+    return {name}
+
+
 def load_ensemble(name: str, device: str | torch.device = "cpu", download: bool = False) -> Ensemble:
     """Judge ``name`` as an :class:`Ensemble`, which the SAGE studies need (per-judge
     probabilities, the agreement rule): an ensemble as it is, any other judge as an

@@ -22,14 +22,17 @@ PROMPT = "A photo of a {label}"
 
 def search(gen: Generator, ensemble: Ensemble, labels: list[str], seeds: list[int], cfg: LatentSearchConfig,
            kind: str = "distorted", confidence: float = 0.5, prompt: str = PROMPT,
-           progress: bool = True) -> LatentSearchResult:
-    """One latent search per (label, seed); ``kind`` picks the goal."""
+           progress: bool = True, verifier: Ensemble | None = None) -> LatentSearchResult:
+    """One latent search per (label, seed); ``kind`` picks the goal; ``verifier`` (judges
+    the search never uses) confirms each found failure on a re-generation with another
+    sampler."""
     if kind not in ("distorted", "unrelated"):
         raise ValueError(f"kind must be 'distorted' or 'unrelated', got {kind!r}")
     goal = RobustGoal(ensemble) if kind == "distorted" else UnrelatedGoal(ensemble, confidence)
     pairs = [(l, s) for l in labels for s in seeds]
     return search_latents(gen, goal, [prompt.format(label=l) for l, _ in pairs],
-                          [ensemble.label_index(l) for l, _ in pairs], [s for _, s in pairs], cfg, progress)
+                          [ensemble.label_index(l) for l, _ in pairs], [s for _, s in pairs], cfg, progress,
+                          verifier)
 
 
 @torch.no_grad()

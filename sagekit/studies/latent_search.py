@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.generator import Generator
+from ..models.judges import Ensemble
 from .sage import RobustGoal, certify, chi2_bounds, project_norm, project_normal, signed_step
 
 
@@ -51,6 +52,8 @@ class LatentSearchResult:
     images_after: torch.Tensor
     seconds_per_iteration: list[float] = field(default_factory=list)
     peak_memory_mb: float = float("nan")
+    verifier: str = ""            # the judges that decided ``verified``
+    verify_sampler: str = ""      # the sampler of the re-generation they judged
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -60,17 +63,20 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets: list[int], seeds: list[int],
-                   cfg: LatentSearchConfig, progress: bool = True) -> LatentSearchResult:
+                   cfg: LatentSearchConfig, progress: bool = True, verifier: Ensemble | None = None
+                   ) -> LatentSearchResult:
     """Search one latent per (prompt, target label index, seed), all in one batch.
 
     Each iteration: images from z0 + delta (with the chosen gradient mode), goal loss, a
     signed step on every sample not yet found, then z' is kept a non-outlier of N(0, I)
     (values pulled towards N(0, 1) where a KS test rejects them, the norm projected into
     the chi-square range) and delta clamped. A sample's search stops at the first
-    iteration its image meets the goal. Afterwards every z' is generated again from
-    scratch (``verified``) and certified (norm and normality). ``success`` needs all
-    three and at least one step: a latent that already failed (``failed_at_start``) is
-    the model's own failure, not one the search found."""
+    iteration its image meets the goal. Afterwards every z' is generated again with
+    another sampler (``Generator.other_sampler``) and judged by ``verifier``, judges the
+    search never saw (default: the search's own ensemble): ``verified``; and certified
+    (norm and normality). ``success`` needs all three and at least one step: a latent that
+    already failed (``failed_at_start``) is the model's own failure, not one the search
+    found."""
     device = gen.device
     steps = cfg.steps or gen.default_steps
     guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
@@ -121,10 +127,14 @@ def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets
         bar.set_postfix(found=int((found_at >= 0).sum()), loss=f"{loss.mean().item():.3f}")
 
     z_final = (z0 + delta).detach()
+    check = goal if verifier is None else goal.judged_by(verifier)
     with torch.no_grad():
-        again = gen.decode(gen.denoise(z_final, emb, guidance, steps, seeds=list(seeds))).cpu()
-        verified = goal.found(again.to(device), target)
-        probs_after = goal.ensemble(again.to(device)).cpu()
+        found_images = gen.decode(gen.denoise(z_final, emb, guidance, steps, seeds=list(seeds))).cpu()
+        probs_after = goal.ensemble(found_images.to(device)).cpu()
+        again = gen.decode(gen.denoise(z_final, emb, guidance, steps, gen.other_sampler(), seeds=list(seeds)))
+        # the verifier may order its labels differently: match them by name
+        verified = check.found(again, torch.tensor([check.ensemble.label_index(goal.ensemble.labels[t])
+                                                    for t in targets]))
     rows = []
     for i in range(len(seeds)):
         cert = certify(z_final[i], cfg.alpha)
@@ -141,7 +151,19 @@ def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets
     table = pd.DataFrame(rows)
     table["failed_at_start"] = table["iterations"] == 0
     table["success"] = table["found"] & table["verified"] & table["certified"] & ~table["failed_at_start"]
-    return LatentSearchResult(table, z0.cpu(), z_final.cpu(), images_before, again, times, _peak_memory_mb(device))
+    return LatentSearchResult(table, z0.cpu(), z_final.cpu(), images_before, found_images, times,
+                              _peak_memory_mb(device), check.ensemble.name, gen.other_sampler() or "the model's own")
+
+
+def found_verified(result: LatentSearchResult) -> dict:
+    """Counts of one search, side by side: ``searched``; ``found`` (the search's ensemble
+    saw the failure, after at least one step); ``verified`` (of those, the verifier
+    confirmed it on another sampler's re-generation); ``success`` (verified and
+    certified); with the verifier's name and that sampler."""
+    t = result.table
+    found = t["found"] & ~t["failed_at_start"]
+    return {"searched": len(t), "found": int(found.sum()), "verified": int((found & t["verified"]).sum()),
+            "success": int(t["success"].sum()), "verifier": result.verifier, "sampler": result.verify_sampler}
 
 
 def cost_per_iteration(gen: Generator, goal: RobustGoal, prompt: str, target: int, seed: int, cfg: LatentSearchConfig,

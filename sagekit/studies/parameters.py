@@ -246,7 +246,7 @@ PROB = Float(0, 1)
 MODE = Choice(("exact", "residual"))
 COMMON = {"model": ModelName("generator"), "judge": ModelName("ensemble"), "device": Device(), "seed": SEED}
 LATENT = {
-    **COMMON, "label_set": LabelSet(), "n_labels": LABELS_N, "seeds_per_label": SEEDS_N, "iterations": ITERATIONS,
+    **COMMON, "verifier": ModelName("ensemble"), "label_set": LabelSet(), "n_labels": LABELS_N, "seeds_per_label": SEEDS_N, "iterations": ITERATIONS,
     "lr": LR, "delta_bound": Float(0, 10, lo_open=True), "mode": MODE, "k": Int(1, 1000, note=" (and at most steps)"),
     "c": Float(0, 10), "alpha": Float(0, 0.5, lo_open=True), "guidance": GUIDANCE, "steps": STEPS,
     "compare_samples": Int(1, 1000), "compare_iterations": Int(1, 1000),
@@ -266,8 +266,8 @@ def _n_labels(p: dict) -> int:
     return min(p["n_labels"], len(get_label_set(p["label_set"])))
 
 
-def _labels_are_judged(p: dict) -> None:
-    """Every label the study prompts for must be one the judge can see."""
+def _labels_are_judged(p: dict, which: str = "judge") -> None:
+    """Every label the study prompts for must be one the judge (or ``which``) can see."""
     from ..labels import evenly_spaced
     from ..models.registry import judge_label_names
 
@@ -276,7 +276,7 @@ def _labels_are_judged(p: dict) -> None:
         return
     missing = [l for l in evenly_spaced(p["label_set"], p["n_labels"]) if l not in set(known)]
     if missing:
-        raise ParameterError(f"label_set {p['label_set']!r} has labels that judge {p['judge']!r} does not know: "
+        raise ParameterError(f"label_set {p['label_set']!r} has labels that {which} {p['judge']!r} does not know: "
                              + ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else ""))
 
 
@@ -284,6 +284,18 @@ def _k_within_steps(p: dict) -> None:
     if p["steps"] and p["k"] > p["steps"]:
         raise ParameterError(f"parameter 'k' ({p['k']}) must be at most steps ({p['steps']})")
     _labels_are_judged(p)
+    _verifier_is_held_out(p)
+
+
+def _verifier_is_held_out(p: dict) -> None:
+    """The verifier shares no judge with the search's ensemble and sees every label."""
+    from ..models.registry import judge_leaves
+
+    shared = judge_leaves(p["verifier"]) & judge_leaves(p["judge"])
+    if shared:
+        raise ParameterError(f"parameter 'verifier' ({p['verifier']!r}) must hold no judge the search uses; "
+                             f"it shares {', '.join(sorted(shared))} with judge {p['judge']!r}")
+    _labels_are_judged({**p, "judge": p["verifier"]}, "verifier")
 
 
 def _targets_are_judged(p: dict) -> None:

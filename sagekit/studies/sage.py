@@ -13,6 +13,7 @@ Following TextAttack's decomposition:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,12 @@ class RobustGoal:
     @torch.no_grad()
     def found(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.ensemble.absent(images, target).cpu()
+
+    def judged_by(self, ensemble: Ensemble) -> "RobustGoal":
+        """The same goal, with the same rule, decided by other judges (a held-out verifier)."""
+        other = copy.copy(self)
+        other.ensemble = ensemble
+        return other
 
 
 class UnrelatedGoal(RobustGoal):
