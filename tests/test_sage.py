@@ -152,3 +152,25 @@ def test_the_held_out_verifier_decides_verified_on_another_sampler(tiny):
     assert res.table["found"][1:].any()  # the check above is not vacuous
     counts = found_verified(res)
     assert counts["verified"] <= counts["found"] <= counts["searched"] == 3
+
+
+def test_the_spatial_certificate_rejects_arranged_latents_and_keeps_its_level():
+    """PAS (sorting values in place) keeps the norm and the value distribution, so the
+    chi-square and KS certificates pass it; the lag-1 autocorrelation test does not. On
+    fresh N(0, I) draws each test rejects at about its level alpha."""
+    from scipy.stats import binomtest
+
+    from sagekit.shifts import apply_shift
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(400, 4, 16, 16, generator=g)
+    certs = [certify(x, alpha=0.05) for x in z]
+    for name in ("norm_ok", "normal_ok", "spatial_ok"):
+        rejected = sum(not getattr(c, name) for c in certs)
+        assert binomtest(rejected, len(certs), 0.05).pvalue > 0.001, (name, rejected)
+    arranged = apply_shift("PAS", z[:20], 64, list(range(20)))
+    for x, before in zip(arranged, certs):
+        c = certify(x, alpha=0.05)
+        # the same values: the norm and KS verdicts cannot change; the arrangement is caught
+        assert (c.chi2_p, c.ks_p) == pytest.approx((before.chi2_p, before.ks_p))
+        assert before.spatial_ok and not c.spatial_ok and not c.passed

@@ -144,6 +144,7 @@ def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets
             "seed": int(seeds[i]), "found": found, "iterations": int(found_at[i]) if found else None,
             "verified": found and bool(verified[i]), "certified": cert.passed,
             "norm_sq": cert.norm_sq, "chi2_p": cert.chi2_p, "ks_stat": cert.ks_stat, "ks_p": cert.ks_p,
+            "spatial_p": cert.spatial_p,
             "p_target_after": float(probs_after[i, targets[i]]), "pred_after": goal.ensemble.labels[int(probs_after[i].argmax())],
             "confidence_after": float(probs_after[i].max()),
             "delta_linf": float((z_final[i] - z0[i]).abs().max()), "delta_rms": float((z_final[i] - z0[i]).pow(2).mean().sqrt()),

@@ -90,8 +90,12 @@ class TargetGoal(RobustGoal):
 @dataclass(frozen=True)
 class Certificate:
     """Is a latent a plausible draw from N(0, I)? ``norm_sq`` against chi-square with
-    ``dim`` degrees of freedom (two-sided p-value), and a Kolmogorov-Smirnov test of its
-    values against N(0, 1)."""
+    ``dim`` degrees of freedom (two-sided p-value); a Kolmogorov-Smirnov test of its values
+    against N(0, 1); and a spatial test, which the first two cannot be: they ignore where
+    each value sits, so a latent with its values sorted (the seed-shift paper's PAS) passes
+    them. The spatial test takes the lag-1 autocorrelations along rows and columns of every
+    channel, r_h and r_v over n_h and n_v neighbour pairs; for independent values
+    n_h r_h^2 + n_v r_v^2 is chi-square with 2 degrees of freedom (``spatial_p``)."""
 
     dim: int
     norm_sq: float
@@ -99,6 +103,7 @@ class Certificate:
     ks_stat: float
     ks_p: float
     alpha: float
+    spatial_p: float = 1.0
 
     @property
     def norm_ok(self) -> bool:
@@ -109,18 +114,37 @@ class Certificate:
         return self.ks_p >= self.alpha
 
     @property
+    def spatial_ok(self) -> bool:
+        return self.spatial_p >= self.alpha
+
+    @property
     def passed(self) -> bool:
-        return self.norm_ok and self.normal_ok
+        return self.norm_ok and self.normal_ok and self.spatial_ok
+
+
+def spatial_p(z: np.ndarray) -> float:
+    """p-value of the lag-1 autocorrelation test of a latent ``(C, h, w)`` (see
+    :class:`Certificate`); 1.0 for a latent without two spatial axes."""
+    if z.ndim < 3 or min(z.shape[-2:]) < 2:
+        return 1.0
+    var = float((z ** 2).mean())
+    q = 0.0
+    for pairs in (z[..., :, 1:] * z[..., :, :-1], z[..., 1:, :] * z[..., :-1, :]):  # rows, then columns
+        r = float(pairs.mean()) / var
+        q += pairs.size * r ** 2
+    return float(stats.chi2.sf(q, 2))
 
 
 def certify(z: torch.Tensor, alpha: float = 0.01) -> Certificate:
-    """Certificate of one latent (any shape)."""
-    v = z.detach().double().flatten().cpu().numpy()
+    """Certificate of one latent ``(C, h, w)`` (any other shape: no spatial test)."""
+    a = z.detach().double().cpu().numpy()
+    v = a.flatten()
     d = v.size
     norm_sq = float((v ** 2).sum())
     cdf = stats.chi2.cdf(norm_sq, d)
     ks = stats.kstest(v, "norm")
-    return Certificate(d, norm_sq, float(2 * min(cdf, 1 - cdf)), float(ks.statistic), float(ks.pvalue), alpha)
+    return Certificate(d, norm_sq, float(2 * min(cdf, 1 - cdf)), float(ks.statistic), float(ks.pvalue), alpha,
+                       spatial_p(a))
 
 
 def chi2_bounds(dim: int, alpha: float = 0.01) -> tuple[float, float]:
