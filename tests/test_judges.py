@@ -150,6 +150,7 @@ def test_bad_ensemble_specs_say_what_is_wrong(tmp_path):
     other = save_random_timm_judge(tmp_path / "other", ("x", "y"))
     for spec, message in [(f"ensemble:timm:{a}+timm:{other}", "different label sets"),
                           (f"ensemble:timm:{a}*0", "every weight is zero"),
+                          (f"ensemble:timm:{a}*inf", "non-negative weight"),
                           (f"ensemble:timm:{a}+toy-ensemble", "cannot hold another ensemble"),
                           (f"ensemble(best):timm:{a}", "unknown agreement rule")]:
         with pytest.raises(UnknownModelError, match=message):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from contextlib import contextmanager
@@ -242,7 +243,7 @@ def parse_ensemble(name: str) -> tuple[str, list[tuple[str, float]]]:
             w = float(weight)
         except ValueError:
             w = -1.0
-        if not member or w < 0 or w != w:
+        if not member or not math.isfinite(w) or w < 0:
             raise UnknownModelError(f"{name!r}: {part!r} is not '<judge>' or '<judge>*<non-negative weight>'")
         if member.startswith("ensemble") or member in ENSEMBLES:
             raise UnknownModelError(f"{name!r}: an ensemble cannot hold another ensemble ({member!r})")
