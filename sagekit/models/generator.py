@@ -24,7 +24,6 @@ what ``pipeline.__call__`` hides: shifted noise, trajectories and gradients.
 
 from __future__ import annotations
 
-import copy
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
@@ -99,8 +98,7 @@ class PromptEmbeds:
 class Generator:
     """A text-to-image model as the studies see it. Subclasses (one per family) set
     ``denoiser``, ``text_encoders`` / ``tokenizers`` (parallel lists), ``vae`` (None in
-    pixel space) and ``scheduler``, and implement :meth:`_encode`, :meth:`predict` and
-    :meth:`latent_shape`."""
+    pixel space) and ``scheduler``, and implement :meth:`_encode` and :meth:`predict`."""
 
     #: pipeline defaults, used unless a model has measured ones of its own (the toy models)
     DEFAULT_STEPS, DEFAULT_GUIDANCE = 50, 7.5
@@ -133,8 +131,10 @@ class Generator:
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
-        """``(C, h, w)`` of one sample's initial noise."""
-        raise NotImplementedError
+        """``(C, h, w)`` of one sample's initial noise: the size the denoiser was built for."""
+        s = self.denoiser.config.sample_size
+        h, w = (s, s) if isinstance(s, int) else tuple(s)
+        return (self.denoiser.config.in_channels, h, w)
 
     def to_sampler(self, x: torch.Tensor) -> torch.Tensor:
         """Noise-space ``(N, C, h, w)`` -> what the scheduler steps over (Flux packs it)."""
@@ -506,23 +506,3 @@ class Generator:
                 out.append(self.decode(lat).cpu())
         return torch.cat(out)
 
-
-def unet_fine_tuned(gen: Generator, images: torch.Tensor, captions: Sequence[str], steps: int, lr: float,
-                    trainable: str, batch_size: int, seed: int, progress: bool) -> Generator:
-    """:meth:`Generator.fine_tuned` for families with a UNet and one text encoder, through
-    the toy world's UNet training loop (the model's own noise schedule)."""
-    from ..toy.training.diffusion import train_unet
-
-    tuned = copy.copy(gen)
-    tuned.denoiser = copy.deepcopy(gen.denoiser)
-    tuned._prompt_cache = {}
-    x = gen.encode_images(images)
-    with torch.no_grad():
-        text = torch.cat([gen.embed_prompts(captions[i:i + 500]).hidden.float().cpu()
-                          for i in range(0, len(captions), 500)])
-        uncond = gen.uncond_embedding().hidden.float().cpu()
-    dev = tuned.denoiser.device
-    train_unet(tuned.denoiser, gen.training_scheduler(), x.to(dev), text.to(dev), uncond.to(dev), seed, steps,
-               batch_size, lr, ema_decay=0, trainable=trainable, progress_bar=progress)
-    tuned.denoiser.requires_grad_(False).eval()
-    return tuned

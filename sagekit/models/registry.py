@@ -179,9 +179,12 @@ def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.d
     if resolution is not None and not family.SETS_RESOLUTION:
         raise ValueError(f"{name}: its denoiser fixes the image size; resolution applies to Flux only")
     steps, guidance = TOY_SAMPLING.get(name, (None, None))
+    # a component saved as absent (e.g. SD3 without T5: [null, null]) must be passed as None to load
+    index = json.loads((path / "model_index.json").read_text())
+    absent = {k: None for k, v in index.items() if isinstance(v, list) and v == [None, None]}
     with _quiet_loading():
         pipe = DiffusionPipeline.from_pretrained(path, dtype=dtype, use_safetensors=True,
-                                                 local_files_only=True, safety_checker=None)
+                                                 local_files_only=True, **{"safety_checker": None, **absent})
     extra = {"resolution": resolution} if resolution is not None else {}
     gen = family.from_pipeline(name, pipe, default_steps=steps, default_guidance=guidance, **extra)
     gen.revision = weights_fingerprint(path)

@@ -103,7 +103,7 @@ class Certificate:
     ks_stat: float
     ks_p: float
     alpha: float
-    spatial_p: float = 1.0
+    spatial_p: float
 
     @property
     def norm_ok(self) -> bool:

@@ -30,11 +30,6 @@ class PixArtGenerator(Generator):
 
     transformer = property(lambda self: self.denoiser)
 
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        s = self.denoiser.config.sample_size
-        return (self.denoiser.config.in_channels, s, s)
-
     def _encode(self, prompts: list[str]) -> PromptEmbeds:
         enc = self.text_encoders[0]
         ids, mask = self._token_ids(self.tokenizers[0], [p.lower().strip() for p in prompts], self.max_length)

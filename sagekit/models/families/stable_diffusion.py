@@ -5,11 +5,12 @@ A UNet conditioned on the last hidden states of one CLIP text encoder; a VAE dec
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
 
-from ..generator import Generator, PromptEmbeds, unet_fine_tuned
+from ..generator import Generator, PromptEmbeds
 
 
 class StableDiffusionGenerator(Generator):
@@ -23,12 +24,6 @@ class StableDiffusionGenerator(Generator):
     unet = property(lambda self: self.denoiser)
     text_encoder = property(lambda self: self.text_encoders[0])
     tokenizer = property(lambda self: self.tokenizers[0])
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        s = self.denoiser.config.sample_size
-        h, w = (s, s) if isinstance(s, int) else tuple(s)
-        return (self.denoiser.config.in_channels, h, w)
 
     def _encode(self, prompts: list[str]) -> PromptEmbeds:
         ids, mask = self._token_ids(self.tokenizer, prompts, self.tokenizer.model_max_length)
@@ -46,4 +41,18 @@ class StableDiffusionGenerator(Generator):
         """A copy whose UNet continued training on (uint8 images ``(N, 3, H, W)``, captions)
         with the model's own noise schedule; this generator is left as it was.
         ``trainable``: ``"all"`` or ``"cross-attention"`` (key/value projections only)."""
-        return unet_fine_tuned(self, images, captions, steps, lr, trainable, batch_size, seed, progress)
+        from ...toy.training.diffusion import train_unet
+
+        tuned = copy.copy(self)
+        tuned.denoiser = copy.deepcopy(self.denoiser)
+        tuned._prompt_cache = {}
+        x = self.encode_images(images)
+        with torch.no_grad():
+            text = torch.cat([self.embed_prompts(captions[i:i + 500]).hidden.float().cpu()
+                              for i in range(0, len(captions), 500)])
+            uncond = self.uncond_embedding().hidden.float().cpu()
+        dev = tuned.denoiser.device
+        train_unet(tuned.denoiser, self.training_scheduler(), x.to(dev), text.to(dev), uncond.to(dev), seed, steps,
+                   batch_size, lr, ema_decay=0, trainable=trainable, progress_bar=progress)
+        tuned.denoiser.requires_grad_(False).eval()
+        return tuned

@@ -20,27 +20,16 @@ T5_MAX_LENGTH = 256  # the pipeline's default ``max_sequence_length``
 class StableDiffusion3Generator(FlowMatchingGenerator):
     DEFAULT_STEPS, DEFAULT_GUIDANCE = 28, 7.0
 
-    def __init__(self, *args, has_t5: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.has_t5 = has_t5
-
     @classmethod
     def from_pipeline(cls, name: str, pipe, **defaults) -> "StableDiffusion3Generator":
         encoders = [pipe.text_encoder, pipe.text_encoder_2]
         tokenizers = [pipe.tokenizer, pipe.tokenizer_2]
-        has_t5 = pipe.text_encoder_3 is not None
-        if has_t5:
+        if pipe.text_encoder_3 is not None:
             encoders.append(pipe.text_encoder_3)
             tokenizers.append(pipe.tokenizer_3)
-        return cls(name, pipe.transformer, pipe.scheduler, encoders, tokenizers, vae=pipe.vae, has_t5=has_t5,
-                   **defaults)
+        return cls(name, pipe.transformer, pipe.scheduler, encoders, tokenizers, vae=pipe.vae, **defaults)
 
     transformer = property(lambda self: self.denoiser)
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        s = self.denoiser.config.sample_size
-        return (self.denoiser.config.in_channels, s, s)
 
     def _set_timesteps(self, sched, steps: int) -> None:
         kwargs = {}
@@ -58,7 +47,7 @@ class StableDiffusion3Generator(FlowMatchingGenerator):
             pooled.append(out[0])
             clip_hidden.append(out.hidden_states[-2])
         width = self.denoiser.config.joint_attention_dim
-        if self.has_t5:
+        if len(self.text_encoders) == 3:  # a folder may leave T5 out
             ids, _ = self._token_ids(self.tokenizers[2], prompts, T5_MAX_LENGTH)
             t5 = self.text_encoders[2](ids.to(self.text_encoders[2].device))[0]
         else:

@@ -30,11 +30,6 @@ class StableDiffusionXLGenerator(Generator):
 
     unet = property(lambda self: self.denoiser)
 
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        s = self.denoiser.config.sample_size
-        return (self.denoiser.config.in_channels, s, s)
-
     def _encode(self, prompts: list[str]) -> PromptEmbeds:
         hidden, pooled = [], None
         for tokenizer, enc in zip(self.tokenizers, self.text_encoders):
@@ -60,8 +55,9 @@ class StableDiffusionXLGenerator(Generator):
         added = {"text_embeds": cond.pooled, "time_ids": self._time_ids(x.shape[0])}
         return self.denoiser(x, t, encoder_hidden_states=cond.hidden, added_cond_kwargs=added).sample.float()
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def to(self, device=None, dtype=None) -> "StableDiffusionXLGenerator":
+        super().to(device, dtype)
         # SDXL's VAE overflows in float16; the stock pipeline decodes it in float32 too
         if self.vae.dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False):
             self.vae.to(torch.float32)
-        return super().decode(latents)
+        return self
