@@ -54,7 +54,7 @@ def get_label_set(name: str) -> tuple[str, ...]:
     raise KeyError(f"unknown label set {name!r}; known: {', '.join(LABEL_SETS)}, or a .txt file with one label per line")
 
 
-def evenly_spaced(name: str, n: int) -> list[str]:
+def pick(name: str, n: int) -> list[str]:
     """``n`` labels of set ``name`` spread evenly over it (all of them when ``n`` >= its size):
     the labels a study prompts for."""
     import numpy as np

@@ -122,10 +122,17 @@ def show_label_grids(results: dict, labels: Sequence[str], shown: Sequence[int],
         plt.show()
 
 
-def show_prompt_failures(found: Sequence[dict], judge) -> None:
-    """One row per failing prompt: its images on the fresh seeds, each labelled with the
-    judge's prediction (green: the prompt's label is seen)."""
-    for r in found:
+def show_prompt_failures(found: Sequence[dict], judge, limit: int = 8) -> None:
+    """One row per failing prompt of ``found`` (at most ``limit``): its images on the fresh
+    seeds, each labelled with the judge's prediction (green: the prompt's label is seen)."""
+    fails = [r for r in found if r.get("failure", True)][:limit]
+    if not fails:
+        from IPython.display import display
+
+        from .markup import md
+
+        display(md("No prompt met the failure test with these parameters."))
+    for r in fails:
         pred = judge(r["images"]).argmax(-1)
         show_grid(r["images"], ncol=len(r["images"]), marks=(pred == judge.label_index(r["label"])).tolist(),
                   title=f'"{r["prompt"]}" — fails on {r["failure_rate"]:.0%} of seeds, perplexity {r["perplexity"]:.1f}',
@@ -133,8 +140,76 @@ def show_prompt_failures(found: Sequence[dict], judge) -> None:
         plt.show()
 
 
+def iterations_histogram(table: pd.DataFrame):
+    """Histogram of iterations to failure of the found rows of a search table; None when
+    nothing was found."""
+    found = table.loc[table["found"], "iterations"]
+    if found.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 2.8))
+    ax.hist(found, bins=20, color="#4c72b0")
+    ax.set_xlabel("iterations to failure")
+    ax.set_ylabel("latents")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def before_after(result, labels: Sequence[str], limit: int = 12):
+    """Images of the original latents (top) and the found ones (bottom; green border: a
+    verified, certified failure) of a per-prompt latent search. Returns the figure."""
+    n = min(limit, len(result.table))
+    images = torch.cat([result.images_before[:n], result.images_after[:n]])
+    marks = [True] * n + result.table["success"].tolist()[:n]
+    return show_grid(images, ncol=n, row_labels=["original z", "found z'"], col_labels=list(labels)[:n],
+                     marks=marks, cell_inches=0.8, scale=3)
+
+
+def shared_latents_grid(result, labels: Sequence[str], limit: int = 4):
+    """Per latent of a shared (many-prompt) search: a row of its original images over the
+    search prompts and a row of the found latent's (green border: a verified, certified
+    failure). Returns the figure."""
+    n = min(limit, len(result.table))
+    rows, marks, names = [], [], []
+    for i in range(n):
+        rows += [result.images_before[i], result.images_after[i]]
+        marks += [None] * len(labels) + [bool(result.table["success"][i])] * len(labels)
+        names += [f"seed {result.table['seed'][i]}: z", "found z'"]
+    return show_grid(torch.cat(rows), ncol=len(labels), row_labels=names, col_labels=list(labels), marks=marks,
+                     cell_inches=0.8, scale=3)
+
+
+def perplexity_vs_failure(baseline: pd.DataFrame, searched: pd.DataFrame, bar: float):
+    """Failure rate against LM perplexity: the LM's likeliest continuations and the
+    searched prompts, with the failure bar. Returns the figure."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.scatter(baseline["perplexity"], baseline["failure_rate"], label="LM's likeliest continuations", color="#58c")
+    ax.scatter(searched["perplexity"], searched["failure_rate"], label="gradient-guided search", color="#c42",
+               marker="x")
+    ax.axhline(bar, color="grey", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("LM perplexity (lower = more natural)")
+    ax.set_ylabel("failure rate over fresh seeds")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def token_success_bars(by_target: pd.DataFrame):
+    """Per target: the share of held-out prompts × seeds where every judge sees it (and,
+    for "{colour} {shape}" labels, its colour and its shape). Returns the figure."""
+    cols = [c for c in ("success", "colour", "shape") if c in by_target]
+    ax = by_target[cols].plot.bar(figsize=(7, 3), rot=0, ylim=(0, 1), color=["#2a7", "#c84", "#58c"][: len(cols)])
+    ax.set_ylabel("share of held-out prompts × seeds")
+    ax.set_title("does the token make the judges see the target?")
+    ax.legend(["every judge sees the target", "target's colour", "target's shape"][: len(cols)], fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
 def show_token_grids(results: dict, splits: dict, seed: int) -> None:
-    """Per target of ``prompt_search.learn_tokens``: the held-out prompts at ``seed`` without
+    """Per target of ``adversarial_tokens.learn_tokens``: the held-out prompts at ``seed`` without
     and with the token (green: every judge sees the target)."""
     for target, r in results.items():
         held = splits[target][1]

@@ -16,8 +16,8 @@ from sagekit.models.families import FAMILIES, family_of
 from sagekit.models.judges import Ensemble
 from sagekit.models.registry import ModelNotFoundError, UnknownModelError, UnsafeWeightsError, resolve_generator
 from sagekit.store import ResultStore
-from sagekit.studies import latent_search, prompt_search, seed_shifts
-from sagekit.studies.sage import TargetGoal
+from sagekit.studies import adversarial_tokens, latent_search, seed_shifts
+from sagekit.search import TargetGoal
 from sagekit.testing import TINY_BUILDERS
 
 PROMPTS = ["a red cat", "a blue dog", "a green car"]
@@ -237,9 +237,9 @@ def test_seed_shifts_latent_search_and_a_token_step_run_on_every_family(family, 
     assert not res.table["found"].iloc[0] and (res.z - res.z0).abs().max() > 0
 
     # one step of the adversarial token moves every encoder's part of its rows
-    tcfg = prompt_search.TokenConfig(iterations=1, batch=2, k=1, steps=2)
-    start = gen.mean_token_embedding(exclude=[prompt_search.ADV_TOKEN])
-    emb = prompt_search.learn_adversarial_token(gen, TargetGoal(ensemble), "blue star", ["a red circle", "a green square"],
+    tcfg = adversarial_tokens.TokenConfig(iterations=1, batch=2, k=1, steps=2)
+    start = gen.mean_token_embedding(exclude=[adversarial_tokens.ADV_TOKEN])
+    emb = adversarial_tokens.learn_adversarial_token(gen, TargetGoal(ensemble), "blue star", ["a red circle", "a green square"],
                                                 tcfg, progress=False)
     assert emb.shape == (gen.token_width,)
     widths = [e.get_input_embeddings().weight.shape[1] for e in gen.text_encoders]

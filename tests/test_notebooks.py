@@ -25,10 +25,13 @@ def small(study, tmp_path):
         "prompt-failures": ["n_labels=2", "max_words=1", "top_k=3", "iterations=2", "eval_seeds=2", "train_seeds=1",
                             "search_steps=3", "baseline_prompts=1",
                             f"store_dir={str(tmp_path / 'store')!r}"],
-        "distorted-latents": ["n_labels=2", "iterations=3", "compare_samples=1", "compare_iterations=1", "heldout=2"],
-        "unrelated-latents": ["n_labels=2", "iterations=3", "compare_samples=1", "compare_iterations=1"],
-        "adversarial-tokens": ["targets=['red circle', 'cyan star']", "n_train_labels=2", "n_heldout_labels=2", "iterations=2", "batch=2", "eval_seeds=1",
-                               "search_steps=3", "examples=2"],
+        "distorted-latents": ["n_labels=2", "latents=2", "iterations=3", "compare_iterations=1", "heldout=2",
+                              f"store_dir={str(tmp_path / 'store')!r}"],
+        "unrelated-latents": ["n_labels=2", "iterations=3", "compare_iterations=1",
+                              f"store_dir={str(tmp_path / 'store')!r}"],
+        "adversarial-tokens": ["targets=['red circle', 'cyan star']", "n_train_labels=2", "n_heldout_labels=2",
+                               "iterations=2", "batch=2", "eval_seeds=1", "search_steps=3", "examples=2",
+                               f"store_dir={str(tmp_path / 'store')!r}"],
         "implosion": ["ks=[0, 1, 2]", "n_train=200", "budget=20", "finetune_steps=2", "eval_seeds=2", "attention_seeds=1"],
     }[study]
 
@@ -49,6 +52,19 @@ def test_notebooks_hold_no_loops_or_definitions():
             found = [type(n).__name__ for n in ast.walk(ast.parse(c.source))
                      if isinstance(n, (ast.For, ast.While, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
             assert not found, (study.notebook, found, c.source[:80])
+
+
+SAGE_NOTEBOOKS = ("prompt-failures", "distorted-latents", "unrelated-latents", "adversarial-tokens")
+
+
+def test_sage_notebooks_hold_no_logic():
+    """No comprehension, lambda or branch either: what a notebook computes is a call."""
+    logic = (ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp, ast.Lambda, ast.If, ast.IfExp)
+    for study in SAGE_NOTEBOOKS:
+        nb = nbformat.read(STUDIES[study].path, as_version=4)
+        for c in (c for c in nb.cells if c.cell_type == "code"):
+            found = [type(n).__name__ for n in ast.walk(ast.parse(c.source)) if isinstance(n, logic)]
+            assert not found, (study, found, c.source[:80])
 
 
 @pytest.mark.parametrize("study", sorted(STUDIES))
@@ -92,11 +108,17 @@ def test_study_report(study, tmp_path):
         assert {c["id"]: c["verdict"] for c in claims}["b"] == "inconclusive"
     if study in ("distorted-latents", "unrelated-latents"):
         f = saved["findings"]
-        assert 0 <= f["success_rate"] <= f["classes_with_failure"] <= 1
+        fv = f["found_verified"]
+        assert fv["success"] <= fv["verified"] <= fv["found"] <= fv["searched"] == f["success"]["n"]
+        assert f["success"]["k"] == fv["success"] and f["success"]["lo"] <= f["success_rate"] <= f["success"]["hi"]
         assert f["residual_speedup"] > 0 and f["residual_speedup_bound"] == pytest.approx(4 * 25 / (25 + 2 * 2))
         assert {m["mode"] for m in f["modes"]} == {"exact", "residual"}
+        assert set(f["headline"]) >= {"found", "verified"}
         if study == "distorted-latents":
-            assert "prompt_independence" in f
+            assert fv["searched"] == 2 and len(f["prompts"]) == 2
+            assert set(f["realism"]) == set(f["heldout_failed"]) == {"found", "original"}
+        else:
+            assert fv["searched"] == 2 and 0 <= f["success_rate"] <= f["classes_with_failure"] <= 1
     if study == "implosion":
         points = saved["findings"]["points"]
         assert {(p["k"], p["control"]) for p in points} == {(k, c) for k in (0, 1, 2) for c in (False, True)}
@@ -105,6 +127,8 @@ def test_study_report(study, tmp_path):
         assert {p["budget"] for p in points if p["k"]} == {20}
         assert [p["n_poisoned"] for p in points if not p["control"]] == [0, 2, 4]
     if study == "prompt-failures":
+        f = saved["findings"]
+        assert f["verified"] <= f["found"] <= f["searched"] == 2 and f["labels_verified"]["n"] == 2
         assert 0 <= saved["findings"]["classes_with_failure"] <= 1
         assert {p["label"] for p in saved["findings"]["prompts"]} == {"red circle", "magenta heart"}
         assert 0 <= saved["findings"]["baseline_classes_with_failure"] <= 1

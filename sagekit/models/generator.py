@@ -78,6 +78,10 @@ class PromptEmbeds:
     def repeat_interleave(self, n: int) -> "PromptEmbeds":
         return self._map(lambda t: t.repeat_interleave(n, 0))
 
+    def repeat(self, n: int) -> "PromptEmbeds":
+        """All N rows, ``n`` times over: row i of copy c is row c * N + i."""
+        return self._map(lambda t: t.repeat(n, *([1] * (t.dim() - 1))))
+
     def expand(self, n: int) -> "PromptEmbeds":
         """A batch of one, broadcast to ``n`` rows."""
         return self._map(lambda t: t.expand(n, *t.shape[1:]))
@@ -282,17 +286,25 @@ class Generator:
                                             for x in words]).cpu())
         return torch.cat(per_encoder, -1)
 
-    def mean_token_embedding(self, exclude: Sequence[str] = ()) -> torch.Tensor:
-        """The mean token rows ``(E,)`` of the vocabularies, leaving out the tokens in
-        ``exclude`` that exist (e.g. those sagekit added): where a learned token starts."""
-        means = []
+    def token_statistics(self, exclude: Sequence[str] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation ``(E,)`` each, per coordinate, of the vocabularies'
+        token rows (every encoder's, concatenated), leaving out the tokens in ``exclude``
+        that exist (e.g. those sagekit added); float32 on the CPU. The mean is where a
+        learned token starts; the spread is the unit of its steps."""
+        means, stds = [], []
         for table, tokenizer in zip(self._embedding_tables(), self.tokenizers):
             w = table.weight.detach()
             vocab = tokenizer.get_vocab()
             keep = torch.ones(w.shape[0], dtype=torch.bool, device=w.device)
             keep[[vocab[t] for t in exclude if t in vocab]] = False
-            means.append(w[keep].float().mean(0).cpu())
-        return torch.cat(means)
+            rows = w[keep].float()
+            means.append(rows.mean(0).cpu())
+            stds.append(rows.std(0).cpu())
+        return torch.cat(means), torch.cat(stds)
+
+    def mean_token_embedding(self, exclude: Sequence[str] = ()) -> torch.Tensor:
+        """The mean token row ``(E,)`` (see :meth:`token_statistics`)."""
+        return self.token_statistics(exclude)[0]
 
     # ------------------------------------------------------------------ noise
     def initial_noise(self, seeds: Sequence[int]) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """SAGE latent search: find non-outlier initial latents z' = z + delta that make a model fail.
 
-Shared by the distorted-latents and unrelated-latents studies; they differ in the goal
-(``RobustGoal`` vs ``UnrelatedGoal``) and in what they measure afterwards.
+Shared by the distorted-latents study (one latent for many prompts at once,
+``search_shared_latents``) and the unrelated-latents study (one latent per prompt,
+``search_latents``); both are the engine's parts (``sagekit.search``) composed.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ..models.generator import Generator
 from ..models.judges import Ensemble
-from .sage import RobustGoal, certify, chi2_bounds, project_norm, project_normal, signed_step
+from ..search import Checkpoint, LatentDelta, RobustGoal, SearchState, certify, signed_descent
+from ..stats import wilson
 
 
 @dataclass
@@ -63,70 +64,56 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets: list[int], seeds: list[int],
-                   cfg: LatentSearchConfig, progress: bool = True, verifier: Ensemble | None = None
-                   ) -> LatentSearchResult:
+                   cfg: LatentSearchConfig, progress: bool = True, verifier: Ensemble | None = None,
+                   checkpoints: str | None = None) -> LatentSearchResult:
     """Search one latent per (prompt, target label index, seed), all in one batch.
 
-    Each iteration: images from z0 + delta (with the chosen gradient mode), goal loss, a
-    signed step on every sample not yet found, then z' is kept a non-outlier of N(0, I)
-    (values pulled towards N(0, 1) where a KS test rejects them, the norm projected into
-    the chi-square range) and delta clamped. A sample's search stops at the first
-    iteration its image meets the goal. Afterwards every z' is generated again with
+    The engine's parts: the goal's loss on the images of z0 + delta (with the chosen
+    gradient mode), ``LatentDelta`` steps kept non-outliers, one ``signed_descent``; a
+    sample's search stops at the first iteration its image meets the goal, and only the
+    samples still searching are rendered. Afterwards every z' is generated again with
     another sampler (``Generator.other_sampler``) and judged by ``verifier``, judges the
-    search never saw (default: the search's own ensemble): ``verified``; and certified
-    (norm and normality). ``success`` needs all three and at least one step: a latent that
-    already failed (``failed_at_start``) is the model's own failure, not one the search
-    found."""
+    search never saw (default: the search's own ensemble): ``verified``; and certified.
+    ``success`` needs all three and at least one step: a latent that already failed
+    (``failed_at_start``) is the model's own failure, not one the search found. With
+    ``checkpoints`` (a folder) a killed search resumes where it stopped."""
     device = gen.device
     steps = cfg.steps or gen.default_steps
     guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
     target = torch.tensor(targets)
     z0 = gen.initial_noise(seeds).to(device)
-    dim = z0[0].numel()
-    # The constraints are enforced at 2*alpha: a latent on their boundary then has p-values
-    # of 2*alpha, clear of the certificate's alpha (not on it).
-    margin = min(2 * cfg.alpha, 0.5)
-    lo, hi = chi2_bounds(dim, margin)
-    delta = torch.zeros_like(z0)
+    latent = LatentDelta(z0, cfg.lr, cfg.delta_bound, cfg.alpha)
     emb = gen.encode_prompts(prompts)
-    found_at = torch.full((len(seeds),), -1)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times: list[float] = []
-    images_before = None
-    bar = tqdm(range(cfg.iterations + 1), desc=f"latent search ({cfg.mode})", disable=not progress, leave=False)
-    for it in bar:
-        t0 = time.perf_counter()
-        last = it == cfg.iterations
-        # Only the samples still searching are rendered: the batch shrinks as failures are found.
-        idx = torch.nonzero(found_at < 0).flatten()
-        on = idx.to(device)
-        z = (z0[on] + delta[on]).requires_grad_(not last)
-        step_seeds = [seeds[i] for i in idx.tolist()]  # ancestral samplers: each sample's own step noise
-        with torch.set_grad_enabled(not last):
-            if last:
-                lat = gen.denoise(z, emb[on], guidance, steps, seeds=step_seeds)
-            else:
-                lat = gen.denoise_differentiable(z, emb[on], mode=cfg.mode, k=min(cfg.k, steps), c=cfg.c,
-                                                 guidance=guidance, steps=steps, seeds=step_seeds)
-            images = gen.decode(lat)
-            loss = goal.loss(images, target[idx])
-        if images_before is None:
-            images_before = images.detach().cpu()
-        hit = goal.found(images.detach(), target[idx])
-        found_at[idx[hit]] = it
-        if last or hit.all():
-            break
-        loss.sum().backward()
-        with torch.no_grad():  # step only the samples not found this iteration: a found z' stays as it was
-            rows, keep = idx[~hit].to(device), (~hit).to(device)
-            d = signed_step(delta[rows], z.grad[keep], cfg.lr, cfg.delta_bound)
-            z_new = project_norm(project_normal(z0[rows] + d, margin), lo, hi)
-            delta[rows] = (z_new - z0[rows]).clamp(-cfg.delta_bound, cfg.delta_bound)
-        times.append(time.perf_counter() - t0)
-        bar.set_postfix(found=int((found_at >= 0).sum()), loss=f"{loss.mean().item():.3f}")
+    first: dict[str, torch.Tensor] = {}
 
-    z_final = (z0 + delta).detach()
+    def objective(rows, index, it, grad):
+        on = index.to(device)
+        z = latent.apply(rows["delta"], index)
+        step_seeds = [seeds[i] for i in index.tolist()]  # ancestral samplers: each sample's own step noise
+        if grad:
+            lat = gen.denoise_differentiable(z, emb[on], mode=cfg.mode, k=min(cfg.k, steps), c=cfg.c,
+                                             guidance=guidance, steps=steps, seeds=step_seeds)
+        else:
+            lat = gen.denoise(z, emb[on], guidance, steps, seeds=step_seeds)
+        images = gen.decode(lat)
+        if it == 0 and "images" not in first:
+            first["images"] = images.detach().cpu()
+        return goal.loss(images, target[index]), goal.found(images.detach(), target[index])
+
+    state = signed_descent(objective, {"delta": latent}, SearchState({"delta": latent.init()}), cfg.iterations,
+                           checkpoint=Checkpoint.under(checkpoints, {
+                               "search": "latents", "model": gen.name, "goal": type(goal).__name__,
+                               "judges": goal.ensemble.name, "prompts": prompts, "targets": targets,
+                               "seeds": seeds, "cfg": asdict(cfg)}),
+                           progress=progress, desc=f"latent search ({cfg.mode})")
+    found_at, times = state.found_at, state.seconds
+    with torch.no_grad():
+        images_before = first.get("images")
+        if images_before is None or len(images_before) != len(seeds):  # resumed: render the starting latents
+            images_before = gen.decode(gen.denoise(z0, emb, guidance, steps, seeds=list(seeds))).cpu()
+    z_final = (z0 + state.values["delta"]).detach()
     check = goal if verifier is None else goal.judged_by(verifier)
     with torch.no_grad():
         found_images = gen.decode(gen.denoise(z_final, emb, guidance, steps, seeds=list(seeds))).cpu()
@@ -154,6 +141,92 @@ def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets
     table["success"] = table["found"] & table["verified"] & table["certified"] & ~table["failed_at_start"]
     return LatentSearchResult(table, z0.cpu(), z_final.cpu(), images_before, found_images, times,
                               _peak_memory_mb(device), check.ensemble.name, gen.other_sampler() or "the model's own")
+
+
+@dataclass
+class SharedLatentResult:
+    """One latent per seed, optimised over P prompts at once. ``table``: one row per
+    latent; ``z0``, ``z`` ``(L, C, h, w)``; ``images_before`` / ``images_after``
+    ``(L, P, 3, H, W)`` (the P search prompts), on the CPU."""
+
+    table: pd.DataFrame
+    prompts: list[str]
+    z0: torch.Tensor
+    z: torch.Tensor
+    images_before: torch.Tensor
+    images_after: torch.Tensor
+    seconds_per_iteration: list[float] = field(default_factory=list)
+    verifier: str = ""
+    verify_sampler: str = ""
+
+
+def search_shared_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets: list[int], seeds: list[int],
+                          cfg: LatentSearchConfig, progress: bool = True, verifier: Ensemble | None = None,
+                          checkpoints: str | None = None) -> SharedLatentResult:
+    """Search one latent per seed that meets ``goal`` for *every* prompt at once (prompt
+    independence by construction, SAGE's distorted latents): the loss of a latent is the
+    mean of the goal's loss over its P images, and it is found when all P meet the goal.
+    The engine's parts as in :func:`search_latents`; ``verified``: the verifier's verdict
+    on every prompt's image drawn again with another sampler."""
+    device = gen.device
+    steps = cfg.steps or gen.default_steps
+    guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
+    n = len(prompts)
+    target = torch.tensor(targets)
+    z0 = gen.initial_noise(seeds).to(device)
+    latent = LatentDelta(z0, cfg.lr, cfg.delta_bound, cfg.alpha)
+    emb = gen.encode_prompts(prompts)
+
+    def objective(rows, index, it, grad):
+        z = latent.apply(rows["delta"], index).repeat_interleave(n, 0)
+        cond = emb.repeat(len(index))
+        step_seeds = [seeds[i] for i in index.tolist() for _ in range(n)]
+        if grad:
+            lat = gen.denoise_differentiable(z, cond, mode=cfg.mode, k=min(cfg.k, steps), c=cfg.c, guidance=guidance,
+                                             steps=steps, seeds=step_seeds)
+        else:
+            lat = gen.denoise(z, cond, guidance, steps, seeds=step_seeds)
+        images = gen.decode(lat)
+        t = target.repeat(len(index))
+        loss = goal.loss(images, t).view(len(index), n).mean(1)
+        return loss, goal.found(images.detach(), t).view(len(index), n).all(1)
+
+    state = signed_descent(objective, {"delta": latent}, SearchState({"delta": latent.init()}), cfg.iterations,
+                           checkpoint=Checkpoint.under(checkpoints, {
+                               "search": "shared latents", "model": gen.name, "goal": type(goal).__name__,
+                               "judges": goal.ensemble.name, "prompts": prompts, "targets": targets,
+                               "seeds": seeds, "cfg": asdict(cfg)}),
+                           progress=progress, desc=f"shared latent search ({cfg.mode})")
+    z_final = (z0 + state.values["delta"]).detach()
+    check = goal if verifier is None else goal.judged_by(verifier)
+    every = [seeds[i] for i in range(len(seeds)) for _ in range(n)]
+    cond = emb.repeat(len(seeds))
+    with torch.no_grad():
+        before = gen.decode(gen.denoise(z0.repeat_interleave(n, 0), cond, guidance, steps, seeds=every)).cpu()
+        after = gen.decode(gen.denoise(z_final.repeat_interleave(n, 0), cond, guidance, steps, seeds=every)).cpu()
+        again = gen.decode(gen.denoise(z_final.repeat_interleave(n, 0), cond, guidance, steps, gen.other_sampler(),
+                                       seeds=every))
+        t = torch.tensor([check.ensemble.label_index(goal.ensemble.labels[x]) for x in targets]).repeat(len(seeds))
+        verified = check.found(again, t).view(len(seeds), n).all(1)
+        met = goal.found(after.to(device), target.repeat(len(seeds))).view(len(seeds), n)
+        confidence = goal.ensemble(after.to(device)).max(-1).values.view(len(seeds), n).cpu()
+    rows = []
+    for i, seed in enumerate(seeds):
+        cert = certify(z_final[i], cfg.alpha)
+        found = bool(state.found_at[i] >= 0)
+        rows.append({"seed": int(seed), "found": found,
+                     "iterations": int(state.found_at[i]) if found else None,
+                     "verified": found and bool(verified[i]), "certified": cert.passed,
+                     "prompts_broken": float(met[i].float().mean()), "confidence_after": float(confidence[i].mean()),
+                     "norm_sq": cert.norm_sq, "chi2_p": cert.chi2_p, "ks_p": cert.ks_p, "spatial_p": cert.spatial_p,
+                     "delta_linf": float((z_final[i] - z0[i]).abs().max()),
+                     "delta_rms": float((z_final[i] - z0[i]).pow(2).mean().sqrt())})
+    table = pd.DataFrame(rows)
+    table["failed_at_start"] = table["iterations"] == 0
+    table["success"] = table["found"] & table["verified"] & table["certified"] & ~table["failed_at_start"]
+    shape = (len(seeds), n, *before.shape[1:])
+    return SharedLatentResult(table, list(prompts), z0.cpu(), z_final.cpu(), before.view(shape), after.view(shape),
+                              state.seconds, check.ensemble.name, gen.other_sampler() or "the model's own")
 
 
 def found_verified(result: LatentSearchResult) -> dict:
@@ -199,3 +272,33 @@ def residual_speedup_bound(steps: int, k: int) -> float:
     if not 0 < k <= steps:
         raise ValueError(f"need 0 < k <= steps, got k={k}, steps={steps}")
     return 4 * steps / (steps + 2 * k)
+
+
+def compare_modes(gen: Generator, goal: RobustGoal, prompts: list[str], targets: list[int], seeds: list[int],
+                  cfg: LatentSearchConfig, iterations: int, progress: bool = True) -> pd.DataFrame:
+    """Exact vs residual gradients on the same samples and iteration budget: success,
+    seconds and peak memory per iteration (one row per mode)."""
+    rows = []
+    for mode in ("exact", "residual"):
+        c = LatentSearchConfig(**{**asdict(cfg), "mode": mode, "iterations": iterations})
+        res = search_latents(gen, goal, prompts, targets, seeds, c, progress)
+        cost = cost_per_iteration(gen, goal, prompts[0], targets[0], seeds[0], c, iterations=2)
+        rows.append({"mode": mode, "k": c.k if mode == "residual" else c.steps or gen.default_steps,
+                     "samples": len(res.table), "success_rate": float(res.table["success"].mean()),
+                     "seconds_per_iteration": cost["seconds"],
+                     "search_seconds_per_iteration": float(np.mean(res.seconds_per_iteration))
+                     if res.seconds_per_iteration else float("nan"),
+                     "peak_memory_mb": cost["peak_memory_mb"]})
+    return pd.DataFrame(rows)
+
+
+def speedup(modes: pd.DataFrame) -> float:
+    """Seconds per iteration, exact over residual, of a :func:`compare_modes` table."""
+    by = modes.set_index("mode")["seconds_per_iteration"]
+    return float(by["exact"] / by["residual"])
+
+
+def rate(k: int, n: int) -> dict:
+    """A rate with its count and 95% Wilson interval, as findings carry it."""
+    r, lo, hi = wilson(int(k), int(n))
+    return {"k": int(k), "n": int(n), "rate": r, "lo": lo, "hi": hi}

@@ -246,10 +246,10 @@ PROB = Float(0, 1)
 MODE = Choice(("exact", "residual"))
 COMMON = {"model": ModelName("generator"), "judge": ModelName("ensemble"), "device": Device(), "seed": SEED}
 LATENT = {
-    **COMMON, "verifier": ModelName("ensemble"), "label_set": LabelSet(), "n_labels": LABELS_N, "seeds_per_label": SEEDS_N, "iterations": ITERATIONS,
-    "lr": LR, "delta_bound": Float(0, 10, lo_open=True), "mode": MODE, "k": Int(1, 1000, note=" (and at most steps)"),
-    "c": Float(0, 10), "alpha": Float(0, 0.5, lo_open=True), "guidance": GUIDANCE, "steps": STEPS,
-    "compare_samples": Int(1, 1000), "compare_iterations": Int(1, 1000),
+    **COMMON, "verifier": ModelName("ensemble"), "label_set": LabelSet(), "n_labels": LABELS_N,
+    "iterations": ITERATIONS, "lr": LR, "delta_bound": Float(0, 10, lo_open=True), "mode": MODE,
+    "k": Int(1, 1000, note=" (and at most steps)"), "c": Float(0, 10), "alpha": Float(0, 0.5, lo_open=True),
+    "guidance": GUIDANCE, "steps": STEPS, "compare_iterations": Int(1, 1000), "store_dir": Folder(),
 }
 
 
@@ -268,13 +268,13 @@ def _n_labels(p: dict) -> int:
 
 def _labels_are_judged(p: dict, which: str = "judge") -> None:
     """Every label the study prompts for must be one the judge (or ``which``) can see."""
-    from ..labels import evenly_spaced
+    from ..labels import pick
     from ..models.registry import judge_label_names
 
     known = judge_label_names(p["judge"])
     if known is None:
         return
-    missing = [l for l in evenly_spaced(p["label_set"], p["n_labels"]) if l not in set(known)]
+    missing = [l for l in pick(p["label_set"], p["n_labels"]) if l not in set(known)]
     if missing:
         raise ParameterError(f"label_set {p['label_set']!r} has labels that {which} {p['judge']!r} does not know: "
                              + ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else ""))
@@ -283,6 +283,24 @@ def _labels_are_judged(p: dict, which: str = "judge") -> None:
 def _k_within_steps(p: dict) -> None:
     if p["steps"] and p["k"] > p["steps"]:
         raise ParameterError(f"parameter 'k' ({p['k']}) must be at most steps ({p['steps']})")
+    _judged_and_verified(p)
+
+
+def _distorted_rules(p: dict) -> None:
+    """The searched and the held-out labels are disjoint parts of the label set, and
+    every one of them is judged."""
+    from ..labels import get_label_set
+
+    size = len(get_label_set(p["label_set"]))
+    if p["n_labels"] + p["heldout"] > size:
+        raise ParameterError(f"n_labels + heldout must be at most {size} (the labels of {p['label_set']!r}), "
+                             f"got {p['n_labels'] + p['heldout']}")
+    _k_within_steps(p)
+    _labels_are_judged({**p, "n_labels": size})
+    _labels_are_judged({**p, "n_labels": size, "judge": p["verifier"]}, "verifier")
+
+
+def _judged_and_verified(p: dict) -> None:
     _labels_are_judged(p)
     _verifier_is_held_out(p)
 
@@ -340,31 +358,31 @@ SCHEMAS: dict[str, Schema] = {
         {"per_label": Int(1, 1000), "n_judge": COUNT, "grid_labels": Int(1, 36), "seed": SEED},
         lambda p: 36 * p["per_label"] * 4 + p["n_judge"]),
     "prompt-failures": Schema(
-        {**COMMON, "clip": ModelName("clip"), "lm": ModelName("lm"), "label_set": LabelSet(), "n_labels": LABELS_N,
-         "max_words": Int(1, 32), "top_k": Int(1, 1000), "iterations": ITERATIONS, "lr": LR,
+        {**COMMON, "verifier": ModelName("ensemble"), "clip": ModelName("clip"), "lm": ModelName("lm"),
+         "label_set": LabelSet(), "n_labels": LABELS_N, "max_words": Int(1, 32), "top_k": Int(1, 1000),
+         "rescore": Int(1, 1000), "project_every": Int(0, 100_000), "iterations": ITERATIONS, "lr": LR,
          "bound": Float(0, 100, lo_open=True), "train_seeds": SEEDS_N, "eval_seeds": SEEDS_N,
          "fail_fraction": Float(0, 1, lo_open=True), "mode": MODE, "k": Int(1, 1000), "search_steps": SEARCH_STEPS,
          "guidance": GUIDANCE, "steps": STEPS, "baseline_prompts": Int(1, 1000), "baseline_min_prob": PROB,
          "taxonomy": ListOf(Text(80), 1, 50, unique=True), "store_dir": Folder()},
-        lambda p: _n_labels(p) * (p["max_words"] * (p["train_seeds"] * (p["iterations"] + p["top_k"]) + p["eval_seeds"])
+        lambda p: _n_labels(p) * (p["max_words"] * (p["train_seeds"] * (p["iterations"] + 1 + p["rescore"])
+                                                     + p["eval_seeds"])
                                   + p["baseline_prompts"] * p["eval_seeds"]),
-        _labels_are_judged),
+        _judged_and_verified),
     "distorted-latents": Schema(
-        {**LATENT, "heldout": Int(1, 1000), "low_confidence": PROB},
-        lambda p: _n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 2 + p["heldout"] * 2)
-        + 2 * p["compare_samples"] * p["compare_iterations"],
-        _k_within_steps),
+        {**LATENT, "clip": ModelName("clip"), "heldout": Int(1, 1000), "latents": SEEDS_N, "low_confidence": PROB},
+        lambda p: p["latents"] * (_n_labels(p) * (p["iterations"] + 3) + 2 * p["heldout"]) + 2 * p["compare_iterations"],
+        _distorted_rules),
     "unrelated-latents": Schema(
-        {**LATENT, "confidence": PROB},
-        lambda p: _n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 2)
-        + 2 * p["compare_samples"] * p["compare_iterations"],
+        {**LATENT, "seeds_per_label": SEEDS_N, "confidence": PROB},
+        lambda p: _n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 3) + 2 * p["compare_iterations"],
         _k_within_steps),
     "adversarial-tokens": Schema(
         {**COMMON, "clip": ModelName("clip"), "targets": ListOf(Text(200), 1, 100, unique=True),
          "n_train_labels": Int(1, 1000), "n_heldout_labels": Int(1, 1000), "objective": Choice(("denoise", "judges")),
          "iterations": ITERATIONS, "lr": LR, "bound": Float(0, 100, lo_open=True), "batch": Int(1, 1024),
          "examples": Int(1, 10_000), "mode": MODE, "k": Int(1, 1000), "search_steps": SEARCH_STEPS,
-         "guidance": GUIDANCE, "steps": STEPS, "eval_seeds": SEEDS_N},
+         "guidance": GUIDANCE, "steps": STEPS, "eval_seeds": SEEDS_N, "store_dir": Folder()},
         lambda p: len(p["targets"]) * (p["iterations"] * p["batch"] + 4 * p["examples"]
                                        + 2 * p["n_heldout_labels"] * p["eval_seeds"]),
         _targets_are_judged),

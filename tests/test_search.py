@@ -1,5 +1,6 @@
-"""SAGE parts: goals, certificates, projection, signed steps, and the latent search on a
-tiny random Stable-Diffusion-architecture pipeline."""
+"""The search engine's parts (goals, certificates, projections, the signed-descent loop
+and its checkpoints) and the latent search on a tiny random Stable-Diffusion-architecture
+pipeline."""
 
 import pytest
 import timm
@@ -9,10 +10,10 @@ from sagekit.models import load_generator
 from sagekit.models.judges import EdgeJudge, Ensemble, Judge, TimmJudge
 from sagekit.studies.latent_search import (LatentSearchConfig, cost_per_iteration, found_verified,
                                           residual_speedup_bound, search_latents)
-from sagekit.studies.sage import (RobustGoal, TargetGoal, UnrelatedGoal, certify, chi2_bounds, project_norm,
-                                  project_normal, signed_step)
+from sagekit.search import (Checkpoint, RobustGoal, SearchState, TargetGoal, TokenRows, UnrelatedGoal, certify,
+                            chi2_bounds, project_norm, project_normal, signed_descent)
 
-from fixed_judge import LABELS, FixedJudge
+from fixed_judge import LABELS, ColourJudge, FixedJudge
 
 
 
@@ -43,7 +44,7 @@ def test_certificates():
     assert c.norm_ok and not c.normal_ok
 
 
-def test_projection_and_signed_step():
+def test_norm_projection():
     lo, hi = chi2_bounds(1024)
     assert lo < 1024 < hi
     g = torch.Generator().manual_seed(0)
@@ -56,10 +57,6 @@ def test_projection_and_signed_step():
     assert torch.allclose(sq, torch.tensor([lo, z[1].pow(2).sum().item(), hi]), rtol=1e-4)
     assert torch.allclose(p[1], z[1])
     assert torch.allclose(torch.nn.functional.cosine_similarity(p.flatten(1), z.flatten(1)), torch.ones(3))
-    x = torch.zeros(2, 3)
-    grad = torch.tensor([[1.0, -2.0, 0.0], [5.0, 5.0, 5.0]])
-    out = signed_step(x, grad, 0.5, 0.3, active=torch.tensor([True, False]))
-    assert torch.allclose(out, torch.tensor([[-0.3, 0.3, 0.0], [0.0, 0.0, 0.0]]))
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +171,149 @@ def test_the_spatial_certificate_rejects_arranged_latents_and_keeps_its_level():
         # the same values: the norm and KS verdicts cannot change; the arrangement is caught
         assert (c.chi2_p, c.ks_p) == pytest.approx((before.chi2_p, before.ks_p))
         assert before.spatial_ok and not c.spatial_ok and not c.passed
+
+
+class _Box:
+    """A transformation for the loop's own tests: steps of 0.25, values kept in [-1, 1]."""
+
+    step = 0.25
+
+    def project(self, rows, index):
+        return rows.clamp(-1, 1)
+
+
+class _Quadratic:
+    """loss = ||x - c||^2 per row, found when below 0.2; records the iterations it saw,
+    and can be told to die (a killed run) at one of them."""
+
+    def __init__(self, centres, die_at=None):
+        self.c, self.die_at, self.seen = torch.tensor(centres), die_at, []
+
+    def __call__(self, rows, index, it, grad):
+        if it == self.die_at:
+            raise KeyboardInterrupt
+        self.seen.append(it)
+        loss = (rows["x"] - self.c[index]).pow(2).sum(1)
+        return loss, (loss < 0.2).cpu()
+
+
+def _quadratic_search(objective, iterations=6, checkpoint=None):
+    state = SearchState({"x": torch.zeros(3, 2)})
+    return signed_descent(objective, {"x": _Box()}, state, iterations, checkpoint=checkpoint, progress=False)
+
+
+def test_signed_descent_steps_projects_and_stops_each_row_at_its_goal():
+    # row 0 walks to (1, 1) in steps of 0.25 and meets the goal at (0.75, 0.75), after 3 steps;
+    # row 1 meets it before any step; row 2 is pushed along one axis (the other's gradient is 0) into the box wall
+    state = _quadratic_search(_Quadratic([[1.0, 1.0], [0.25, 0.0], [-3.0, 0.0]]))
+    assert state.found_at.tolist() == [3, 0, -1]
+    assert torch.equal(state.values["x"], torch.tensor([[0.75, 0.75], [0.0, 0.0], [-1.0, 0.0]]))
+    assert state.iteration == 6 and len(state.losses) == 6
+    assert state.losses[-1] == 4.0  # the mean over the rows still searching: row 2 alone, at the wall
+
+
+def test_a_killed_search_resumes_from_its_checkpoint_and_ends_the_same(tmp_path):
+    centres = [[1.0, 1.0], [0.25, 0.0], [-3.0, 0.0]]
+    whole = _quadratic_search(_Quadratic(centres))
+    ckpt = Checkpoint.under(tmp_path, {"search": "quadratic"})
+    with pytest.raises(KeyboardInterrupt):
+        _quadratic_search(_Quadratic(centres, die_at=2), checkpoint=ckpt)
+    again = _Quadratic(centres)
+    resumed = _quadratic_search(again, checkpoint=ckpt)
+    assert again.seen[0] == 2  # it went on from the last finished step, not from the start
+    assert torch.equal(resumed.values["x"], whole.values["x"]) and torch.equal(resumed.found_at, whole.found_at)
+    assert resumed.losses == whole.losses
+    # another search's checkpoint is never resumed
+    other = _Quadratic(centres)
+    _quadratic_search(other, checkpoint=Checkpoint(ckpt.path, "another search"))
+    assert other.seen[0] == 0
+
+
+def test_token_rows_move_in_units_of_the_table_spread():
+    mean, std = torch.tensor([0.0, 1.0, -1.0]), torch.tensor([0.1, 2.0, 0.5])
+    rows = TokenRows(mean, std, lr=0.05, bound=2.5)
+    assert torch.allclose(rows.step, torch.tensor([0.005, 0.1, 0.025]))
+    far = torch.tensor([[9.0, -9.0, 0.0]])
+    assert torch.allclose(rows.project(far), torch.tensor([[0.25, -4.0, 0.0]]))  # mean +- 2.5 spreads
+
+
+def test_the_latent_search_lowers_a_differentiable_judges_loss(tiny):
+    """On a fixed judge that reads colour (every pixel has a gradient), the search must
+    move the latents, and the goal's loss must fall."""
+    gen, _ = tiny
+    goal = RobustGoal(Ensemble("colour", [ColourJudge()]))
+    cfg = LatentSearchConfig(iterations=4, lr=0.1, mode="exact", steps=2, guidance=2.0)
+    # the target is what the judge sees at the start: no sample meets the goal before a step
+    target = goal.ensemble(gen.generate(["a cat", "a dog"], [3, 4], 2.0, 2)).argmax(-1)
+    res = search_latents(gen, goal, ["a cat", "a dog"], target.tolist(), [3, 4], cfg, progress=False)
+    before, after = (goal.loss(x, target) for x in (res.images_before, res.images_after))
+    assert not res.table["failed_at_start"].any() and (after < before).all(), (before, after)
+    assert ((res.z - res.z0).flatten(1).abs().sum(1) > 0).all()
+
+
+def test_a_killed_latent_search_resumes_and_ends_as_an_uninterrupted_one(tiny, tmp_path, monkeypatch):
+    gen, _ = tiny
+    goal = RobustGoal(Ensemble("colour", [ColourJudge()]))
+    cfg = LatentSearchConfig(iterations=4, lr=0.1, mode="exact", steps=2, guidance=2.0)
+    target = goal.ensemble(gen.generate(["a cat", "a dog"], [3, 4], 2.0, 2)).argmax(-1).tolist()
+    args = (gen, goal, ["a cat", "a dog"], target, [3, 4], cfg)
+    whole = search_latents(*args, progress=False)
+    calls = {"n": 0}
+    decode = gen.decode
+
+    def dies_on_the_third_pass(latents):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return decode(latents)
+
+    monkeypatch.setattr(gen, "decode", dies_on_the_third_pass)
+    with pytest.raises(KeyboardInterrupt):
+        search_latents(*args, progress=False, checkpoints=tmp_path)
+    monkeypatch.setattr(gen, "decode", decode)
+    assert len(list((tmp_path / "checkpoints").glob("*.safetensors"))) == 1
+    resumed = search_latents(*args, progress=False, checkpoints=tmp_path)
+    assert torch.equal(resumed.z, whole.z)
+    cols = ["found", "iterations", "verified", "certified", "pred_after"]
+    assert resumed.table[cols].equals(whole.table[cols])
+    assert (whole.table["iterations"].fillna(cfg.iterations) >= 2).all()  # the kill came mid-search
+
+
+def test_the_distorted_goal_needs_every_judge_to_miss_and_the_ensemble_unsure():
+    from sagekit.search import DistortedGoal
+
+    # image 0: both judges unsure (max 0.4) and neither sees "cat"; image 1: "cat" gone but "car" is confident
+    ens = fixed_ensemble([[0.3, 0.4, 0.3], [0.1, 0.1, 0.8]], [[0.3, 0.3, 0.4], [0.1, 0.1, 0.8]])
+    x, target = torch.zeros(2, 3, 4, 4), torch.tensor([0, 0])
+    assert DistortedGoal(ens, 0.5).found(x, target).tolist() == [True, False]
+    assert torch.allclose(DistortedGoal(ens).loss(x, target), torch.tensor([0.4, 0.8]))
+
+
+def test_a_shared_latent_is_found_only_when_every_prompt_fails(tiny):
+    """Prompt independence by construction: one latent, several prompts, one verdict."""
+    from sagekit.studies.latent_search import search_shared_latents
+
+    gen, _ = tiny
+    goal = RobustGoal(Ensemble("colour", [ColourJudge()]))
+    cfg = LatentSearchConfig(iterations=3, lr=0.1, mode="exact", steps=2, guidance=2.0)
+    seeds, prompts = [3, 4], ["a cat", "a dog", "a car"]
+    shown = goal.ensemble(gen.generate([p for _ in seeds for p in prompts], [s for s in seeds for _ in prompts],
+                                       2.0, 2)).argmax(-1).view(2, 3)
+    res = search_shared_latents(gen, goal, prompts, shown[0].tolist(), seeds, cfg, progress=False)
+    assert res.images_before.shape == res.images_after.shape == (2, 3, 3, 16, 16)
+    met = goal.found(res.images_after.flatten(0, 1), torch.tensor(shown[0].tolist() * 2)).view(2, 3)
+    assert res.table["found"].tolist() == met.all(1).tolist()
+    assert res.table["prompts_broken"].tolist() == pytest.approx(met.float().mean(1).tolist())
+    assert ((res.z - res.z0).flatten(1).abs().sum(1) > 0).any()
+
+
+def test_realism_is_uniform_on_the_reference_and_low_far_from_it():
+    from sagekit.realism import RealismReference
+
+    g = torch.Generator().manual_seed(0)
+    embed = lambda images: images.mean((2, 3))  # a 3-dimensional feature: the mean colour
+    clean = 0.5 + 0.05 * torch.randn(200, 3, 8, 8, generator=g)
+    ref = RealismReference.fit(embed, clean)
+    fresh = ref.realism(0.5 + 0.05 * torch.randn(100, 3, 8, 8, generator=g))
+    assert 0.35 < float(fresh.mean()) < 0.65  # like the reference: about uniform
+    assert float(ref.realism(torch.ones(1, 3, 8, 8))[0]) == 0.0  # white: farther than every clean image

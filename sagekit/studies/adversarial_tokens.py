@@ -1,0 +1,247 @@
+"""SAGE's universal adversarial token (paper 000, finding 4): one appended token
+embedding that makes the model draw a chosen object whatever the prompt, while the text
+embedding barely changes.
+
+The token is one new row of every text encoder's embedding table, learned on the prompts
+of some labels and tested on the prompts of others (held out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..models.generator import Generator
+from ..search import Checkpoint, SearchState, TargetGoal, TokenRows, signed_descent
+from ..stats import wilson
+from .prompt_failures import X_TOKEN, Y_TOKEN
+
+ADV_TOKEN = "<sage-adv>"
+
+
+@dataclass
+class TokenConfig:
+    """``objective``: ``"judges"`` (SAGE's robust loss through the sampler, signed steps
+    of ``lr`` spreads) or ``"denoise"`` (textual inversion's diffusion loss on images of
+    the target that the model drew itself, Adam with ``lr``). ``bound``: the clamp, in
+    units of the token table's spread (``TokenRows``)."""
+
+    objective: str = "judges"
+    lr: float = 0.05
+    iterations: int = 100
+    bound: float = 2.5
+    batch: int = 8               # prompts (one seed each) per iteration
+    examples: int = 16           # denoise: images of the target to learn from
+    mode: str = "exact"
+    k: int = 2
+    guidance: float | None = None
+    steps: int | None = None        # sampling steps of the evaluation (None: the model's default)
+    search_steps: int | None = None  # sampling steps while learning (None: ``steps``)
+
+    def __post_init__(self):
+        if (self.objective not in ("judges", "denoise") or self.mode not in ("exact", "residual") or self.lr <= 0
+                or self.iterations < 0 or self.batch < 1 or self.examples < 1):
+            raise ValueError(f"invalid adversarial token parameters: {asdict(self)}")
+
+
+def _token_rows(gen: Generator, cfg: TokenConfig) -> TokenRows:
+    """The token's steps and clamp, in units of the model's own token table's spread
+    (the rows sagekit adds left out); it starts at the mean word."""
+    mean, std = gen.token_statistics(exclude=(X_TOKEN, Y_TOKEN, ADV_TOKEN))
+    return TokenRows(mean, std, cfg.lr, cfg.bound)
+
+
+@torch.no_grad()
+def target_examples(gen: Generator, goal: TargetGoal, target_label: str, n: int, seed: int, cfg: TokenConfig,
+                    prompt: str = "a photo of a {label}") -> torch.Tensor:
+    """Up to ``n`` final latents ``(n, C, h, w)`` (scaled VAE latents, or pixels in [-1, 1])
+    of the model's own images of the target, kept only where every judge sees it: training
+    targets that need no data set, for real models too."""
+    target = goal.ensemble.label_index(target_label)
+    seeds = list(range(700_000 + seed * 1000, 700_000 + seed * 1000 + 2 * n))
+    z = gen.initial_noise(seeds).to(gen.device)
+    lat = gen.denoise(z, gen.encode_prompts([prompt.format(label=target_label)] * len(seeds)), cfg.guidance, cfg.steps)
+    ok = goal.found(gen.decode(lat), torch.full((len(seeds),), target))
+    if not ok.any():
+        raise RuntimeError(f"the model drew no image of {target_label!r} that every judge accepts")
+    return lat[ok.to(lat.device)][:n].float()
+
+
+def _learn_token_by_denoising(gen: Generator, goal: TargetGoal, target_label: str, train_prompts: list[str],
+                              cfg: TokenConfig, seed: int, progress: bool) -> torch.Tensor:
+    """Textual inversion with other objects' prompts: eps-prediction loss of the UNet on
+    noised target examples, conditioned on "{train prompt} <token>"."""
+    gen.add_tokens([ADV_TOKEN])
+    x0 = target_examples(gen, goal, target_label, cfg.examples, seed, cfg)
+    g = torch.Generator().manual_seed(seed)
+    token = _token_rows(gen, cfg)
+    emb = token.mean.clone().to(gen.device).requires_grad_(True)
+    opt = torch.optim.Adam([emb], lr=cfg.lr)
+    bar = tqdm(range(cfg.iterations), disable=not progress, leave=False, desc="adversarial token (denoise)")
+    for _ in bar:
+        pick = torch.randint(len(train_prompts), (cfg.batch,), generator=g).tolist()
+        x = x0[torch.randint(len(x0), (cfg.batch,), generator=g)]
+        cond = gen.embed_prompts([f"{train_prompts[i]} {ADV_TOKEN}" for i in pick], {ADV_TOKEN: emb})
+        loss = gen.denoising_loss(x, cond, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            emb.copy_(token.project(emb))
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return emb.detach()
+
+
+def learn_adversarial_token(gen: Generator, goal: TargetGoal, target_label: str, train_prompts: list[str],
+                            cfg: TokenConfig, seed: int = 0, progress: bool = True,
+                            checkpoints: str | None = None) -> torch.Tensor:
+    """Learn the embedding row of a new token that, appended to a prompt, makes the judges
+    see ``target_label``. Returns the embedding ``(E,)``; the token is ``ADV_TOKEN``.
+
+    ``judges`` (the default): SAGE's robust loss, the ensemble's weighted probability of
+    the target, over ``cfg.batch`` training prompts and fresh seeds per iteration, by the
+    engine's signed descent (steps and clamp in units of the embedding table's spread).
+    With ``checkpoints`` (a folder) a killed run resumes."""
+    if cfg.objective == "denoise":
+        return _learn_token_by_denoising(gen, goal, target_label, train_prompts, cfg, seed, progress)
+    gen.add_tokens([ADV_TOKEN])
+    token = _token_rows(gen, cfg)
+    steps = cfg.search_steps or cfg.steps or gen.default_steps
+    guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
+    target = torch.tensor([goal.ensemble.label_index(target_label)] * cfg.batch)
+
+    def objective(rows, index, it, grad):
+        # each iteration's prompts and seeds derive from (seed, iteration) alone: a resumed search is the same
+        pick = np.random.default_rng([seed, it]).choice(len(train_prompts), size=cfg.batch,
+                                                        replace=len(train_prompts) < cfg.batch)
+        seeds = [seed * 1_000_000 + it * cfg.batch + j for j in range(cfg.batch)]
+        emb = gen.embed_prompts([f"{train_prompts[i]} {ADV_TOKEN}" for i in pick],
+                                {ADV_TOKEN: rows[ADV_TOKEN].expand(cfg.batch, -1)})
+        z = gen.initial_noise(seeds).to(gen.device)
+        if grad:
+            lat = gen.denoise_differentiable(z, emb, mode=cfg.mode, k=min(cfg.k, steps), guidance=guidance,
+                                             steps=steps)
+        else:
+            lat = gen.denoise(z, emb, guidance, steps)
+        return goal.loss(gen.decode(lat), target).mean().view(1), None
+
+    state = signed_descent(objective, {ADV_TOKEN: token}, SearchState({ADV_TOKEN: token.mean[None].clone().to(gen.device)}),
+                           cfg.iterations, stop_when_found=False, progress=progress, desc="adversarial token",
+                           checkpoint=Checkpoint.under(checkpoints, {
+                               "search": "token", "model": gen.name, "judges": goal.ensemble.name,
+                               "target": target_label, "prompts": train_prompts, "seed": seed, "cfg": asdict(cfg)}))
+    return state.values[ADV_TOKEN][0].detach()
+
+
+def split_labels(labels: list[str], target: str, n_train: int, n_heldout: int, seed: int = 0
+                 ) -> tuple[list[str], list[str]]:
+    """Disjoint training and held-out labels, drawn (seeded) from ``labels`` without ``target``."""
+    if target not in labels:
+        raise ValueError(f"unknown target {target!r}; labels: {', '.join(labels)}")
+    others = [l for l in labels if l != target]
+    if n_train < 1 or n_heldout < 1 or n_train + n_heldout > len(others):
+        raise ValueError(f"need 1 <= n_train, 1 <= n_heldout and n_train + n_heldout <= {len(others)}, "
+                         f"got {n_train} and {n_heldout}")
+    order = np.random.default_rng(seed).permutation(len(others))
+    return [others[i] for i in order[:n_train]], [others[i] for i in order[n_train:n_train + n_heldout]]
+
+
+def split_all(labels: list[str], targets: list[str], n_train: int, n_heldout: int, seed: int = 0
+              ) -> dict[str, tuple[list[str], list[str]]]:
+    """:func:`split_labels` for every target: target -> (train labels, held-out labels)."""
+    return {t: split_labels(labels, t, n_train, n_heldout, seed) for t in targets}
+
+
+@dataclass
+class TokenEvaluation:
+    """``frame``: one row per held-out prompt × seed; ``plain`` / ``token``: the images
+    without / with the token, ``(P, S, 3, H, W)`` in [0, 1] on the CPU."""
+
+    frame: pd.DataFrame
+    plain: torch.Tensor
+    token: torch.Tensor
+
+
+@torch.no_grad()
+def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, prompts: list[str], emb: torch.Tensor,
+                   seeds: list[int], guidance: float | None = None, steps: int | None = None) -> TokenEvaluation:
+    """Per held-out prompt and seed: success (every judge sees the target) with the token,
+    the ensemble's prediction, the text-embedding cosine with vs without the token, and
+    the CLIP score (against the prompt without the token) of the images with and without it."""
+    gen.add_tokens([ADV_TOKEN])
+    rows, plain, token = [], [], []
+    target = goal.ensemble.label_index(target_label)
+    for prompt in prompts:
+        e_plain = gen.embed_prompts([prompt] * len(seeds))
+        e_adv = gen.embed_prompts([f"{prompt} {ADV_TOKEN}"] * len(seeds), {ADV_TOKEN: emb})
+        cos = F.cosine_similarity(e_plain.flat(), e_adv.flat(), dim=-1)
+        z = gen.initial_noise(seeds).to(gen.device)
+        img_plain = gen.decode(gen.denoise(z, e_plain, guidance, steps, seeds=seeds))
+        img_adv = gen.decode(gen.denoise(z, e_adv, guidance, steps, seeds=seeds))
+        plain.append(img_plain.float().cpu())
+        token.append(img_adv.float().cpu())
+        hit = goal.found(img_adv, torch.full((len(seeds),), target))
+        pred = goal.ensemble(img_adv).argmax(-1).cpu()
+        clip_plain = clip(img_plain, [prompt] * len(seeds)).cpu()
+        clip_adv = clip(img_adv, [prompt] * len(seeds)).cpu()
+        for i, s in enumerate(seeds):
+            rows.append({"prompt": prompt, "seed": s, "success": bool(hit[i]),
+                         "predicted": goal.ensemble.labels[int(pred[i])], "text_cosine": float(cos[i]),
+                         "clip_plain": float(clip_plain[i]), "clip_adv": float(clip_adv[i]),
+                         "clip_delta": float(clip_adv[i] - clip_plain[i])})
+    return TokenEvaluation(pd.DataFrame(rows), torch.stack(plain), torch.stack(token))
+
+
+def learn_tokens(gen: Generator, goal: TargetGoal, clip, splits: dict[str, tuple[list[str], list[str]]],
+                 cfg: TokenConfig, eval_seeds: list[int], seed: int = 0,
+                 template: str = "a photo of a {label}", checkpoints: str | None = None) -> dict[str, TokenEvaluation]:
+    """For every target of ``splits`` (target -> (train labels, held-out labels)): learn
+    its token on the train labels' prompts and evaluate it on the held-out ones."""
+    results = {}
+    for target, (train, held) in splits.items():
+        emb = learn_adversarial_token(gen, goal, target, [template.format(label=l) for l in train], cfg, seed=seed,
+                                      checkpoints=checkpoints)
+        results[target] = evaluate_token(gen, goal, clip, target, [template.format(label=l) for l in held], emb,
+                                         eval_seeds, cfg.guidance, cfg.steps)
+    return results
+
+
+def per_target(ev: pd.DataFrame, labels) -> pd.DataFrame:
+    """Means per target of a frame of :func:`evaluate_token` rows with a ``target`` column.
+    Where every label reads "{colour} {shape}" (the toy world), also the share of
+    predictions with the target's colour and with its shape."""
+    out = ev.groupby("target", sort=False)[["success", "text_cosine", "clip_plain", "clip_adv", "clip_delta"]].mean()
+    if all(len(l.split()) == 2 for l in labels):
+        pred = ev["predicted"].str.split(" ", n=1, expand=True)
+        want = ev["target"].str.split(" ", n=1, expand=True)
+        out["colour"] = (pred[0] == want[0]).groupby(ev["target"], sort=False).mean()
+        out["shape"] = (pred[1] == want[1]).groupby(ev["target"], sort=False).mean()
+    return out
+
+
+def evaluation_frame(results: dict[str, TokenEvaluation]) -> pd.DataFrame:
+    """Every target's held-out rows in one frame, with a ``target`` column."""
+    return pd.concat([r.frame.assign(target=t) for t, r in results.items()], ignore_index=True)
+
+
+def summarize(results: dict[str, TokenEvaluation], labels, model: str) -> dict:
+    """The study's findings (the common schema: ``models``, ``headline``, rates as
+    ``{"k", "n", "rate", "lo", "hi"}`` with 95% Wilson intervals): held-out success over
+    every target's prompts × seeds, mean text cosine and CLIP-score change, per target."""
+    ev = evaluation_frame(results)
+    by = per_target(ev, labels)
+    rate, lo, hi = wilson(int(ev["success"].sum()), len(ev))
+    best = str(by["success"].idxmax())
+    out = {"models": [model], "targets": list(results),
+           "success": {"k": int(ev["success"].sum()), "n": len(ev), "rate": rate, "lo": lo, "hi": hi},
+           "token_success": rate, "text_cosine": float(ev["text_cosine"].mean()),
+           "clip_delta": float(ev["clip_delta"].mean()), "by_target": by.round(4).to_dict("index"),
+           "best_target": best, "worst_target": str(by["success"].idxmin())}
+    out["headline"] = {"token_success": round(rate, 3), "best_target_success": round(float(by.loc[best, "success"]), 3),
+                       "text_cosine": round(out["text_cosine"], 3)}
+    return out

@@ -1,0 +1,111 @@
+"""SAGE's distorted latents (paper 000, finding 2): non-outlier initial latents that give a
+distorted image whatever the prompt.
+
+One latent per seed is optimised over the prompts of several labels at once (prompt
+independence by construction) with ``DistortedGoal``: for every prompt, every judge must
+miss its label and the ensemble be unsure of all labels. Then, on prompts of labels the
+search never saw (held out), the found latent and its original are compared: how often
+the image fails, how unsure the judges are, and how *real* it looks (``sagekit.realism``:
+its CLIP-feature distance from the model's own images of ordinary latents), which needs
+no judge of the labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..models.generator import Generator
+from ..models.judges import Ensemble
+from ..realism import RealismReference
+from ..search import DistortedGoal
+from .latent_search import LatentSearchConfig, SharedLatentResult, found_verified, rate, search_shared_latents
+
+PROMPT = "A photo of a {label}"
+
+
+def split(labels: list[str], n_search: int, n_heldout: int) -> tuple[list[str], list[str]]:
+    """The search's labels (``n_search``, evenly spaced over ``labels``) and held-out ones
+    (``n_heldout`` of the rest, evenly spaced): disjoint."""
+    if n_search < 1 or n_heldout < 1 or n_search + n_heldout > len(labels):
+        raise ValueError(f"need 1 <= n_search, 1 <= n_heldout and n_search + n_heldout <= {len(labels)}, "
+                         f"got {n_search} and {n_heldout}")
+    searched = _spaced(list(labels), n_search)
+    rest = [l for l in labels if l not in set(searched)]
+    return searched, _spaced(rest, n_heldout)
+
+
+def _spaced(items: list, n: int) -> list:
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).astype(int)]
+
+
+def search(gen: Generator, ensemble: Ensemble, labels: list[str], seeds: list[int], cfg: LatentSearchConfig,
+           low_confidence: float = 0.5, verifier: Ensemble | None = None, checkpoints: str | None = None,
+           prompt: str = PROMPT, progress: bool = True) -> SharedLatentResult:
+    """One latent per seed, each optimised over the prompts of all ``labels`` at once."""
+    return search_shared_latents(gen, DistortedGoal(ensemble, low_confidence), [prompt.format(label=l) for l in labels],
+                                 [ensemble.label_index(l) for l in labels], list(seeds), cfg, progress, verifier,
+                                 checkpoints)
+
+
+@torch.no_grad()
+def heldout_test(gen: Generator, ensemble: Ensemble, result: SharedLatentResult, labels: list[str],
+                 realism: RealismReference, low_confidence: float = 0.5, guidance: float | None = None,
+                 steps: int | None = None, prompt: str = PROMPT) -> pd.DataFrame:
+    """Every latent, found and original, with the prompts of held-out ``labels``. One row
+    per (latent, held-out label, which): ``failed`` (every judge misses the label),
+    ``confidence`` (the ensemble's max probability), ``distorted`` (failed and
+    confidence < ``low_confidence``), ``realism`` (see :mod:`sagekit.realism`)."""
+    goal = DistortedGoal(ensemble, low_confidence)
+    prompts = [prompt.format(label=l) for l in labels]
+    cond = gen.encode_prompts(prompts)
+    targets = torch.tensor([ensemble.label_index(l) for l in labels])
+    rows = []
+    for which, z in (("found", result.z), ("original", result.z0)):
+        for i, seed in enumerate(result.table["seed"].tolist()):
+            noise = z[i:i + 1].expand(len(labels), -1, -1, -1).to(gen.device)
+            images = gen.decode(gen.denoise(noise, cond, guidance, steps, seeds=[seed] * len(labels)))
+            failed = ensemble.absent(images, targets).cpu()
+            distorted = goal.found(images, targets)
+            conf = ensemble(images).max(-1).values.cpu()
+            real = realism.realism(images)
+            rows += [{"latent": i, "seed": seed, "heldout_label": l, "which": which, "failed": bool(failed[j]),
+                      "confidence": float(conf[j]), "distorted": bool(distorted[j]), "realism": float(real[j])}
+                     for j, l in enumerate(labels)]
+    return pd.DataFrame(rows, columns=["latent", "seed", "heldout_label", "which", "failed", "confidence", "distorted",
+                                       "realism"])
+
+
+def realism_reference(embedder, result: SharedLatentResult) -> RealismReference:
+    """The reference of ordinary images: the search prompts drawn from the original latents."""
+    return RealismReference.fit(embedder.embed_images, result.images_before.flatten(0, 1))
+
+
+def summarize(result: SharedLatentResult, heldout: pd.DataFrame, modes: pd.DataFrame, speedup: float,
+              speedup_bound: float, model: str) -> dict:
+    """The study's findings (the common schema: ``models``, ``headline``, rates as
+    ``{"k", "n", "rate", "lo", "hi"}`` with 95% Wilson intervals). Held-out rates count
+    only the latents that succeeded (found, verified, certified)."""
+    t = result.table
+    counts = found_verified(result)
+    ok = set(t.index[t["success"]])
+    h = heldout[heldout["latent"].isin(ok)]
+    side = {w: h[h["which"] == w] for w in ("found", "original")}
+    out = {"models": [model], "found_verified": counts, "prompts": result.prompts,
+           "success": rate(t["success"].sum(), len(t)),
+           "certified": rate(t.loc[t["found"], "certified"].sum(), int(t["found"].sum())),
+           "failed_at_start": int(t["failed_at_start"].sum()),
+           "heldout_failed": {w: rate(f["failed"].sum(), len(f)) for w, f in side.items()},
+           "heldout_distorted": {w: rate(f["distorted"].sum(), len(f)) for w, f in side.items()},
+           "realism": {w: float(f["realism"].median()) if len(f) else float("nan") for w, f in side.items()},
+           "residual_speedup": speedup, "residual_speedup_bound": speedup_bound, "modes": modes.to_dict("records")}
+    # the older report fields, kept for readers of earlier summaries
+    out["success_rate"] = out["success"]["rate"]
+    out["certified_rate"] = out["certified"]["rate"]
+    out["prompt_independence"] = out["heldout_failed"]["found"]["rate"]
+    out["headline"] = {"found": counts["found"], "verified": counts["verified"],
+                       "success_rate": round(out["success_rate"], 3),
+                       "heldout_failed": round(out["prompt_independence"], 3),
+                       "residual_speedup": round(speedup, 3)}
+    return out

@@ -1,0 +1,384 @@
+"""SAGE's prompt search (paper 000, finding 1): natural prompts the model fails to depict.
+
+From "A photo of a {label}", a causal language model proposes its top-k next words (the
+label's own words banned). Two continuous tokens are appended in the text encoder's
+token-embedding space, an adversarial [x] and a look-ahead [y] standing for what may
+follow, and optimised jointly against the robust loss by the engine's signed descent
+(steps and clamp in units of the embedding table's spread, ``TokenRows``). [x] is then
+projected onto the candidates with gradient guidance: the first-order loss change of
+swapping [x] for each candidate word, g_x . (e_w - x), ranks them, and the best few are
+re-scored by a forward pass with the word in place and [y] after it. The chosen word is
+appended, [y] becomes the next word's starting [x], and the loop repeats for up to
+``max_words`` words. PEZ-style straight-through projection (the forward pass sees the
+nearest candidate every ``project_every`` iterations) is an option.
+
+A prompt is *found* when it fails on at least ``fail_fraction`` of fresh seeds, and
+*verified* when judges the search never consulted agree on the same images.
+
+Gradients are exact by default, through a shorter sampler (``search_steps``): what a
+word changes (the object, its colour) is decided in the early sampling steps, which
+residual gradients (through the last k steps only) never reach. Failures are always
+tested with the full sampler (``steps``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..models.generator import Generator
+from ..models.judges import Ensemble
+from ..search import Checkpoint, RobustGoal, SearchState, TokenRows, perplexity, signed_descent
+from ..stats import wilson
+
+STUDY = "prompt-failures"
+X_TOKEN, Y_TOKEN = "<sage-x>", "<sage-y>"
+
+
+@dataclass
+class PromptSearchConfig:
+    """``lr`` and ``bound`` are in units of the token table's spread (``TokenRows``);
+    SAGE's 0.05 and 2.5 by default."""
+
+    lr: float = 0.05
+    iterations: int = 100
+    bound: float = 2.5
+    max_words: int = 3
+    top_k: int = 10             # LM candidates per word
+    rescore: int = 3            # candidates re-scored by a forward pass after the first-order ranking
+    project_every: int = 0      # PEZ: the forward pass sees the nearest candidate every n iterations (0: never)
+    train_seeds: int = 2        # seeds the embeddings are optimised on
+    eval_seeds: int = 8         # M fresh seeds for the failure test
+    fail_fraction: float = 0.8
+    mode: str = "exact"
+    k: int = 2
+    guidance: float | None = None
+    steps: int | None = None        # sampling steps of the failure test (None: the model's default)
+    search_steps: int | None = None  # sampling steps while optimising (None: ``steps``)
+
+    def __post_init__(self):
+        if self.mode not in ("exact", "residual"):
+            raise ValueError(f"mode must be 'exact' or 'residual', got {self.mode!r}")
+        if (self.lr <= 0 or self.iterations < 0 or self.bound <= 0 or self.max_words < 1 or self.top_k < 1
+                or self.rescore < 1 or self.project_every < 0 or self.train_seeds < 1 or self.eval_seeds < 1
+                or not 0 < self.fail_fraction <= 1):
+            raise ValueError(f"invalid prompt search parameters: {asdict(self)}")
+
+
+def _next_words(lm, tokenizer, prompt: str):
+    """The LM's next-word distribution after ``prompt``, most likely first, yielded lazily
+    (a caller that stops early never decodes the rest of a 50k-token vocabulary):
+    ``(word, probability)`` pairs; the end of text is ``("", p)``, other special tokens
+    and non-alphabetic pieces are left out."""
+    ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    if tokenizer.bos_token_id is not None:
+        ids = [tokenizer.bos_token_id] + ids
+    with torch.no_grad():
+        probs = lm(torch.tensor([ids], device=lm.device)).logits[0, -1].float().softmax(-1).cpu()
+    special = set(tokenizer.all_special_ids)
+    seen = set()
+    for i in probs.argsort(descending=True).tolist():
+        if i == tokenizer.eos_token_id:
+            word = ""
+        elif i in special:
+            continue
+        else:
+            word = tokenizer.decode([i]).strip()
+            if not (word and word.isalpha()):
+                continue
+        if word not in seen:
+            seen.add(word)
+            yield word, float(probs[i])
+
+
+def lm_candidates(lm, tokenizer, prompt: str, top_k: int, banned: set[str] = frozenset()) -> list[str]:
+    """The LM's ``top_k`` most likely next words after ``prompt`` (special tokens and the
+    ``banned`` words, compared in lower case, excluded)."""
+    words = (w for w, _ in _next_words(lm, tokenizer, prompt) if w and w.lower() not in banned)
+    return list(itertools.islice(words, top_k))
+
+
+def likely_continuations(lm, tokenizer, prompt: str, max_words: int, n: int,
+                         min_prob: float = 0.05) -> list[tuple[str, float]]:
+    """The LM's ``n`` most probable continuations of ``prompt``, 1 to ``max_words`` words,
+    each word at least ``min_prob`` likely: what the LM itself would write, the natural
+    baseline the gradient-guided search is compared with. ``(words, probability)`` pairs;
+    a continuation shorter than ``max_words`` counts only where the LM would end the text
+    there. Beam search keeps ``4 n`` partial continuations per length."""
+    beams: list[tuple[list[str], float]] = [([], 1.0)]
+    done: list[tuple[list[str], float]] = []
+    for _ in range(max_words):
+        grown = []
+        for words, p in beams:
+            for word, q in _next_words(lm, tokenizer, " ".join([prompt, *words])):
+                if q < min_prob:
+                    break  # most likely first
+                if word:
+                    grown.append((words + [word], p * q))
+                elif words:
+                    done.append((words, p * q))
+        beams = sorted(grown, key=lambda b: -b[1])[: 4 * n]
+    done += beams
+    return [(" ".join(w), p) for w, p in sorted(done, key=lambda b: -b[1])[:n]]
+
+
+@torch.no_grad()
+def generate_for(gen: Generator, prompts: list[str], seeds: list[int], cfg) -> torch.Tensor:
+    """Every prompt with every seed: images ``(P, len(seeds), 3, H, W)`` in [0, 1] on the CPU."""
+    images = gen.generate([p for p in prompts for _ in seeds], list(seeds) * len(prompts), cfg.guidance, cfg.steps)
+    return images.view(len(prompts), len(seeds), *images.shape[1:])
+
+
+@torch.no_grad()
+def found_rates(goal: RobustGoal, images: torch.Tensor, targets: list[int]) -> list[float]:
+    """Per prompt, the share of its images ``(P, M, 3, H, W)`` that meet ``goal`` for its
+    target (an index into the goal's own labels)."""
+    p, m = images.shape[:2]
+    device = goal.ensemble.weights.device
+    hit = goal.found(images.flatten(0, 1).to(device), torch.tensor(targets).repeat_interleave(m))
+    return hit.float().view(p, m).mean(1).tolist()
+
+
+def _eval_seeds(cfg: PromptSearchConfig, seed: int) -> list[int]:
+    """The fresh seeds of the failure test: never the seeds the search optimised on."""
+    return list(range(10_000 + seed, 10_000 + seed + cfg.eval_seeds))
+
+
+class _TokenObjective:
+    """The robust loss of prompts ``(P,)`` that end in [x] [y], each rendered with every
+    one of ``seeds``: per prompt, the mean over its seeds ``(P,)``."""
+
+    def __init__(self, gen: Generator, goal: RobustGoal, prompts: list[str], target: torch.Tensor,
+                 seeds: list[int], cfg: PromptSearchConfig, snap: list[torch.Tensor] | None = None):
+        self.gen, self.goal, self.prompts, self.target, self.cfg, self.snap = gen, goal, prompts, target, cfg, snap
+        self.n = len(seeds)
+        self.z = gen.initial_noise(seeds).to(gen.device)
+        self.steps = cfg.search_steps or cfg.steps or gen.default_steps
+        self.guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
+
+    def _snapped(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """[x] as the forward pass sees it under PEZ: its nearest candidate, with the
+        gradient passed straight through to the continuous row."""
+        near = torch.stack([self.snap[i][(self.snap[i] - r.detach().cpu()).norm(dim=-1).argmin()]
+                            for i, r in zip(index.tolist(), x)]).to(x)
+        return x + (near - x).detach()
+
+    def __call__(self, rows, index, it, grad):
+        x, y = rows[X_TOKEN], rows[Y_TOKEN]
+        if self.snap is not None and self.cfg.project_every and it % self.cfg.project_every == 0:
+            x = self._snapped(x, index)
+        prompts = [self.prompts[i] for i in index.tolist() for _ in range(self.n)]
+        emb = self.gen.embed_prompts(prompts, {X_TOKEN: x.repeat_interleave(self.n, 0),
+                                               Y_TOKEN: y.repeat_interleave(self.n, 0)})
+        z = self.z.repeat(len(index), 1, 1, 1)
+        if grad:
+            lat = self.gen.denoise_differentiable(z, emb, mode=self.cfg.mode, k=min(self.cfg.k, self.steps),
+                                                  guidance=self.guidance, steps=self.steps)
+        else:
+            lat = self.gen.denoise(z, emb, self.guidance, self.steps)
+        loss = self.goal.loss(self.gen.decode(lat), self.target[index].repeat_interleave(self.n))
+        return loss.view(len(index), self.n).mean(1), None
+
+
+@torch.no_grad()
+def choose_words(gen: Generator, objective: _TokenObjective, x: torch.Tensor, grad_x: torch.Tensor,
+                 y: torch.Tensor, candidates: list[list[str]], rescore: int) -> list[str]:
+    """The gradient-guided projection of [x] ``(P, E)`` onto each prompt's candidate
+    words: rank them by the first-order loss change g_x . (e_w - x), re-score the best
+    ``rescore`` by a forward pass of "{prompt} {word} [y]" on the search's seeds, keep
+    the lowest loss."""
+    shortlist = []
+    for i, words in enumerate(candidates):
+        table = gen.word_embeddings(words)
+        change = (table - x[i].cpu()) @ grad_x[i].cpu()
+        shortlist.append([words[j] for j in change.argsort()[:rescore].tolist()])
+    pairs = [(i, w) for i, ws in enumerate(shortlist) for w in ws]
+    prompts = [f"{objective.prompts[i].rsplit(X_TOKEN, 1)[0]}{w} {Y_TOKEN}" for i, w in pairs]
+    n = objective.n
+    emb = gen.embed_prompts([p for p in prompts for _ in range(n)],
+                            {Y_TOKEN: y[[i for i, _ in pairs]].repeat_interleave(n, 0)})
+    lat = gen.denoise(objective.z.repeat(len(pairs), 1, 1, 1), emb, objective.guidance, objective.steps)
+    target = objective.target[[i for i, _ in pairs]].repeat_interleave(n)
+    loss = objective.goal.loss(gen.decode(lat), target).view(len(pairs), n).mean(1).cpu()
+    best: dict[int, tuple[float, str]] = {}
+    for (i, w), l in zip(pairs, loss.tolist()):
+        if i not in best or l < best[i][0]:
+            best[i] = (l, w)
+    return [best[i][1] for i in range(len(candidates))]
+
+
+def label_words(label: str) -> set[str]:
+    """The words of a label, lower case: never candidates for its own prompt (a prompt
+    that names the object again, or names another, tests nothing)."""
+    return {w.lower() for w in label.replace("-", " ").replace("_", " ").split()}
+
+
+def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str], cfg: PromptSearchConfig,
+                   seed: int = 0, template: str = "A photo of a {label}", progress: bool = True,
+                   verifier: Ensemble | None = None, checkpoints: str | None = None) -> list[dict]:
+    """SAGE's word-by-word search (see the module docstring), all ``labels`` at once.
+
+    Per label: the final prompt, the appended words, the failure rate of the starting and
+    the final prompt over ``cfg.eval_seeds`` fresh seeds under the search's judges and
+    under ``verifier`` (default: the same judges), ``failure`` (found: rate >= the bar
+    with at least one word appended; a starting prompt that already fails is the model's
+    own failure, not a found one), ``verified`` (the verifier's rate meets the bar too),
+    LM perplexity, and the evaluation images ``(M, 3, H, W)``. With ``checkpoints`` (a
+    folder) a killed search resumes from the last finished iteration."""
+    gen.add_tokens([X_TOKEN, Y_TOKEN])
+    mean, std = gen.token_statistics(exclude=(X_TOKEN, Y_TOKEN))
+    token = TokenRows(mean, std, cfg.lr, cfg.bound)
+    check = goal if verifier is None else goal.judged_by(verifier)
+    targets = [goal.ensemble.label_index(l) for l in labels]
+    checked = [check.ensemble.label_index(l) for l in labels]  # the verifier's own label order
+    eval_seeds = _eval_seeds(cfg, seed)
+    prompts = [template.format(label=l) for l in labels]
+    images = generate_for(gen, prompts, eval_seeds, cfg)
+    rates, vrates = found_rates(goal, images, targets), found_rates(check, images, checked)
+    out = [{"label": l, "prompt": p, "words": [], "base_failure_rate": r, "failure_rate": r,
+            "verifier_failure_rate": v, "images": im} for l, p, r, v, im in zip(labels, prompts, rates, vrates, images)]
+    carried: dict[int, torch.Tensor] = {}  # a label's optimised [y]: where its next [x] starts
+    bar = tqdm(range(cfg.max_words), desc="prompt search (words)", disable=not progress, leave=False)
+    for w in bar:
+        active = [i for i, r in enumerate(out) if not (r["words"] and r["failure_rate"] >= cfg.fail_fraction)]
+        cands = {i: lm_candidates(lm, lm_tokenizer, out[i]["prompt"], cfg.top_k, label_words(labels[i]))
+                 for i in active}
+        active = [i for i in active if cands[i]]
+        if not active:
+            break
+        centre = torch.stack([gen.word_embeddings(cands[i]).mean(0) for i in active])
+        x0 = torch.stack([carried.get(i, centre[j]) for j, i in enumerate(active)])
+        train_seeds = list(range(seed * 100 + w * 10, seed * 100 + w * 10 + cfg.train_seeds))
+        objective = _TokenObjective(gen, goal, [f"{out[i]['prompt']} {X_TOKEN} {Y_TOKEN}" for i in active],
+                                    torch.tensor([targets[i] for i in active]), train_seeds, cfg,
+                                    snap=[gen.word_embeddings(cands[i]) for i in active])
+        state = SearchState({X_TOKEN: token.project(x0).to(gen.device), Y_TOKEN: centre.clone().to(gen.device)})
+        state = signed_descent(objective, {X_TOKEN: token, Y_TOKEN: token}, state, cfg.iterations,
+                               stop_when_found=False, progress=progress, desc=f"word {w + 1}: [x] [y]",
+                               checkpoint=Checkpoint.under(checkpoints, {
+                                   "search": "prompt", "model": gen.name, "judges": goal.ensemble.name,
+                                   "prompts": objective.prompts, "labels": [labels[i] for i in active],
+                                   "seeds": train_seeds, "cfg": asdict(cfg)}))
+        x = state.values[X_TOKEN].detach().requires_grad_(True)
+        loss, _ = objective({X_TOKEN: x, Y_TOKEN: state.values[Y_TOKEN]}, torch.arange(len(active)), -1, True)
+        (grad_x,) = torch.autograd.grad(loss.sum(), [x])
+        words = choose_words(gen, objective, x.detach(), grad_x, state.values[Y_TOKEN], [cands[i] for i in active],
+                             cfg.rescore)
+        for j, i in enumerate(active):
+            out[i]["prompt"], out[i]["words"] = f"{out[i]['prompt']} {words[j]}", out[i]["words"] + [words[j]]
+            carried[i] = state.values[Y_TOKEN][j].detach().cpu()
+        images = generate_for(gen, [out[i]["prompt"] for i in active], eval_seeds, cfg)
+        rates = found_rates(goal, images, [targets[i] for i in active])
+        vrates = found_rates(check, images, [checked[i] for i in active])
+        for j, i in enumerate(active):
+            out[i].update(failure_rate=rates[j], verifier_failure_rate=vrates[j], images=images[j])
+        bar.set_postfix(failing=sum(bool(r["words"]) and r["failure_rate"] >= cfg.fail_fraction for r in out))
+    for r in out:
+        r["failure"] = bool(r["words"]) and r["failure_rate"] >= cfg.fail_fraction
+        r["verified"] = r["failure"] and r["verifier_failure_rate"] >= cfg.fail_fraction
+        r["words"] = " ".join(r["words"])
+        r["perplexity"] = perplexity(lm, lm_tokenizer, r["prompt"])
+    return out
+
+
+def continuation_baseline(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str],
+                          cfg: PromptSearchConfig, n: int, min_prob: float = 0.05, seed: int = 0,
+                          template: str = "A photo of a {label}") -> list[dict]:
+    """The search's natural baseline: per label, the LM's ``n`` likeliest continuations
+    (up to ``cfg.max_words`` words, each word >= ``min_prob``) under the same failure test
+    and seeds as ``search_prompts``. One dict per prompt: label, prompt, words, LM
+    probability of the words, failure rate, failure, perplexity."""
+    rows = []
+    for label in labels:
+        start = template.format(label=label)
+        for words, prob in likely_continuations(lm, lm_tokenizer, start, cfg.max_words, n, min_prob):
+            rows.append({"label": label, "prompt": f"{start} {words}", "words": words, "lm_probability": prob})
+    if not rows:
+        return rows
+    targets = [goal.ensemble.label_index(r["label"]) for r in rows]
+    images = generate_for(gen, [r["prompt"] for r in rows], _eval_seeds(cfg, seed), cfg)
+    rates = found_rates(goal, images, targets)
+    for r, rate in zip(rows, rates):
+        r.update(failure_rate=rate, failure=rate >= cfg.fail_fraction, perplexity=perplexity(lm, lm_tokenizer, r["prompt"]))
+    return rows
+
+
+def result_table(found: list[dict], clip=None) -> pd.DataFrame:
+    """One row per searched label (the images left out); with a CLIP scorer, the mean
+    CLIP score of each final prompt's images (``clip``)."""
+    table = pd.DataFrame([{k: v for k, v in r.items() if k != "images"} for r in found])
+    if clip is not None:
+        table["clip"] = [float(clip(r["images"], [r["prompt"]] * len(r["images"])).mean()) for r in found]
+    return table
+
+
+def baseline_table(baseline: list[dict]) -> pd.DataFrame:
+    """The natural baseline's rows as a table."""
+    return pd.DataFrame(baseline, columns=["label", "prompt", "words", "lm_probability", "failure_rate", "failure",
+                                           "perplexity"])
+
+
+def store_failures(store, model: str, found: list[dict]) -> tuple[list[str], list[str], torch.Tensor]:
+    """Keep every found failure in the results store (study ``prompt-failures``), with
+    its first image: what people's verdicts and tags attach to. Returns the keys, the
+    prompts and those images ``(F, 3, H, W)``."""
+    fails = [r for r in found if r["failure"]]
+    images = torch.stack([r["images"][0] for r in fails]) if fails else None
+    keys = store.put_batch(STUDY, [{"model": model, "prompt": r["prompt"], "label": r["label"]} for r in fails],
+                           [{"failure_rate": r["failure_rate"], "verifier_failure_rate": r["verifier_failure_rate"],
+                             "verified": r["verified"], "perplexity": r["perplexity"]} for r in fails], images)
+    return keys, [r["prompt"] for r in fails], images
+
+
+def tag_counts(store) -> dict[str, int]:
+    """How often each cause of the taxonomy was tagged (verdicts left out)."""
+    frame = store.frame(STUDY)
+    tags = [t for ts in (frame["tags"] if len(frame) else []) for t in ts if not t.startswith("verdict:")]
+    return pd.Series(tags, dtype=object).value_counts().to_dict()
+
+
+def summarize(found: list[dict], baseline: list[dict], labels: list[str], model: str, lm, lm_tokenizer,
+              template: str = "A photo of a {label}", tags: dict | None = None,
+              agreement: dict | None = None) -> dict:
+    """The study's findings (the schema every study's ``summarize`` returns: ``models``,
+    ``headline`` (short numbers for the index page), study fields; a rate as
+    ``{"k", "n", "rate", "lo", "hi"}`` with its 95% Wilson interval).
+
+    ``found``: :func:`search_prompts` rows; ``baseline``: :func:`continuation_baseline`
+    rows; ``tags``: the people's taxonomy counts and ``agreement`` their verdicts'
+    agreement with the judges (``verdicts.agreement``), when any."""
+    def share(k, n):
+        rate, lo, hi = wilson(k, n)
+        return {"k": int(k), "n": int(n), "rate": rate, "lo": lo, "hi": hi}
+
+    with_found = [l for l in labels if any(r["failure"] for r in found if r["label"] == l)]
+    with_verified = [l for l in labels if any(r["verified"] for r in found if r["label"] == l)]
+    with_baseline = [l for l in labels if any(r["failure"] for r in baseline if r["label"] == l)]
+    fails = [r for r in found if r["failure"]]
+    median = lambda xs: float(np.median(xs)) if len(xs) else float("nan")
+    out = {
+        "models": [model],
+        "searched": len(found), "found": sum(r["failure"] for r in found), "verified": sum(r["verified"] for r in found),
+        "labels_found": share(len(with_found), len(labels)), "labels_verified": share(len(with_verified), len(labels)),
+        "baseline_labels": share(len(with_baseline), len(labels)),
+        "baseline_failures": share(sum(r["failure"] for r in baseline), len(baseline)),
+        "perplexity_failing": median([r["perplexity"] for r in fails]),
+        "perplexity_start": median([perplexity(lm, lm_tokenizer, template.format(label=l)) for l in labels]),
+        "perplexity_baseline": median([r["perplexity"] for r in baseline]),
+        "prompts": [{k: r[k] for k in ("label", "prompt", "failure_rate", "verifier_failure_rate", "failure",
+                                        "verified", "perplexity")} for r in found],
+        "baseline": [{k: r[k] for k in ("label", "prompt", "failure_rate", "perplexity")} for r in baseline],
+        "taxonomy": dict(tags or {}), "agreement": agreement,
+    }
+    # the older report fields, kept for readers of earlier summaries
+    out["classes_with_failure"] = out["labels_verified"]["rate"]
+    out["baseline_classes_with_failure"] = out["baseline_labels"]["rate"]
+    out["headline"] = {"found": out["found"], "verified": out["verified"],
+                       "classes_with_failure": round(out["classes_with_failure"], 3),
+                       "baseline_classes_with_failure": round(out["baseline_classes_with_failure"], 3)}
+    return out
