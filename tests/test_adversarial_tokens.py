@@ -11,6 +11,7 @@ from sagekit.studies import adversarial_tokens as at
 from sagekit.studies.prompt_failures import X_TOKEN, Y_TOKEN
 
 from fixed_judge import ColourJudge
+from interrupt import killed
 from test_prompt_failures import always_dog
 
 
@@ -116,17 +117,7 @@ def test_the_robust_token_lowers_the_loss_on_held_out_prompts_and_resumes(gen, t
     held = ["a boat", "a house"]
     assert _token_loss(gen, goal, emb, held, 1) < _token_loss(gen, goal, start, held, 1)
     # killed after two steps, it resumes and ends where the uninterrupted run did
-    decode, calls = gen.decode, {"n": 0}
-
-    def dies(latents):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return decode(latents)
-
-    monkeypatch.setattr(gen, "decode", dies)
-    with pytest.raises(KeyboardInterrupt):
-        at.learn_adversarial_token(gen, goal, "dog", train, cfg, progress=False, checkpoints=tmp_path)
-    monkeypatch.setattr(gen, "decode", decode)
+    killed(monkeypatch, gen, 3, lambda: at.learn_adversarial_token(gen, goal, "dog", train, cfg, progress=False,
+                                                                   checkpoints=tmp_path))
     assert torch.equal(at.learn_adversarial_token(gen, goal, "dog", train, cfg, progress=False,
                                                   checkpoints=tmp_path), emb)

@@ -25,7 +25,7 @@ def small(study, tmp_path):
         "prompt-failures": ["n_labels=2", "max_words=1", "top_k=3", "iterations=2", "eval_seeds=2", "train_seeds=1",
                             "search_steps=3", "baseline_prompts=1",
                             f"store_dir={str(tmp_path / 'store')!r}"],
-        "distorted-latents": ["n_labels=2", "latents=2", "iterations=3", "compare_iterations=1", "heldout=2",
+        "distorted-latents": ["n_labels=2", "latents=2", "iterations=3", "compare_iterations=1", "heldout=2", "reference_images=8",
                               f"store_dir={str(tmp_path / 'store')!r}"],
         "unrelated-latents": ["n_labels=2", "iterations=3", "compare_iterations=1",
                               f"store_dir={str(tmp_path / 'store')!r}"],

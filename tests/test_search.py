@@ -14,6 +14,7 @@ from sagekit.search import (Checkpoint, RobustGoal, SearchState, TargetGoal, Tok
                             chi2_bounds, project_norm, project_normal, signed_descent)
 
 from fixed_judge import LABELS, ColourJudge, FixedJudge
+from interrupt import killed
 
 
 
@@ -258,19 +259,7 @@ def test_a_killed_latent_search_resumes_and_ends_as_an_uninterrupted_one(tiny, t
     target = goal.ensemble(gen.generate(["a cat", "a dog"], [3, 4], 2.0, 2)).argmax(-1).tolist()
     args = (gen, goal, ["a cat", "a dog"], target, [3, 4], cfg)
     whole = search_latents(*args, progress=False)
-    calls = {"n": 0}
-    decode = gen.decode
-
-    def dies_on_the_third_pass(latents):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return decode(latents)
-
-    monkeypatch.setattr(gen, "decode", dies_on_the_third_pass)
-    with pytest.raises(KeyboardInterrupt):
-        search_latents(*args, progress=False, checkpoints=tmp_path)
-    monkeypatch.setattr(gen, "decode", decode)
+    killed(monkeypatch, gen, 3, lambda: search_latents(*args, progress=False, checkpoints=tmp_path))
     assert len(list((tmp_path / "checkpoints").glob("*.safetensors"))) == 1
     resumed = search_latents(*args, progress=False, checkpoints=tmp_path)
     assert torch.equal(resumed.z, whole.z)
@@ -317,3 +306,19 @@ def test_realism_is_uniform_on_the_reference_and_low_far_from_it():
     fresh = ref.realism(0.5 + 0.05 * torch.randn(100, 3, 8, 8, generator=g))
     assert 0.35 < float(fresh.mean()) < 0.65  # like the reference: about uniform
     assert float(ref.realism(torch.ones(1, 3, 8, 8))[0]) == 0.0  # white: farther than every clean image
+
+
+def test_the_non_outlier_projection_makes_a_smooth_delta_certifiable():
+    """A spatially smooth delta (what signed steps shared across pixels produce) fails the
+    lag-1 test; the projection decorrelates it, and the result passes all three tests."""
+    from sagekit.search import NonOutlier
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(6, 4, 16, 16, generator=g)
+    smooth = (2 * torch.nn.functional.avg_pool2d(torch.randn(6, 4, 18, 18, generator=g), 3, 1)).clamp(-1, 1)
+    assert not any(certify(x).spatial_ok for x in z + smooth)
+    delta = NonOutlier(z[0].numel(), alpha=0.01, bound=1.0)(z, smooth)
+    assert delta.abs().max() <= 1.0
+    assert all(certify(x, alpha=0.01).passed for x in z + delta)
+    # a latent that already passes is left as it is
+    assert torch.equal(NonOutlier(z[0].numel(), 0.01, 1.0)(z, torch.zeros_like(z)), torch.zeros_like(z))

@@ -3,6 +3,15 @@
 A study module holds the logic (pure functions returning DataFrames and images); its
 notebook holds parameters, calls, plots and prose; ``sagekit run <id>`` turns the
 notebook into a report.
+
+Findings: a study module's ``summarize(...)`` returns the dict its notebook hands to
+``report.save_findings``, in one schema for all studies:
+
+  models     the generator names the study ran on (list of str)
+  headline   a few short numbers for the reports' index page ({name: number})
+  <rate>     every rate as {"k": hits, "n": trials, "rate": k / n, "lo", "hi"}: its 95%
+             Wilson interval (``sagekit.stats.wilson``)
+  ...        the study's own fields (tables as lists of records)
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..models.generator import Generator
+from ..models.judges import Ensemble
 from ..search import Checkpoint, SearchState, TargetGoal, TokenRows, signed_descent
 from ..stats import wilson
 from .prompt_failures import X_TOKEN, Y_TOKEN
@@ -169,13 +170,17 @@ class TokenEvaluation:
 
 @torch.no_grad()
 def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, prompts: list[str], emb: torch.Tensor,
-                   seeds: list[int], guidance: float | None = None, steps: int | None = None) -> TokenEvaluation:
+                   seeds: list[int], guidance: float | None = None, steps: int | None = None,
+                   verifier: Ensemble | None = None) -> TokenEvaluation:
     """Per held-out prompt and seed: success (every judge sees the target) with the token,
+    ``verified`` (the held-out ``verifier``'s judges see it too; default: the same judges),
     the ensemble's prediction, the text-embedding cosine with vs without the token, and
     the CLIP score (against the prompt without the token) of the images with and without it."""
     gen.add_tokens([ADV_TOKEN])
     rows, plain, token = [], [], []
     target = goal.ensemble.label_index(target_label)
+    check = goal if verifier is None else goal.judged_by(verifier)
+    checked = check.ensemble.label_index(target_label)
     for prompt in prompts:
         e_plain = gen.embed_prompts([prompt] * len(seeds))
         e_adv = gen.embed_prompts([f"{prompt} {ADV_TOKEN}"] * len(seeds), {ADV_TOKEN: emb})
@@ -186,11 +191,12 @@ def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, pr
         plain.append(img_plain.float().cpu())
         token.append(img_adv.float().cpu())
         hit = goal.found(img_adv, torch.full((len(seeds),), target))
+        confirmed = check.found(img_adv, torch.full((len(seeds),), checked))
         pred = goal.ensemble(img_adv).argmax(-1).cpu()
         clip_plain = clip(img_plain, [prompt] * len(seeds)).cpu()
         clip_adv = clip(img_adv, [prompt] * len(seeds)).cpu()
         for i, s in enumerate(seeds):
-            rows.append({"prompt": prompt, "seed": s, "success": bool(hit[i]),
+            rows.append({"prompt": prompt, "seed": s, "success": bool(hit[i]), "verified": bool(hit[i] & confirmed[i]),
                          "predicted": goal.ensemble.labels[int(pred[i])], "text_cosine": float(cos[i]),
                          "clip_plain": float(clip_plain[i]), "clip_adv": float(clip_adv[i]),
                          "clip_delta": float(clip_adv[i] - clip_plain[i])})
@@ -199,15 +205,17 @@ def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, pr
 
 def learn_tokens(gen: Generator, goal: TargetGoal, clip, splits: dict[str, tuple[list[str], list[str]]],
                  cfg: TokenConfig, eval_seeds: list[int], seed: int = 0,
-                 template: str = "a photo of a {label}", checkpoints: str | None = None) -> dict[str, TokenEvaluation]:
+                 template: str = "a photo of a {label}", checkpoints: str | None = None,
+                 verifier: Ensemble | None = None) -> dict[str, TokenEvaluation]:
     """For every target of ``splits`` (target -> (train labels, held-out labels)): learn
-    its token on the train labels' prompts and evaluate it on the held-out ones."""
+    its token on the train labels' prompts and evaluate it on the held-out ones (success
+    confirmed by ``verifier``, judges the learning never used)."""
     results = {}
     for target, (train, held) in splits.items():
         emb = learn_adversarial_token(gen, goal, target, [template.format(label=l) for l in train], cfg, seed=seed,
                                       checkpoints=checkpoints)
         results[target] = evaluate_token(gen, goal, clip, target, [template.format(label=l) for l in held], emb,
-                                         eval_seeds, cfg.guidance, cfg.steps)
+                                         eval_seeds, cfg.guidance, cfg.steps, verifier)
     return results
 
 
@@ -215,7 +223,8 @@ def per_target(ev: pd.DataFrame, labels) -> pd.DataFrame:
     """Means per target of a frame of :func:`evaluate_token` rows with a ``target`` column.
     Where every label reads "{colour} {shape}" (the toy world), also the share of
     predictions with the target's colour and with its shape."""
-    out = ev.groupby("target", sort=False)[["success", "text_cosine", "clip_plain", "clip_adv", "clip_delta"]].mean()
+    cols = [c for c in ("success", "verified", "text_cosine", "clip_plain", "clip_adv", "clip_delta") if c in ev]
+    out = ev.groupby("target", sort=False)[cols].mean()
     if all(len(l.split()) == 2 for l in labels):
         pred = ev["predicted"].str.split(" ", n=1, expand=True)
         want = ev["target"].str.split(" ", n=1, expand=True)
@@ -236,12 +245,14 @@ def summarize(results: dict[str, TokenEvaluation], labels, model: str) -> dict:
     ev = evaluation_frame(results)
     by = per_target(ev, labels)
     rate, lo, hi = wilson(int(ev["success"].sum()), len(ev))
+    v_rate, v_lo, v_hi = wilson(int(ev["verified"].sum()), len(ev))
     best = str(by["success"].idxmax())
     out = {"models": [model], "targets": list(results),
            "success": {"k": int(ev["success"].sum()), "n": len(ev), "rate": rate, "lo": lo, "hi": hi},
+           "verified": {"k": int(ev["verified"].sum()), "n": len(ev), "rate": v_rate, "lo": v_lo, "hi": v_hi},
            "token_success": rate, "text_cosine": float(ev["text_cosine"].mean()),
            "clip_delta": float(ev["clip_delta"].mean()), "by_target": by.round(4).to_dict("index"),
            "best_target": best, "worst_target": str(by["success"].idxmin())}
-    out["headline"] = {"token_success": round(rate, 3), "best_target_success": round(float(by.loc[best, "success"]), 3),
+    out["headline"] = {"token_success": round(rate, 3), "verified": round(v_rate, 3), "best_target_success": round(float(by.loc[best, "success"]), 3),
                        "text_cosine": round(out["text_cosine"], 3)}
     return out

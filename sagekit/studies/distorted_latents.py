@@ -77,28 +77,41 @@ def heldout_test(gen: Generator, ensemble: Ensemble, result: SharedLatentResult,
                                        "realism"])
 
 
-def realism_reference(embedder, result: SharedLatentResult) -> RealismReference:
-    """The reference of ordinary images: the search prompts drawn from the original latents."""
-    return RealismReference.fit(embedder.embed_images, result.images_before.flatten(0, 1))
+@torch.no_grad()
+def realism_reference(gen: Generator, embedder, labels: list[str], n: int = 64, seed: int = 0,
+                      guidance: float | None = None, steps: int | None = None, prompt: str = PROMPT
+                      ) -> RealismReference:
+    """The reference of ordinary images: ``n`` images of ``labels``' prompts (in turn)
+    from fresh seeds that no searched latent uses."""
+    seeds = [900_000 + seed * 10_000 + i for i in range(n)]
+    images = gen.generate([prompt.format(label=labels[i % len(labels)]) for i in range(n)], seeds, guidance, steps)
+    return RealismReference.fit(embedder.embed_images, images)
 
 
 def summarize(result: SharedLatentResult, heldout: pd.DataFrame, modes: pd.DataFrame, speedup: float,
-              speedup_bound: float, model: str) -> dict:
+              speedup_bound: float, model: str,
+              agreement: dict | None = None) -> dict:
     """The study's findings (the common schema: ``models``, ``headline``, rates as
     ``{"k", "n", "rate", "lo", "hi"}`` with 95% Wilson intervals). Held-out rates count
-    only the latents that succeeded (found, verified, certified)."""
+    the latents the search found (``heldout_*``) and, of those, the ones that also
+    succeeded: verified and certified (``heldout_*_success``); each against the same
+    latents' originals."""
     t = result.table
     counts = found_verified(result)
+
+    found = set(t.index[t["found"] & ~t["failed_at_start"]])
     ok = set(t.index[t["success"]])
-    h = heldout[heldout["latent"].isin(ok)]
-    side = {w: h[h["which"] == w] for w in ("found", "original")}
-    out = {"models": [model], "found_verified": counts, "prompts": result.prompts,
+    side = {w: heldout[(heldout["which"] == w) & heldout["latent"].isin(found)] for w in ("found", "original")}
+    side_ok = {w: heldout[(heldout["which"] == w) & heldout["latent"].isin(ok)] for w in ("found", "original")}
+    out = {"models": [model], "found_verified": counts, "agreement": agreement, "prompts": result.prompts,
            "success": rate(t["success"].sum(), len(t)),
            "certified": rate(t.loc[t["found"], "certified"].sum(), int(t["found"].sum())),
            "failed_at_start": int(t["failed_at_start"].sum()),
            "heldout_failed": {w: rate(f["failed"].sum(), len(f)) for w, f in side.items()},
            "heldout_distorted": {w: rate(f["distorted"].sum(), len(f)) for w, f in side.items()},
            "realism": {w: float(f["realism"].median()) if len(f) else float("nan") for w, f in side.items()},
+           "heldout_failed_success": {w: rate(f["failed"].sum(), len(f)) for w, f in side_ok.items()},
+           "heldout_distorted_success": {w: rate(f["distorted"].sum(), len(f)) for w, f in side_ok.items()},
            "residual_speedup": speedup, "residual_speedup_bound": speedup_bound, "modes": modes.to_dict("records")}
     # the older report fields, kept for readers of earlier summaries
     out["success_rate"] = out["success"]["rate"]

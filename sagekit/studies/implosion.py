@@ -265,3 +265,23 @@ def verdicts(points: pd.DataFrame) -> dict:
 def concept_words(pairs: list[tuple[str, str]]) -> set[str]:
     """Every concept word (colour or shape) used by the pairs, sources and targets."""
     return {w for pair in pairs for label in pair for w in label.split()}
+
+
+def plan_text(split: ConceptSplit, budget: int, ks: list[int]) -> dict:
+    """What the report says about the plan: the poisoned pairs ("a → b, ..."), the
+    unpoisoned concepts, and the poisoned pairs per concept at each k > 0."""
+    return {"pairs": ", ".join(f"{a} → {b}" for a, b in split.pairs), "unpoisoned": ", ".join(split.unpoisoned),
+            "per_k": {k: budget_split(budget, k) for k in ks if k}}
+
+
+def summarize(points: pd.DataFrame, found: dict, model: str) -> dict:
+    """The study's findings (the common schema: ``models``, ``headline``, study fields;
+    each point's rates carry their Wilson intervals); ``found``: :func:`verdicts`."""
+    k_max = int(points["k"].max())
+    poisoned = points[~points["control"]]
+    return {"models": [model], "points": findings_points(points),
+            "ad_rises_every_step": found["ad_rises_every_step"],
+            "unpoisoned_below_control": {str(r["k"]): r["interval_below"] for r in found["per_k"]},
+            "headline": {f"AD k={int(points['k'].min())}": round(found["ad_first"], 4),
+                         f"AD k={k_max}": round(found["ad_last"], 4),
+                         f"unpoisoned acc k={k_max}": round(float(poisoned["unpoisoned_acc"].iloc[-1]), 3)}}

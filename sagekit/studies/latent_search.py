@@ -63,6 +63,18 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _descend(objective, latent: LatentDelta, kind: str, gen: Generator, goal: RobustGoal, prompts: list[str],
+             targets: list[int], seeds: list[int], cfg: LatentSearchConfig, checkpoints: str | None,
+             progress: bool) -> SearchState:
+    """The engine's loop over ``latent``'s delta, checkpointed under everything that
+    determines the search."""
+    search = {"search": kind, "model": gen.name, "goal": type(goal).__name__, "judges": goal.ensemble.name,
+              "prompts": prompts, "targets": targets, "seeds": seeds, "cfg": asdict(cfg)}
+    return signed_descent(objective, {"delta": latent}, SearchState({"delta": latent.init()}), cfg.iterations,
+                          checkpoint=Checkpoint.under(checkpoints, search), progress=progress,
+                          desc=f"{kind} search ({cfg.mode})")
+
+
 def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets: list[int], seeds: list[int],
                    cfg: LatentSearchConfig, progress: bool = True, verifier: Ensemble | None = None,
                    checkpoints: str | None = None) -> LatentSearchResult:
@@ -102,12 +114,7 @@ def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets
             first["images"] = images.detach().cpu()
         return goal.loss(images, target[index]), goal.found(images.detach(), target[index])
 
-    state = signed_descent(objective, {"delta": latent}, SearchState({"delta": latent.init()}), cfg.iterations,
-                           checkpoint=Checkpoint.under(checkpoints, {
-                               "search": "latents", "model": gen.name, "goal": type(goal).__name__,
-                               "judges": goal.ensemble.name, "prompts": prompts, "targets": targets,
-                               "seeds": seeds, "cfg": asdict(cfg)}),
-                           progress=progress, desc=f"latent search ({cfg.mode})")
+    state = _descend(objective, latent, "latents", gen, goal, prompts, targets, seeds, cfg, checkpoints, progress)
     found_at, times = state.found_at, state.seconds
     with torch.no_grad():
         images_before = first.get("images")
@@ -191,12 +198,8 @@ def search_shared_latents(gen: Generator, goal: RobustGoal, prompts: list[str], 
         loss = goal.loss(images, t).view(len(index), n).mean(1)
         return loss, goal.found(images.detach(), t).view(len(index), n).all(1)
 
-    state = signed_descent(objective, {"delta": latent}, SearchState({"delta": latent.init()}), cfg.iterations,
-                           checkpoint=Checkpoint.under(checkpoints, {
-                               "search": "shared latents", "model": gen.name, "goal": type(goal).__name__,
-                               "judges": goal.ensemble.name, "prompts": prompts, "targets": targets,
-                               "seeds": seeds, "cfg": asdict(cfg)}),
-                           progress=progress, desc=f"shared latent search ({cfg.mode})")
+    state = _descend(objective, latent, "shared latents", gen, goal, prompts, targets, seeds, cfg, checkpoints,
+                     progress)
     z_final = (z0 + state.values["delta"]).detach()
     check = goal if verifier is None else goal.judged_by(verifier)
     every = [seeds[i] for i in range(len(seeds)) for _ in range(n)]
@@ -272,6 +275,24 @@ def residual_speedup_bound(steps: int, k: int) -> float:
     if not 0 < k <= steps:
         raise ValueError(f"need 0 < k <= steps, got k={k}, steps={steps}")
     return 4 * steps / (steps + 2 * k)
+
+
+def store_found(store, study: str, model: str, result: LatentSearchResult | SharedLatentResult
+                ) -> tuple[list[str], list[str], torch.Tensor | None]:
+    """Keep every found latent's failure in the results store (study ``study``), with an
+    image of it (a shared latent: its image for the first search prompt): what people's
+    verdicts attach to. Returns the keys, a caption per failure and the images."""
+    t = result.table
+    rows = [i for i in range(len(t)) if t["found"][i] and not t["failed_at_start"][i]]
+    shared = isinstance(result, SharedLatentResult)
+    captions = [f"seed {t['seed'][i]}: " + (" | ".join(result.prompts) if shared else t["prompt"][i]) for i in rows]
+    cells = [{"model": model, "seed": int(t["seed"][i]),
+              **({"prompts": result.prompts} if shared else {"prompt": t["prompt"][i]})} for i in rows]
+    metrics = [{"verified": bool(t["verified"][i]), "certified": bool(t["certified"][i]),
+                "iterations": int(t["iterations"][i])} for i in rows]
+    images = (torch.stack([result.images_after[i][0] if shared else result.images_after[i] for i in rows])
+              if rows else None)
+    return store.put_batch(study, cells, metrics, images), captions, images
 
 
 def compare_modes(gen: Generator, goal: RobustGoal, prompts: list[str], targets: list[int], seeds: list[int],

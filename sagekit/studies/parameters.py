@@ -307,13 +307,17 @@ def _judged_and_verified(p: dict) -> None:
 
 def _verifier_is_held_out(p: dict) -> None:
     """The verifier shares no judge with the search's ensemble and sees every label."""
+    _verifier_is_shared_with_no_judge(p)
+    _labels_are_judged({**p, "judge": p["verifier"]}, "verifier")
+
+
+def _verifier_is_shared_with_no_judge(p: dict) -> None:
     from ..models.registry import judge_leaves
 
     shared = judge_leaves(p["verifier"]) & judge_leaves(p["judge"])
     if shared:
         raise ParameterError(f"parameter 'verifier' ({p['verifier']!r}) must hold no judge the search uses; "
                              f"it shares {', '.join(sorted(shared))} with judge {p['judge']!r}")
-    _labels_are_judged({**p, "judge": p["verifier"]}, "verifier")
 
 
 def _targets_are_judged(p: dict) -> None:
@@ -328,6 +332,12 @@ def _targets_are_judged(p: dict) -> None:
     if p["n_train_labels"] + p["n_heldout_labels"] > len(known) - 1:
         raise ParameterError(f"n_train_labels + n_heldout_labels must be at most {len(known) - 1} "
                              f"(the judge's other labels), got {p['n_train_labels'] + p['n_heldout_labels']}")
+
+
+def _tokens_rules(p: dict) -> None:
+    _targets_are_judged(p)
+    _targets_are_judged({**p, "judge": p["verifier"]})
+    _verifier_is_shared_with_no_judge(p)
 
 
 def _implosion_rules(p: dict) -> None:
@@ -370,22 +380,24 @@ SCHEMAS: dict[str, Schema] = {
                                   + p["baseline_prompts"] * p["eval_seeds"]),
         _judged_and_verified),
     "distorted-latents": Schema(
-        {**LATENT, "clip": ModelName("clip"), "heldout": Int(1, 1000), "latents": SEEDS_N, "low_confidence": PROB},
-        lambda p: p["latents"] * (_n_labels(p) * (p["iterations"] + 3) + 2 * p["heldout"]) + 2 * p["compare_iterations"],
+        {**LATENT, "clip": ModelName("clip"), "heldout": Int(1, 1000), "latents": SEEDS_N, "low_confidence": PROB,
+         "reference_images": Int(2, 100_000)},
+        lambda p: p["latents"] * (_n_labels(p) * (p["iterations"] + 3) + 2 * p["heldout"]) + 2 * p["compare_iterations"]
+        + p["reference_images"],
         _distorted_rules),
     "unrelated-latents": Schema(
         {**LATENT, "seeds_per_label": SEEDS_N, "confidence": PROB},
         lambda p: _n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 3) + 2 * p["compare_iterations"],
         _k_within_steps),
     "adversarial-tokens": Schema(
-        {**COMMON, "clip": ModelName("clip"), "targets": ListOf(Text(200), 1, 100, unique=True),
+        {**COMMON, "verifier": ModelName("ensemble"), "clip": ModelName("clip"), "targets": ListOf(Text(200), 1, 100, unique=True),
          "n_train_labels": Int(1, 1000), "n_heldout_labels": Int(1, 1000), "objective": Choice(("denoise", "judges")),
          "iterations": ITERATIONS, "lr": LR, "bound": Float(0, 100, lo_open=True), "batch": Int(1, 1024),
          "examples": Int(1, 10_000), "mode": MODE, "k": Int(1, 1000), "search_steps": SEARCH_STEPS,
          "guidance": GUIDANCE, "steps": STEPS, "eval_seeds": SEEDS_N, "store_dir": Folder()},
         lambda p: len(p["targets"]) * (p["iterations"] * p["batch"] + 4 * p["examples"]
                                        + 2 * p["n_heldout_labels"] * p["eval_seeds"]),
-        _targets_are_judged),
+        _tokens_rules),
     "seed-shifts": Schema(
         {"models": ListOf(ModelName("generator"), 1, 16, unique=True),
          "guidance": ListOf(GUIDANCE, 1, 16, unique=True), "shifts": Shifts(), "label_set": LabelSet(),

@@ -38,14 +38,14 @@ def per_class(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize(result: LatentSearchResult, modes: pd.DataFrame, speedup: float, speedup_bound: float,
-              model: str) -> dict:
+              model: str, agreement: dict | None = None) -> dict:
     """The study's findings (the common schema: ``models``, ``headline``, rates as
     ``{"k", "n", "rate", "lo", "hi"}`` with 95% Wilson intervals)."""
     t = result.table
     classes = per_class(t)
     counts = found_verified(result)
     success = t.loc[t["success"]]
-    out = {"models": [model], "found_verified": counts,
+    out = {"models": [model], "found_verified": counts, "agreement": agreement,
            "success": rate(t["success"].sum(), len(t)),
            "labels_with_failure": rate((classes["success_rate"] > 0).sum(), len(classes)),
            "certified": rate(t.loc[t["found"], "certified"].sum(), int(t["found"].sum())),
