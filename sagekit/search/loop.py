@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -40,8 +41,9 @@ Objective = Callable[[dict[str, torch.Tensor], torch.Tensor, int, bool], tuple[t
 
 @dataclass
 class SearchState:
-    """Where a search stands: ``values`` (name -> ``(B, ...)``), the next ``iteration``, ``found_at`` ``(B,)`` (the iteration a row first
-    met the goal, -1 while it has not) and the mean loss of every iteration so far."""
+    """Where a search stands: ``values`` (name -> ``(B, ...)``), the next ``iteration``,
+    ``found_at`` ``(B,)`` (the iteration a row first met the goal, -1 while it has not),
+    and the mean loss and the seconds of every iteration so far."""
 
     values: dict[str, torch.Tensor]
     iteration: int = 0
@@ -86,8 +88,6 @@ class Checkpoint:
         """The saved state, or None when there is none for this key."""
         if not self.path.exists():
             return None
-        from safetensors import safe_open
-
         with safe_open(str(self.path), "pt") as f:
             meta = f.metadata() or {}
         if meta.get("key") != self.key:
