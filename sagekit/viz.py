@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import matplotlib
+import matplotlib.ticker
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -188,6 +190,9 @@ def perplexity_vs_failure(baseline: pd.DataFrame, searched: pd.DataFrame, bar: f
                marker="x")
     ax.axhline(bar, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
+    # plain tick labels: mathtext is off (prompts may hold "$"), and log ticks default to it
+    ax.xaxis.set_major_formatter(matplotlib.ticker.LogFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False))
     ax.set_xlabel("LM perplexity (lower = more natural)")
     ax.set_ylabel("failure rate over fresh seeds")
     ax.set_ylim(-0.05, 1.05)

@@ -382,3 +382,29 @@ def summarize(found: list[dict], baseline: list[dict], labels: list[str], model:
                        "classes_with_failure": round(out["classes_with_failure"], 3),
                        "baseline_classes_with_failure": round(out["baseline_classes_with_failure"], 3)}
     return out
+
+
+def findings_text(findings: dict, top_k: int, fail_fraction: float, eval_seeds: int, verifier: str):
+    """The report's findings as Markdown (``markup.Safe``: every value escaped)."""
+    from ..markup import Safe, md_text
+
+    def interval(r):
+        return md_text("**{k} of {n}** ({rate:.2f}, 95% CI [{lo:.2f}, {hi:.2f}])", **r)
+
+    failing = findings["perplexity_failing"]
+    lines = [
+        md_text("- {found} of {searched} searches ended in a prompt of the LM's top-{top_k} next words that fails on "
+                "≥ {bar:.0%} of {m} fresh seeds; the verifier {verifier!c}, which the search never consulted, "
+                "confirms **{verified}** of them on the same images.", found=findings["found"],
+                searched=findings["searched"], top_k=top_k, bar=fail_fraction, m=eval_seeds, verifier=verifier,
+                verified=findings["verified"]),
+        md_text("- Labels with a verified failure: {iv}.", iv=interval(findings["labels_verified"])),
+        (md_text("- Median perplexity of failing prompts: {p:.2f} (of the starting prompts: {s:.2f}).",
+                 p=failing, s=findings["perplexity_start"]) if failing == failing else  # NaN: none failed
+         md_text("- No failing prompt (the starting prompts' median perplexity: {s:.2f}).",
+                 s=findings["perplexity_start"])),
+        md_text("- Baseline: {k} of {n} of the LM's likeliest continuations fail (median perplexity {p:.2f}); labels "
+                "with one: {iv}.", p=findings["perplexity_baseline"], iv=interval(findings["baseline_labels"]),
+                k=findings["baseline_failures"]["k"], n=findings["baseline_failures"]["n"]),
+    ]
+    return Safe("\n".join(lines))
