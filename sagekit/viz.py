@@ -241,6 +241,35 @@ def tagger(store, keys: Sequence[str], prompts: Sequence[str], taxonomy: Sequenc
     return w.VBox(rows)
 
 
+def metric_panels(summary: pd.DataFrame, metrics: Sequence[tuple[str, str]]) -> list:
+    """One :func:`metric_vs_level` figure per ``(metric, title)``."""
+    return [metric_vs_level(summary, metric, f"{title} vs shift level") for metric, title in metrics]
+
+
+def per_class_heatmap(heat: pd.DataFrame, title: str):
+    """Top-1 per label (rows) and shift condition (columns, ``(shift, level)`` pairs).
+    Returns the figure."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(0.45 * heat.shape[1] + 3, 0.3 * heat.shape[0] + 1.5))
+    sns.heatmap(heat, vmin=0, vmax=1, cmap="RdYlGn", annot=heat.shape[1] <= 16, fmt=".1f",
+                cbar_kws={"label": "top-1"}, ax=ax, annot_kws={"fontsize": 7})
+    ax.set_xticklabels([f"{s} {l}" for s, l in heat.columns], rotation=60, ha="right", fontsize=7)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def levels_grid(images: torch.Tensor, marks, rows: Sequence[str], conds: Sequence[tuple[str, str]], label: str,
+                seed: int):
+    """The images of one label and seed across shift conditions (columns), one row per
+    model and guidance (green: right under the judge). Returns the figure."""
+    return show_grid(images, ncol=len(conds), row_labels=rows, col_labels=[f"{s} {l}" for s, l in conds],
+                     marks=marks, title=f'"A photo of a {label}", seed {seed}', cell_inches=0.75, scale=3)
+
+
 def unshifted_vs_shifted(summary: pd.DataFrame, metric: str = "top1"):
     """Bars per model and guidance: ``metric`` unshifted, and its mean over all shifted
     conditions. Returns the figure."""

@@ -54,13 +54,10 @@ def test_notebooks_hold_no_loops_or_definitions():
             assert not found, (study.notebook, found, c.source[:80])
 
 
-SAGE_NOTEBOOKS = ("prompt-failures", "distorted-latents", "unrelated-latents", "adversarial-tokens")
-
-
-def test_sage_notebooks_hold_no_logic():
+def test_notebooks_hold_no_logic():
     """No comprehension, lambda or branch either: what a notebook computes is a call."""
     logic = (ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp, ast.Lambda, ast.If, ast.IfExp)
-    for study in SAGE_NOTEBOOKS:
+    for study in STUDIES:
         nb = nbformat.read(STUDIES[study].path, as_version=4)
         for c in (c for c in nb.cells if c.cell_type == "code"):
             found = [type(n).__name__ for n in ast.walk(ast.parse(c.source)) if isinstance(n, logic)]

@@ -165,6 +165,11 @@ def resolve_generator(name: str, download: bool = False) -> Path:
     return path
 
 
+def load_generators(names, device: str | torch.device = "cpu") -> dict:
+    """:func:`load_generator` for each name: name -> Generator, in order."""
+    return {name: load_generator(name, device=device) for name in names}
+
+
 def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                    download: bool = False, resolution: int | None = None) -> Generator:
     """A :class:`Generator` of the folder's family, by name (see module docstring). fp16
@@ -211,6 +216,11 @@ def weights_fingerprint(path: Path) -> str:
 def model_revision(gen: Generator) -> str:
     """The fingerprint of a loaded generator's weights (see :func:`weights_fingerprint`)."""
     return getattr(gen, "revision", "")
+
+
+def model_revisions(generators: dict) -> dict[str, str]:
+    """:func:`model_revision` of each generator: name -> fingerprint."""
+    return {name: model_revision(gen) for name, gen in generators.items()}
 
 
 # ---------------------------------------------------------------------------- judges

@@ -258,8 +258,10 @@ def verdicts(points: pd.DataFrame) -> dict:
                                   else "below the control's interval, but the two intervals overlap" if below
                                   else "not below the control's interval"),
                       "ad_minus_control": float(r["ad"] - c["ad"])})
-    return {"ad_rises_every_step": bool(len(ad) > 1 and np.all(np.diff(ad) > 0)),
-            "ad_first": float(ad[0]), "ad_last": float(ad[-1]), "per_k": per_k}
+    rises = bool(len(ad) > 1 and np.all(np.diff(ad) > 0))
+    return {"ad_rises_every_step": rises, "ad_trend": "rises at every step of k" if rises
+            else "does not rise at every step of k", "ad_first": float(ad[0]), "ad_last": float(ad[-1]),
+            "per_k": per_k}
 
 
 def concept_words(pairs: list[tuple[str, str]]) -> set[str]:

@@ -8,6 +8,7 @@ with 95% intervals (Wilson for rates, bootstrap for CLIP).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -289,3 +290,56 @@ def trajectory_distances(generators: dict[str, Generator], prompt: str, seeds: S
                                              - unshifted[m]).pow(2).mean(dim=(2, 3, 4)).sqrt().mean(1).numpy()
                 for s, levels in shifts.items() for lv in (levels[0], levels[-1])}
             for m, gen in generators.items()}
+
+
+@dataclass
+class Plan:
+    """Everything the sweep needs, derived from the notebook's parameters: per model its
+    sampling steps and guidance scales (0 resolved to the model's default), the first
+    scale (the trajectory analyses'), and every cell of the grid."""
+
+    steps: dict[str, int]
+    scales: dict[str, list[float]]
+    first_scale: dict[str, float]
+    cells: list[dict]
+    n_baseline: int
+    n_conditions: int
+
+
+def plan(generators: dict[str, Generator], shift_grid: dict[str, Sequence], labels: Sequence[str], seed: int,
+         seeds_per_cell: int, baseline_seeds_per_cell: int, guidance: Sequence[float], steps: int, judge: str,
+         clip: str, revisions: dict[str, str]) -> Plan:
+    """The grid of the study: guidance 0 means each model's default, steps 0 likewise; the
+    unshifted baseline gets ``max(baseline_seeds_per_cell, seeds_per_cell)`` seeds."""
+    steps_of = {m: steps or g.default_steps for m, g in generators.items()}
+    scales = {m: [g.default_guidance if s == 0 else s for s in guidance] for m, g in generators.items()}
+    n_base = max(baseline_seeds_per_cell, seeds_per_cell)
+    cells = [c for m in generators for c in build_cells(
+        [m], shift_grid, labels, range(seed, seed + seeds_per_cell), scales[m], steps_of[m], judge, clip,
+        revisions=revisions, baseline_seeds=range(seed, seed + n_base))]
+    return Plan(steps_of, scales, {m: float(s[0]) for m, s in scales.items()}, cells, n_base,
+                sum(len(v) for v in shift_grid.values()))
+
+
+def formula_rows(shift_grid: dict[str, Sequence]) -> list[dict]:
+    """One row per shift type of the grid: name, formula (paper 001's notation), levels."""
+    from ..shifts import FORMULAS
+
+    return [{"name": s, "formula": FORMULAS[s], "levels": levels} for s, levels in shift_grid.items()]
+
+
+def conditions(shift_grid: dict[str, Sequence]) -> list[tuple[str, str]]:
+    """``(shift, level name)`` of the unshifted image and of every shifted level."""
+    return [("none", "0")] + [(s, level_name(s, lv)) for s, lvs in shift_grid.items() for lv in lvs]
+
+
+def findings(models: Sequence[str], summary: pd.DataFrame, df: pd.DataFrame, verdicts: list[dict]) -> dict:
+    """The study's findings (the common schema: ``models``, ``headline``, rates with their
+    intervals in ``acc``; ``claims``: the paper's claims with their verdicts). Named
+    ``findings``, not ``summarize``: :func:`summarize` is the per-condition table."""
+    baseline = summary[summary["shift"] == "none"].set_index(["model", "guidance"])
+    return {"models": list(models), "acc": findings_rows(summary),
+            "claims": [{k: v[k] for k in ("id", "claim", "verdict", "evidence", "numbers")} for v in verdicts],
+            "n_images": len(df),
+            "headline": {f"{m} g={g:g} top1": round(float(b["top1"]), 3) for (m, g), b in baseline.iterrows()}
+            | {"claims supported": sum(v["verdict"] == "supported" for v in verdicts)}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pandas as pd
 import torch
 
 from ..models.registry import load_generator, load_judge
@@ -95,3 +96,33 @@ def evaluate(per_label: int = 6, n_judge: int = 1000) -> dict:
         "labels": len(LABELS), "shapes": len(SHAPES), "colours": len(COLOURS),
         "bars_met": bars,
     }
+
+
+def results_table(results: dict) -> pd.DataFrame:
+    """One row per (model, mode) of :func:`generation_results`, the images left out."""
+    return pd.DataFrame(list(results.values())).drop(columns=["images", "targets", "pred"], errors="ignore")
+
+
+def accuracy_bars(results: dict) -> dict[str, float]:
+    """Bar values of :func:`generation_results`: "model\\nmode" -> share judged right."""
+    return {f"{m}\n{mode}": r["acc"] for (m, mode), r in results.items()}
+
+
+def shown_labels(n: int) -> list[int]:
+    """``n`` label indices for the image grids: a stride of 7 walks through every shape and
+    colour (7 is coprime with 6 shapes and 36 labels)."""
+    return sorted({(7 * i) % len(LABELS) for i in range(n)})
+
+
+def summarize(results: dict, judge_acc: dict[str, float], training: dict, n_judge: int) -> dict:
+    """The toy-world report's findings (the common schema: ``models``, ``headline``, ...);
+    ``judges`` and ``generation`` are rows for the report's bullet lists."""
+    gen_acc = {m: {mode: results[(m, mode)]["acc"] for mode in ("guided", "unguided")} for m in GENERATORS}
+    return {"models": list(GENERATORS), "judge_acc": judge_acc, "gen_acc": gen_acc,
+            "training_seconds": training["total_seconds"],
+            "judges": [{"judge": k, "acc": v, "n": n_judge} for k, v in judge_acc.items()],
+            "generation": [{"model": m, "mode": mode, **{k: v for k, v in r.items()
+                                                         if k not in ("images", "targets", "pred")}}
+                           for (m, mode), r in results.items()],
+            "headline": {**{f"{m} guided": gen_acc[m]["guided"] for m in GENERATORS},
+                         "min judge": min(judge_acc.values())}}
