@@ -53,6 +53,8 @@ def summarize(result: LatentSearchResult, modes: pd.DataFrame, speedup: float, s
            "median_iterations": float(t["iterations"].median()) if t["found"].any() else float("nan"),
            "unrelated_confidence": float(success["confidence_after"].mean()) if len(success) else float("nan"),
            "unrelated_labels": success["pred_after"].value_counts().to_dict(),
+           "unrelated_shown": ", ".join(f"{label} ({n})" for label, n in success["pred_after"].value_counts().items())
+           or "nothing",
            "residual_speedup": speedup, "residual_speedup_bound": speedup_bound,
            "modes": modes.to_dict("records"), "per_class": classes.to_dict("records")}
     # the older report fields, kept for readers of earlier summaries
