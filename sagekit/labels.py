@@ -54,10 +54,16 @@ def get_label_set(name: str) -> tuple[str, ...]:
     raise KeyError(f"unknown label set {name!r}; known: {', '.join(LABEL_SETS)}, or a .txt file with one label per line")
 
 
+def spaced(items, n: int) -> list:
+    """``n`` of ``items`` spread evenly over them, first and last included (all of them
+    when ``n`` >= their number)."""
+    import numpy as np
+
+    items = list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, min(n, len(items))).astype(int)]
+
+
 def pick(name: str, n: int) -> list[str]:
     """``n`` labels of set ``name`` spread evenly over it (all of them when ``n`` >= its size):
     the labels a study prompts for."""
-    import numpy as np
-
-    labels = get_label_set(name)
-    return [labels[i] for i in np.linspace(0, len(labels) - 1, min(n, len(labels))).astype(int)]
+    return spaced(get_label_set(name), n)

@@ -12,10 +12,10 @@ no judge of the labels.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import torch
 
+from ..labels import spaced
 from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..realism import RealismReference
@@ -31,13 +31,8 @@ def split(labels: list[str], n_search: int, n_heldout: int) -> tuple[list[str], 
     if n_search < 1 or n_heldout < 1 or n_search + n_heldout > len(labels):
         raise ValueError(f"need 1 <= n_search, 1 <= n_heldout and n_search + n_heldout <= {len(labels)}, "
                          f"got {n_search} and {n_heldout}")
-    searched = _spaced(list(labels), n_search)
-    rest = [l for l in labels if l not in set(searched)]
-    return searched, _spaced(rest, n_heldout)
-
-
-def _spaced(items: list, n: int) -> list:
-    return [items[i] for i in np.linspace(0, len(items) - 1, n).astype(int)]
+    searched = spaced(labels, n_search)
+    return searched, spaced([l for l in labels if l not in set(searched)], n_heldout)
 
 
 def search(gen: Generator, ensemble: Ensemble, labels: list[str], seeds: list[int], cfg: LatentSearchConfig,

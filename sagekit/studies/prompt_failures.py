@@ -187,14 +187,16 @@ class _TokenObjective:
 
 @torch.no_grad()
 def choose_words(gen: Generator, objective: _TokenObjective, x: torch.Tensor, grad_x: torch.Tensor,
-                 y: torch.Tensor, candidates: list[list[str]], rescore: int) -> list[str]:
+                 y: torch.Tensor, candidates: list[list[str]], rescore: int,
+                 tables: list[torch.Tensor] | None = None) -> list[str]:
     """The gradient-guided projection of [x] ``(P, E)`` onto each prompt's candidate
     words: rank them by the first-order loss change g_x . (e_w - x), re-score the best
     ``rescore`` by a forward pass of "{prompt} {word} [y]" on the search's seeds, keep
-    the lowest loss."""
+    the lowest loss. ``tables``: the candidates' embeddings ``(W, E)`` per prompt, when
+    the caller has them."""
     shortlist = []
     for i, words in enumerate(candidates):
-        table = gen.word_embeddings(words)
+        table = gen.word_embeddings(words) if tables is None else tables[i]
         change = (table - x[i].cpu()) @ grad_x[i].cpu()
         shortlist.append([words[j] for j in change.argsort()[:rescore].tolist()])
     pairs = [(i, w) for i, ws in enumerate(shortlist) for w in ws]
@@ -251,12 +253,12 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
         active = [i for i in active if cands[i]]
         if not active:
             break
-        centre = torch.stack([gen.word_embeddings(cands[i]).mean(0) for i in active])
+        tables = [gen.word_embeddings(cands[i]) for i in active]
+        centre = torch.stack([t.mean(0) for t in tables])
         x0 = torch.stack([carried.get(i, centre[j]) for j, i in enumerate(active)])
         train_seeds = list(range(seed * 100 + w * 10, seed * 100 + w * 10 + cfg.train_seeds))
         objective = _TokenObjective(gen, goal, [f"{out[i]['prompt']} {X_TOKEN} {Y_TOKEN}" for i in active],
-                                    torch.tensor([targets[i] for i in active]), train_seeds, cfg,
-                                    snap=[gen.word_embeddings(cands[i]) for i in active])
+                                    torch.tensor([targets[i] for i in active]), train_seeds, cfg, snap=tables)
         state = SearchState({X_TOKEN: token.project(x0).to(gen.device), Y_TOKEN: centre.clone().to(gen.device)})
         state = signed_descent(objective, {X_TOKEN: token, Y_TOKEN: token}, state, cfg.iterations,
                                stop_when_found=False, progress=progress, desc=f"word {w + 1}: [x] [y]",
@@ -268,7 +270,7 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
         loss, _ = objective({X_TOKEN: x, Y_TOKEN: state.values[Y_TOKEN]}, torch.arange(len(active)), -1, True)
         (grad_x,) = torch.autograd.grad(loss.sum(), [x])
         words = choose_words(gen, objective, x.detach(), grad_x, state.values[Y_TOKEN], [cands[i] for i in active],
-                             cfg.rescore)
+                             cfg.rescore, tables)
         for j, i in enumerate(active):
             out[i]["prompt"], out[i]["words"] = f"{out[i]['prompt']} {words[j]}", out[i]["words"] + [words[j]]
             carried[i] = state.values[Y_TOKEN][j].detach().cpu()
