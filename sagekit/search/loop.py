@@ -104,8 +104,8 @@ def signed_descent(objective: Objective, transformations: dict[str, Transformati
     """Run ``state`` on to ``iterations`` signed-gradient steps: x <- project(x - step *
     sign(grad loss)), for every variable at once. Each iteration evaluates the rows still
     searching (with ``stop_when_found``, a row leaves at the first iteration it meets the
-    goal and keeps the values that met it); a final evaluation without gradient at
-    ``iterations`` records the last rows found. Resumes from ``checkpoint`` when it holds
+    goal and keeps the values that met it, and a final evaluation without gradient at
+    ``iterations`` records the last rows found). Resumes from ``checkpoint`` when it holds
     this search, and saves it after every step. Returns the state."""
     if checkpoint is not None and (saved := checkpoint.load()) is not None:
         saved.values = {k: v.to(state.values[k].device, state.values[k].dtype) for k, v in saved.values.items()}
@@ -116,6 +116,8 @@ def signed_descent(objective: Objective, transformations: dict[str, Transformati
     while True:
         t0 = time.perf_counter()
         it, last = state.iteration, state.iteration >= iterations
+        if last and not stop_when_found:
+            break  # the final evaluation only records rows found; without early stop there are none to record
         index = torch.nonzero(state.found_at < 0).flatten() if stop_when_found else torch.arange(len(state.found_at))
         if len(index) == 0:
             break

@@ -131,8 +131,9 @@ def learn_adversarial_token(gen: Generator, goal: TargetGoal, target_label: str,
             lat = gen.denoise(z, emb, guidance, steps)
         return goal.loss(gen.decode(lat), target).mean().view(1), None
 
-    state = signed_descent(objective, {ADV_TOKEN: token}, SearchState({ADV_TOKEN: token.mean[None].clone().to(gen.device)}),
-                           cfg.iterations, stop_when_found=False, progress=progress, desc="adversarial token",
+    start = SearchState({ADV_TOKEN: token.mean[None].clone().to(gen.device)})
+    state = signed_descent(objective, {ADV_TOKEN: token}, start, cfg.iterations, stop_when_found=False,
+                           progress=progress, desc="adversarial token",
                            checkpoint=Checkpoint.under(checkpoints, {
                                "search": "token", "model": gen.name, "judges": goal.ensemble.name,
                                "target": target_label, "prompts": train_prompts, "seed": seed, "cfg": asdict(cfg)}))
