@@ -63,6 +63,27 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _outcome_table(rows: list[dict], z0: torch.Tensor, z: torch.Tensor, found_at: torch.Tensor,
+                   verified: torch.Tensor, alpha: float) -> pd.DataFrame:
+    """``rows`` (one per latent, the search's own fields) with what every latent search
+    reports: ``found``, ``iterations`` to the goal, ``verified`` (found and confirmed),
+    the certificate, the size of delta, ``failed_at_start`` and ``success`` (found,
+    verified, certified, after at least one step)."""
+    out = []
+    for i, row in enumerate(rows):
+        cert = certify(z[i], alpha)
+        found = bool(found_at[i] >= 0)
+        out.append({**row, "found": found, "iterations": int(found_at[i]) if found else None,
+                    "verified": found and bool(verified[i]), "certified": cert.passed, "norm_sq": cert.norm_sq,
+                    "chi2_p": cert.chi2_p, "ks_stat": cert.ks_stat, "ks_p": cert.ks_p, "spatial_p": cert.spatial_p,
+                    "delta_linf": float((z[i] - z0[i]).abs().max()),
+                    "delta_rms": float((z[i] - z0[i]).pow(2).mean().sqrt())})
+    table = pd.DataFrame(out)
+    table["failed_at_start"] = table["iterations"] == 0
+    table["success"] = table["found"] & table["verified"] & table["certified"] & ~table["failed_at_start"]
+    return table
+
+
 def _descend(objective, latent: LatentDelta, kind: str, gen: Generator, goal: RobustGoal, prompts: list[str],
              targets: list[int], seeds: list[int], cfg: LatentSearchConfig, checkpoints: str | None,
              progress: bool) -> SearchState:
@@ -129,23 +150,12 @@ def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets
         # the verifier may order its labels differently: match them by name
         verified = check.found(again, torch.tensor([check.ensemble.label_index(goal.ensemble.labels[t])
                                                     for t in targets]))
-    rows = []
-    for i in range(len(seeds)):
-        cert = certify(z_final[i], cfg.alpha)
-        found = bool(found_at[i] >= 0)
-        rows.append({
-            "prompt": prompts[i], "target": int(targets[i]), "label": goal.ensemble.labels[int(targets[i])],
-            "seed": int(seeds[i]), "found": found, "iterations": int(found_at[i]) if found else None,
-            "verified": found and bool(verified[i]), "certified": cert.passed,
-            "norm_sq": cert.norm_sq, "chi2_p": cert.chi2_p, "ks_stat": cert.ks_stat, "ks_p": cert.ks_p,
-            "spatial_p": cert.spatial_p,
-            "p_target_after": float(probs_after[i, targets[i]]), "pred_after": goal.ensemble.labels[int(probs_after[i].argmax())],
-            "confidence_after": float(probs_after[i].max()),
-            "delta_linf": float((z_final[i] - z0[i]).abs().max()), "delta_rms": float((z_final[i] - z0[i]).pow(2).mean().sqrt()),
-        })
-    table = pd.DataFrame(rows)
-    table["failed_at_start"] = table["iterations"] == 0
-    table["success"] = table["found"] & table["verified"] & table["certified"] & ~table["failed_at_start"]
+    table = _outcome_table([{
+        "prompt": prompts[i], "target": int(targets[i]), "label": goal.ensemble.labels[int(targets[i])],
+        "seed": int(seeds[i]), "p_target_after": float(probs_after[i, targets[i]]),
+        "pred_after": goal.ensemble.labels[int(probs_after[i].argmax())],
+        "confidence_after": float(probs_after[i].max())} for i in range(len(seeds))],
+        z0, z_final, found_at, verified, cfg.alpha)
     return LatentSearchResult(table, z0.cpu(), z_final.cpu(), images_before, found_images, times,
                               _peak_memory_mb(device), check.ensemble.name, gen.other_sampler() or "the model's own")
 
@@ -213,20 +223,9 @@ def search_shared_latents(gen: Generator, goal: RobustGoal, prompts: list[str], 
         verified = check.found(again, t).view(len(seeds), n).all(1)
         met = goal.found(after.to(device), target.repeat(len(seeds))).view(len(seeds), n)
         confidence = goal.ensemble(after.to(device)).max(-1).values.view(len(seeds), n).cpu()
-    rows = []
-    for i, seed in enumerate(seeds):
-        cert = certify(z_final[i], cfg.alpha)
-        found = bool(state.found_at[i] >= 0)
-        rows.append({"seed": int(seed), "found": found,
-                     "iterations": int(state.found_at[i]) if found else None,
-                     "verified": found and bool(verified[i]), "certified": cert.passed,
-                     "prompts_broken": float(met[i].float().mean()), "confidence_after": float(confidence[i].mean()),
-                     "norm_sq": cert.norm_sq, "chi2_p": cert.chi2_p, "ks_p": cert.ks_p, "spatial_p": cert.spatial_p,
-                     "delta_linf": float((z_final[i] - z0[i]).abs().max()),
-                     "delta_rms": float((z_final[i] - z0[i]).pow(2).mean().sqrt())})
-    table = pd.DataFrame(rows)
-    table["failed_at_start"] = table["iterations"] == 0
-    table["success"] = table["found"] & table["verified"] & table["certified"] & ~table["failed_at_start"]
+    table = _outcome_table([{"seed": int(seed), "prompts_broken": float(met[i].float().mean()),
+                             "confidence_after": float(confidence[i].mean())} for i, seed in enumerate(seeds)],
+                           z0, z_final, state.found_at, verified, cfg.alpha)
     shape = (len(seeds), n, *before.shape[1:])
     return SharedLatentResult(table, list(prompts), z0.cpu(), z_final.cpu(), before.view(shape), after.view(shape),
                               state.seconds, check.ensemble.name, gen.other_sampler() or "the model's own")
