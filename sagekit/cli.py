@@ -6,6 +6,9 @@
     sagekit toy eval [--json] [--per-label N]
     sagekit bench sweep [--json] [--device D] [--arch toy|sd15|sdxl|tiny-sdxl]
     sagekit ad FOLDER [--clip NAME] [--json]   Alignment Difficulty of image/caption pairs
+    sagekit poison FOLDER --concepts A:B,C:D --budget P --out DIR   a dirty-label poisoned copy of a folder
+    sagekit export RUN --to DIR            a run's failure cases as a dataset (Parquet + images)
+    sagekit verify DIR --model ID [--judge SPEC] [--json]   draw a failure dataset again and judge it
 
 Bad input (unknown study, parameter, wrong type) prints a message and exits with 2,
 writing nothing.
@@ -63,6 +66,23 @@ def _build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--device", default="cpu")
     ad.add_argument("--json", action="store_true")
 
+    po = sub.add_parser("poison", help="a dirty-label poisoned copy of a folder of image + caption pairs")
+    po.add_argument("folder", help="images with a .txt caption of the same name beside each")
+    po.add_argument("--concepts", required=True, help="A:B[,C:D...]: captions about A paired with images of B")
+    po.add_argument("--budget", type=int, required=True, help="poisoned pairs in all, split evenly over the concepts")
+    po.add_argument("--out", required=True, help="new (or empty) folder for the poisoned set")
+    po.add_argument("--seed", type=int, default=0, help="which images of B are poisoned")
+    ex = sub.add_parser("export", help="write a run's failure cases as a dataset (Parquet table, images, "
+                        "latents and token embeddings as safetensors, data card)")
+    ex.add_argument("run", help="a run's summary (.json or .html, as `sagekit run` writes them) or a results-store folder")
+    ex.add_argument("--to", required=True, help="new (or empty) dataset folder")
+    ve = sub.add_parser("verify", help="draw every case of a failure dataset again and judge it")
+    ve.add_argument("folder", help="a folder `sagekit export` wrote")
+    ve.add_argument("--model", required=True, help="generator: toy name, local diffusers folder or cached hub id")
+    ve.add_argument("--judge", default=None, help="judge spec instead of each case's own judges")
+    ve.add_argument("--device", default="cpu")
+    ve.add_argument("--json", action="store_true", help="print one JSON object")
+
     bench = sub.add_parser("bench", help="performance measurements")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
     bs = bench_sub.add_parser("sweep", help="images/s: stock pipeline vs sagekit sweep vs UNet ceiling")
@@ -114,6 +134,56 @@ def _cmd_ad(args) -> int:
               file=sys.stderr)
     print(json.dumps(res) if args.json else "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                       for k, v in res.items()))
+    return 0
+
+
+def _cmd_poison(args) -> int:
+    from .poisoning import PoisonError, write_poisoned
+
+    try:
+        res = write_poisoned(args.folder, args.concepts, args.budget, args.out, args.seed)
+    except PoisonError as e:
+        print(f"sagekit: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{res['poisoned']} of {res['pairs']} pairs poisoned, written to {res['folder']} (manifest: poison.json)")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .dataset import DatasetError, export
+
+    try:
+        res = export(args.run, args.to)
+    except DatasetError as e:
+        print(f"sagekit: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{res['cases']} failure cases ({res['verified']} verified) written to {res['folder']}")
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from .dataset import DatasetError, read, verify
+    from .models.registry import ModelNotFoundError, UnknownModelError, UnsafeWeightsError
+
+    try:
+        read(args.folder)  # a bad folder fails before any model loads
+        res = verify(args.folder, args.model, args.judge, args.device, progress=not args.json)
+    except (DatasetError, ModelNotFoundError, UnknownModelError, UnsafeWeightsError) as e:
+        print(f"sagekit: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    n = len(res)
+    still, confirmed = int(res["still_fails"].sum()), int(res["verifier_still"].sum())
+    summary = {"cases": n, "still_fail": still, "verifier_still": confirmed,
+               "same_revision": int(res["same_revision"].sum()), "rows": res.to_dict("records")}
+    if args.json:
+        print(json.dumps(summary, default=float))
+        return 0
+    for r in res.itertuples():
+        print(f"{'FAILS' if r.still_fails else 'ok   '} {r.now:.2f} (was {r.recorded:.2f})  "
+              f"verifier {r.verifier_now:.2f} (was {r.verifier_recorded:.2f})  {r.study}: {r.prompt!r}")
+    print(f"{still} of {n} cases still fail under their judges; the verifier confirms {confirmed} of {n}"
+          + ("" if summary["same_revision"] == n else
+             f"; {n - summary['same_revision']} were found on other weights than {args.model}'s"))
     return 0
 
 
@@ -202,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_bench(args)
     if args.command == "ad":
         return _cmd_ad(args)
+    if args.command == "poison":
+        return _cmd_poison(args)
+    if args.command == "export":
+        return _cmd_export(args)
+    if args.command == "verify":
+        return _cmd_verify(args)
     return _cmd_toy(args)
 
 

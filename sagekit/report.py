@@ -154,12 +154,14 @@ def versions() -> dict[str, str]:
     return out
 
 
-def save_findings(findings: dict) -> None:
-    """Called by a notebook's last cell: hands its findings to ``sagekit run``.
-    Interactive runs (no ``sagekit run``) just skip this."""
+def save_findings(findings: dict, cases: list[str] | None = None) -> None:
+    """Called by a notebook's last cell: hands its findings to ``sagekit run``; ``cases``:
+    the results-store keys of the failure cases the run kept (``sagekit export`` reads
+    them). Interactive runs (no ``sagekit run``) just skip this."""
     path = os.environ.get(FINDINGS_ENV)
     if path:
-        Path(path).write_text(json.dumps(findings, indent=1, default=float))
+        out = findings if cases is None else {**findings, "cases": list(cases)}
+        Path(path).write_text(json.dumps(out, indent=1, default=float))
 
 
 def to_html(notebook_path: Path, title: str) -> str:

@@ -9,6 +9,7 @@ Layout under ``root``::
 
     results.sqlite            tables: results(key, study, cell, metrics, created), tags(key, tag)
     images/ab/abcdef....png   one image per cell that stored one
+    tensors/ab/abcdef....safetensors   tensors of a cell that stored some (a found latent, a token)
 """
 
 from __future__ import annotations
@@ -103,6 +104,28 @@ class ResultStore:
                 [(k, study, canonical_json(c), canonical_json(m), now) for k, c, m in zip(keys, cells, metrics)],
             )
         return keys
+
+    def tensor_path(self, key: str) -> Path:
+        return self.root / "tensors" / key[:2] / f"{key}.safetensors"
+
+    def put_tensors(self, key: str, tensors: dict[str, torch.Tensor]) -> Path:
+        """Keep named tensors of a cell (before its row: a row never points at a missing
+        file) as safetensors, written to a temporary name and renamed."""
+        from safetensors.torch import save_file
+
+        path = self.tensor_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, path)
+        return path
+
+    def tensors(self, key: str) -> dict[str, torch.Tensor]:
+        """The tensors :meth:`put_tensors` kept for a cell (empty when none)."""
+        from safetensors.torch import load_file
+
+        path = self.tensor_path(key)
+        return load_file(str(path)) if path.exists() else {}
 
     def tag(self, key: str, tags: Iterable[str], replace: bool = True) -> None:
         """Set (or add to) the taxonomy tags of a stored cell."""

@@ -270,3 +270,18 @@ TINY_BUILDERS = {
     "PixArtSigmaPipeline": (lambda folder, seed=0: save_tiny_pixart_pipeline(folder, seed, sigma=True), {}),
     "IFPipeline": (save_tiny_if_pipeline, {}),
 }
+
+
+def save_random_open_clip(folder: str | Path, arch: str = "ViT-S-32-alt", seed: int = 0) -> Path:
+    """A random-weight open_clip model of a real architecture (default: the smallest ViT
+    open_clip ships, about 43 M parameters), saved as safetensors: what
+    ``open_clip:<arch>:<file>`` loads (as the CLIP scorer of AD and CLIP score in tests)."""
+    import open_clip
+    from safetensors.torch import save_model
+
+    torch.manual_seed(seed)
+    model = open_clip.create_model(arch, pretrained=None)
+    path = Path(folder) / "open_clip_model.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(path))
+    return path

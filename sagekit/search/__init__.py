@@ -11,10 +11,10 @@ The four SAGE studies compose these parts; none has a descent loop of its own.
 """
 
 from .constraints import Certificate, NonOutlier, certify, chi2_bounds, perplexity, project_norm, project_normal, spatial_p
-from .goals import DistortedGoal, RobustGoal, TargetGoal, UnrelatedGoal
+from .goals import DistortedGoal, RobustGoal, TargetGoal, UnrelatedGoal, goal_from_spec
 from .loop import Checkpoint, SearchState, signed_descent
 from .transformations import LatentDelta, TokenRows
 
 __all__ = ["Certificate", "Checkpoint", "DistortedGoal", "LatentDelta", "NonOutlier", "RobustGoal", "SearchState", "TargetGoal",
            "TokenRows", "UnrelatedGoal", "certify", "chi2_bounds", "perplexity", "project_norm", "project_normal",
-           "signed_descent", "spatial_p"]
+           "goal_from_spec", "signed_descent", "spatial_p"]

@@ -33,11 +33,20 @@ class RobustGoal:
         other.ensemble = ensemble
         return other
 
+    def spec(self) -> dict:
+        """The goal without its judges, as plain data: ``{"goal": class name, **its
+        thresholds}`` (what a stored failure case records; :func:`goal_from_spec` inverts it)."""
+        return {"goal": type(self).__name__, **{k: v for k, v in vars(self).items() if k in self.THRESHOLDS}}
+
+    THRESHOLDS: tuple[str, ...] = ()
+
 
 class UnrelatedGoal(RobustGoal):
     """A natural image of something else: the target is absent for every judge, and the
     judges agree, with mean confidence >= ``confidence``, on one other label. The loss
     adds ``-weight * max_{l != target} mean_j p_j(l)`` to pull towards a confident other label."""
+
+    THRESHOLDS = ("confidence", "weight")
 
     def __init__(self, ensemble: Ensemble, confidence: float = 0.5, weight: float = 1.0):
         super().__init__(ensemble)
@@ -78,6 +87,8 @@ class DistortedGoal(RobustGoal):
     every label (max mean probability < ``low_confidence``). loss = sum_j w_j max_k
     p_j(k | image): the judges' confidence in whatever they see, target included."""
 
+    THRESHOLDS = ("low_confidence",)
+
     def __init__(self, ensemble: Ensemble, low_confidence: float = 0.5):
         super().__init__(ensemble)
         self.low_confidence = low_confidence
@@ -90,3 +101,15 @@ class DistortedGoal(RobustGoal):
     def found(self, images, target):
         unsure = (self.ensemble(images).max(-1).values < self.low_confidence).cpu()
         return super().found(images, target) & unsure
+
+
+GOALS = {cls.__name__: cls for cls in (RobustGoal, UnrelatedGoal, TargetGoal, DistortedGoal)}
+
+
+def goal_from_spec(spec: dict, ensemble: Ensemble) -> RobustGoal:
+    """The goal a :meth:`RobustGoal.spec` describes, decided by ``ensemble``."""
+    spec = dict(spec)
+    name = spec.pop("goal", None)
+    if name not in GOALS:
+        raise ValueError(f"unknown goal {name!r}; known: {', '.join(GOALS)}")
+    return GOALS[name](ensemble, **spec)

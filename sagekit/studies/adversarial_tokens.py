@@ -22,6 +22,7 @@ from ..search import Checkpoint, SearchState, TargetGoal, TokenRows, signed_desc
 from ..stats import wilson
 from .prompt_failures import X_TOKEN, Y_TOKEN
 
+STUDY = "adversarial-tokens"
 ADV_TOKEN = "<sage-adv>"
 
 
@@ -167,6 +168,8 @@ class TokenEvaluation:
     frame: pd.DataFrame
     plain: torch.Tensor
     token: torch.Tensor
+    embedding: torch.Tensor | None = None   # the token's embedding (E,)
+    verifier: str = ""                      # the judges that decided ``verified``
 
 
 @torch.no_grad()
@@ -201,7 +204,8 @@ def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, pr
                          "predicted": goal.ensemble.labels[int(pred[i])], "text_cosine": float(cos[i]),
                          "clip_plain": float(clip_plain[i]), "clip_adv": float(clip_adv[i]),
                          "clip_delta": float(clip_adv[i] - clip_plain[i])})
-    return TokenEvaluation(pd.DataFrame(rows), torch.stack(plain), torch.stack(token))
+    return TokenEvaluation(pd.DataFrame(rows), torch.stack(plain), torch.stack(token), emb.detach().cpu(),
+                           check.ensemble.name)
 
 
 def learn_tokens(gen: Generator, goal: TargetGoal, clip, splits: dict[str, tuple[list[str], list[str]]],
@@ -218,6 +222,32 @@ def learn_tokens(gen: Generator, goal: TargetGoal, clip, splits: dict[str, tuple
         results[target] = evaluate_token(gen, goal, clip, target, [template.format(label=l) for l in held], emb,
                                          eval_seeds, cfg.guidance, cfg.steps, verifier)
     return results
+
+
+def store_successes(store, gen: Generator, goal: TargetGoal, results: dict[str, TokenEvaluation],
+                    cfg: TokenConfig) -> list[str]:
+    """Keep every held-out prompt x seed on which a token made every judge see its target
+    as a failure case (``sagekit.failures``: the prompt with ``ADV_TOKEN``, the token's
+    embedding as safetensors, the seed, sampler and judges) with its image; what
+    ``sagekit export`` writes out. Returns the keys."""
+    from ..failures import FailureCase, keep, settings
+
+    how = settings(gen, cfg.guidance, cfg.steps)
+    cases, images = [], []
+    for target, ev in results.items():
+        prompts = list(dict.fromkeys(ev.frame["prompt"]))
+        seeds = list(dict.fromkeys(ev.frame["seed"]))
+        for r in ev.frame.itertuples():
+            if not r.success:
+                continue
+            cases.append(FailureCase(
+                study=STUDY, model=gen.name, prompt=f"{r.prompt} {ADV_TOKEN}", label=target, seeds=[int(r.seed)],
+                goal=goal.spec(), judge=goal.ensemble.name, verifier=ev.verifier, fail_fraction=1.0,
+                judge_failure_rate=1.0, verifier_failure_rate=float(r.verified), token=ADV_TOKEN,
+                embedding=ev.embedding, extra={"prompt_without_token": r.prompt, "text_cosine": r.text_cosine,
+                                               "clip_delta": r.clip_delta}, **how))
+            images.append(ev.token[prompts.index(r.prompt), seeds.index(r.seed)])
+    return keep(store, cases, torch.stack(images) if images else None)
 
 
 def per_target(ev: pd.DataFrame, labels) -> pd.DataFrame:

@@ -65,6 +65,26 @@ def split_concepts(k_max: int, seed: int = 0) -> ConceptSplit:
     return ConceptSplit(pairs, unpoisoned)
 
 
+def plan_split(k_max: int, seed: int = 0, data: str = "", concepts: str = "",
+               unpoisoned: list[str] | None = None) -> ConceptSplit:
+    """The concept split of a run: the toy world's seeded split (``data`` empty), or for a
+    folder of image + caption pairs the pairs ``concepts`` names ("A:B,C:D"; the first k
+    are used at each k) and the ``unpoisoned`` concepts the user evaluates."""
+    if not data:
+        return split_concepts(k_max, seed)
+    from ..poisoning import parse_concepts
+
+    pairs = parse_concepts(concepts)
+    if k_max > len(pairs):
+        raise ValueError(f"k = {k_max} needs {k_max} concept pairs; concepts names {len(pairs)}")
+    if not unpoisoned:
+        raise ValueError("a folder run needs the unpoisoned concepts it evaluates")
+    overlap = concept_words(pairs) & {w for lab in unpoisoned for w in lab.lower().split()}
+    if overlap:
+        raise ValueError(f"unpoisoned concepts must share no word with a poisoned pair: {', '.join(sorted(overlap))}")
+    return ConceptSplit(pairs, list(unpoisoned))
+
+
 def budget_split(budget: int, k: int) -> list[int]:
     """Poisoned pairs per concept: ``budget`` split as evenly as integers allow (the first
     ``budget % k`` concepts get one more); sums to ``budget`` for every k >= 1."""
@@ -118,6 +138,17 @@ def build_training_set(pairs: list[tuple[str, str]], n_train: int, budget: int, 
     return PoisonedSet(torch.cat(images), captions, torch.cat(img_l), torch.cat(cap_l), poisoned)
 
 
+def training_set(pairs: list[tuple[str, str]], n_train: int, budget: int, seed: int, control: bool,
+                 folder: str = "", size: int = 32) -> PoisonedSet:
+    """The fine-tuning set of one point: procedural (toy world) or from ``folder`` (images
+    at ``size`` px, ``poisoning.training_set``); the same budget rule either way."""
+    if not folder:
+        return build_training_set(pairs, n_train, budget, seed, control=control)
+    from ..poisoning import training_set as from_folder
+
+    return from_folder(folder, pairs, n_train, budget, size, seed, control)
+
+
 @torch.no_grad()
 def dataset_ad(clip: ClipEmbedder, data: PoisonedSet, batch_size: int = 500) -> dict[str, float]:
     """Alignment Difficulty of a fine-tuning set under a CLIP model."""
@@ -129,22 +160,43 @@ def dataset_ad(clip: ClipEmbedder, data: PoisonedSet, batch_size: int = 500) -> 
 
 
 def finetune(gen: Generator, data: PoisonedSet, steps: int = 100, lr: float = 5e-4, trainable: str = "all",
-             batch_size: int = 64, seed: int = 0, progress: bool = False) -> Generator:
-    """A copy of ``gen`` fine-tuned on the set (any latent or pixel Generator)."""
+             batch_size: int = 64, seed: int = 0, progress: bool = False, rank: int = 4) -> Generator:
+    """A copy of ``gen`` fine-tuned on the set: ``trainable`` ``"lora"`` trains LoRA
+    adapters of ``rank`` on the denoiser's attention (``models.lora``, any family);
+    ``"all"`` or ``"cross-attention"`` fine-tune the UNet's own weights (SD-layout UNets,
+    the toy world's default)."""
+    if trainable == "lora":
+        from ..models.lora import lora_fine_tuned
+
+        return lora_fine_tuned(gen, data.images, data.captions, steps, lr, rank, batch_size=batch_size, seed=seed,
+                               progress=progress)
     return gen.fine_tuned(data.images, data.captions, steps, lr, trainable, batch_size, seed, progress)
 
 
+def concept_positions(gen: Generator, prompt: str, label: str) -> tuple[int, int]:
+    """Token positions of the first and last token of ``label`` in ``prompt`` (which ends
+    with it) under the generator's first tokenizer: where its attention maps are read."""
+    tok = gen.tokenizers[0]
+    ids = tok(prompt).input_ids
+    head = tok(prompt[: len(prompt) - len(label)].rstrip()).input_ids
+    if tok.eos_token_id is not None and ids and ids[-1] == tok.eos_token_id:
+        ids, head = ids[:-1], head[:-1]
+    return len(head), max(len(head), len(ids) - 1)
+
+
 @torch.no_grad()
-def generate_with_attention(gen: Generator, prompts: list[str], seeds: list[int], guidance: float | None,
-                            steps: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images ``(N, 3, H, W)`` in one batch, and the cross-attention maps of their concept
-    tokens (colour and shape: positions 5 and 6 after <bos> "a photo of a"), averaged over
-    layers and steps: ``(N, 2, H, W)``."""
+def generate_with_attention(gen: Generator, prompts: list[str], labels: list[str], seeds: list[int],
+                            guidance: float | None, steps: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(N, 3, H, W)`` in one batch, and the cross-attention maps of the first and
+    last token of each prompt's concept (``labels``; on the toy world its colour and its
+    shape), averaged over layers and steps: ``(N, 2, H, W)``."""
     with gen.capture_attention() as maps:
         images = gen.generate(prompts, seeds, guidance=guidance, steps=steps, batch_size=max(1, len(prompts)))
     tm = token_maps(maps, images.shape[-1])
     tm = tm[len(prompts):] if tm.shape[0] == 2 * len(prompts) else tm  # the conditional half under guidance
-    return images.float(), tm[:, 5:7].cpu()
+    at = torch.tensor([concept_positions(gen, p, lab) for p, lab in zip(prompts, labels)]).view(-1, 2, 1, 1)
+    at = at.clamp(max=tm.shape[1] - 1).expand(-1, -1, *tm.shape[-2:])
+    return images.float(), tm.gather(1, at.to(tm.device)).cpu()
 
 
 @torch.no_grad()
@@ -163,8 +215,8 @@ def evaluate(gen: Generator, judge: Judge, clip: ClipScorer, pairs: list[tuple[s
     # the first attention_seeds seeds of every concept are drawn once, with their attention recorded
     shown = [i for i in range(len(labels)) if all_seeds[i] in seeds[:attention_seeds]]
     rest = [i for i in range(len(labels)) if all_seeds[i] not in seeds[:attention_seeds]]
-    shown_images, maps = generate_with_attention(gen, [prompts[i] for i in shown], [all_seeds[i] for i in shown],
-                                                 guidance, steps)
+    shown_images, maps = generate_with_attention(gen, [prompts[i] for i in shown], [labels[i] for i in shown],
+                                                 [all_seeds[i] for i in shown], guidance, steps)
     images = torch.empty(len(labels), *shown_images.shape[1:])
     images[shown] = shown_images
     if rest:
@@ -195,14 +247,18 @@ def evaluate(gen: Generator, judge: Judge, clip: ClipScorer, pairs: list[tuple[s
 
 def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train: int, budget: int, steps: int,
           lr: float, trainable: str, seeds: list[int], guidance: float | None = None, sample_steps: int | None = None,
-          seed: int = 0, attention_seeds: int = 2, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+          seed: int = 0, attention_seeds: int = 2, progress: bool = True, split: ConceptSplit | None = None,
+          data: str = "", rank: int = 4, batch_size: int = 64) -> tuple[pd.DataFrame, dict]:
     """The sweep over k, each point poisoned and its clean control (k = 0 is clean, so it
-    is its own control: one fine-tune, two rows). Returns one row per (k, control) and the
-    details (images, predictions, attention maps) keyed ``(k, control)``."""
+    is its own control: one fine-tune, two rows). ``data``: a folder of image + caption
+    pairs to poison (with ``split`` from :func:`plan_split`), or empty for the toy world.
+    Returns one row per (k, control) and the details (images, predictions, attention
+    maps) keyed ``(k, control)``."""
     from tqdm.auto import tqdm
 
-    split = split_concepts(max(ks), seed)
+    split = split or split_concepts(max(ks), seed)
     jobs = [(k, control) for k in ks for control in (False, True)]
+    folder = data
     rows, details = [], {}
     for k, control in tqdm(jobs, desc="fine-tunes", disable=not progress, leave=False):
         pairs = split.pairs[:k]
@@ -210,9 +266,9 @@ def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train
             rows.append({**rows[-1], "control": True})
             details[(k, True)] = details[(k, False)]
             continue
-        data = build_training_set(pairs, n_train, budget, seed, control=control)
+        data = training_set(pairs, n_train, budget, seed, control, folder, gen.image_size)
         ad = dataset_ad(clip.embedder, data)
-        tuned = finetune(gen, data, steps, lr, trainable, seed=seed)
+        tuned = finetune(gen, data, steps, lr, trainable, batch_size, seed, rank=rank)
         ev = evaluate(tuned, judge, clip, pairs, split.unpoisoned, seeds, guidance, sample_steps,
                       attention_seeds=attention_seeds)
         rows.append({"k": k, "budget": budget if k else 0, "control": control, "ad": ad["ad"], "d_fea": ad["d_fea"],

@@ -175,6 +175,9 @@ class SharedLatentResult:
     seconds_per_iteration: list[float] = field(default_factory=list)
     verifier: str = ""
     verify_sampler: str = ""
+    targets: list[int] = field(default_factory=list)  # the search prompts' label indices
+    broken: torch.Tensor | None = None           # (L, P) bool: the goal met on each search prompt's image
+    verified_each: torch.Tensor | None = None    # (L, P) bool: the verifier's verdict on each prompt's redraw
 
 
 def search_shared_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets: list[int], seeds: list[int],
@@ -220,7 +223,8 @@ def search_shared_latents(gen: Generator, goal: RobustGoal, prompts: list[str], 
         again = gen.decode(gen.denoise(z_final.repeat_interleave(n, 0), cond, guidance, steps, gen.other_sampler(),
                                        seeds=every))
         t = torch.tensor([check.ensemble.label_index(goal.ensemble.labels[x]) for x in targets]).repeat(len(seeds))
-        verified = check.found(again, t).view(len(seeds), n).all(1)
+        verified_each = check.found(again, t).view(len(seeds), n)
+        verified = verified_each.all(1)
         met = goal.found(after.to(device), target.repeat(len(seeds))).view(len(seeds), n)
         confidence = goal.ensemble(after.to(device)).max(-1).values.view(len(seeds), n).cpu()
     table = _outcome_table([{"seed": int(seed), "prompts_broken": float(met[i].float().mean()),
@@ -228,7 +232,8 @@ def search_shared_latents(gen: Generator, goal: RobustGoal, prompts: list[str], 
                            z0, z_final, state.found_at, verified, cfg.alpha)
     shape = (len(seeds), n, *before.shape[1:])
     return SharedLatentResult(table, list(prompts), z0.cpu(), z_final.cpu(), before.view(shape), after.view(shape),
-                              state.seconds, check.ensemble.name, gen.other_sampler() or "the model's own")
+                              state.seconds, check.ensemble.name, gen.other_sampler() or "the model's own",
+                              [int(x) for x in targets], met.cpu(), verified_each.cpu())
 
 
 def found_verified(result: LatentSearchResult) -> dict:
@@ -276,22 +281,35 @@ def residual_speedup_bound(steps: int, k: int) -> float:
     return 4 * steps / (steps + 2 * k)
 
 
-def store_found(store, study: str, model: str, result: LatentSearchResult | SharedLatentResult
-                ) -> tuple[list[str], list[str], torch.Tensor | None]:
-    """Keep every found latent's failure in the results store (study ``study``), with an
-    image of it (a shared latent: its image for the first search prompt): what people's
-    verdicts attach to. Returns the keys, a caption per failure and the images."""
+def store_found(store, study: str, gen: Generator, goal: RobustGoal, result: LatentSearchResult | SharedLatentResult,
+                cfg: LatentSearchConfig) -> tuple[list[str], list[str], torch.Tensor | None]:
+    """Keep every found latent in the results store (study ``study``) as failure cases
+    (``sagekit.failures``): its latent z' (safetensors), seed, prompt, sampler, goal and
+    judges, with its image; a shared latent gives one case per search prompt. What
+    people's verdicts attach to and what ``sagekit export`` writes out. Returns the keys,
+    a caption per case and the images."""
+    from ..failures import FailureCase, keep, settings
+
     t = result.table
-    rows = [i for i in range(len(t)) if t["found"][i] and not t["failed_at_start"][i]]
     shared = isinstance(result, SharedLatentResult)
-    captions = [f"seed {t['seed'][i]}: " + (" | ".join(result.prompts) if shared else t["prompt"][i]) for i in rows]
-    cells = [{"model": model, "seed": int(t["seed"][i]),
-              **({"prompts": result.prompts} if shared else {"prompt": t["prompt"][i]})} for i in rows]
-    metrics = [{"verified": bool(t["verified"][i]), "certified": bool(t["certified"][i]),
-                "iterations": int(t["iterations"][i])} for i in rows]
-    images = (torch.stack([result.images_after[i][0] if shared else result.images_after[i] for i in rows])
-              if rows else None)
-    return store.put_batch(study, cells, metrics, images), captions, images
+    how = settings(gen, cfg.guidance, cfg.steps)
+    cases, captions, images = [], [], []
+    for i in (i for i in range(len(t)) if t["found"][i] and not t["failed_at_start"][i]):
+        prompts = result.prompts if shared else [t["prompt"][i]]
+        for j, prompt in enumerate(prompts):
+            label = goal.ensemble.labels[int(result.targets[j] if shared else t["target"][i])]
+            met = bool(result.broken[i, j]) if shared else True  # a found single latent met the goal at its end
+            confirmed = bool(result.verified_each[i, j]) if shared else bool(t["verified"][i])
+            cases.append(FailureCase(
+                study=study, model=gen.name, prompt=prompt, label=label, seeds=[int(t["seed"][i])], goal=goal.spec(),
+                judge=goal.ensemble.name, verifier=result.verifier, fail_fraction=1.0,
+                judge_failure_rate=float(met), verifier_failure_rate=float(confirmed), latent=result.z[i],
+                extra={"certified": bool(t["certified"][i]), "iterations": int(t["iterations"][i]),
+                       "verifier_sampler": result.verify_sampler, "latent_seed": int(t["seed"][i])}, **how))
+            captions.append(f"seed {t['seed'][i]}: {prompt}")
+            images.append(result.images_after[i][j] if shared else result.images_after[i])
+    images = torch.stack(images) if images else None
+    return keep(store, cases, images), captions, images
 
 
 def compare_modes(gen: Generator, goal: RobustGoal, prompts: list[str], targets: list[int], seeds: list[int],

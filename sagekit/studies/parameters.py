@@ -93,8 +93,11 @@ class ListOf(Param):
 @dataclass(frozen=True)
 class Text(Param):
     max_len: int = 200
+    empty: bool = False  # "" allowed (an option left unset)
 
     def check(self, name, value, ctx):
+        if value == "" and self.empty:
+            return
         if not isinstance(value, str) or not value.strip() or len(value) > self.max_len:
             raise _fail(name, f"must be a non-empty string of at most {self.max_len} characters, got {value!r}")
 
@@ -343,7 +346,11 @@ def _tokens_rules(p: dict) -> None:
 def _implosion_rules(p: dict) -> None:
     from .implosion import MAX_K
 
-    if max(p["ks"]) > MAX_K:
+    if p["data"]:
+        _poisoned_folder_rules(p)
+    elif p["concepts"] or p["unpoisoned"]:
+        raise ParameterError("parameters 'concepts' and 'unpoisoned' apply to a folder run: set 'data' too")
+    elif max(p["ks"]) > MAX_K:
         raise ParameterError(f"parameter 'ks' may poison at most {MAX_K} concepts on the toy world "
                              f"(its unpoisoned concepts share no word with a poisoned one), got {max(p['ks'])}")
     if max(p["ks"]) > p["budget"]:
@@ -356,11 +363,39 @@ def _implosion_rules(p: dict) -> None:
                              f"({p['eval_seeds']})")
 
 
+def _poisoned_folder_rules(p: dict) -> None:
+    """A folder run: the folder pairs up, the concepts parse and are mentioned, every k
+    has its pairs and its budget's images, the unpoisoned concepts are judged."""
+    from ..poisoning import PoisonError, choose_poison, read_folder
+    from . import STUDIES
+    from .implosion import plan_split
+
+    folder = Path(p["data"]).expanduser()
+    folder = folder if folder.is_absolute() else STUDIES["implosion"].path.parent / folder
+    try:
+        data = read_folder(folder)
+        split = plan_split(max(p["ks"]), p["seed"], str(folder), p["concepts"], p["unpoisoned"])
+        chosen = choose_poison(data.captions, split.pairs[:max(p["ks"])], p["budget"], p["seed"]) if max(p["ks"]) else []
+    except (PoisonError, ValueError) as e:
+        raise ParameterError(f"data {p['data']!r}: {e}") from None
+    if p["n_train"] - p["budget"] > len(data.captions) - sum(map(len, chosen)):
+        raise ParameterError(f"n_train ({p['n_train']}) needs {p['n_train'] - p['budget']} clean pairs; "
+                             f"{p['data']!r} has {len(data.captions) - sum(map(len, chosen))} besides the poison")
+    from ..models.registry import judge_label_names
+
+    known = judge_label_names(p["judge"])
+    missing = [c for c in list(p["unpoisoned"]) + [a for a, _ in split.pairs] + [b for _, b in split.pairs]
+               if known is not None and c not in known]
+    if missing:
+        raise ParameterError(f"judge {p['judge']!r} does not know the concepts {', '.join(map(repr, missing[:5]))}")
+
+
 def _implosion_images(p: dict) -> int:
     from .implosion import HELD_COLOURS, HELD_SHAPES
 
     # every k > 0 runs twice (poisoned and control); each run draws the unpoisoned concepts and its k sources
-    return sum((HELD_COLOURS * HELD_SHAPES + k) * p["eval_seeds"] * (2 if k else 1) for k in p["ks"])
+    evaluated = len(p["unpoisoned"]) if p["data"] else HELD_COLOURS * HELD_SHAPES
+    return sum((evaluated + k) * p["eval_seeds"] * (2 if k else 1) for k in p["ks"])
 
 
 SCHEMAS: dict[str, Schema] = {
@@ -411,7 +446,9 @@ SCHEMAS: dict[str, Schema] = {
     "implosion": Schema(
         {**COMMON, "judge": ModelName("judge"), "clip": ModelName("clip"), "ks": ListOf(Int(0, 1000), 1, 20, unique=True),
          "n_train": Int(1, 1_000_000), "budget": Int(1, 1_000_000), "finetune_steps": Int(1, 100_000),
-         "lr": LR, "trainable": Choice(("all", "cross-attention")), "eval_seeds": SEEDS_N,
+         "lr": LR, "trainable": Choice(("all", "cross-attention", "lora")), "eval_seeds": SEEDS_N,
+         "data": Text(4096, empty=True), "concepts": Text(4096, empty=True), "unpoisoned": ListOf(Text(200), 0, 1000, unique=True),
+         "lora_rank": Int(1, 4096, note=" (the LoRA adapters' rank)"), "batch_size": Int(1, 100_000),
          "attention_seeds": Int(1, 10_000), "guidance": Float(1, 100, note=" (1 = no guidance)"),
          "steps": SEARCH_STEPS},
         _implosion_images,

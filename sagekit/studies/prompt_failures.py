@@ -325,16 +325,25 @@ def baseline_table(baseline: list[dict]) -> pd.DataFrame:
                                            "perplexity"])
 
 
-def store_failures(store, model: str, found: list[dict]) -> tuple[list[str], list[str], torch.Tensor]:
-    """Keep every found failure in the results store (study ``prompt-failures``), with
-    its first image: what people's verdicts and tags attach to. Returns the keys, the
-    prompts and those images ``(F, 3, H, W)``."""
+def store_failures(store, gen: Generator, goal: RobustGoal, verifier: Ensemble | None, found: list[dict],
+                   cfg: PromptSearchConfig, seed: int = 0) -> tuple[list[str], list[str], torch.Tensor]:
+    """Keep every found failure in the results store (study ``prompt-failures``) as a
+    failure case (``sagekit.failures``: prompt, fresh seeds, sampler, goal, judges, both
+    failure rates) with its first image: what people's verdicts and tags attach to, and
+    what ``sagekit export`` writes out. Returns the keys, the prompts and those images
+    ``(F, 3, H, W)``."""
+    from ..failures import FailureCase, keep, settings
+
     fails = [r for r in found if r["failure"]]
     images = torch.stack([r["images"][0] for r in fails]) if fails else None
-    keys = store.put_batch(STUDY, [{"model": model, "prompt": r["prompt"], "label": r["label"]} for r in fails],
-                           [{"failure_rate": r["failure_rate"], "verifier_failure_rate": r["verifier_failure_rate"],
-                             "verified": r["verified"], "perplexity": r["perplexity"]} for r in fails], images)
-    return keys, [r["prompt"] for r in fails], images
+    how = settings(gen, cfg.guidance, cfg.steps)
+    cases = [FailureCase(study=STUDY, model=gen.name, prompt=r["prompt"], label=r["label"],
+                         seeds=_eval_seeds(cfg, seed), goal=goal.spec(), judge=goal.ensemble.name,
+                         verifier=(verifier or goal.ensemble).name, fail_fraction=cfg.fail_fraction,
+                         judge_failure_rate=r["failure_rate"], verifier_failure_rate=r["verifier_failure_rate"],
+                         extra={"words": r["words"], "perplexity": r["perplexity"],
+                                "base_failure_rate": r["base_failure_rate"]}, **how) for r in fails]
+    return keep(store, cases, images), [r["prompt"] for r in fails], images
 
 
 def tag_counts(store) -> dict[str, int]:
