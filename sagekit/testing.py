@@ -285,3 +285,28 @@ def save_random_open_clip(folder: str | Path, arch: str = "ViT-S-32-alt", seed: 
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, str(path))
     return path
+
+
+def save_tiny_gpt2(folder: str | Path, corpus: list[str] | None = None, vocab_size: int = 400, seed: int = 0) -> Path:
+    """A random-weight GPT-2 (two layers) with a real byte-level BPE tokenizer trained
+    offline on ``corpus`` (default: "a photo of a ..." captions of the toy labels), saved
+    as ``from_pretrained`` reads it: what the prompt search's ``lm`` takes in tests."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    from .toy.shapes import LABELS
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = corpus or [f"a photo of a {label} {where}" for label in LABELS
+                        for where in ("on grass", "in the sky", "on the left", "at night")]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=vocab_size, min_frequency=1, special_tokens=["<|endoftext|>"])
+    tok = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                            unk_token="<|endoftext|>")
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                                       bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder

@@ -1,9 +1,11 @@
 """Headless Chromium for report tests: the DOM after load, and screenshots."""
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +32,29 @@ def screenshot(page, png, size: str = "1200,1600") -> None:
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={png}", f"--window-size={size}",
                         page.as_uri()], capture_output=True, timeout=120)
+
+
+CSP = re.compile(r'<meta[^>]*http-equiv="Content-Security-Policy"[^>]*>')
+# Appended to a copy of a report (without its script-forbidding CSP): after load, count
+# images that decoded and tables.
+PROBE = """<script>window.addEventListener("load", () => {
+  const imgs = [...document.images];
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  const d = document.createElement("div"); d.id = "sagekit-probe";
+  d.textContent = `images=${imgs.length} loaded=${ok} tables=${document.querySelectorAll("table").length}`;
+  document.body.appendChild(d);
+});</script>"""
+
+
+def rendered(report: Path, tmp_path: Path) -> tuple[int, int, int]:
+    """Open a report in headless Chromium: (images, images that decoded, tables). The
+    report itself must be static (one CSP, no script)."""
+    require_chromium()
+    page = report.read_text()
+    assert len(CSP.findall(page)) == 1 and "<script" not in page  # static: the page loads no script
+    probe = tmp_path / "probe.html"
+    probe.write_text(CSP.sub("", page).replace("</body>", PROBE + "</body>"))
+    dom = dump_dom(probe)
+    m = re.search(r"images=(\d+) loaded=(\d+) tables=(\d+)", dom)
+    assert m, dom[-2000:]
+    return tuple(map(int, m.groups()))

@@ -33,3 +33,11 @@ def tiny_sdxl(tmp_path_factory):
     from sagekit.testing import save_tiny_sdxl_pipeline
 
     return save_tiny_sdxl_pipeline(tmp_path_factory.mktemp("tiny") / "tiny-sdxl", seed=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3(tmp_path_factory):
+    """Folder of a tiny random SD3-architecture (flow-matching MMDiT) pipeline."""
+    from sagekit.testing import save_tiny_sd3_pipeline
+
+    return save_tiny_sd3_pipeline(tmp_path_factory.mktemp("tiny") / "tiny-sd3", seed=3)

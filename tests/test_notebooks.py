@@ -135,31 +135,3 @@ def test_study_report(study, tmp_path):
         assert 0 <= f["token_success"] <= 1 and -1 <= f["text_cosine"] <= 1 and "clip_delta" in f
         assert list(f["by_target"]) == ["red circle", "cyan star"] and f["best_target"] in f["by_target"]
         assert f["token_success"] == pytest.approx(sum(t["success"] for t in f["by_target"].values()) / 2, abs=1e-3)
-
-
-SAGE_STUDIES = ("prompt-failures", "distorted-latents", "unrelated-latents", "adversarial-tokens")
-
-
-@pytest.fixture(scope="module")
-def timm_ensemble(tmp_path_factory):
-    """An `ensemble:` spec of two random-weight timm judges saved locally, one behind an edge map."""
-    from sagekit.testing import save_random_timm_judge
-    from sagekit.toy.shapes import LABELS
-
-    folder = tmp_path_factory.mktemp("judges")
-    a = save_random_timm_judge(folder / "resnet", LABELS, seed=1)
-    b = save_random_timm_judge(folder / "mobilenet", LABELS, arch="mobilenetv3_small_050", seed=2)
-    return f"ensemble:timm:{a}+edge:timm:{b}"
-
-
-@pytest.mark.parametrize("study", SAGE_STUDIES)
-def test_sage_studies_run_on_a_diffusers_folder_with_named_judges(study, tiny_sd, timm_ensemble, tmp_path):
-    """The SAGE notebooks on a (tiny) Stable Diffusion folder, judged by an ensemble named
-    from judges on disk: the path a real model and real classifiers take."""
-    params = small(study, tmp_path) + [f"model={str(tiny_sd)!r}", f"judge={timm_ensemble!r}", "steps=3"]
-    if study == "adversarial-tokens":  # textual inversion needs images the random judges accept: SAGE's loss
-        params.append("objective='judges'")
-    summary = run_study(study, params, tmp_path, timeout=900)
-    saved = json.loads((tmp_path / summary["html"].replace(".html", ".json")).read_text())
-    assert saved["parameters"]["judge"] == timm_ensemble and saved["parameters"]["model"] == str(tiny_sd)
-    assert saved["findings"]

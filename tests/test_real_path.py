@@ -6,9 +6,12 @@ import json
 import pytest
 
 from sagekit.report import run_study
-from sagekit.testing import save_random_open_clip, save_random_timm_judge
+from sagekit.testing import save_random_open_clip, save_random_timm_judge, save_tiny_gpt2
+from sagekit.toy.shapes import LABELS
 
 from captioned import CONCEPTS, captioned_folder
+from chromium import rendered
+from test_notebooks import small
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +21,68 @@ def open_clip_spec(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def judges(tmp_path_factory):
+    """Real-style judge specs over the toy labels (the label set the notebooks prompt for):
+    an ensemble of two random-weight timm judges, one behind an edge map, and a third
+    timm architecture as the held-out verifier."""
+    folder = tmp_path_factory.mktemp("judges")
+    a = save_random_timm_judge(folder / "resnet", LABELS, seed=1)
+    b = save_random_timm_judge(folder / "mobilenet", LABELS, arch="mobilenetv3_small_050", seed=2)
+    c = save_random_timm_judge(folder / "efficientnet", LABELS, arch="test_efficientnet", seed=3)
+    return {"judge": f"ensemble:timm:{a}+edge:timm:{b}", "verifier": f"timm:{c}"}
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory):
+    return save_tiny_gpt2(tmp_path_factory.mktemp("lm") / "gpt2")
+
+
+def real_params(study, folder, tmp_path, judges, clip, lm):
+    """A notebook's small parameters, pointed at a diffusers folder and real-style models."""
+    params = small(study, tmp_path) + [f"steps=3", f"judge={judges['judge']!r}"]
+    params += [f"models={[str(folder)]!r}" if study == "seed-shifts" else f"model={str(folder)!r}"]
+    if study in ("prompt-failures", "distorted-latents", "unrelated-latents", "adversarial-tokens"):
+        params.append(f"verifier={judges['verifier']!r}")
+    if study in ("prompt-failures", "distorted-latents", "adversarial-tokens", "seed-shifts"):
+        params.append(f"clip={clip!r}")
+    if study == "prompt-failures":
+        params.append(f"lm={str(lm)!r}")
+    return params
+
+
+NOTEBOOK_RUNS = [(study, "tiny_sd") for study in ("prompt-failures", "distorted-latents", "unrelated-latents",
+                                                   "adversarial-tokens", "seed-shifts")]
+NOTEBOOK_RUNS += [("seed-shifts", "tiny_sd3"), ("unrelated-latents", "tiny_sd3")]
+NOTEBOOK_RUNS += [(study, "tiny_sdxl") for study in ("prompt-failures", "distorted-latents", "unrelated-latents",
+                                                     "adversarial-tokens", "seed-shifts")]
+# the other flow-matching runs: `make test-all`
+NOTEBOOK_RUNS += [pytest.param(study, "tiny_sd3", marks=pytest.mark.slow)
+                  for study in ("prompt-failures", "distorted-latents", "adversarial-tokens")]
+
+
+@pytest.mark.parametrize("study,arch", NOTEBOOK_RUNS)
+def test_notebook_on_a_real_architecture(study, arch, request, tmp_path, judges, open_clip_spec, gpt2):
+    folder = request.getfixturevalue(arch)
+    summary = run_study(study, real_params(study, folder, tmp_path, judges, open_clip_spec, gpt2),
+                        tmp_path / "reports", timeout=900)
+    saved = json.loads((tmp_path / "reports" / summary["html"].replace(".html", ".json")).read_text())
+    assert saved["findings"]["models"] == [str(folder)]
+    assert saved["parameters"]["judge"] == judges["judge"]
+    html = (tmp_path / "reports" / summary["html"]).read_text()
+    assert "Traceback" not in html
+    images, loaded, tables = rendered(tmp_path / "reports" / summary["html"], tmp_path)
+    assert images >= 1 and loaded == images and tables >= 1
+    if study != "seed-shifts":  # the SAGE studies keep what they found as reproducible cases
+        assert isinstance(saved["findings"]["cases"], list)
+
+
+@pytest.fixture(scope="module")
 def concept_judge(tmp_path_factory):
     """A random-weight timm judge over the captioned folder's concepts."""
     return "timm:" + str(save_random_timm_judge(tmp_path_factory.mktemp("judge") / "concepts", list(CONCEPTS)))
 
 
-@pytest.mark.parametrize("arch", ["tiny_sd", "tiny_sdxl"])
+@pytest.mark.parametrize("arch", ["tiny_sd", "tiny_sdxl", pytest.param("tiny_sd3", marks=pytest.mark.slow)])
 def test_implosion_poisons_a_folder_with_lora(arch, request, tmp_path, open_clip_spec, concept_judge):
     folder = request.getfixturevalue(arch)
     pairs = captioned_folder(tmp_path / "pairs")
@@ -39,4 +98,6 @@ def test_implosion_poisons_a_folder_with_lora(arch, request, tmp_path, open_clip
     assert all(p["n"] == 4 and p["n_poisoned"] == 2 * p["k"] for p in points)
     assert all(0 <= p["ad"] <= 1 for p in points) and {p["budget"] for p in points if p["k"]} == {4}
     html = (tmp_path / "reports" / summary["html"]).read_text()
-    assert "dog → cat" in html and html.count("data:image/png;base64") >= 3
+    assert "dog → cat" in html
+    images, loaded, tables = rendered(tmp_path / "reports" / summary["html"], tmp_path)
+    assert images >= 3 and loaded == images and tables >= 1
