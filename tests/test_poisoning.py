@@ -83,3 +83,37 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, breakage, args, 
     assert main(["poison", str(folder), *args, "--out", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out-*"))
+
+
+@pytest.mark.parametrize("breakage,params,message", [
+    ("none", ["lora_rank=0", "trainable='lora'"], "parameter 'lora_rank' must be an integer from 1"),
+    ("no-captions", [], "holds 0 image/caption pairs"),
+    ("orphan-caption", [], "caption file(s) without an image"),
+    ("not-an-image", [], "not a readable image"),
+    ("none", ["concepts='dog:zebra'"], "no caption mentions 'zebra'"),
+    ("none", ["judge='timm:/no/such/judge'"], "/no/such/judge"),
+    ("none", ["unpoisoned=['unicorn']"], "does not know the concepts 'unicorn'"),
+    ("none", ["concepts=''"], "is not 'A:B'"),
+])
+def test_a_bad_folder_run_of_the_study_exits_2(tmp_path, capsys, breakage, params, message):
+    """The implosion study on a folder refuses bad input before anything runs or is written."""
+    from sagekit.testing import save_random_timm_judge
+
+    from captioned import CONCEPTS
+
+    folder = captioned_folder(tmp_path / "pairs", per_concept=3)
+    if breakage == "no-captions":
+        for f in folder.glob("*.txt"):
+            f.unlink()
+    if breakage == "orphan-caption":
+        (folder / "zz.txt").write_text("a photo of a dog")
+    if breakage == "not-an-image":
+        (folder / "0001.png").write_bytes(b"this is no png")
+    judge = save_random_timm_judge(tmp_path / "judge", list(CONCEPTS))
+    base = {"data": repr(str(folder)), "concepts": "'dog:cat'", "unpoisoned": "['tree']", "judge": repr(f"timm:{judge}"),
+            "ks": "[0, 1]", "budget": "2", "n_train": "10"}
+    base.update(p.split("=", 1) for p in params)
+    args = [a for k, v in base.items() for a in ("-p", f"{k}={v}")]
+    assert main(["run", "implosion", *args, "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
