@@ -39,7 +39,7 @@ def gpt2(tmp_path_factory):
 
 def real_params(study, folder, tmp_path, judges, clip, lm):
     """A notebook's small parameters, pointed at a diffusers folder and real-style models."""
-    params = small(study, tmp_path) + [f"steps=3", f"judge={judges['judge']!r}"]
+    params = small(study, tmp_path) + ["steps=3", f"judge={judges['judge']!r}"]
     params += [f"models={[str(folder)]!r}" if study == "seed-shifts" else f"model={str(folder)!r}"]
     if study in ("prompt-failures", "distorted-latents", "unrelated-latents", "adversarial-tokens"):
         params.append(f"verifier={judges['verifier']!r}")
