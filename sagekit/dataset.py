@@ -15,16 +15,14 @@ metadata as columns) or ``load_dataset("parquet", data_files=f"{DIR}/metadata.pa
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from .failures import CASE, draw
-from .store import ResultStore
+from .store import ResultStore, new_folder, occupied
 
 # (column, what it holds): the table's schema, in order; the data card lists it
 COLUMNS = [
@@ -127,16 +125,14 @@ def export(run: str | Path, to: str | Path) -> dict:
     from datasets import Dataset
 
     to = Path(to).expanduser()
-    if to.exists() and (not to.is_dir() or any(to.iterdir())):
+    if occupied(to):
         raise DatasetError(f"--to {str(to)!r} exists and is not an empty folder")
     store, keys, summary = locate(run)
     frame = cases_frame(store, keys)
     if not len(frame):
         raise DatasetError(f"{run}: no failure cases to export (the run found none)")
     rows = [_row(store, r) for _, r in frame.iterrows()]
-    to.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{to.name}-", dir=to.parent))
-    try:
+    with new_folder(to) as tmp:
         (tmp / "images").mkdir()
         for r in rows:
             shutil.copyfile(store.image_path(r["key"]), tmp / r["file_name"])
@@ -151,12 +147,6 @@ def export(run: str | Path, to: str | Path) -> dict:
         finally:
             enable_progress_bar()
         (tmp / "README.md").write_text(data_card(rows, summary, store.root))
-        if to.exists():
-            to.rmdir()
-        os.replace(tmp, to)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"cases": len(rows), "verified": sum(r["verified"] for r in rows), "folder": str(to)}
 
 

@@ -14,16 +14,15 @@ the implosion study builds one per k from a folder (``training_set``).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .store import new_folder, occupied
 from .studies.alignment import read_pairs
 from .studies.implosion import PoisonedSet, budget_split
 
@@ -129,12 +128,10 @@ def write_poisoned(folder, concepts: str, budget: int, out, seed: int = 0) -> di
     data = read_folder(folder)
     chosen = choose_poison(data.captions, pairs, budget, seed)
     out = Path(out).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if occupied(out):
         raise PoisonError(f"--out {str(out)!r} exists and is not an empty folder")
     dirty = {i: recaption(data.captions[i], a, b) for (a, b), idx in zip(pairs, chosen) for i in idx}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with new_folder(out) as tmp:
         for i, (image, caption) in enumerate(zip(data.images, data.captions)):
             shutil.copyfile(image, tmp / image.name)
             (tmp / f"{image.stem}.txt").write_text(dirty.get(i, caption) + "\n", encoding="utf-8")
@@ -143,12 +140,6 @@ def write_poisoned(folder, concepts: str, budget: int, out, seed: int = 0) -> di
                         {"image": data.images[i].name, "caption": dirty[i], "true_caption": data.captions[i]}
                         for i in idx]} for (a, b), idx in zip(pairs, chosen)]}
         (tmp / "poison.json").write_text(json.dumps(manifest, indent=1))
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"pairs": len(data.images), "poisoned": sum(len(idx) for idx in chosen), "folder": str(out)}
 
 
@@ -177,7 +168,8 @@ def training_set(folder, pairs: list[tuple[str, str]], n_train: int, budget: int
     n_poison = budget if pairs else 0
     chosen = choose_poison(data.captions, pairs, budget, seed) if pairs else []
     poison = [i for idx in chosen for i in idx]
-    rest = [i for i in range(len(data.captions)) if i not in set(poison)]
+    taken = set(poison)
+    rest = [i for i in range(len(data.captions)) if i not in taken]
     if n_train - n_poison > len(rest) or n_train < n_poison:
         raise PoisonError(f"n_train={n_train} needs {n_train - n_poison} clean pairs besides the {n_poison} poisoned; "
                           f"{folder} has {len(rest)}")

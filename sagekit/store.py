@@ -18,7 +18,10 @@ import hashlib
 import json
 import os
 import sqlite3
+import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
@@ -41,6 +44,27 @@ CREATE TABLE IF NOT EXISTS tags (
     PRIMARY KEY (key, tag)
 );
 """
+
+
+def occupied(path: Path) -> bool:
+    """Whether ``path`` is a file or a folder with something in it (not a place to write a new folder)."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+@contextmanager
+def new_folder(out: Path):
+    """Yield a temporary folder beside ``out`` (absent or empty) to fill; once the block
+    ends it is renamed to ``out``, and on any error removed: nobody sees half a folder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def canonical_json(obj) -> str:

@@ -10,6 +10,21 @@ from sagekit.poisoning import choose_poison, mentions, parse_concepts, read_fold
 from captioned import captioned_folder
 
 
+def broken(folder, breakage):
+    """The folder with one fault: no captions, a caption or an image without its pair, a
+    file that is no image; or as it is ("none")."""
+    if breakage == "no-captions":
+        for f in folder.glob("*.txt"):
+            f.unlink()
+    if breakage == "orphan-caption":
+        (folder / "zz.txt").write_text("a photo of a dog")
+    if breakage == "orphan-image":
+        (folder / "0000.txt").unlink()
+    if breakage == "not-an-image":
+        (folder / "0001.png").write_bytes(b"this is no png")
+    return folder
+
+
 @pytest.fixture
 def folder(tmp_path):
     return captioned_folder(tmp_path / "pairs")
@@ -67,16 +82,7 @@ def test_the_study_set_keeps_its_size_and_budget(folder):
     ("none", ["--concepts", "dog:cat,car:bus", "--budget", "1"], "cannot cover 2 concepts"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, breakage, args, message):
-    folder = captioned_folder(tmp_path / "pairs", per_concept=2)
-    if breakage == "no-captions":
-        for f in folder.glob("*.txt"):
-            f.unlink()
-    if breakage == "orphan-caption":
-        (folder / "zz.txt").write_text("a photo of a dog")
-    if breakage == "orphan-image":
-        (folder / "0000.txt").unlink()
-    if breakage == "not-an-image":
-        (folder / "0001.png").write_bytes(b"this is no png")
+    folder = broken(captioned_folder(tmp_path / "pairs", per_concept=2), breakage)
     if "--in" in args:
         i = args.index("--in")
         folder, args = args[i + 1], args[:i]
@@ -101,14 +107,7 @@ def test_a_bad_folder_run_of_the_study_exits_2(tmp_path, capsys, breakage, param
 
     from captioned import CONCEPTS
 
-    folder = captioned_folder(tmp_path / "pairs", per_concept=3)
-    if breakage == "no-captions":
-        for f in folder.glob("*.txt"):
-            f.unlink()
-    if breakage == "orphan-caption":
-        (folder / "zz.txt").write_text("a photo of a dog")
-    if breakage == "not-an-image":
-        (folder / "0001.png").write_bytes(b"this is no png")
+    folder = broken(captioned_folder(tmp_path / "pairs", per_concept=3), breakage)
     judge = save_random_timm_judge(tmp_path / "judge", list(CONCEPTS))
     base = {"data": repr(str(folder)), "concepts": "'dog:cat'", "unpoisoned": "['tree']", "judge": repr(f"timm:{judge}"),
             "ks": "[0, 1]", "budget": "2", "n_train": "10"}
