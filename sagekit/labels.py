@@ -32,7 +32,7 @@ def imagenet100_labels() -> tuple[str, ...]:
 
 
 def toy_labels() -> tuple[str, ...]:
-    from .toy.shapes import LABELS
+    from .toy.scenes import LABELS
 
     return LABELS
 

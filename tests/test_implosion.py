@@ -5,7 +5,7 @@ import torch
 
 from sagekit.studies.implosion import (MAX_K, budget_split, build_training_set, concept_words, finetune,
                                        split_concepts)
-from sagekit.toy.shapes import LABELS
+from sagekit.toy.scenes import LABELS
 
 
 def test_unpoisoned_concepts_share_no_word_with_any_poisoned_one():

@@ -7,7 +7,7 @@ import pytest
 
 from sagekit.report import run_study
 from sagekit.testing import save_random_open_clip, save_random_timm_judge, save_tiny_gpt2
-from sagekit.toy.shapes import LABELS
+from sagekit.toy.scenes import LABELS
 
 from captioned import CONCEPTS, captioned_folder
 from chromium import rendered

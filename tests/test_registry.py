@@ -7,7 +7,7 @@ import torch
 
 from sagekit.models import ModelNotFoundError, UnknownModelError, load_generator, load_judge
 from sagekit.models.registry import TOY_DIR, load_clip_scorer
-from sagekit.toy.shapes import LABELS
+from sagekit.toy.scenes import LABELS
 
 
 def test_unknown_names_list_the_known_ones():

@@ -8,8 +8,8 @@ from sagekit.toy.architectures import train_scheduler
 from sagekit.toy.training import TrainConfig, train_toy_world
 from sagekit.toy.training.vlb import vlb_term
 
-TINY = dict(n_train=400, n_test=50, judge_steps=2, clip_steps=2, lm_steps=2, vae_steps=2,
-            latent_steps=2, latent_batch=8, pixel_steps=2, pixel_batch=8)
+TINY = dict(n_train=400, n_judge=300, n_test=50, judge_steps=2, relation_steps=2, clip_steps=2, lm_steps=2,
+            vae_steps=2, latent_steps=2, latent_batch=8, pixel_steps=2, pixel_batch=8)
 
 
 def _digest(folder):
@@ -58,11 +58,13 @@ def test_only_the_learned_latent_model_is_retrained(tmp_path):
 
 
 def test_another_seed_trains_another_model():
-    from sagekit.toy.shapes import make_dataset
+    from sagekit.toy.attributes import training_targets
     from sagekit.toy.training.judges import train_judge
+    from sagekit.toy.world import make_dataset
 
     data = make_dataset(64, seed=0)
-    w = [train_judge("resnet", data, seed, steps=1, batch_size=16).state_dict() for seed in (1, 1, 2)]
+    targets = training_targets("resnet", data.scenes)
+    w = [train_judge("resnet", data.images, targets, seed, steps=1, batch_size=16).state_dict() for seed in (1, 1, 2)]
     key = next(iter(w[0]))
     assert torch.equal(w[0][key], w[1][key]) and not torch.equal(w[0][key], w[2][key])
 

@@ -38,7 +38,10 @@ from .judges import ClipZeroShotJudge, EdgeJudge, Ensemble, HFJudge, Judge, Timm
 
 TOY_DIR = Path(__file__).resolve().parent.parent / "toy" / "weights"
 TOY_GENERATORS = {"toy": "toy", "toy-latent-learned": "toy-latent-learned", "toy-pixel": "toy-pixel"}
-TOY_JUDGES = ("toy-resnet", "toy-mobilenet", "toy-edge", "toy-clip", "toy-ensemble")
+# Object judges ("{colour} {shape}"), the CLIP verifier and their ensemble, then the
+# attribute judges of toy world 2 and its realism judge (labels "real", "corrupted").
+TOY_ATTRIBUTE_JUDGES = ("toy-count", "toy-background", "toy-position", "toy-relation", "toy-realism")
+TOY_JUDGES = ("toy-resnet", "toy-mobilenet", "toy-edge", "toy-clip", "toy-ensemble") + TOY_ATTRIBUTE_JUDGES
 TOY_CLIPS = ("toy-clip",)
 # Sampling defaults per toy model (steps, guidance), measured to be good in `sagekit toy eval`.
 TOY_SAMPLING = {"toy": (25, 5.0), "toy-latent-learned": (15, 5.0), "toy-pixel": (15, 7.0)}
@@ -224,7 +227,8 @@ def model_revisions(generators: dict) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------- judges
-TOY_JUDGE_DIRS = {"toy-resnet": "judges/resnet", "toy-mobilenet": "judges/mobilenet", "toy-edge": "judges/edge"}
+TOY_JUDGE_DIRS = {name: f"judges/{name[4:]}" for name in ("toy-resnet", "toy-mobilenet", "toy-edge")
+                  + TOY_ATTRIBUTE_JUDGES}
 ENSEMBLES = {"toy-ensemble": ("toy-resnet", "toy-mobilenet", "toy-edge")}
 ENSEMBLE_SPEC = re.compile(r"^ensemble(?:\((?P<rule>[a-z]+)\))?:(?P<members>.+)$")
 EDGE_SPEC = re.compile(r"^edge(?:\((?P<method>[a-z]+)\))?:(?P<inner>.+)$")
@@ -344,7 +348,7 @@ def _load_judge(name: str, download: bool) -> Judge:
     if name in ENSEMBLES:
         return Ensemble(name, [_load_judge(n, download) for n in ENSEMBLES[name]])
     if name == "toy-clip":
-        from ..toy.shapes import LABELS
+        from ..toy.scenes import LABELS
 
         return ClipZeroShotJudge(name, load_clip_embedder(name), LABELS)
     if name.startswith("open_clip:"):
@@ -370,9 +374,9 @@ def judge_label_names(name: str) -> tuple[str, ...] | None:
     if (m := EDGE_SPEC.match(name)) is not None:
         return judge_label_names(m["inner"])
     if name in TOY_JUDGE_DIRS or name in ENSEMBLES or name == "toy-clip":
-        from ..toy.shapes import LABELS
+        from ..toy.attributes import JUDGE_LABELS
 
-        return tuple(LABELS)
+        return tuple(JUDGE_LABELS.get(name[4:], JUDGE_LABELS["resnet"]))
     if name.startswith("open_clip:"):
         return imagenet_labels()
     config = resolve_judge(name)[0] / "config.json"

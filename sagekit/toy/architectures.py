@@ -8,15 +8,18 @@ from __future__ import annotations
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig, GPT2Config, GPT2LMHeadModel
 
-from .shapes import LABELS
+from .scenes import LABELS
 from .text import MAX_LENGTH, vocabulary
+from .attributes import ATTRIBUTE_JUDGES, OBJECT_JUDGES
 
 RESOLUTION = 32
 TEXT_DIM = 64
-# Small registered timm architectures: a resnet, a mobilenet, and a resnet behind the
-# edge filter, so the ensemble sees the image three different ways.
-JUDGE_ARCHS = {"resnet": "test_resnet", "mobilenet": "mobilenetv3_small_050", "edge": "test_resnet"}
-JUDGE_LR = {"resnet": 2e-3, "mobilenet": 5e-3, "edge": 2e-3}
+# Small registered timm architectures. The object judges: a resnet, a mobilenet, and a
+# resnet behind the edge filter, so the ensemble sees the image three different ways; then
+# one resnet per other attribute of a scene, and one for realism.
+JUDGE_ARCHS = {**dict(zip(OBJECT_JUDGES, ("test_resnet", "mobilenetv3_small_050", "test_resnet"))),
+               **{a: "test_resnet" for a in ATTRIBUTE_JUDGES}, "realism": "test_resnet"}
+JUDGE_LR = {kind: 5e-3 if kind == "mobilenet" else 2e-3 for kind in JUDGE_ARCHS}
 JUDGE_INPUT = 64  # judges see images upsampled to 64x64, as real ones resize to 224
 
 
