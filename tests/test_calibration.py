@@ -1,6 +1,7 @@
 """Temperature scaling finds the temperature that made the data, and the reliability table
 reads a calibrated and an overconfident judge apart."""
 
+import pytest
 import torch
 
 from sagekit.calibration import fit_temperature, fold_temperature, reliability
@@ -17,13 +18,7 @@ def _sample(n: int, k: int, temperature: float, seed: int = 0):
 def test_the_fitted_temperature_is_the_one_that_made_the_data():
     logits, targets = _sample(20000, 5, 2.0)
     assert abs(fit_temperature(logits, targets) - 2.0) < 0.1
-    assert fit_temperature(logits, targets, bounds=(0.5, 1.5)) == pytest_approx(1.5)
-
-
-def pytest_approx(x):
-    import pytest
-
-    return pytest.approx(x, rel=1e-3)
+    assert fit_temperature(logits, targets, bounds=(0.5, 1.5)) == pytest.approx(1.5, rel=1e-3)
 
 
 def test_reliability_tells_calibrated_from_overconfident():

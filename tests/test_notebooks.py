@@ -27,7 +27,7 @@ def small(study, tmp_path):
                             f"store_dir={str(tmp_path / 'store')!r}"],
         "distorted-latents": ["n_labels=2", "latents=2", "iterations=3", "compare_iterations=1", "heldout=2", "reference_images=8",
                               f"store_dir={str(tmp_path / 'store')!r}"],
-        "unrelated-latents": ["n_labels=2", "iterations=3", "compare_iterations=1",
+        "unrelated-latents": ["n_labels=2", "iterations=3", "compare_iterations=1", "reference_images=8",
                               f"store_dir={str(tmp_path / 'store')!r}"],
         "adversarial-tokens": ["targets=['red circle', 'cyan star']", "n_train_labels=2", "n_heldout_labels=2",
                                "iterations=2", "batch=2", "eval_seeds=1", "search_steps=3", "examples=2",
@@ -116,6 +116,8 @@ def test_study_report(study, tmp_path):
             assert set(f["realism"]) == set(f["heldout_failed"]) == {"found", "original"}
         else:
             assert fv["searched"] == 2 and 0 <= f["success_rate"] <= f["classes_with_failure"] <= 1
+            r = f["realism"]
+            assert r["original"]["n"] == 2 and 0 <= r["original"]["mean"] <= 1 and r["found"]["n"] == f["success"]["k"]
     if study == "implosion":
         points = saved["findings"]["points"]
         assert {(p["k"], p["control"]) for p in points} == {(k, c) for k in (0, 1, 2) for c in (False, True)}

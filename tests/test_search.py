@@ -302,10 +302,27 @@ def test_realism_is_uniform_on_the_reference_and_low_far_from_it():
     g = torch.Generator().manual_seed(0)
     embed = lambda images: images.mean((2, 3))  # a 3-dimensional feature: the mean colour
     clean = 0.5 + 0.05 * torch.randn(200, 3, 8, 8, generator=g)
-    ref = RealismReference.fit(embed, clean)
+    ref = RealismReference.from_embedding(embed, clean)
     fresh = ref.realism(0.5 + 0.05 * torch.randn(100, 3, 8, 8, generator=g))
     assert 0.35 < float(fresh.mean()) < 0.65  # like the reference: about uniform
     assert float(ref.realism(torch.ones(1, 3, 8, 8))[0]) == 0.0  # white: farther than every clean image
+
+
+def test_realism_from_a_judge_ranks_against_the_reference_and_refuses_other_judges():
+    from sagekit.models.judges import Judge
+    from sagekit.realism import RealismReference
+
+    class Brightness(Judge):  # "real" the darker an image is
+        def logits(self, images):
+            m = images.mean((1, 2, 3))
+            return torch.stack([-m, m], -1)
+
+    clean = torch.linspace(0.2, 0.4, 50).view(-1, 1, 1, 1).expand(-1, 3, 4, 4)
+    ref = RealismReference.from_judge(Brightness("b", ("real", "corrupted")), clean)
+    real = ref.realism(torch.tensor([0.1, 0.3, 0.9]).view(-1, 1, 1, 1).expand(-1, 3, 4, 4))
+    assert real[0] == 1.0 and 0.4 < real[1] < 0.6 and real[2] == 0.0
+    with pytest.raises(ValueError, match="real"):
+        RealismReference.from_judge(Brightness("b", ("cat", "dog")), clean)
 
 
 def test_the_non_outlier_projection_makes_a_smooth_delta_certifiable():

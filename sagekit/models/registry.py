@@ -303,6 +303,11 @@ def load_judge(name: str, device: str | torch.device = "cpu", download: bool = F
     return judge.to(device).eval().requires_grad_(False)
 
 
+def load_optional_judge(name: str, device: str | torch.device = "cpu") -> Judge | None:
+    """:func:`load_judge`, or None for ``""`` (a study parameter that may name no judge)."""
+    return load_judge(name, device) if name else None
+
+
 def judge_leaves(name: str) -> set[str]:
     """The plain judges (weights on disk) that judge ``name`` consults, through ensembles
     and edge maps: two judges that share a leaf are not independent."""
@@ -432,6 +437,40 @@ def _load_hf_classifier(name: str, path: Path) -> Judge:
     proc = AutoImageProcessor.from_pretrained(path, local_files_only=True)
     size = proc.size.get("shortest_edge") or proc.size.get("height")
     return HFJudge(name, model, (size, size), proc.image_mean, proc.image_std)
+
+
+# ---------------------------------------------------------------------------- realism
+def _realism_is_clip(name: str) -> bool:
+    """Whether realism spec ``name`` names a CLIP model (else a realism judge)."""
+    if name == "toy-clip" or name.startswith("open_clip:"):
+        return True
+    if name.startswith("hf:"):
+        config = resolve_clip(name) / "config.json"
+        return config.is_file() and "clip" in json.loads(config.read_text()).get("model_type", "")
+    return False
+
+
+def resolve_realism(name: str, download: bool = False) -> list[Path]:
+    """Checked weights of a realism scorer: a judge whose labels are ("real", "corrupted")
+    (e.g. ``"toy-realism"``) or a CLIP model, whose embedding distance is the score."""
+    from ..realism import REALISM_LABELS
+
+    if _realism_is_clip(name):
+        return [resolve_clip(name, download)]
+    paths = resolve_judge(name, download)
+    labels = judge_label_names(name)
+    if labels is not None and tuple(labels) != REALISM_LABELS:
+        raise UnknownModelError(f"{name!r} is neither a realism judge (labels {', '.join(REALISM_LABELS)}) "
+                                f"nor a CLIP model (toy-clip, hf:<CLIP>, open_clip:<arch>:<pretrained>)")
+    return paths
+
+
+def load_realism(name: str, device: str | torch.device = "cpu", download: bool = False):
+    """A realism judge, or a CLIP embedder, for :class:`sagekit.realism.RealismReference`."""
+    resolve_realism(name, download)
+    if _realism_is_clip(name):
+        return load_clip_embedder(name, device, download).eval().requires_grad_(False)
+    return load_judge(name, device, download).requires_grad_(False)
 
 
 # ---------------------------------------------------------------------------- CLIP

@@ -131,20 +131,45 @@ class Device(Param):
 class ModelName(Param):
     """A model name that resolves to checked weights on this machine (nothing is loaded)."""
 
-    kind: str  # "generator", "judge", "ensemble" (any judge; a single one is an ensemble of one), "clip" or "lm"
+    kind: str  # "generator", "judge", "ensemble" (any judge; a single one is an ensemble of one), "clip",
+    #            "realism" (a realism judge or a CLIP model), "empty" (a judge with a label "none") or "lm"
+    optional: bool = False  # "" means none
 
     def check(self, name, value, ctx):
         from ..models import registry
 
+        if self.optional and value == "":
+            return
+        if self.kind == "empty":
+            self._check_empty(name, value)
+            return
+
         resolve = {"generator": registry.resolve_generator, "judge": registry.resolve_judge,
                    "ensemble": registry.resolve_judge, "clip": registry.resolve_clip,
-                   "lm": registry.resolve_caption_lm}[self.kind]
+                   "realism": registry.resolve_realism, "lm": registry.resolve_caption_lm}[self.kind]
         if not isinstance(value, str) or not value:
             raise _fail(name, f"must name a {self.kind}, got {value!r}")
         try:
             resolve(value)
         except (registry.UnknownModelError, registry.ModelNotFoundError, registry.UnsafeWeightsError) as e:
             raise _fail(name, f"({value!r}): {e}") from None
+
+
+    @staticmethod
+    def _check_empty(name, value):
+        from ..models import registry
+        from ..search.goals import EMPTY_LABEL
+
+        if not isinstance(value, str) or not value:
+            raise _fail(name, f"must name a judge with a label {EMPTY_LABEL!r} (or be ''), got {value!r}")
+        try:
+            registry.resolve_judge(value)
+            labels = registry.judge_label_names(value)
+        except (registry.UnknownModelError, registry.ModelNotFoundError, registry.UnsafeWeightsError) as e:
+            raise _fail(name, f"({value!r}): {e}") from None
+        if labels is not None and EMPTY_LABEL not in labels:
+            raise _fail(name, f"({value!r}) must be a judge with a label {EMPTY_LABEL!r} (an empty scene), "
+                              f"such as 'toy-count'")
 
 
 @dataclass(frozen=True)
@@ -415,14 +440,17 @@ SCHEMAS: dict[str, Schema] = {
                                   + p["baseline_prompts"] * p["eval_seeds"]),
         _judged_and_verified),
     "distorted-latents": Schema(
-        {**LATENT, "clip": ModelName("clip"), "heldout": Int(1, 1000), "latents": SEEDS_N, "low_confidence": PROB,
+        {**LATENT, "realism": ModelName("realism"), "empty": ModelName("empty", optional=True),
+         "heldout": Int(1, 1000), "latents": SEEDS_N, "low_confidence": PROB,
          "reference_images": Int(2, 100_000)},
         lambda p: p["latents"] * (_n_labels(p) * (p["iterations"] + 3) + 2 * p["heldout"]) + 2 * p["compare_iterations"]
         + p["reference_images"],
         _distorted_rules),
     "unrelated-latents": Schema(
-        {**LATENT, "seeds_per_label": SEEDS_N, "confidence": PROB},
-        lambda p: _n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 3) + 2 * p["compare_iterations"],
+        {**LATENT, "seeds_per_label": SEEDS_N, "confidence": PROB, "realism": ModelName("realism"),
+         "empty": ModelName("empty", optional=True), "reference_images": Int(2, 100_000)},
+        lambda p: _n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 3) + 2 * p["compare_iterations"]
+        + p["reference_images"],
         _k_within_steps),
     "adversarial-tokens": Schema(
         {**COMMON, "verifier": ModelName("ensemble"), "clip": ModelName("clip"), "targets": ListOf(Text(200), 1, 100, unique=True),
