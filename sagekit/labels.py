@@ -37,6 +37,18 @@ def toy_labels() -> tuple[str, ...]:
     return LABELS
 
 
+def naming_words(name: str) -> set[str]:
+    """Every word that names a label of set ``name``, lower case: the words of its labels,
+    and for the toy world also their synonyms and plurals."""
+    words = {w.lower() for label in get_label_set(name) for w in label.replace("-", " ").replace("_", " ").split()}
+    if name == "toy":
+        from .toy.grammar import SYNONYMS
+        from .toy.scenes import PLURALS
+
+        words |= {SYNONYMS[w] for w in words if w in SYNONYMS} | {PLURALS[w] for w in words if w in PLURALS}
+    return words
+
+
 LABEL_SETS = {"imagenet": imagenet_labels, "imagenet100": imagenet100_labels, "toy": toy_labels}
 
 

@@ -18,7 +18,7 @@ imp_keys = ("k", "budget", "control", "ad", "poisoned_hit", "unpoisoned_acc", "u
 def small(study, tmp_path):
     """Small parameters: every notebook runs in the fast test set."""
     return {
-        "toy-world": ["per_label=1", "n_judge=200", "grid_labels=4"],
+        "toy-world": ["per_label=1", "n_judge=200", "grid_labels=4", "per_probe=1"],
         "seed-shifts": ["n_labels=4", "seeds_per_cell=1", "shifts={'UMS': [-0.2, 0.2], 'PAS': [64]}",
                         "baseline_seeds_per_cell=2", "trajectory_seeds=2",
                         f"store_dir={str(tmp_path / 'store')!r}"],
@@ -83,6 +83,11 @@ def test_study_report(study, tmp_path):
         assert set(f["gen_acc"]) == {"toy", "toy-latent-learned", "toy-pixel"}
         assert all(0 <= v <= 1 for m in f["gen_acc"].values() for v in m.values())
         assert saved["parameters"]["per_label"] == 1
+        assert {j["judge"] for j in f["judges"]} >= {"toy-count", "toy-relation", "toy-realism", "toy-clip"}
+        assert all(j["lo"] <= j["acc"] <= j["hi"] and 0 <= j["ece"] <= 1 for j in f["judges"])
+        assert [p["probe"] for p in f["probes"]] == ["plain", "context word", "unseen pair", "count", "relation",
+                                                     "rare word"]
+        assert all(p["n"] >= 4 and p["lo"] <= p["acc"] <= p["hi"] for p in f["probes"])
     if study == "seed-shifts":
         rows = saved["findings"]["acc"]
         assert {r["shift"] for r in rows} == {"none", "UMS", "PAS"}

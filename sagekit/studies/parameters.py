@@ -425,11 +425,13 @@ def _implosion_images(p: dict) -> int:
 
 SCHEMAS: dict[str, Schema] = {
     "toy-world": Schema(
-        {"per_label": Int(1, 1000), "n_judge": COUNT, "grid_labels": Int(1, 36), "seed": SEED},
-        lambda p: 36 * p["per_label"] * 4 + p["n_judge"]),
+        {"per_label": Int(1, 1000), "n_judge": COUNT, "grid_labels": Int(1, 36), "per_probe": Int(1, 1000),
+         "seed": SEED},
+        lambda p: 36 * p["per_label"] * 6 + 9 * p["n_judge"] + 120 * p["per_probe"]),
     "prompt-failures": Schema(
         {**COMMON, "verifier": ModelName("ensemble"), "clip": ModelName("clip"), "lm": ModelName("lm"),
          "label_set": LabelSet(), "n_labels": LABELS_N, "max_words": Int(1, 32), "top_k": Int(1, 1000),
+         "ban": Choice(("label", "label set")),
          "rescore": Int(1, 1000), "project_every": Int(0, 100_000), "iterations": ITERATIONS, "lr": LR,
          "bound": Float(0, 100, lo_open=True), "train_seeds": SEEDS_N, "eval_seeds": SEEDS_N,
          "fail_fraction": Float(0, 1, lo_open=True), "mode": MODE, "k": Int(1, 1000), "search_steps": SEARCH_STEPS,

@@ -154,16 +154,82 @@ def world_mix(n: int = 20000, seed: int = 0) -> pd.DataFrame:
     return table.reindex(columns=list(LABELS), fill_value=0.0)
 
 
-def summarize(results: dict, judges: pd.DataFrame, training: dict) -> dict:
+def summarize(results: dict, judges: pd.DataFrame, training: dict, probes: pd.DataFrame | None = None) -> dict:
     """The toy-world report's findings (the common schema: ``models``, ``headline``, ...);
-    ``judges`` and ``generation`` are rows for the report's bullet lists."""
+    ``judges``, ``generation`` and ``probes`` are rows for the report's bullet lists."""
     gen_acc = {m: {mode: results[(m, mode)]["acc"] for mode in ("guided", "unguided")} for m in GENERATORS}
     graded = judges[judges.judge != "toy-clip"]
     return {"models": list(GENERATORS), "judge_acc": dict(zip(judges.judge, judges.acc)), "gen_acc": gen_acc,
             "training_seconds": training["total_seconds"],
             "judges": judges.to_dict("records"),
+            "probes": [] if probes is None else probes.to_dict("records"),
             "generation": [{"model": m, "mode": mode, **{k: v for k, v in r.items()
                                                          if k not in ("images", "targets", "pred")}}
                            for (m, mode), r in results.items()],
             "headline": {**{f"{m} guided": gen_acc[m]["guided"] for m in GENERATORS},
                          "min judge": float(np.min(graded.acc)), "max ECE": float(np.max(graded.ece))}}
+
+
+def _probe_prompts(per_prompt: int, seed: int) -> list[dict]:
+    """The bias probes' prompts: one row per (probe, prompt) with what a right image shows."""
+    from .grammar import PLACES, SYNONYMS
+    from .scenes import PLURALS
+
+    cfg = WorldConfig()
+    seen = [l for l in LABELS if l not in cfg.held_out]
+    rng = np.random.default_rng(seed)
+    rows = [{"probe": "plain", "prompt": PROMPT.format(label=l), "label": l} for l in seen]
+    for bg, companion in cfg.companions.items():
+        for l in rng.choice([l for l in seen if l != companion], 6, replace=False):
+            rows.append({"probe": "context word", "prompt": f"{PROMPT.format(label=l)} {PLACES[bg][0]}",
+                         "label": str(l), "companion": companion})
+    rows += [{"probe": "unseen pair", "prompt": PROMPT.format(label=l), "label": l} for l in cfg.held_out]
+    for l in rng.choice(seen, 8, replace=False):
+        colour, shape = str(l).split()
+        rows.append({"probe": "count", "prompt": f"a photo of two {colour} {PLURALS[shape]}", "label": str(l),
+                     "count": "two"})
+    for a, b in rng.choice(len(seen), (8, 2), replace=False):
+        rows.append({"probe": "relation", "prompt": f"a {seen[a]} left of a {seen[b]}", "label": seen[a],
+                     "relation": f"{seen[a]} on the left"})
+    for l in seen:
+        colour, shape = l.split()
+        if colour in SYNONYMS or shape in SYNONYMS:
+            rare = f"{SYNONYMS.get(colour, colour)} {SYNONYMS.get(shape, shape)}"
+            rows.append({"probe": "rare word", "prompt": f"a photo of a {rare}", "label": l})
+    return [{**r, "seeds": [seed + 7919 * i + k for k in range(per_prompt)]} for i, r in enumerate(rows)]
+
+
+@torch.no_grad()
+def bias_probes(model: str, per_prompt: int = 4, seed: int = 0, guidance: float | None = None) -> pd.DataFrame:
+    """What the world's biases do to generator ``model``: per probe (plain prompts, a
+    context word naming a background, unseen pairs, counts, relations, rare words), the
+    share of images right by the attribute judges, with its 95% interval; for context
+    words also how often the background's companion was drawn instead."""
+    gen = load_generator(model)
+    obj, count, relation = load_judge("toy-ensemble"), load_judge("toy-count"), load_judge("toy-relation")
+    rows = _probe_prompts(per_prompt, seed)
+    prompts = [r["prompt"] for r in rows for _ in r["seeds"]]
+    seeds = [s for r in rows for s in r["seeds"]]
+    images = gen.generate(prompts, seeds, guidance=guidance, batch_size=72)
+    top = obj(images).argmax(-1)
+    counted, related = count(images).argmax(-1), relation(images).argmax(-1)
+    out, i = [], 0
+    for r in rows:
+        n = len(r["seeds"])
+        label = [LABELS[int(t)] for t in top[i:i + n]]
+        if r["probe"] == "count":
+            right = [count.labels[int(c)] == r["count"] for c in counted[i:i + n]]
+            right = [ok and l == r["label"] for ok, l in zip(right, label)]
+        elif r["probe"] == "relation":
+            right = [relation.labels[int(c)] == r["relation"] for c in related[i:i + n]]
+        else:
+            right = [l == r["label"] for l in label]
+        companion = [l == r.get("companion") for l in label]
+        out.append({"probe": r["probe"], "prompt": r["prompt"], "right": sum(right), "companion": sum(companion),
+                    "n": n})
+        i += n
+    table = pd.DataFrame(out).groupby("probe", sort=False)[["right", "companion", "n"]].sum().reset_index()
+    ci = [wilson(k, n) for k, n in zip(table.right, table.n)]
+    table["acc"], table["lo"], table["hi"] = zip(*[(round(a, 3), round(lo, 3), round(hi, 3)) for a, lo, hi in ci])
+    table["companion_rate"] = (table.companion / table.n).round(3)
+    return table[["probe", "acc", "lo", "hi", "n", "companion_rate"]]
