@@ -278,6 +278,34 @@ def test_the_distorted_goal_needs_every_judge_to_miss_and_the_ensemble_unsure():
     assert torch.allclose(DistortedGoal(ens).loss(x, target), torch.tensor([0.4, 0.8]))
 
 
+def test_an_empty_scene_judge_makes_nothing_unrelated_and_not_distorted():
+    """With a judge that can say "none": image 0 is an empty scene (object judges unsure,
+    "none" at 0.9), image 1 an unreadable one ("none" at 0.1)."""
+    import json
+
+    from sagekit.search import DistortedGoal, goal_from_spec
+
+    ens = fixed_ensemble([[0.3, 0.4, 0.3], [0.3, 0.4, 0.3]], [[0.3, 0.3, 0.4], [0.3, 0.3, 0.4]])
+    count = FixedJudge("count", [[0.9, 0.1], [0.1, 0.9]], labels=("none", "one"))
+    x, target = torch.zeros(2, 3, 4, 4), torch.tensor([0, 0])
+    assert UnrelatedGoal(ens, 0.5).found(x, target).tolist() == [False, False]
+    assert UnrelatedGoal(ens, 0.5, empty=count).found(x, target).tolist() == [True, False]
+    assert DistortedGoal(ens, 0.5).found(x, target).tolist() == [True, True]
+    assert DistortedGoal(ens, 0.5, empty=count).found(x, target).tolist() == [False, True]
+    assert torch.allclose(DistortedGoal(ens, empty=count).loss(x, target), torch.tensor([1.3, 0.5]))
+    # the unrelated pull takes whichever is nearer: a confident other label or nothing at all
+    base = UnrelatedGoal(ens).loss(x, target)
+    assert torch.allclose(UnrelatedGoal(ens, empty=count).loss(x, target), base + torch.tensor([0.35 - 0.9, 0.0]))
+    spec = json.loads(json.dumps(UnrelatedGoal(ens, 0.6, empty=count).spec()))
+    assert spec == {"goal": "UnrelatedGoal", "confidence": 0.6, "weight": 1.0, "empty": "count"}
+    again = goal_from_spec(spec, ens, {"count": count}.__getitem__)
+    assert again.empty is count and again.found(x, target).tolist() == [True, False]
+    with pytest.raises(ValueError, match="load_judge"):
+        goal_from_spec(spec, ens)
+    with pytest.raises(ValueError, match="'none'"):
+        UnrelatedGoal(ens, empty=FixedJudge("c", [[0.5, 0.5]] * 2, labels=("a", "b")))
+
+
 def test_a_shared_latent_is_found_only_when_every_prompt_fails(tiny):
     """Prompt independence by construction: one latent, several prompts, one verdict."""
     from sagekit.studies.latent_search import search_shared_latents

@@ -67,7 +67,7 @@ def label_grid(per_label: int, seed: int = 0) -> tuple[list[str], list[int], tor
 
 @torch.no_grad()
 def generation_accuracy(model: str, guidance: float, per_label: int = 6, steps: int | None = None,
-                        seed: int = 0, return_images: bool = False) -> dict:
+                        seed: int = 0, return_images: bool = False, scheduler: str | None = None) -> dict:
     """Share of a generator's images of "a photo of a {label}" whose label (shape and colour)
     the judge ensemble gets right, over the labels it learned (``acc``, with ``n``) and the
     held-out pairs it never saw (``held_out_acc``); also shape-only and colour-only accuracy
@@ -76,14 +76,15 @@ def generation_accuracy(model: str, guidance: float, per_label: int = 6, steps: 
     ensemble = load_judge("toy-ensemble")
     prompts, seeds, targets = label_grid(per_label, seed)
     t0 = time.perf_counter()
-    images = gen.generate(prompts, seeds, guidance=guidance, steps=steps, batch_size=72)
+    images = gen.generate(prompts, seeds, guidance=guidance, steps=steps, scheduler=scheduler, batch_size=72)
     seconds = time.perf_counter() - t0
     pred = ensemble(images).argmax(-1)
     held = torch.tensor([LABELS[int(t)] in WorldConfig().held_out for t in targets])
     seen, n_shapes = ~held, len(SHAPES)
     right = pred == targets
     res = {
-        "model": model, "guidance": guidance, "steps": steps or gen.default_steps, "n": int(seen.sum()),
+        "model": model, "guidance": guidance, "steps": steps or gen.default_steps,
+        "sampler": scheduler or type(gen.scheduler).__name__, "n": int(seen.sum()),
         "acc": round(right[seen].float().mean().item(), 4),
         "shape_acc": round((pred % n_shapes == targets % n_shapes)[seen].float().mean().item(), 4),
         "colour_acc": round((pred // n_shapes == targets // n_shapes)[seen].float().mean().item(), 4),

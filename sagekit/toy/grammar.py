@@ -19,6 +19,8 @@ from .scenes import BACKGROUNDS, COLOURS, PLURALS, SHAPES, Scene
 
 SYNONYMS = {"red": "crimson", "yellow": "sand", "magenta": "pink", "cyan": "teal",
             "circle": "disc", "square": "box", "cross": "plus"}
+# Synonyms that also mean something else in the grammar: a place, a conjunction.
+TWO_SENSES = {"sand": "a background", "plus": "joins two objects"}
 PLACES = {"grass": ("on grass", "on the grass"), "sky": ("in the sky",), "sand": ("on sand", "on the sand"),
           "night": ("at night",), "stone": ("on stone", "on the stone")}
 NUMBERS = {2: "two", 3: "three"}
