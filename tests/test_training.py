@@ -8,7 +8,7 @@ from sagekit.toy.architectures import train_scheduler
 from sagekit.toy.training import TrainConfig, train_toy_world
 from sagekit.toy.training.vlb import vlb_term
 
-TINY = dict(n_train=400, n_judge=300, n_test=50, judge_steps=2, relation_steps=2, clip_steps=2, lm_steps=2,
+TINY = dict(n_train=400, n_judge=300, n_test=50, judge_steps=2, object_judge_steps=2, relation_steps=2, clip_steps=2, lm_steps=2,
             vae_steps=2, latent_steps=2, latent_batch=8, pixel_steps=2, pixel_batch=8)
 
 
