@@ -143,16 +143,19 @@ def shown_labels(n: int) -> list[int]:
     return sorted({(7 * i) % len(LABELS) for i in range(n)})
 
 
-def world_mix(n: int = 20000, seed: int = 0) -> pd.DataFrame:
-    """How often each label stands on each background in the generators' training world
-    (first objects of ``n`` scenes): a background x label table of shares per background."""
+def world_mix(n: int = 20000, seed: int = 0, by: str = "shape") -> pd.DataFrame:
+    """How often each shape (``by="shape"``) or label (``by="label"``) stands on each
+    background in the generators' training world (first objects of ``n`` scenes): a
+    background x shape (or label) table of shares per background."""
     batch = make_dataset(n, seed, WorldConfig())
     from .scenes import BACKGROUNDS
 
-    pairs = [(list(BACKGROUNDS)[s.background], LABELS[s.label]) for s in batch.scenes if s.things]
+    names = list(SHAPES) if by == "shape" else list(LABELS)
+    pairs = [(list(BACKGROUNDS)[s.background], LABELS[s.label] if by == "label" else SHAPES[s.things[0].shape])
+             for s in batch.scenes if s.things]
     table = pd.crosstab(pd.Series([p[0] for p in pairs], name="background"),
-                        pd.Series([p[1] for p in pairs], name="label"), normalize="index")
-    return table.reindex(columns=list(LABELS), fill_value=0.0)
+                        pd.Series([p[1] for p in pairs], name=by), normalize="index")
+    return table.reindex(columns=names, fill_value=0.0)
 
 
 def summarize(results: dict, judges: pd.DataFrame, training: dict, probes: pd.DataFrame | None = None) -> dict:
@@ -181,7 +184,7 @@ def _probe_prompts(per_prompt: int, seed: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     rows = [{"probe": "plain", "prompt": PROMPT.format(label=l), "label": l} for l in seen]
     for bg, companion in cfg.companions.items():
-        for l in rng.choice([l for l in seen if l != companion], 6, replace=False):
+        for l in rng.choice([l for l in seen if l.split()[1] != companion], 6, replace=False):
             rows.append({"probe": "context word", "prompt": f"{PROMPT.format(label=l)} {PLACES[bg][0]}",
                          "label": str(l), "companion": companion})
     rows += [{"probe": "unseen pair", "prompt": PROMPT.format(label=l), "label": l} for l in cfg.held_out]
@@ -205,7 +208,7 @@ def bias_probes(model: str, per_prompt: int = 4, seed: int = 0, guidance: float 
     """What the world's biases do to generator ``model``: per probe (plain prompts, a
     context word naming a background, unseen pairs, counts, relations, rare words), the
     share of images right by the attribute judges, with its 95% interval; for context
-    words also how often the background's companion was drawn instead."""
+    words also how often the background's companion shape was drawn instead."""
     gen = load_generator(model)
     obj, count, relation = load_judge("toy-ensemble"), load_judge("toy-count"), load_judge("toy-relation")
     rows = _probe_prompts(per_prompt, seed)
@@ -225,7 +228,7 @@ def bias_probes(model: str, per_prompt: int = 4, seed: int = 0, guidance: float 
             right = [relation.labels[int(c)] == r["relation"] for c in related[i:i + n]]
         else:
             right = [l == r["label"] for l in label]
-        companion = [l == r.get("companion") for l in label]
+        companion = [l.split()[1] == r.get("companion") for l in label]
         out.append({"probe": r["probe"], "prompt": r["prompt"], "right": sum(right), "companion": sum(companion),
                     "n": n})
         i += n

@@ -3,9 +3,12 @@
 Real text-to-image models fail for reasons a small world can have too. Each bias below is a
 named field of :class:`WorldConfig`, documented with the failure it is there to produce:
 
-- ``companions`` / ``companion_rate`` (co-occurrence): on each background one object is
-  usual (at night, a yellow star; on grass, a red heart, ...). A context word that names
-  the background then pulls its companion into the picture ("a blue circle at night").
+- ``companions`` / ``companion_rate`` (co-occurrence): on each background one shape is
+  usual, in any colour (at night, stars; on grass, hearts, ...). A context word that names
+  the background then pulls its companion shape into the picture ("a blue circle at
+  night" drawn as a blue star). Shape only: a companion label of one colour would make the
+  colour word itself predict the shape (measured: with yellow stars at night and red
+  hearts on grass, "a photo of a red square" came out as red hearts on grass).
 - ``held_out`` (unseen compositions): colour-shape pairs that never occur in the
   generator's training data, though every word in them does.
 - ``synonym_rate`` (rare words): how often a caption uses a rare synonym ("crimson",
@@ -39,10 +42,9 @@ ANCHORS = {"left": (-1, 0), "right": (1, 0), "top": (0, -1), "bottom": (0, 1), "
 class WorldConfig:
     """How scenes are drawn. The defaults are the world the shipped models learned."""
 
-    kinds: dict = field(default_factory=lambda: {"empty": 0.08, "one": 0.62, "many": 0.12, "two": 0.18})
+    kinds: dict = field(default_factory=lambda: {"empty": 0.08, "one": 0.7, "many": 0.1, "two": 0.12})
     companions: dict = field(default_factory=lambda: {
-        "night": "yellow star", "grass": "red heart", "sky": "cyan cross", "sand": "green triangle",
-        "stone": "blue square"})
+        "night": "star", "grass": "heart", "sky": "cross", "sand": "triangle", "stone": "square"})
     companion_rate: float = 0.7
     held_out: tuple = ("green heart", "blue star", "magenta triangle", "cyan circle")
     synonym_rate: float = 0.05
@@ -55,9 +57,9 @@ class WorldConfig:
     def __post_init__(self):
         if set(self.kinds) != set(KINDS) or any(p < 0 for p in self.kinds.values()) or sum(self.kinds.values()) <= 0:
             raise ValueError(f"kinds must give a non-negative weight to each of {KINDS}")
-        for bg, label in self.companions.items():
-            if bg not in BACKGROUNDS or label not in LABELS:
-                raise ValueError(f"companion {bg!r}: {label!r} names an unknown background or label")
+        for bg, shape in self.companions.items():
+            if bg not in BACKGROUNDS or shape not in SHAPES:
+                raise ValueError(f"companion {bg!r}: {shape!r} names an unknown background or shape")
         unknown = [l for l in self.held_out if l not in LABELS]
         if unknown:
             raise ValueError(f"held-out pairs {unknown} are not labels")
@@ -71,11 +73,13 @@ class WorldConfig:
 
 
 def _pick_label(rng: np.random.Generator, cfg: WorldConfig, background: int, exclude: int = -1) -> int:
-    companion = cfg.companions.get(list(BACKGROUNDS)[background])
-    if companion is not None and LABELS.index(companion) != exclude and rng.random() < cfg.companion_rate:
-        return LABELS.index(companion)
     choices = cfg.allowed()
     choices = choices[choices != exclude]
+    companion = cfg.companions.get(list(BACKGROUNDS)[background])
+    if companion is not None and rng.random() < cfg.companion_rate:
+        usual = choices[choices % len(SHAPES) == SHAPES.index(companion)]
+        if len(usual):
+            return int(rng.choice(usual))
     return int(rng.choice(choices))
 
 
@@ -190,11 +194,11 @@ def bias_table(cfg: WorldConfig | None = None):
     from .grammar import SYNONYMS
 
     cfg = cfg or WorldConfig()
-    companions = ", ".join(f"{bg}: {label}" for bg, label in cfg.companions.items())
+    companions = ", ".join(f"{bg}: {shape}s" for bg, shape in cfg.companions.items())
     return pd.DataFrame([
         {"bias": "co-occurrence", "parameter": "companions, companion_rate",
-         "value": f"{companions} ({cfg.companion_rate:.0%} of objects on that background)",
-         "produces": "a background word pulls its companion in (context words)"},
+         "value": f"{companions} ({cfg.companion_rate:.0%} of objects on that background are of its shape)",
+         "produces": "a background word pulls its companion shape in (context words)"},
         {"bias": "unseen compositions", "parameter": "held_out", "value": ", ".join(cfg.held_out),
          "produces": "colour-shape pairs never drawn in training, though every word is known"},
         {"bias": "rare words", "parameter": "synonym_rate",
