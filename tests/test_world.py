@@ -119,18 +119,20 @@ def test_relabel_keeps_the_wording_and_swaps_the_concept():
     data = make_dataset(50, seed=4, kind="one")
     target = LABELS.index("magenta heart")
     again = describe_all([relabel(s, target) for s in data.scenes], 4, WorldConfig().synonym_rate)
+    new = SENSES["magenta"] | SENSES["heart"] | {PLURALS["heart"]}
     for before, after, scene in zip(data.captions, again, data.scenes):
+        colour, shape = LABELS[scene.label].split()
+        old = SENSES[colour] | SENSES[shape] | {PLURALS[shape]}
         assert _names(after, target) and len(before.split()) == len(after.split())
-        assert [w for w in before.split() if w not in SENSES[LABELS[scene.label].split()[0]]
-                | SENSES[LABELS[scene.label].split()[1]]] == \
-               [w for w in after.split() if w not in SENSES["magenta"] | SENSES["heart"]]
+        # word by word: the same, or the old concept's word turned into the new one's
+        assert all(b == a or (b in old and a in new) for b, a in zip(before.split(), after.split())), (before, after)
 
 
 def test_corruption_damages_every_image_and_keeps_the_range():
     images = make_dataset(64, seed=5).float_images()
     bad = corrupt(images, torch.Generator().manual_seed(0))
     assert bad.shape == images.shape and bad.min() >= 0 and bad.max() <= 1
-    assert ((bad - images).abs().flatten(1).mean(1) > 0.02).all()
+    assert ((bad - images).abs().flatten(1).mean(1) >= 0.05).all()
 
 
 def test_tokenizer_knows_every_word_and_leaves_room_to_append():

@@ -62,7 +62,8 @@ def training_targets(kind: str, scenes: list[Scene]) -> torch.Tensor:
 def corrupt(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Damage every image in one of five ways a generator can: noise, a blotchy colour
     field, a blend with another image, shuffled 8x8 patches, or colours off the world's
-    palette (channels rotated, partly inverted). images: float ``(B, 3, H, W)`` in [0, 1]
+    palette (channels rotated, partly inverted); an image the chosen way hardly changes
+    (mean change < 0.05) gets the noise. images: float ``(B, 3, H, W)`` in [0, 1]
     (H, W multiples of 8); the same shape out."""
     b, _, h, w = images.shape
     how = torch.randint(0, 5, (b,), generator=g)
@@ -77,8 +78,12 @@ def corrupt(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     flat = patches.reshape(b, 3, -1, p, p)[:, :, order]
     shuffled = flat.reshape(b, 3, h // p, w // p, p, p).permute(0, 1, 2, 4, 3, 5).reshape(b, 3, h, w)
     rotated = images[:, [1, 2, 0]] * (1 - strength) + (1 - images) * strength
-    out = torch.stack([noise, blotch, blend, shuffled, rotated])[how, torch.arange(b)]
-    return out.clamp(0, 1)
+    out = torch.stack([noise, blotch, blend, shuffled, rotated])[how, torch.arange(b)].clamp(0, 1)
+    # Shuffling a plain empty scene, or blending two alike, can leave it almost as it was:
+    # such an image is no damaged example, so it gets the noise instead.
+    weak = (out - images).abs().flatten(1).mean(1) < 0.05
+    out[weak] = noise[weak].clamp(0, 1)
+    return out
 
 
 def scored_examples(kind: str, images: torch.Tensor, scenes: list[Scene], seed: int = 0

@@ -42,9 +42,10 @@ def _pick(rng: np.random.Generator, options):
 
 
 def _word(word: str, rng: np.random.Generator, synonym_rate: float) -> str:
-    if word in SYNONYMS and rng.random() < synonym_rate:
-        return SYNONYMS[word]
-    return word
+    # One draw per word, synonym or not: a scene relabelled to another object is then worded
+    # alike (the poisoned captions of the implosion study).
+    rare = rng.random() < synonym_rate
+    return SYNONYMS[word] if rare and word in SYNONYMS else word
 
 
 def _noun_phrase(colour: str, shape: str, size: str, rng: np.random.Generator, synonym_rate: float,
