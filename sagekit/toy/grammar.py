@@ -22,6 +22,7 @@ SYNONYMS = {"red": "crimson", "yellow": "sand", "magenta": "pink", "cyan": "teal
 # Synonyms that also mean something else in the grammar: a place, a conjunction.
 TWO_SENSES = {"sand": "a background", "plus": "joins two objects"}
 PLACES = {"grass": ("on grass", "on the grass"), "sky": ("in the sky",), "sand": ("on sand", "on the sand"),
+          "water": ("in water", "in the water"),
           "night": ("at night",), "stone": ("on stone", "on the stone")}
 NUMBERS = {2: "two", 3: "three"}
 # Relations by axis; each is (words, whether the first object is named first).

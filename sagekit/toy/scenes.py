@@ -33,6 +33,7 @@ BACKGROUNDS = {
     "sand": ((112, 92, 52), (92, 72, 40)),
     "night": ((4, 4, 14), (18, 18, 34)),
     "stone": ((92, 92, 92), (66, 66, 66)),
+    "water": ((14, 58, 66), (8, 36, 48)),
 }
 POSITIONS = ("left", "right", "top", "bottom", "center")
 SIZES = ("small", "big")

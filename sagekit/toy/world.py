@@ -8,7 +8,9 @@ named field of :class:`WorldConfig`, documented with the failure it is there to 
   the background then pulls its companion shape into the picture ("a blue circle at
   night" drawn as a blue star). Shape only: a companion label of one colour would make the
   colour word itself predict the shape (measured: with yellow stars at night and red
-  hearts on grass, "a photo of a red square" came out as red hearts on grass).
+  hearts on grass, "a photo of a red square" came out as red hearts on grass). Six
+  backgrounds for six shapes, so that every shape and every colour is as common as any
+  other overall: only the pairing of place and shape is biased.
 - ``held_out`` (unseen compositions): colour-shape pairs that never occur in the
   generator's training data, though every word in them does.
 - ``synonym_rate`` (rare words): how often a caption uses a rare synonym ("crimson",
@@ -44,8 +46,9 @@ class WorldConfig:
 
     kinds: dict = field(default_factory=lambda: {"empty": 0.08, "one": 0.7, "many": 0.1, "two": 0.12})
     companions: dict = field(default_factory=lambda: {
-        "night": "star", "grass": "heart", "sky": "cross", "sand": "triangle", "stone": "square"})
-    companion_rate: float = 0.7
+        "night": "star", "grass": "heart", "sky": "cross", "sand": "triangle", "stone": "square",
+        "water": "circle"})
+    companion_rate: float = 0.85
     held_out: tuple = ("green heart", "blue star", "magenta triangle", "cyan circle")
     synonym_rate: float = 0.05
     big_rate: float = 0.7  # lone objects: share drawn big (the rest small)
