@@ -12,16 +12,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .scenes import BACKGROUNDS, COLOURS, COUNTS, LABELS, POSITIONS, SHAPES, Scene
+from .scenes import BACKGROUNDS, COUNTS, LABELS, POSITIONS, Scene
 
 # The relation judge names the first object of a two-object scene (left or top) and the axis.
 RELATIONS = tuple(f"{label} on the left" for label in LABELS) + tuple(f"{label} on top" for label in LABELS)
-ATTRIBUTES = {"count": COUNTS, "background": tuple(BACKGROUNDS), "position": POSITIONS, "relation": RELATIONS,
-              "colour": tuple(COLOURS), "shape": SHAPES}
 OBJECT_JUDGES = ("resnet", "mobilenet", "edge")
 ATTRIBUTE_JUDGES = ("count", "background", "position", "relation")
-JUDGE_LABELS = {**{k: LABELS for k in OBJECT_JUDGES}, **{a: ATTRIBUTES[a] for a in ATTRIBUTE_JUDGES},
-                "realism": ("real", "corrupted")}
+JUDGE_LABELS = {**{k: LABELS for k in OBJECT_JUDGES}, "count": COUNTS, "background": tuple(BACKGROUNDS),
+                "position": POSITIONS, "relation": RELATIONS, "realism": ("real", "corrupted")}
 # Attribute judges that learn from (and are scored on) scenes of one kind only.
 JUDGE_SCENES = {"position": "one", "relation": "two"}
 

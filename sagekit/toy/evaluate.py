@@ -14,7 +14,7 @@ from ..calibration import reliability
 from ..models.registry import load_generator, load_judge
 from ..stats import wilson
 from .attributes import ATTRIBUTE_JUDGES, JUDGE_SCENES, OBJECT_JUDGES, scored_examples
-from .scenes import COLOURS, LABELS, SHAPES
+from .scenes import BACKGROUNDS, COLOURS, LABELS, SHAPES
 from .world import WorldConfig, make_dataset
 
 JUDGES = tuple(f"toy-{k}" for k in OBJECT_JUDGES + ATTRIBUTE_JUDGES + ("realism",))
@@ -148,8 +148,6 @@ def world_mix(n: int = 20000, seed: int = 0, by: str = "shape") -> pd.DataFrame:
     background in the generators' training world (first objects of ``n`` scenes): a
     background x shape (or label) table of shares per background."""
     batch = make_dataset(n, seed, WorldConfig())
-    from .scenes import BACKGROUNDS
-
     names = list(SHAPES) if by == "shape" else list(LABELS)
     pairs = [(list(BACKGROUNDS)[s.background], LABELS[s.label] if by == "label" else SHAPES[s.things[0].shape])
              for s in batch.scenes if s.things]
