@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from transformers import CLIPModel, GPT2LMHeadModel
@@ -55,13 +57,20 @@ def train_clip(data: SceneBatch, tokenizer, seed: int, steps: int = 500, batch_s
         out = model(input_ids=ids[idx], pixel_values=pixels)
         true = (what[idx][:, None] == what[idx][None, :]) & (
             (named[idx][None, :] < 0) | (named[idx][None, :] == where[idx][:, None]))  # (image, caption)
-        true = true.float()
+        # A caption is always true of its own image, even where a two-sense word makes the
+        # rule above misread it ("a plus in sand": sand the colour, not the place); without
+        # this a row can have no positive, and 0 / 0 turns every weight into NaN.
+        true = (true | torch.eye(len(idx), dtype=torch.bool)).float()
         loss = 0.5 * (F.cross_entropy(out.logits_per_image, true / true.sum(1, keepdim=True))
                       + F.cross_entropy(out.logits_per_text, true.T / true.T.sum(1, keepdim=True)))
+        if not torch.isfinite(loss):
+            raise FloatingPointError("toy CLIP training diverged (non-finite loss)")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
+        with torch.no_grad():  # CLIP's own bound on the temperature: logits at most 100x the cosine
+            model.logit_scale.clamp_(0, math.log(100))
     return model.eval()
 
 
