@@ -113,7 +113,7 @@ def test_study_report(study, tmp_path):
         fv = f["found_verified"]
         assert fv["success"] <= fv["verified"] <= fv["found"] <= fv["searched"] == f["success"]["n"]
         assert f["success"]["k"] == fv["success"] and f["success"]["lo"] <= f["success_rate"] <= f["success"]["hi"]
-        assert f["residual_speedup"] > 0 and f["residual_speedup_bound"] == pytest.approx(4 * 25 / (25 + 2 * 2))
+        assert f["residual_speedup"] > 0 and f["residual_speedup_bound"] == pytest.approx(4 * 10 / (10 + 2 * 2))
         assert {m["mode"] for m in f["modes"]} == {"exact", "residual"}
         assert set(f["headline"]) >= {"found", "verified"}
         if study == "distorted-latents":

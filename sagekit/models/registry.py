@@ -44,7 +44,7 @@ TOY_ATTRIBUTE_JUDGES = ("toy-count", "toy-background", "toy-position", "toy-rela
 TOY_JUDGES = ("toy-resnet", "toy-mobilenet", "toy-edge", "toy-clip", "toy-ensemble") + TOY_ATTRIBUTE_JUDGES
 TOY_CLIPS = ("toy-clip",)
 # Sampling defaults per toy model (steps, guidance), measured to be good in `sagekit toy eval`.
-TOY_SAMPLING = {"toy": (25, 5.0), "toy-latent-learned": (15, 5.0), "toy-pixel": (15, 7.0)}
+TOY_SAMPLING = {"toy": (10, 5.0), "toy-latent-learned": (15, 5.0), "toy-pixel": (15, 7.0)}
 
 
 @contextmanager

@@ -480,7 +480,7 @@ SCHEMAS: dict[str, Schema] = {
          "data": Text(4096, empty=True), "concepts": Text(4096, empty=True), "unpoisoned": ListOf(Text(200), 0, 1000, unique=True),
          "lora_rank": Int(1, 4096, note=" (the LoRA adapters' rank)"), "batch_size": Int(1, 100_000),
          "attention_seeds": Int(1, 10_000), "guidance": Float(1, 100, note=" (1 = no guidance)"),
-         "steps": SEARCH_STEPS},
+         "steps": STEPS},
         _implosion_images,
         _implosion_rules),
 }
