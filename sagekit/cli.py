@@ -241,7 +241,7 @@ def _cmd_toy(args) -> int:
             print(json.dumps({k: log[k] for k in ("seconds", "total_seconds")}, indent=1))
             return 0
         log = train_toy_world(out, TrainConfig(seed=args.seed))
-        print(json.dumps({k: log[k] for k in ("seconds", "total_seconds", "judge_acc", "vae_recon_judge_acc")}, indent=1))
+        print(json.dumps({k: log[k] for k in ("seconds", "total_seconds", "judges", "vae_recon_judge_acc")}, indent=1))
         return 0
     from .toy.evaluate import evaluate
 
@@ -253,10 +253,12 @@ def _cmd_toy(args) -> int:
         print(json.dumps(res))
     else:
         print("judge accuracy:", ", ".join(f"{k} {v:.3f}" for k, v in res["judge_acc"].items()))
+        print("judge calibration error:", ", ".join(f"{k} {v:.3f}" for k, v in res["judge_ece"].items()))
         for model, modes in res["gen_detail"].items():
             for mode, r in modes.items():
                 print(f"{model:<10} {mode:<9} g={r['guidance']:<4} acc {r['acc']:.3f} "
-                      f"(shape {r['shape_acc']:.3f}, colour {r['colour_acc']:.3f}, n={r['n']}, {r['images_per_s']} img/s)")
+                      f"(shape {r['shape_acc']:.3f}, colour {r['colour_acc']:.3f}, n={r['n']}; held-out pairs "
+                      f"{r['held_out_acc']:.3f} of {r['n_held_out']}; {r['images_per_s']} img/s)")
         for bar, ok in res["bars_met"].items():
             print(f"  {'met' if ok else 'NOT met'}: {bar}")
     return 0

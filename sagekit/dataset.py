@@ -209,7 +209,7 @@ def verify(folder: str | Path, model: str, judge: str | None = None, device: str
     from safetensors.torch import load_file
     from tqdm.auto import tqdm
 
-    from .models.registry import load_ensemble, load_generator
+    from .models.registry import load_ensemble, load_generator, load_judge
     from .search import goal_from_spec
 
     folder = Path(folder).expanduser()
@@ -230,7 +230,7 @@ def verify(folder: str | Path, model: str, judge: str | None = None, device: str
                       tensors)
         rates = {}
         for role, spec in (("judge", judge or c["judge"]), ("verifier", c["verifier"])):
-            goal = goal_from_spec(json.loads(c["goal"]), judged(spec))
+            goal = goal_from_spec(json.loads(c["goal"]), judged(spec), lambda name: load_judge(name, device))
             target = torch.full((len(seeds),), goal.ensemble.label_index(c["label"]))
             rates[role] = float(goal.found(images.to(goal.ensemble.weights.device), target).float().mean())
         out.append({"key": c["key"], "study": c["study"], "prompt": c["prompt"], "label": c["label"],

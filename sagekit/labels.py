@@ -32,9 +32,23 @@ def imagenet100_labels() -> tuple[str, ...]:
 
 
 def toy_labels() -> tuple[str, ...]:
-    from .toy.shapes import LABELS
+    from .toy.scenes import LABELS
 
     return LABELS
+
+
+def naming_words(name: str) -> set[str]:
+    """Every word that names a label of set ``name``, lower case: the words of its labels,
+    and for the toy world also their synonyms and plurals (but not the synonyms that mean
+    something else too, "sand" and "plus": a word with two senses is a failure to find)."""
+    words = {w.lower() for label in get_label_set(name) for w in label.replace("-", " ").replace("_", " ").split()}
+    if name == "toy":
+        from .toy.grammar import SYNONYMS, TWO_SENSES
+        from .toy.scenes import PLURALS
+
+        words |= {SYNONYMS[w] for w in words if w in SYNONYMS and SYNONYMS[w] not in TWO_SENSES}
+        words |= {PLURALS[w] for w in words if w in PLURALS}
+    return words
 
 
 LABEL_SETS = {"imagenet": imagenet_labels, "imagenet100": imagenet100_labels, "toy": toy_labels}

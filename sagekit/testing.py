@@ -294,7 +294,7 @@ def save_tiny_gpt2(folder: str | Path, corpus: list[str] | None = None, vocab_si
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
-    from .toy.shapes import LABELS
+    from .toy.scenes import LABELS
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

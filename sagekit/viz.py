@@ -405,3 +405,45 @@ def attention_panels(details: dict, ks: Sequence[int]):
             ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def reliability_diagrams(tables: dict[str, pd.DataFrame], ncol: int = 5):
+    """One panel per judge: mean confidence against accuracy per confidence bin (dot size:
+    images in the bin), the diagonal a perfectly calibrated judge would follow. Returns the figure."""
+    nrow = -(-len(tables) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.3 * ncol, 2.3 * nrow), squeeze=False)
+    for ax in axes.flat[len(tables):]:
+        ax.set_visible(False)
+    for ax, (name, t) in zip(axes.flat, tables.items()):
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+        ax.plot(t.confidence, t.accuracy, color="#4c72b0", lw=1)
+        ax.scatter(t.confidence, t.accuracy, s=8 + 60 * t.n / max(t.n.max(), 1), color="#4c72b0", zorder=3)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(display_name(name), fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy", fontsize=8)
+    for ax in axes[-1, :]:
+        ax.set_xlabel("confidence", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def share_heatmap(table: pd.DataFrame, title: str, label: str = "share"):
+    """A rows x columns table of shares in [0, 1] as a heat map (e.g. background x label).
+    Returns the figure."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(0.28 * table.shape[1] + 2.5, 0.32 * table.shape[0] + 1.8))
+    sns.heatmap(table, vmin=0, vmax=float(max(table.values.max(), 1e-9)), cmap="mako_r", ax=ax,
+                cbar_kws={"label": label})
+    ax.set_xticks(np.arange(table.shape[1]) + 0.5, [str(c) for c in table.columns], rotation=70,
+                  ha="right", fontsize=7)
+    ax.set_yticks(np.arange(table.shape[0]) + 0.5, [str(r) for r in table.index], rotation=0,
+                  fontsize=8)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

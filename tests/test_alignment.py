@@ -45,9 +45,10 @@ def _write_pairs(folder, n, poisoned=0):
     """n procedural images with their own captions; the last `poisoned` get another label's caption."""
     from PIL import Image
 
-    from sagekit.toy.shapes import LABELS, make_dataset
+    from sagekit.toy.scenes import LABELS
+    from sagekit.toy.world import make_dataset
 
-    data = make_dataset(n, seed=3)
+    data = make_dataset(n, 3, kind="one")
     for i in range(n):
         Image.fromarray(data.images[i].permute(1, 2, 0).numpy()).save(folder / f"{i:03d}.png")
         label = int(data.labels[i]) if i < n - poisoned else (int(data.labels[i]) + 7) % len(LABELS)

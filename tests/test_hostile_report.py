@@ -17,7 +17,7 @@ from chromium import dump_dom, require_chromium
 
 from sagekit.models.registry import TOY_DIR
 from sagekit.report import run_study
-from sagekit.toy.shapes import LABELS
+from sagekit.toy.scenes import LABELS
 
 # A folder name can't hold "/", so the script tag is split over two folder levels: the
 # model's path then reads <script>...</script><img ... onerror=...>.

@@ -88,7 +88,7 @@ def test_relative_store_dirs_are_checked_from_the_notebook_folder(tmp_path):
 
 
 def test_a_label_file_is_a_label_set(tmp_path):
-    from sagekit.toy.shapes import LABELS
+    from sagekit.toy.scenes import LABELS
 
     (tmp_path / "labels.txt").write_text("\n".join(LABELS[:5]) + "\n\n")
     params = {**notebook_parameters(STUDIES["seed-shifts"].path), "label_set": str(tmp_path / "labels.txt")}

@@ -183,3 +183,13 @@ def test_search_prompts_counts_a_failure_only_with_appended_words(gen, lm):
     assert dog["failure_rate"] == 0.0 and not dog["failure"] and len(dog["words"].split()) == 2
     assert dog["prompt"] == "A photo of a dog " + dog["words"]
     assert cat["images"].shape == (2, 3, 16, 16) and cat["perplexity"] > 1
+
+def test_a_label_set_ban_keeps_every_word_that_names_an_object_out():
+    from sagekit.studies.prompt_failures import banned_words
+
+    toy = set(banned_words("label set", "toy"))
+    assert {"red", "circle", "crimson", "disc", "box", "hearts"} <= toy
+    assert not toy & {"a", "photo", "at", "night", "grass", "on", "two", "sand", "plus"}  # two senses stay
+    assert banned_words("label", "toy") == ()
+    with pytest.raises(ValueError, match="ban must be"):
+        banned_words("everything", "toy")

@@ -7,7 +7,7 @@ import pytest
 
 from sagekit.report import run_study
 from sagekit.testing import save_random_open_clip, save_random_timm_judge, save_tiny_gpt2
-from sagekit.toy.shapes import LABELS
+from sagekit.toy.scenes import LABELS
 
 from captioned import CONCEPTS, captioned_folder
 from chromium import rendered
@@ -43,8 +43,10 @@ def real_params(study, folder, tmp_path, judges, clip, lm):
     params += [f"models={[str(folder)]!r}" if study == "seed-shifts" else f"model={str(folder)!r}"]
     if study in ("prompt-failures", "distorted-latents", "unrelated-latents", "adversarial-tokens"):
         params.append(f"verifier={judges['verifier']!r}")
-    if study in ("prompt-failures", "distorted-latents", "adversarial-tokens", "seed-shifts"):
+    if study in ("prompt-failures", "adversarial-tokens", "seed-shifts"):
         params.append(f"clip={clip!r}")
+    if study in ("distorted-latents", "unrelated-latents"):
+        params += [f"realism={clip!r}", "empty=''"]  # real worlds: CLIP embedding distance, no empty-scene judge
     if study == "prompt-failures":
         params.append(f"lm={str(lm)!r}")
     return params

@@ -7,7 +7,7 @@ import torch
 
 from sagekit.models import ModelNotFoundError, UnknownModelError, load_generator, load_judge
 from sagekit.models.registry import TOY_DIR, load_clip_scorer
-from sagekit.toy.shapes import LABELS
+from sagekit.toy.scenes import LABELS
 
 
 def test_unknown_names_list_the_known_ones():
@@ -47,7 +47,7 @@ def test_toy_weights_are_safetensors_and_small():
     files = [f for f in TOY_DIR.rglob("*") if f.is_file()]
     weights = [f for f in files if f.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt")]
     assert weights and all(f.suffix == ".safetensors" for f in weights)
-    assert sum(f.stat().st_size for f in files) < 30 * 2**20
+    assert sum(f.stat().st_size for f in files) <= 50 * 10**6  # issue #16: 50 MB in all (eight judges now)
 
 
 def test_toy_models_reload():
@@ -59,6 +59,15 @@ def test_toy_models_reload():
         judge = load_judge(name)
         assert judge.labels == LABELS
         assert not any(p.requires_grad for p in judge.parameters())
+    from sagekit.models.registry import TOY_ATTRIBUTE_JUDGES, judge_label_names, load_realism
+    from sagekit.toy.attributes import JUDGE_LABELS
+
+    for name in TOY_ATTRIBUTE_JUDGES:  # each attribute judge with its own labels, from config alone too
+        assert load_judge(name).labels == JUDGE_LABELS[name[4:]] == judge_label_names(name)
+    assert load_realism("toy-realism").labels == ("real", "corrupted")
+    assert hasattr(load_realism("toy-clip"), "embed_images")
+    with pytest.raises(UnknownModelError, match="neither a realism judge"):
+        load_realism("toy-count")
     scorer = load_clip_scorer("toy-clip")
     s = scorer(torch.rand(2, 3, 32, 32), ["a photo of a red star", "a blue cross"])
     assert s.shape == (2,) and (s >= 0).all() and (s <= 100).all()

@@ -278,6 +278,34 @@ def test_the_distorted_goal_needs_every_judge_to_miss_and_the_ensemble_unsure():
     assert torch.allclose(DistortedGoal(ens).loss(x, target), torch.tensor([0.4, 0.8]))
 
 
+def test_an_empty_scene_judge_makes_nothing_unrelated_and_not_distorted():
+    """With a judge that can say "none": image 0 is an empty scene (object judges unsure,
+    "none" at 0.9), image 1 an unreadable one ("none" at 0.1)."""
+    import json
+
+    from sagekit.search import DistortedGoal, goal_from_spec
+
+    ens = fixed_ensemble([[0.3, 0.4, 0.3], [0.3, 0.4, 0.3]], [[0.3, 0.3, 0.4], [0.3, 0.3, 0.4]])
+    count = FixedJudge("count", [[0.9, 0.1], [0.1, 0.9]], labels=("none", "one"))
+    x, target = torch.zeros(2, 3, 4, 4), torch.tensor([0, 0])
+    assert UnrelatedGoal(ens, 0.5).found(x, target).tolist() == [False, False]
+    assert UnrelatedGoal(ens, 0.5, empty=count).found(x, target).tolist() == [True, False]
+    assert DistortedGoal(ens, 0.5).found(x, target).tolist() == [True, True]
+    assert DistortedGoal(ens, 0.5, empty=count).found(x, target).tolist() == [False, True]
+    assert torch.allclose(DistortedGoal(ens, empty=count).loss(x, target), torch.tensor([1.3, 0.5]))
+    # the unrelated pull takes whichever is nearer: a confident other label or nothing at all
+    base = UnrelatedGoal(ens).loss(x, target)
+    assert torch.allclose(UnrelatedGoal(ens, empty=count).loss(x, target), base + torch.tensor([0.35 - 0.9, 0.0]))
+    spec = json.loads(json.dumps(UnrelatedGoal(ens, 0.6, empty=count).spec()))
+    assert spec == {"goal": "UnrelatedGoal", "confidence": 0.6, "weight": 1.0, "empty": "count"}
+    again = goal_from_spec(spec, ens, {"count": count}.__getitem__)
+    assert again.empty is count and again.found(x, target).tolist() == [True, False]
+    with pytest.raises(ValueError, match="load_judge"):
+        goal_from_spec(spec, ens)
+    with pytest.raises(ValueError, match="'none'"):
+        UnrelatedGoal(ens, empty=FixedJudge("c", [[0.5, 0.5]] * 2, labels=("a", "b")))
+
+
 def test_a_shared_latent_is_found_only_when_every_prompt_fails(tiny):
     """Prompt independence by construction: one latent, several prompts, one verdict."""
     from sagekit.studies.latent_search import search_shared_latents
@@ -302,10 +330,27 @@ def test_realism_is_uniform_on_the_reference_and_low_far_from_it():
     g = torch.Generator().manual_seed(0)
     embed = lambda images: images.mean((2, 3))  # a 3-dimensional feature: the mean colour
     clean = 0.5 + 0.05 * torch.randn(200, 3, 8, 8, generator=g)
-    ref = RealismReference.fit(embed, clean)
+    ref = RealismReference.from_embedding(embed, clean)
     fresh = ref.realism(0.5 + 0.05 * torch.randn(100, 3, 8, 8, generator=g))
     assert 0.35 < float(fresh.mean()) < 0.65  # like the reference: about uniform
     assert float(ref.realism(torch.ones(1, 3, 8, 8))[0]) == 0.0  # white: farther than every clean image
+
+
+def test_realism_from_a_judge_ranks_against_the_reference_and_refuses_other_judges():
+    from sagekit.models.judges import Judge
+    from sagekit.realism import RealismReference
+
+    class Brightness(Judge):  # "real" the darker an image is
+        def logits(self, images):
+            m = images.mean((1, 2, 3))
+            return torch.stack([-m, m], -1)
+
+    clean = torch.linspace(0.2, 0.4, 50).view(-1, 1, 1, 1).expand(-1, 3, 4, 4)
+    ref = RealismReference.from_judge(Brightness("b", ("real", "corrupted")), clean)
+    real = ref.realism(torch.tensor([0.1, 0.3, 0.9]).view(-1, 1, 1, 1).expand(-1, 3, 4, 4))
+    assert real[0] == 1.0 and 0.4 < real[1] < 0.6 and real[2] == 0.0
+    with pytest.raises(ValueError, match="real"):
+        RealismReference.from_judge(Brightness("b", ("cat", "dog")), clean)
 
 
 def test_the_non_outlier_projection_makes_a_smooth_delta_certifiable():

@@ -2,14 +2,15 @@
 
 import hashlib
 
+import pytest
 import torch
 
 from sagekit.toy.architectures import train_scheduler
 from sagekit.toy.training import TrainConfig, train_toy_world
 from sagekit.toy.training.vlb import vlb_term
 
-TINY = dict(n_train=400, n_test=50, judge_steps=2, clip_steps=2, lm_steps=2, vae_steps=2,
-            latent_steps=2, latent_batch=8, pixel_steps=2, pixel_batch=8)
+TINY = dict(n_train=400, n_judge=300, n_test=50, judge_steps=2, object_judge_steps=2, relation_steps=2, clip_steps=2, lm_steps=2,
+            vae_steps=2, latent_steps=2, latent_batch=8, pixel_steps=2, pixel_batch=8)
 
 
 def _digest(folder):
@@ -58,11 +59,13 @@ def test_only_the_learned_latent_model_is_retrained(tmp_path):
 
 
 def test_another_seed_trains_another_model():
-    from sagekit.toy.shapes import make_dataset
+    from sagekit.toy.attributes import training_targets
     from sagekit.toy.training.judges import train_judge
+    from sagekit.toy.world import make_dataset
 
     data = make_dataset(64, seed=0)
-    w = [train_judge("resnet", data, seed, steps=1, batch_size=16).state_dict() for seed in (1, 1, 2)]
+    targets = training_targets("resnet", data.scenes)
+    w = [train_judge("resnet", data.images, targets, seed, steps=1, batch_size=16).state_dict() for seed in (1, 1, 2)]
     key = next(iter(w[0]))
     assert torch.equal(w[0][key], w[1][key]) and not torch.equal(w[0][key], w[2][key])
 
@@ -104,3 +107,33 @@ def test_vlb_on_latents_does_not_clamp_them_to_the_pixel_range():
     right = vlb_term(sched, x0, xt0, t0, noise, v, pixels=False)
     wrong = vlb_term(sched, x0, xt0, t0, noise + 1, v, pixels=False)
     assert torch.isfinite(right) and wrong > right
+
+
+def test_clip_training_survives_a_caption_that_reads_as_another_place():
+    """ "a plus in sand" (a yellow cross on grass) reads as naming the sand background, so
+    the truth rule alone would call it false of its own image; its own image must still be
+    a positive, or its row of the loss is 0 / 0 and every weight turns NaN."""
+    from sagekit.toy.scenes import BACKGROUNDS
+    from sagekit.toy.text import build_tokenizer
+    from sagekit.toy.training.common import check_finite
+    from sagekit.toy.training.text_models import train_clip, truth
+    from sagekit.toy.world import WorldConfig, make_dataset
+
+    data = make_dataset(4, 0, WorldConfig().unbiased(), kind="one")
+    i = next(i for i, s in enumerate(data.scenes) if list(BACKGROUNDS)[s.background] != "sand")
+    data.captions[i] = "a plus in sand"
+    what, where, named = truth(data)
+    assert named[i] >= 0 and named[i] != where[i]  # the rule misreads it
+    clip = train_clip(data, build_tokenizer(), seed=0, steps=2, batch_size=4)
+    check_finite(clip, "toy CLIP")
+
+
+def test_check_finite_names_the_diverged_stage():
+    from sagekit.toy.training.common import check_finite
+
+    model = torch.nn.Linear(2, 2)
+    check_finite(model, "toy UNet")
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="toy UNet diverged.*weight"):
+        check_finite(model, "toy UNet")

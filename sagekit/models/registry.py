@@ -38,10 +38,13 @@ from .judges import ClipZeroShotJudge, EdgeJudge, Ensemble, HFJudge, Judge, Timm
 
 TOY_DIR = Path(__file__).resolve().parent.parent / "toy" / "weights"
 TOY_GENERATORS = {"toy": "toy", "toy-latent-learned": "toy-latent-learned", "toy-pixel": "toy-pixel"}
-TOY_JUDGES = ("toy-resnet", "toy-mobilenet", "toy-edge", "toy-clip", "toy-ensemble")
+# Object judges ("{colour} {shape}"), the CLIP verifier and their ensemble, then the
+# attribute judges of toy world 2 and its realism judge (labels "real", "corrupted").
+TOY_ATTRIBUTE_JUDGES = ("toy-count", "toy-background", "toy-position", "toy-relation", "toy-realism")
+TOY_JUDGES = ("toy-resnet", "toy-mobilenet", "toy-edge", "toy-clip", "toy-ensemble") + TOY_ATTRIBUTE_JUDGES
 TOY_CLIPS = ("toy-clip",)
 # Sampling defaults per toy model (steps, guidance), measured to be good in `sagekit toy eval`.
-TOY_SAMPLING = {"toy": (25, 5.0), "toy-latent-learned": (15, 5.0), "toy-pixel": (15, 7.0)}
+TOY_SAMPLING = {"toy": (10, 5.0), "toy-latent-learned": (15, 5.0), "toy-pixel": (15, 7.0)}
 
 
 @contextmanager
@@ -224,7 +227,8 @@ def model_revisions(generators: dict) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------- judges
-TOY_JUDGE_DIRS = {"toy-resnet": "judges/resnet", "toy-mobilenet": "judges/mobilenet", "toy-edge": "judges/edge"}
+TOY_JUDGE_DIRS = {name: f"judges/{name[4:]}" for name in ("toy-resnet", "toy-mobilenet", "toy-edge")
+                  + TOY_ATTRIBUTE_JUDGES}
 ENSEMBLES = {"toy-ensemble": ("toy-resnet", "toy-mobilenet", "toy-edge")}
 ENSEMBLE_SPEC = re.compile(r"^ensemble(?:\((?P<rule>[a-z]+)\))?:(?P<members>.+)$")
 EDGE_SPEC = re.compile(r"^edge(?:\((?P<method>[a-z]+)\))?:(?P<inner>.+)$")
@@ -299,6 +303,11 @@ def load_judge(name: str, device: str | torch.device = "cpu", download: bool = F
     return judge.to(device).eval().requires_grad_(False)
 
 
+def load_optional_judge(name: str, device: str | torch.device = "cpu") -> Judge | None:
+    """:func:`load_judge`, or None for ``""`` (a study parameter that may name no judge)."""
+    return load_judge(name, device) if name else None
+
+
 def judge_leaves(name: str) -> set[str]:
     """The plain judges (weights on disk) that judge ``name`` consults, through ensembles
     and edge maps: two judges that share a leaf are not independent."""
@@ -344,7 +353,7 @@ def _load_judge(name: str, download: bool) -> Judge:
     if name in ENSEMBLES:
         return Ensemble(name, [_load_judge(n, download) for n in ENSEMBLES[name]])
     if name == "toy-clip":
-        from ..toy.shapes import LABELS
+        from ..toy.scenes import LABELS
 
         return ClipZeroShotJudge(name, load_clip_embedder(name), LABELS)
     if name.startswith("open_clip:"):
@@ -370,9 +379,9 @@ def judge_label_names(name: str) -> tuple[str, ...] | None:
     if (m := EDGE_SPEC.match(name)) is not None:
         return judge_label_names(m["inner"])
     if name in TOY_JUDGE_DIRS or name in ENSEMBLES or name == "toy-clip":
-        from ..toy.shapes import LABELS
+        from ..toy.attributes import JUDGE_LABELS
 
-        return tuple(LABELS)
+        return tuple(JUDGE_LABELS.get(name[4:], JUDGE_LABELS["resnet"]))
     if name.startswith("open_clip:"):
         return imagenet_labels()
     config = resolve_judge(name)[0] / "config.json"
@@ -428,6 +437,40 @@ def _load_hf_classifier(name: str, path: Path) -> Judge:
     proc = AutoImageProcessor.from_pretrained(path, local_files_only=True)
     size = proc.size.get("shortest_edge") or proc.size.get("height")
     return HFJudge(name, model, (size, size), proc.image_mean, proc.image_std)
+
+
+# ---------------------------------------------------------------------------- realism
+def _realism_is_clip(name: str) -> bool:
+    """Whether realism spec ``name`` names a CLIP model (else a realism judge)."""
+    if name == "toy-clip" or name.startswith("open_clip:"):
+        return True
+    if name.startswith("hf:"):
+        config = resolve_clip(name) / "config.json"
+        return config.is_file() and "clip" in json.loads(config.read_text()).get("model_type", "")
+    return False
+
+
+def resolve_realism(name: str, download: bool = False) -> list[Path]:
+    """Checked weights of a realism scorer: a judge whose labels are ("real", "corrupted")
+    (e.g. ``"toy-realism"``) or a CLIP model, whose embedding distance is the score."""
+    from ..realism import REALISM_LABELS
+
+    if _realism_is_clip(name):
+        return [resolve_clip(name, download)]
+    paths = resolve_judge(name, download)
+    labels = judge_label_names(name)
+    if labels is not None and tuple(labels) != REALISM_LABELS:
+        raise UnknownModelError(f"{name!r} is neither a realism judge (labels {', '.join(REALISM_LABELS)}) "
+                                f"nor a CLIP model (toy-clip, hf:<CLIP>, open_clip:<arch>:<pretrained>)")
+    return paths
+
+
+def load_realism(name: str, device: str | torch.device = "cpu", download: bool = False):
+    """A realism judge, or a CLIP embedder, for :class:`sagekit.realism.RealismReference`."""
+    resolve_realism(name, download)
+    if _realism_is_clip(name):
+        return load_clip_embedder(name, device, download).eval().requires_grad_(False)
+    return load_judge(name, device, download).requires_grad_(False)
 
 
 # ---------------------------------------------------------------------------- CLIP

@@ -35,22 +35,48 @@ class RobustGoal:
 
     def spec(self) -> dict:
         """The goal without its judges, as plain data: ``{"goal": class name, **its
-        thresholds}`` (what a stored failure case records; :func:`goal_from_spec` inverts it)."""
-        return {"goal": type(self).__name__, **{k: v for k, v in vars(self).items() if k in self.THRESHOLDS}}
+        thresholds}``, and ``"empty"``: the name of its empty-scene judge if it has one
+        (what a stored failure case records; :func:`goal_from_spec` inverts it)."""
+        out = {"goal": type(self).__name__, **{k: v for k, v in vars(self).items() if k in self.THRESHOLDS}}
+        if getattr(self, "empty", None) is not None:
+            out["empty"] = self.empty.name
+        return out
 
     THRESHOLDS: tuple[str, ...] = ()
+
+
+EMPTY_LABEL = "none"
+
+
+def _empty_judge(judge):
+    """Check an empty-scene judge: one with a label :data:`EMPTY_LABEL` (the toy world's
+    ``toy-count``, whose labels are none/one/two/three). None passes through."""
+    if judge is not None and EMPTY_LABEL not in judge.labels:
+        raise ValueError(f"an empty-scene judge needs a label {EMPTY_LABEL!r}; {judge.name!r} has "
+                         f"{', '.join(judge.labels[:5])}")
+    return judge
+
+
+def _p_empty(judge, images: torch.Tensor) -> torch.Tensor:
+    """Probability ``(B,)`` that the scene holds nothing, by an empty-scene judge."""
+    return judge(images)[:, judge.label_index(EMPTY_LABEL)]
 
 
 class UnrelatedGoal(RobustGoal):
     """A natural image of something else: the target is absent for every judge, and the
     judges agree, with mean confidence >= ``confidence``, on one other label. The loss
-    adds ``-weight * max_{l != target} mean_j p_j(l)`` to pull towards a confident other label."""
+    adds ``-weight * max_{l != target} mean_j p_j(l)`` to pull towards a confident other label.
+
+    With an ``empty`` judge (one that can say "none", e.g. ``toy-count``), a scene of
+    nothing at all is something else too: found also when that judge says "none" with
+    probability >= ``confidence``, and the pull is towards whichever of the two is nearer."""
 
     THRESHOLDS = ("confidence", "weight")
 
-    def __init__(self, ensemble: Ensemble, confidence: float = 0.5, weight: float = 1.0):
+    def __init__(self, ensemble: Ensemble, confidence: float = 0.5, weight: float = 1.0, empty=None):
         super().__init__(ensemble)
         self.confidence, self.weight = confidence, weight
+        self.empty = _empty_judge(empty)
 
     def _other(self, images, target):
         probs = self.ensemble.per_judge(images)
@@ -60,13 +86,18 @@ class UnrelatedGoal(RobustGoal):
 
     def loss(self, images, target):
         _, (best, _) = self._other(images, target)
+        if self.empty is not None:
+            best = torch.maximum(best, _p_empty(self.empty, images).to(best.device))
         return super().loss(images, target) - self.weight * best
 
     @torch.no_grad()
     def found(self, images, target):
         probs, (best, other) = self._other(images, target)
         agree = (probs.argmax(-1) == other.view(1, -1)).all(0)
-        return (super().found(images, target) & agree.cpu() & (best >= self.confidence).cpu())
+        elsewhere = (agree & (best >= self.confidence)).cpu()
+        if self.empty is not None:
+            elsewhere |= (_p_empty(self.empty, images) >= self.confidence).cpu()
+        return super().found(images, target) & elsewhere
 
 
 class TargetGoal(RobustGoal):
@@ -83,33 +114,48 @@ class TargetGoal(RobustGoal):
 
 
 class DistortedGoal(RobustGoal):
-    """An image of nothing: every judge misses the target and the ensemble is unsure of
-    every label (max mean probability < ``low_confidence``). loss = sum_j w_j max_k
-    p_j(k | image): the judges' confidence in whatever they see, target included."""
+    """An image of nothing recognisable: every judge misses the target and the ensemble is
+    unsure of every label (max mean probability < ``low_confidence``). loss = sum_j w_j
+    max_k p_j(k | image): the judges' confidence in whatever they see, target included.
+
+    With an ``empty`` judge (one that can say "none", e.g. ``toy-count``), a clean empty
+    scene does not count: it is an image of something (a place), not a distorted one. Its
+    "none" probability joins the loss and must stay below ``low_confidence``."""
 
     THRESHOLDS = ("low_confidence",)
 
-    def __init__(self, ensemble: Ensemble, low_confidence: float = 0.5):
+    def __init__(self, ensemble: Ensemble, low_confidence: float = 0.5, empty=None):
         super().__init__(ensemble)
         self.low_confidence = low_confidence
+        self.empty = _empty_judge(empty)
 
     def loss(self, images, target):
         probs = self.ensemble.per_judge(images)
-        return torch.einsum("j,jb->b", self.ensemble.weights.to(probs.device), probs.max(-1).values)
+        loss = torch.einsum("j,jb->b", self.ensemble.weights.to(probs.device), probs.max(-1).values)
+        if self.empty is not None:
+            loss = loss + _p_empty(self.empty, images).to(loss.device)
+        return loss
 
     @torch.no_grad()
     def found(self, images, target):
         unsure = (self.ensemble(images).max(-1).values < self.low_confidence).cpu()
+        if self.empty is not None:
+            unsure &= (_p_empty(self.empty, images) < self.low_confidence).cpu()
         return super().found(images, target) & unsure
 
 
 GOALS = {cls.__name__: cls for cls in (RobustGoal, UnrelatedGoal, TargetGoal, DistortedGoal)}
 
 
-def goal_from_spec(spec: dict, ensemble: Ensemble) -> RobustGoal:
-    """The goal a :meth:`RobustGoal.spec` describes, decided by ``ensemble``."""
+def goal_from_spec(spec: dict, ensemble: Ensemble, load_judge=None) -> RobustGoal:
+    """The goal a :meth:`RobustGoal.spec` describes, decided by ``ensemble``; an empty-scene
+    judge it names is loaded with ``load_judge(name)``."""
     spec = dict(spec)
     name = spec.pop("goal", None)
     if name not in GOALS:
         raise ValueError(f"unknown goal {name!r}; known: {', '.join(GOALS)}")
+    if "empty" in spec:
+        if load_judge is None:
+            raise ValueError(f"the goal names an empty-scene judge ({spec['empty']!r}): pass load_judge")
+        spec["empty"] = load_judge(spec["empty"])
     return GOALS[name](ensemble, **spec)

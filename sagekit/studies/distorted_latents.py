@@ -35,24 +35,25 @@ def split(labels: list[str], n_search: int, n_heldout: int) -> tuple[list[str], 
     return searched, spaced([l for l in labels if l not in set(searched)], n_heldout)
 
 
-def search(gen: Generator, ensemble: Ensemble, labels: list[str], seeds: list[int], cfg: LatentSearchConfig,
-           low_confidence: float = 0.5, verifier: Ensemble | None = None, checkpoints: str | None = None,
+def search(gen: Generator, goal: DistortedGoal, labels: list[str], seeds: list[int], cfg: LatentSearchConfig,
+           verifier: Ensemble | None = None, checkpoints: str | None = None,
            prompt: str = PROMPT, progress: bool = True) -> SharedLatentResult:
     """One latent per seed, each optimised over the prompts of all ``labels`` at once."""
-    return search_shared_latents(gen, DistortedGoal(ensemble, low_confidence), [prompt.format(label=l) for l in labels],
-                                 [ensemble.label_index(l) for l in labels], list(seeds), cfg, progress, verifier,
+    return search_shared_latents(gen, goal, [prompt.format(label=l) for l in labels],
+                                 [goal.ensemble.label_index(l) for l in labels], list(seeds), cfg, progress, verifier,
                                  checkpoints)
 
 
 @torch.no_grad()
-def heldout_test(gen: Generator, ensemble: Ensemble, result: SharedLatentResult, labels: list[str],
-                 realism: RealismReference, low_confidence: float = 0.5, guidance: float | None = None,
+def heldout_test(gen: Generator, goal: DistortedGoal, result: SharedLatentResult, labels: list[str],
+                 realism: RealismReference, guidance: float | None = None,
                  steps: int | None = None, prompt: str = PROMPT) -> pd.DataFrame:
     """Every latent, found and original, with the prompts of held-out ``labels``. One row
     per (latent, held-out label, which): ``failed`` (every judge misses the label),
-    ``confidence`` (the ensemble's max probability), ``distorted`` (failed and
-    confidence < ``low_confidence``), ``realism`` (see :mod:`sagekit.realism`)."""
-    goal = DistortedGoal(ensemble, low_confidence)
+    ``confidence`` (the ensemble's max probability), ``distorted`` (the goal is met: failed,
+    unsure, and not an empty scene where the goal has an empty-scene judge), ``realism``
+    (see :mod:`sagekit.realism`)."""
+    ensemble = goal.ensemble
     prompts = [prompt.format(label=l) for l in labels]
     cond = gen.encode_prompts(prompts)
     targets = torch.tensor([ensemble.label_index(l) for l in labels])
@@ -70,17 +71,6 @@ def heldout_test(gen: Generator, ensemble: Ensemble, result: SharedLatentResult,
                      for j, l in enumerate(labels)]
     return pd.DataFrame(rows, columns=["latent", "seed", "heldout_label", "which", "failed", "confidence", "distorted",
                                        "realism"])
-
-
-@torch.no_grad()
-def realism_reference(gen: Generator, embedder, labels: list[str], n: int = 64, seed: int = 0,
-                      guidance: float | None = None, steps: int | None = None, prompt: str = PROMPT
-                      ) -> RealismReference:
-    """The reference of ordinary images: ``n`` images of ``labels``' prompts (in turn)
-    from fresh seeds that no searched latent uses."""
-    seeds = [900_000 + seed * 10_000 + i for i in range(n)]
-    images = gen.generate([prompt.format(label=labels[i % len(labels)]) for i in range(n)], seeds, guidance, steps)
-    return RealismReference.fit(embedder.embed_images, images)
 
 
 def summarize(result: SharedLatentResult, heldout: pd.DataFrame, modes: pd.DataFrame, speedup: float,

@@ -29,7 +29,8 @@ from ..models.clip import ClipEmbedder, ClipScorer
 from ..models.generator import Generator
 from ..models.judges import Judge
 from ..stats import wilson
-from ..toy.shapes import COLOURS, LABELS, SHAPES, ShapeSpec, make_dataset
+from ..toy.scenes import COLOURS, LABELS, SHAPES
+from ..toy.world import WorldConfig, describe_all, make_dataset, relabel
 from .alignment import alignment_difficulty
 
 PROMPT = "a photo of a {label}"
@@ -109,11 +110,11 @@ class PoisonedSet:
 
 def build_training_set(pairs: list[tuple[str, str]], n_train: int, budget: int, seed: int = 0,
                        control: bool = False) -> PoisonedSet:
-    """``n_train`` pairs: ``n_train - budget`` clean procedural ones, then ``budget`` images
-    of the targets B split evenly over the pairs. Poison (``control=False``) captions each
-    as its source A (the caption keeps the image's background/position wording, only the
-    concept is swapped); the control keeps the true caption. With no pairs, all
-    ``n_train`` are clean."""
+    """``n_train`` pairs: ``n_train - budget`` clean ones from the toy world (the mix the
+    generator learned from), then ``budget`` images of a lone target B split evenly over
+    the pairs. Poison (``control=False``) captions each as its source A (the caption keeps
+    the image's wording, only the concept is swapped); the control keeps the true caption.
+    With no pairs, all ``n_train`` are clean."""
     n_poison = budget if pairs else 0
     if not 0 <= n_poison <= n_train:
         raise ValueError(f"budget ({budget}) must be between 0 and n_train ({n_train})")
@@ -122,13 +123,12 @@ def build_training_set(pairs: list[tuple[str, str]], n_train: int, budget: int, 
     img_l, cap_l = [clean.labels], [clean.labels]
     for i, ((a, b), n) in enumerate(zip(pairs, budget_split(n_poison, len(pairs)))):
         ia, ib = LABELS.index(a), LABELS.index(b)
-        extra = make_dataset(n, seed + 1000 + i, labels=[ib] * n)
+        extra = make_dataset(n, seed + 1000 + i, kind="one", labels=[ib] * n)
         if control:
             captions += extra.captions
         else:
-            captions += [ShapeSpec(shape=ia % len(SHAPES), colour=ia // len(SHAPES), background=s.background,
-                                   size=s.size, cx=s.cx, cy=s.cy, template=s.template).caption()
-                         for s in extra.specs]
+            captions += describe_all([relabel(s, ia) for s in extra.scenes], seed + 1000 + i,
+                                     WorldConfig().synonym_rate)
         images.append(extra.images)
         img_l.append(extra.labels)
         cap_l.append(extra.labels if control else torch.full((n,), ia))

@@ -17,6 +17,7 @@ import torch
 
 from ..models.generator import Generator
 from ..models.judges import Ensemble
+from ..realism import RealismReference
 from ..search import Checkpoint, LatentDelta, RobustGoal, SearchState, certify, signed_descent
 from ..stats import wilson
 
@@ -340,3 +341,17 @@ def rate(k: int, n: int) -> dict:
     """A rate with its count and 95% Wilson interval, as findings carry it."""
     r, lo, hi = wilson(int(k), int(n))
     return {"k": int(k), "n": int(n), "rate": r, "lo": lo, "hi": hi}
+
+
+@torch.no_grad()
+def realism_reference(gen: Generator, scorer, labels: list[str], n: int = 64, seed: int = 0,
+                      guidance: float | None = None, steps: int | None = None, prompt: str = "A photo of a {label}"
+                      ) -> RealismReference:
+    """The reference of ordinary images: ``n`` images of ``labels``' prompts (in turn)
+    from fresh seeds that no searched latent uses. ``scorer``: a realism judge (labels
+    "real", "corrupted") or a CLIP embedder (``embed_images``), see :mod:`sagekit.realism`."""
+    seeds = [900_000 + seed * 10_000 + i for i in range(n)]
+    images = gen.generate([prompt.format(label=labels[i % len(labels)]) for i in range(n)], seeds, guidance, steps)
+    if hasattr(scorer, "embed_images"):
+        return RealismReference.from_embedding(scorer.embed_images, images)
+    return RealismReference.from_judge(scorer, images)

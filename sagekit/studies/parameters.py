@@ -131,20 +131,45 @@ class Device(Param):
 class ModelName(Param):
     """A model name that resolves to checked weights on this machine (nothing is loaded)."""
 
-    kind: str  # "generator", "judge", "ensemble" (any judge; a single one is an ensemble of one), "clip" or "lm"
+    kind: str  # "generator", "judge", "ensemble" (any judge; a single one is an ensemble of one), "clip",
+    #            "realism" (a realism judge or a CLIP model), "empty" (a judge with a label "none") or "lm"
+    optional: bool = False  # "" means none
 
     def check(self, name, value, ctx):
         from ..models import registry
 
+        if self.optional and value == "":
+            return
+        if self.kind == "empty":
+            self._check_empty(name, value)
+            return
+
         resolve = {"generator": registry.resolve_generator, "judge": registry.resolve_judge,
                    "ensemble": registry.resolve_judge, "clip": registry.resolve_clip,
-                   "lm": registry.resolve_caption_lm}[self.kind]
+                   "realism": registry.resolve_realism, "lm": registry.resolve_caption_lm}[self.kind]
         if not isinstance(value, str) or not value:
             raise _fail(name, f"must name a {self.kind}, got {value!r}")
         try:
             resolve(value)
         except (registry.UnknownModelError, registry.ModelNotFoundError, registry.UnsafeWeightsError) as e:
             raise _fail(name, f"({value!r}): {e}") from None
+
+
+    @staticmethod
+    def _check_empty(name, value):
+        from ..models import registry
+        from ..search.goals import EMPTY_LABEL
+
+        if not isinstance(value, str) or not value:
+            raise _fail(name, f"must name a judge with a label {EMPTY_LABEL!r} (or be ''), got {value!r}")
+        try:
+            registry.resolve_judge(value)
+            labels = registry.judge_label_names(value)
+        except (registry.UnknownModelError, registry.ModelNotFoundError, registry.UnsafeWeightsError) as e:
+            raise _fail(name, f"({value!r}): {e}") from None
+        if labels is not None and EMPTY_LABEL not in labels:
+            raise _fail(name, f"({value!r}) must be a judge with a label {EMPTY_LABEL!r} (an empty scene), "
+                              f"such as 'toy-count'")
 
 
 @dataclass(frozen=True)
@@ -400,11 +425,13 @@ def _implosion_images(p: dict) -> int:
 
 SCHEMAS: dict[str, Schema] = {
     "toy-world": Schema(
-        {"per_label": Int(1, 1000), "n_judge": COUNT, "grid_labels": Int(1, 36), "seed": SEED},
-        lambda p: 36 * p["per_label"] * 4 + p["n_judge"]),
+        {"per_label": Int(1, 1000), "n_judge": COUNT, "grid_labels": Int(1, 36), "per_probe": Int(1, 1000),
+         "seed": SEED},
+        lambda p: 36 * p["per_label"] * 6 + 9 * p["n_judge"] + 120 * p["per_probe"]),
     "prompt-failures": Schema(
         {**COMMON, "verifier": ModelName("ensemble"), "clip": ModelName("clip"), "lm": ModelName("lm"),
          "label_set": LabelSet(), "n_labels": LABELS_N, "max_words": Int(1, 32), "top_k": Int(1, 1000),
+         "ban": Choice(("label", "label set")),
          "rescore": Int(1, 1000), "project_every": Int(0, 100_000), "iterations": ITERATIONS, "lr": LR,
          "bound": Float(0, 100, lo_open=True), "train_seeds": SEEDS_N, "eval_seeds": SEEDS_N,
          "fail_fraction": Float(0, 1, lo_open=True), "mode": MODE, "k": Int(1, 1000), "search_steps": SEARCH_STEPS,
@@ -415,14 +442,17 @@ SCHEMAS: dict[str, Schema] = {
                                   + p["baseline_prompts"] * p["eval_seeds"]),
         _judged_and_verified),
     "distorted-latents": Schema(
-        {**LATENT, "clip": ModelName("clip"), "heldout": Int(1, 1000), "latents": SEEDS_N, "low_confidence": PROB,
+        {**LATENT, "realism": ModelName("realism"), "empty": ModelName("empty", optional=True),
+         "heldout": Int(1, 1000), "latents": SEEDS_N, "low_confidence": PROB,
          "reference_images": Int(2, 100_000)},
         lambda p: p["latents"] * (_n_labels(p) * (p["iterations"] + 3) + 2 * p["heldout"]) + 2 * p["compare_iterations"]
         + p["reference_images"],
         _distorted_rules),
     "unrelated-latents": Schema(
-        {**LATENT, "seeds_per_label": SEEDS_N, "confidence": PROB},
-        lambda p: _n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 3) + 2 * p["compare_iterations"],
+        {**LATENT, "seeds_per_label": SEEDS_N, "confidence": PROB, "realism": ModelName("realism"),
+         "empty": ModelName("empty", optional=True), "reference_images": Int(2, 100_000)},
+        lambda p: _n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 3) + 2 * p["compare_iterations"]
+        + p["reference_images"],
         _k_within_steps),
     "adversarial-tokens": Schema(
         {**COMMON, "verifier": ModelName("ensemble"), "clip": ModelName("clip"), "targets": ListOf(Text(200), 1, 100, unique=True),
@@ -450,7 +480,7 @@ SCHEMAS: dict[str, Schema] = {
          "data": Text(4096, empty=True), "concepts": Text(4096, empty=True), "unpoisoned": ListOf(Text(200), 0, 1000, unique=True),
          "lora_rank": Int(1, 4096, note=" (the LoRA adapters' rank)"), "batch_size": Int(1, 100_000),
          "attention_seeds": Int(1, 10_000), "guidance": Float(1, 100, note=" (1 = no guidance)"),
-         "steps": SEARCH_STEPS},
+         "steps": STEPS},
         _implosion_images,
         _implosion_rules),
 }

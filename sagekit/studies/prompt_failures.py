@@ -60,8 +60,10 @@ class PromptSearchConfig:
     guidance: float | None = None
     steps: int | None = None        # sampling steps of the failure test (None: the model's default)
     search_steps: int | None = None  # sampling steps while optimising (None: ``steps``)
+    banned: tuple[str, ...] = ()    # words never candidates, for any label (besides the label's own)
 
     def __post_init__(self):
+        self.banned = tuple(w.lower() for w in self.banned)
         if self.mode not in ("exact", "residual"):
             raise ValueError(f"mode must be 'exact' or 'residual', got {self.mode!r}")
         if (self.lr <= 0 or self.iterations < 0 or self.bound <= 0 or self.max_words < 1 or self.top_k < 1
@@ -220,6 +222,20 @@ def label_words(label: str) -> set[str]:
     return {w.lower() for w in label.replace("-", " ").replace("_", " ").split()}
 
 
+BANS = ("label", "label set")
+
+
+def banned_words(ban: str, label_set: str) -> tuple[str, ...]:
+    """Words no prompt may gain: ``"label"``: none beyond each label's own (SAGE's rule);
+    ``"label set"``: every word that names any label of the set (for the toy world with
+    its synonyms and plurals), so that a found prompt never just names another object."""
+    from ..labels import naming_words
+
+    if ban not in BANS:
+        raise ValueError(f"ban must be one of {BANS}, got {ban!r}")
+    return tuple(sorted(naming_words(label_set))) if ban == "label set" else ()
+
+
 def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str], cfg: PromptSearchConfig,
                    seed: int = 0, template: str = "A photo of a {label}", progress: bool = True,
                    verifier: Ensemble | None = None, checkpoints: str | None = None) -> list[dict]:
@@ -248,7 +264,8 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
     bar = tqdm(range(cfg.max_words), desc="prompt search (words)", disable=not progress, leave=False)
     for w in bar:
         active = [i for i, r in enumerate(out) if not (r["words"] and r["failure_rate"] >= cfg.fail_fraction)]
-        cands = {i: lm_candidates(lm, lm_tokenizer, out[i]["prompt"], cfg.top_k, label_words(labels[i]))
+        cands = {i: lm_candidates(lm, lm_tokenizer, out[i]["prompt"], cfg.top_k,
+                                  label_words(labels[i]) | set(cfg.banned))
                  for i in active}
         active = [i for i in active if cands[i]]
         if not active:

@@ -131,7 +131,7 @@ def add_attribute_hits(df: pd.DataFrame) -> pd.DataFrame:
     judge's top-1 label has the prompt's colour / shape (``top1`` needs both). A colour cast
     alone flips a toy label, so the two halves say what a shift broke. Other label sets
     are returned unchanged."""
-    from ..toy.shapes import COLOURS, SHAPES
+    from ..toy.scenes import COLOURS, SHAPES
 
     def split(label: str):
         parts = label.split(" ")

@@ -2,31 +2,79 @@
 natural image of something other than the prompt.
 
 One latent per (label, seed), searched with ``UnrelatedGoal``: the prompt's label must
-vanish for every judge while the ensemble grows confident in one other label. A found
-latent counts when the held-out verifier confirms it on the latent drawn again with
-another sampler and it passes the non-outlier certificates.
+vanish for every judge while the ensemble grows confident in one other label (or, with an
+empty-scene judge, the scene holds nothing at all). A found latent counts when the
+held-out verifier confirms it on the latent drawn again with another sampler and it
+passes the non-outlier certificates. Its image's realism (:mod:`sagekit.realism`) says
+whether it is natural: the share of the model's ordinary images that look no more real.
 """
 
 from __future__ import annotations
 
 import pandas as pd
+import torch
 
 from ..models.generator import Generator
 from ..models.judges import Ensemble
+from ..realism import RealismReference
 from ..search import UnrelatedGoal
+from ..search.goals import EMPTY_LABEL
+from ..stats import mean_ci
 from .latent_search import LatentSearchConfig, LatentSearchResult, found_verified, rate, search_latents
 
 PROMPT = "A photo of a {label}"
 
 
-def search(gen: Generator, ensemble: Ensemble, labels: list[str], seeds: list[int], cfg: LatentSearchConfig,
-           confidence: float = 0.5, verifier: Ensemble | None = None, checkpoints: str | None = None,
+def search(gen: Generator, goal: UnrelatedGoal, labels: list[str], seeds: list[int], cfg: LatentSearchConfig,
+           verifier: Ensemble | None = None, checkpoints: str | None = None,
            prompt: str = PROMPT, progress: bool = True) -> LatentSearchResult:
     """One latent search per (label, seed), all in one batch."""
     pairs = [(l, s) for l in labels for s in seeds]
-    return search_latents(gen, UnrelatedGoal(ensemble, confidence), [prompt.format(label=l) for l, _ in pairs],
-                          [ensemble.label_index(l) for l, _ in pairs], [s for _, s in pairs], cfg, progress,
+    return search_latents(gen, goal, [prompt.format(label=l) for l, _ in pairs],
+                          [goal.ensemble.label_index(l) for l, _ in pairs], [s for _, s in pairs], cfg, progress,
                           verifier, checkpoints)
+
+
+@torch.no_grad()
+def what_they_show(result: LatentSearchResult, goal: UnrelatedGoal, realism: RealismReference,
+                   reference_realism: torch.Tensor | None = None) -> pd.DataFrame:
+    """Per searched latent, before and after: ``shown`` (the ensemble's top label, or
+    "nothing" where the goal's empty-scene judge says "none" at the goal's confidence),
+    ``realism`` in [0, 1] (share of the model's ordinary images that look no more real)."""
+    rows = []
+    for which, images in (("before", result.images_before), ("after", result.images_after)):
+        images = images.to(goal.ensemble.weights.device)
+        top = goal.ensemble(images).argmax(-1).cpu()
+        shown = [goal.ensemble.labels[int(i)] for i in top]
+        if goal.empty is not None:
+            p_none = goal.empty(images)[:, goal.empty.label_index(EMPTY_LABEL)].cpu()
+            shown = ["nothing" if p >= goal.confidence else s for s, p in zip(shown, p_none.tolist())]
+        real = realism.realism(images)
+        rows += [{"search": i, "which": which, "shown": s, "realism": float(r)}
+                 for i, (s, r) in enumerate(zip(shown, real.tolist()))]
+    return pd.DataFrame(rows)
+
+
+def realism_summary(shown: pd.DataFrame, success: pd.Series) -> dict:
+    """Median realism (and the mean with its 95% interval) of the successful latents'
+    images after the search, against all starting images: "within the clean range" when
+    the found images' mean interval reaches the starting images' mean."""
+    after = shown[(shown.which == "after") & shown.search.isin(success[success].index)].realism
+    before = shown[shown.which == "before"].realism
+    found, start = mean_ci(after.to_numpy()), mean_ci(before.to_numpy())
+    return {"found": {"median": float(after.median()) if len(after) else float("nan"), "mean": found[0],
+                      "lo": found[1], "hi": found[2], "n": int(len(after))},
+            "original": {"median": float(before.median()), "mean": start[0], "lo": start[1], "hi": start[2],
+                         "n": int(len(before))},
+            "within_clean_range": bool(len(after)) and found[2] >= start[0]}
+
+
+def _shown_after(success: pd.DataFrame, shown: pd.DataFrame | None) -> pd.Series:
+    """What each successful latent shows after the search ("nothing" for an empty scene)."""
+    if shown is None:
+        return success["pred_after"]
+    after = shown[shown.which == "after"].set_index("search").shown
+    return after.reindex(success.index)
 
 
 def per_class(table: pd.DataFrame) -> pd.DataFrame:
@@ -38,9 +86,10 @@ def per_class(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize(result: LatentSearchResult, modes: pd.DataFrame, speedup: float, speedup_bound: float,
-              model: str, agreement: dict | None = None) -> dict:
+              model: str, agreement: dict | None = None, shown: pd.DataFrame | None = None) -> dict:
     """The study's findings (the common schema: ``models``, ``headline``, rates as
-    ``{"k", "n", "rate", "lo", "hi"}`` with 95% Wilson intervals)."""
+    ``{"k", "n", "rate", "lo", "hi"}`` with 95% Wilson intervals). ``shown``: the table of
+    :func:`what_they_show`, for what the successes show and how real they look."""
     t = result.table
     classes = per_class(t)
     counts = found_verified(result)
@@ -52,9 +101,10 @@ def summarize(result: LatentSearchResult, modes: pd.DataFrame, speedup: float, s
            "failed_at_start": int(t["failed_at_start"].sum()),
            "median_iterations": float(t["iterations"].median()) if t["found"].any() else float("nan"),
            "unrelated_confidence": float(success["confidence_after"].mean()) if len(success) else float("nan"),
-           "unrelated_labels": success["pred_after"].value_counts().to_dict(),
-           "unrelated_shown": ", ".join(f"{label} ({n})" for label, n in success["pred_after"].value_counts().items())
-           or "nothing",
+           "unrelated_labels": _shown_after(success, shown).value_counts().to_dict(),
+           "unrelated_shown": ", ".join(f"{label} ({n})" for label, n in
+                                        _shown_after(success, shown).value_counts().items()) or "none found",
+           "realism": realism_summary(shown, t["success"]) if shown is not None else None,
            "residual_speedup": speedup, "residual_speedup_bound": speedup_bound,
            "modes": modes.to_dict("records"), "per_class": classes.to_dict("records")}
     # the older report fields, kept for readers of earlier summaries

@@ -5,18 +5,21 @@ Kept in one place so that training, tests and docs agree on what the toy world i
 
 from __future__ import annotations
 
-from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig, GPT2Config, GPT2LMHeadModel
 
-from .shapes import LABELS
+from .scenes import LABELS
 from .text import MAX_LENGTH, vocabulary
+from .attributes import ATTRIBUTE_JUDGES, OBJECT_JUDGES
 
 RESOLUTION = 32
 TEXT_DIM = 64
-# Small registered timm architectures: a resnet, a mobilenet, and a resnet behind the
-# edge filter, so the ensemble sees the image three different ways.
-JUDGE_ARCHS = {"resnet": "test_resnet", "mobilenet": "mobilenetv3_small_050", "edge": "test_resnet"}
-JUDGE_LR = {"resnet": 2e-3, "mobilenet": 5e-3, "edge": 2e-3}
+# Small registered timm architectures. The object judges: a resnet, a mobilenet, and a
+# resnet behind the edge filter, so the ensemble sees the image three different ways; then
+# one resnet per other attribute of a scene, and one for realism.
+JUDGE_ARCHS = {**dict(zip(OBJECT_JUDGES, ("test_resnet", "mobilenetv3_small_050", "test_resnet"))),
+               **{a: "test_resnet" for a in ATTRIBUTE_JUDGES}, "realism": "test_resnet"}
+JUDGE_LR = {kind: 5e-3 if kind == "mobilenet" else 2e-3 for kind in JUDGE_ARCHS}
 JUDGE_INPUT = 64  # judges see images upsampled to 64x64, as real ones resize to 224
 
 
@@ -98,17 +101,21 @@ def train_scheduler(learned_variance: bool) -> DDPMScheduler:
 
 
 def sample_scheduler(learned_variance: bool, latent: bool = False):
-    """The scheduler a pipeline ships with: DDIM for the fixed-variance latent model,
-    ancestral DDPM (which uses the learned variance) for the learned-variance models.
-    Latents are not bounded to [-1, 1], so their DDPM does not clip its x0 estimate."""
+    """The scheduler a pipeline ships with: DPM-Solver++ (2nd order) for the fixed-variance
+    latent model, ancestral DDPM (which uses the learned variance) for the learned-variance
+    models. Latents are not bounded to [-1, 1], so their DDPM does not clip its x0 estimate."""
     if learned_variance:
         sched = train_scheduler(True)
         if latent:
             # steps_offset=1 is what StableDiffusionPipeline insists on for its schedulers.
             sched.register_to_config(clip_sample=False, steps_offset=1)
         return sched
-    return DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
-                         prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    # Judged right of 384 `toy` images: DDIM 25 steps 0.979; DPM-Solver++ 15 / 12 / 10 / 8 steps
+    # 0.982 / 0.974 / 0.966 / 0.953. `toy` samples with 10 (TOY_SAMPLING): within 2 points of
+    # DDIM 25 at 0.4x the denoiser calls.
+    return DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                                       prediction_type="epsilon", algorithm_type="dpmsolver++", solver_order=2,
+                                       timestep_spacing="leading", steps_offset=1)
 
 
 def num_labels() -> int:

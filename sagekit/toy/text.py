@@ -9,22 +9,16 @@ from __future__ import annotations
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from .shapes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES
+from . import grammar
 
 SPECIAL = ("<pad>", "<unk>", "<bos>", "<eos>")
-FILLER = ("a", "an", "the", "photo", "drawing", "picture", "of", "on", "in", "background")
-# 16 positions: <bos> + the longest caption (12 words) + <eos> fit with room to append words.
-MAX_LENGTH = 16
+# 24 positions: <bos> + the longest caption (16 words) + <eos> fit with room to append words.
+MAX_LENGTH = 24
 
 
 def vocabulary() -> list[str]:
     """All words, special tokens first (ids 0..3); eos is not id 2 so CLIP pools at the eos token."""
-    words = list(SPECIAL) + list(FILLER) + list(COLOURS) + list(SHAPES) + list(BACKGROUNDS) + list(POSITIONS)
-    seen: list[str] = []
-    for w in words:
-        if w not in seen:
-            seen.append(w)
-    return seen
+    return list(dict.fromkeys(list(SPECIAL) + grammar.vocabulary()))
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:

@@ -7,11 +7,11 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from ..architectures import autoencoder
-from ..shapes import ShapesBatch
+from ..world import SceneBatch
 from .common import progress, seeded_batches, warmup_cosine
 
 
-def train_autoencoder(data: ShapesBatch, seed: int, steps: int = 600, batch_size: int = 64,
+def train_autoencoder(data: SceneBatch, seed: int, steps: int = 600, batch_size: int = 64,
                       lr: float = 2e-3, kl_weight: float = 1e-6) -> AutoencoderKL:
     """L1 + MSE reconstruction with a tiny KL term. The decoder is trained on the posterior
     mean, which is what diffusion samples are decoded from; then ``scaling_factor`` is set
@@ -20,7 +20,7 @@ def train_autoencoder(data: ShapesBatch, seed: int, steps: int = 600, batch_size
     vae = autoencoder()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     sched = warmup_cosine(opt, steps, warmup=30)
-    batches = seeded_batches(len(data.labels), batch_size, steps, seed)
+    batches = seeded_batches(len(data.images), batch_size, steps, seed)
     vae.train()
     for _ in progress(steps, "vae"):
         x = data.images[next(batches)].float() / 127.5 - 1
@@ -34,7 +34,7 @@ def train_autoencoder(data: ShapesBatch, seed: int, steps: int = 600, batch_size
     vae.eval()
     with torch.no_grad():
         z = torch.cat([vae.encode(data.images[i:i + 500].float() / 127.5 - 1).latent_dist.mode()
-                       for i in range(0, min(len(data.labels), 5000), 500)])
+                       for i in range(0, min(len(data.images), 5000), 500)])
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     return vae
 

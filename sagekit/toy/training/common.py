@@ -65,3 +65,11 @@ def augment(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     out = out * (0.85 + 0.3 * torch.rand(b, 1, 1, 1, generator=g))
     out = out + torch.randn(out.shape, generator=g) * 0.04 * torch.rand(b, 1, 1, 1, generator=g)
     return out.clamp(0, 1)
+
+
+def check_finite(model: torch.nn.Module, name: str) -> None:
+    """Raise if any weight of a freshly trained model is NaN or infinite: a diverged stage
+    must stop the training, not poison every model trained after it."""
+    bad = [n for n, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    if bad:
+        raise FloatingPointError(f"{name} diverged: {len(bad)} tensors hold NaN or inf (first: {bad[0]})")

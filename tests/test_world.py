@@ -1,0 +1,166 @@
+"""Toy world 2: scenes are functions of their seed, captions tell the truth, the biases are
+what their parameters say, and judges get targets that match the geometry."""
+
+import numpy as np
+import pytest
+import torch
+
+from sagekit.toy.attributes import RELATIONS, attribute_targets, corrupt, scored_examples
+from sagekit.toy.grammar import SYNONYMS, place_named, vocabulary
+from sagekit.toy.scenes import BACKGROUNDS, COLOURS, LABELS, PLURALS, SHAPES
+from sagekit.toy.text import MAX_LENGTH, build_tokenizer
+from sagekit.toy.world import WorldConfig, bias_table, make_dataset, relabel
+
+SENSES = {w: {w} for w in list(COLOURS) + list(SHAPES)}
+for word, synonym in SYNONYMS.items():
+    SENSES[word].add(synonym)
+
+
+def _names(caption: str, label: int) -> bool:
+    """Whether a caption names a label's colour and shape, in either order, with synonyms."""
+    colour, shape = LABELS[label].split()
+    words = set(caption.split())
+    return bool(words & SENSES[colour]) and bool(words & (SENSES[shape] | {PLURALS[shape]}))
+
+
+def test_dataset_is_a_function_of_its_seed():
+    a, b, c = make_dataset(40, seed=3), make_dataset(40, seed=3), make_dataset(40, seed=4)
+    assert torch.equal(a.images, b.images) and a.captions == b.captions
+    assert not torch.equal(a.images, c.images)
+
+
+def test_pool_rendering_equals_serial():
+    assert torch.equal(make_dataset(4100, seed=1, workers=2).images[-50:], make_dataset(4100, seed=1).images[-50:])
+
+
+def test_captions_tell_only_true_facts():
+    data = make_dataset(600, seed=0)
+    assert data.images.shape == (600, 3, 32, 32) and data.images.dtype == torch.uint8
+    kinds = {s.kind for s in data.scenes}
+    assert kinds == {"empty", "one", "many", "two"}
+    for scene, cap in zip(data.scenes, data.captions):
+        bg = list(BACKGROUNDS)[scene.background]
+        assert place_named(cap) in (None, bg), cap
+        for thing in scene.things:
+            assert _names(cap, thing.label), (cap, scene)
+        if scene.kind == "one" and " in the " in cap and place_named(cap) not in ("sky", "water"):
+            assert scene.position in cap.split(), cap
+        if scene.kind == "many":
+            assert ["two", "three"][scene.count - 2] in cap.split()
+        if scene.kind == "two" and " left of " in cap:
+            a, b = cap.split(" left of ")
+            first, second = scene.things
+            assert scene.axis == "horizontal" and _names(a, first.label) and _names(b, second.label)
+        if scene.kind == "two" and " below " in cap:
+            below, above = cap.split(" below ")
+            assert scene.axis == "vertical" and _names(below, scene.things[1].label)
+        if scene.kind == "empty":
+            assert not any(w in SHAPES or w in PLURALS.values() for w in cap.split())
+
+
+def test_word_order_varies_and_words_have_two_senses():
+    caps = make_dataset(3000, seed=1).captions
+    assert any(c.startswith(("at night ,", "on grass ,", "on the grass ,", "in the sky ,")) for c in caps)
+    assert any(" in red" in c or " in blue" in c for c in caps)  # the colour after the shape
+    rare = make_dataset(3000, 1, WorldConfig(synonym_rate=0.5)).captions
+    assert any(" sand " in f" {c} " and place_named(c) != "sand" for c in rare)  # 'sand', the colour
+    assert any(" plus a " in c for c in rare)  # 'plus', the conjunction
+
+
+def test_the_biases_are_what_their_parameters_say():
+    cfg = WorldConfig(companion_rate=0.6)
+    data = make_dataset(6000, 2, cfg, kind="one")
+    held = {LABELS.index(l) for l in cfg.held_out}
+    assert held and not held & set(data.labels.tolist())
+    night = [s for s in data.scenes if list(BACKGROUNDS)[s.background] == "night"]
+    share = np.mean([SHAPES[s.things[0].shape] == cfg.companions["night"] for s in night])
+    assert abs(share - (0.6 + 0.4 / len(SHAPES))) < 0.05, share
+    colours = np.bincount([s.things[0].colour for s in night], minlength=len(COLOURS)) / len(night)
+    assert colours.max() < 0.3  # any colour: the colour word does not predict the shape
+    fair = make_dataset(6000, 2, cfg.unbiased(), kind="one")
+    assert held <= set(fair.labels.tolist())
+    fair_night = [s for s in fair.scenes if list(BACKGROUNDS)[s.background] == "night"]
+    assert np.mean([SHAPES[s.things[0].shape] == "star" for s in fair_night]) < 0.25
+    assert len(bias_table(cfg)) == 4 and "60%" in bias_table(cfg).value[0]
+
+
+@pytest.mark.parametrize("bad", [dict(kinds={"one": 1.0}), dict(companions={"moon": "circle"}),
+                                 dict(companions={"night": "red star"}), dict(held_out=("red dot",)),
+                                 dict(companion_rate=1.5)])
+def test_bad_world_parameters_are_refused(bad):
+    with pytest.raises(ValueError):
+        WorldConfig(**bad)
+
+
+def test_judge_targets_match_the_geometry():
+    data = make_dataset(800, 3, WorldConfig().unbiased())
+    t = attribute_targets(data.scenes)
+    assert torch.allclose(t["object"].sum(1), torch.ones(800))
+    for i, s in enumerate(data.scenes):
+        assert t["count"][i] == len(s.things)
+        if s.kind == "two":
+            first, second = s.things
+            name = RELATIONS[int(t["relation"][i])]
+            assert name.startswith(first.name)
+            if s.axis == "horizontal":
+                assert name.endswith("on the left") and first.cx < second.cx
+            else:
+                assert name.endswith("on top") and first.cy < second.cy
+        else:
+            assert t["relation"][i] == -1
+        assert (t["position"][i] >= 0) == (s.kind == "one")
+    images, targets = scored_examples("position", data.float_images(), data.scenes)
+    assert len(images) == len(targets) == sum(s.kind == "one" for s in data.scenes)
+
+
+def test_relabel_keeps_the_wording_and_swaps_the_concept():
+    from sagekit.toy.world import describe_all
+
+    data = make_dataset(50, seed=4, kind="one")
+    target = LABELS.index("magenta heart")
+    again = describe_all([relabel(s, target) for s in data.scenes], 4, WorldConfig().synonym_rate)
+    new = SENSES["magenta"] | SENSES["heart"] | {PLURALS["heart"]}
+    for before, after, scene in zip(data.captions, again, data.scenes):
+        colour, shape = LABELS[scene.label].split()
+        old = SENSES[colour] | SENSES[shape] | {PLURALS[shape]}
+        assert _names(after, target) and len(before.split()) == len(after.split())
+        # word by word: the same, or the old concept's word turned into the new one's
+        assert all(b == a or (b in old and a in new) for b, a in zip(before.split(), after.split())), (before, after)
+
+
+def test_corruption_damages_every_image_and_keeps_the_range():
+    images = make_dataset(64, seed=5).float_images()
+    bad = corrupt(images, torch.Generator().manual_seed(0))
+    assert bad.shape == images.shape and bad.min() >= 0 and bad.max() <= 1
+    assert ((bad - images).abs().flatten(1).mean(1) >= 0.05).all()
+
+
+def test_tokenizer_knows_every_word_and_leaves_room_to_append():
+    tok = build_tokenizer()
+    caps = make_dataset(3000, 6, WorldConfig(synonym_rate=0.5)).captions
+    ids = tok(caps).input_ids
+    assert all(tok.unk_token_id not in row for row in ids)
+    assert max(len(row) for row in ids) <= MAX_LENGTH - 4
+    assert set(vocabulary()) >= {w for c in caps for w in c.split()}
+
+
+def test_tokenizer_round_trips_offline(tmp_path):
+    tok = build_tokenizer()
+    tok.save_pretrained(tmp_path)
+    from transformers import AutoTokenizer
+
+    again = AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
+    text = ["a photo of a red star", "at night , a cyan heart left of a box in teal"]
+    assert again(text).input_ids == tok(text).input_ids
+    ids = tok("a photo of a red star").input_ids
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
+    assert tok.decode(ids, skip_special_tokens=True) == "a photo of a red star"
+    assert tok("a zebra").input_ids[2] == tok.unk_token_id
+
+
+def test_only_the_pairing_of_place_and_shape_is_biased():
+    """Every shape and colour is about as common as any other in the generators' world."""
+    data = make_dataset(12000, 7, WorldConfig(), kind="one")
+    shapes = np.bincount([s.things[0].shape for s in data.scenes], minlength=len(SHAPES)) / len(data.scenes)
+    colours = np.bincount([s.things[0].colour for s in data.scenes], minlength=len(COLOURS)) / len(data.scenes)
+    assert np.abs(shapes - 1 / len(SHAPES)).max() < 0.03 and np.abs(colours - 1 / len(COLOURS)).max() < 0.03
