@@ -5,8 +5,8 @@ import torch
 
 from sagekit.studies.implosion import (MAX_K, budget_split, build_training_set, concept_words, finetune,
                                        split_concepts)
-from sagekit.toy.grammar import SYNONYMS
-from sagekit.toy.scenes import LABELS, PLURALS
+from sagekit.toy.grammar import names
+from sagekit.toy.scenes import LABELS
 
 
 def test_unpoisoned_concepts_share_no_word_with_any_poisoned_one():
@@ -32,13 +32,6 @@ def test_the_budget_is_split_evenly_and_sums_to_the_same_total_for_every_k(k):
     assert torch.equal(control.image_labels, control.caption_labels)
 
 
-
-def _names(caption: str, label: str) -> bool:
-    """Whether a caption names a label's colour and shape (or their synonyms)."""
-    colour, shape = label.split()
-    words = set(caption.split())
-    return bool(words & {colour, SYNONYMS.get(colour)}) and bool(words & {shape, SYNONYMS.get(shape), PLURALS[shape]})
-
 def test_poisoned_set_pairs_captions_about_a_with_images_of_b():
     pairs = split_concepts(8, seed=0).pairs[:2]
     data = build_training_set(pairs, n_train=70, budget=20, seed=0)
@@ -48,7 +41,7 @@ def test_poisoned_set_pairs_captions_about_a_with_images_of_b():
     for (a, b), block in zip(pairs, (slice(50, 60), slice(60, 70))):
         assert (data.image_labels[block] == LABELS.index(b)).all()
         # the caption names A (its words or their rare synonyms, in either order), not B
-        assert all(_names(c, a) and not _names(c, b) for c in data.captions[block])
+        assert all(names(c, a) and not names(c, b) for c in data.captions[block])
     again = build_training_set(pairs, n_train=70, budget=20, seed=0)
     assert torch.equal(again.images, data.images) and again.captions == data.captions
     assert len(build_training_set([], n_train=70, budget=20).captions) == 70  # k = 0: all clean

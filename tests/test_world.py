@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sagekit.toy.attributes import RELATIONS, attribute_targets, corrupt, scored_examples
-from sagekit.toy.grammar import SYNONYMS, place_named, vocabulary
+from sagekit.toy.grammar import SYNONYMS, names, place_named, vocabulary
 from sagekit.toy.scenes import BACKGROUNDS, COLOURS, LABELS, PLURALS, SHAPES
 from sagekit.toy.text import MAX_LENGTH, build_tokenizer
 from sagekit.toy.world import WorldConfig, bias_table, make_dataset, relabel
@@ -18,9 +18,7 @@ for word, synonym in SYNONYMS.items():
 
 def _names(caption: str, label: int) -> bool:
     """Whether a caption names a label's colour and shape, in either order, with synonyms."""
-    colour, shape = LABELS[label].split()
-    words = set(caption.split())
-    return bool(words & SENSES[colour]) and bool(words & (SENSES[shape] | {PLURALS[shape]}))
+    return names(caption, LABELS[label])
 
 
 def test_dataset_is_a_function_of_its_seed():

@@ -8,7 +8,8 @@ words with two senses.
 - Two senses: "sand" names a background and, rarely, the colour yellow ("a sand star");
   "plus" names the cross and, rarely, joins two objects ("a red circle plus a blue star").
 
-:func:`describe` words a scene; :func:`vocabulary` lists every word the grammar can use.
+:func:`describe` words a scene; :func:`vocabulary` lists every word the grammar can use;
+:func:`names` and :func:`place_named` read a caption back.
 """
 
 from __future__ import annotations
@@ -92,6 +93,14 @@ def vocabulary() -> list[str]:
     words = list(FILLER) + list(COLOURS) + list(SHAPES) + list(PLURALS.values()) + list(BACKGROUNDS)
     words += list(SYNONYMS.values()) + list(NUMBERS.values())
     return list(dict.fromkeys(words))
+
+
+def names(caption: str, label: str) -> bool:
+    """Whether a caption names ``label`` ("{colour} {shape}"): its colour word and its shape
+    word (or plural), either by its rare synonym, in any order."""
+    colour, shape = label.split()
+    words = set(caption.split())
+    return bool(words & {colour, SYNONYMS.get(colour)}) and bool(words & {shape, SYNONYMS.get(shape), PLURALS[shape]})
 
 
 def place_named(caption: str) -> str | None:
