@@ -76,7 +76,8 @@ def test_run_sweep_skips_finished_cells(tmp_path):
 
 
 def test_a_sweep_killed_with_sigkill_resumes_to_the_same_results(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    # the worker must import the sagekit under test (this checkout), not whichever one the venv installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(HERE / "sweep_worker.py"), str(killed), "1.0"], env=env)
     deadline = time.time() + 240
