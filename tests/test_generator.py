@@ -156,3 +156,19 @@ def test_a_pixel_model_trains_on_pixels(tiny_pixel):
     images = torch.tensor([0, 255], dtype=torch.uint8).repeat(1, 3, 16, 8).view(1, 3, 16, 16)
     x = gen.encode_images(images)
     assert x.min() == -1 and x.max() == 1 and x.shape == images.shape
+
+
+def test_another_sampler_draws_what_the_models_own_does():
+    """The stand-in sampler (what a found failure is drawn again with) must be a faithful
+    one: toy samples with DPM-Solver++, whose config has no ``clip_sample``, and a DDIM built
+    from it must not clip the scaled latents to [-1, 1] (diffusers' default), which gives noise."""
+    from sagekit.models import load_judge
+    from sagekit.toy.scenes import LABELS
+
+    gen = load_generator("toy")
+    assert gen.other_sampler() == "ddim" and gen.make_scheduler("ddim").config.clip_sample is False
+    labels = list(LABELS[::3])
+    images = gen.generate([f"a photo of a {l}" for l in labels], list(range(len(labels))), steps=10, scheduler="ddim")
+    ensemble = load_judge("toy-ensemble")
+    right = ensemble(images).argmax(-1) == torch.tensor([ensemble.label_index(l) for l in labels])
+    assert right.float().mean() >= 0.75, right

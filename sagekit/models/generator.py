@@ -24,6 +24,7 @@ what ``pipeline.__call__`` hides: shifted noise, trajectories and gradients.
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
@@ -328,7 +329,14 @@ class Generator:
         if name is None:
             sched = self.scheduler.__class__.from_config(self.scheduler.config)
         elif name in self.SCHEDULERS:
-            sched = self.SCHEDULERS[name].from_config(self.scheduler.config)
+            cls = self.SCHEDULERS[name]
+            # DDIM and DDPM clip the predicted x0 to [-1, 1] unless their config says not to, a
+            # default meant for pixel models; a config written by a scheduler that has no such
+            # option (DPM-Solver, Euler) never clipped, so its stand-in must not either (clipped
+            # scaled latents give noise: 0.02 of toy's DDIM images were right, 0.98 unclipped).
+            keep = {"clip_sample": False} if ("clip_sample" in inspect.signature(cls.__init__).parameters
+                                              and "clip_sample" not in self.scheduler.config) else {}
+            sched = cls.from_config(self.scheduler.config, **keep)
         else:
             raise ValueError(f"unknown scheduler {name!r} for {self.name}; choose one of {sorted(self.SCHEDULERS)}")
         self._set_timesteps(sched, steps or self.default_steps)
