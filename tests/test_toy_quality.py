@@ -18,17 +18,11 @@ def graded():
 def test_every_attribute_has_a_judge_at_least_98_percent_right_and_every_judge_is_calibrated(graded):
     """Issue #16's bar is per attribute: the object attribute has three judges (the ensemble),
     of which the small mobilenet is the weakest; it must still be a useful vote (>= 0.95)."""
-    best = graded[graded.attribute != "relation"].groupby("attribute").acc.max()
-    assert set(best.index) == {"object", "count", "background", "position", "realism"}
+    best = graded.groupby("attribute").acc.max()
+    assert set(best.index) == {"object", "count", "background", "position", "relation", "realism"}
     assert (best >= 0.98).all(), graded
     assert (graded.acc >= 0.95).all(), graded
     assert (graded.ece <= 0.05).all(), graded
-
-
-@pytest.mark.xfail(strict=True, reason="world 2 draws some two-object scenes on a diagonal, where 'left of' and "
-                   "'above' are both true (0.978 of 1000); placing pairs on one line needs the world retrained (#16)")
-def test_the_relation_judge_is_at_least_98_percent_right(graded):
-    assert float(graded[graded.attribute == "relation"].acc.iloc[0]) >= 0.98
 
 
 @pytest.mark.parametrize("model,bar", [("toy", 0.90), ("toy-latent-learned", 0.90), ("toy-pixel", 0.80)])

@@ -100,10 +100,12 @@ def test_judge_targets_match_the_geometry():
             first, second = s.things
             name = RELATIONS[int(t["relation"][i])]
             assert name.startswith(first.name)
-            if s.axis == "horizontal":
-                assert name.endswith("on the left") and first.cx < second.cx
-            else:
-                assert name.endswith("on top") and first.cy < second.cy
+            along, across = (("cx", "cy") if s.axis == "horizontal" else ("cy", "cx"))
+            assert name.endswith("on the left" if s.axis == "horizontal" else "on top")
+            gap = getattr(second, along) - getattr(first, along)
+            # side by side or one above the other, never on a diagonal: the other reading
+            # ("on top" of a horizontal pair) must be false by a clear margin
+            assert gap > 0.3 and abs(getattr(second, across) - getattr(first, across)) < gap / 3
         else:
             assert t["relation"][i] == -1
         assert (t["position"][i] >= 0) == (s.kind == "one")

@@ -118,11 +118,16 @@ def sample_scene(rng: np.random.Generator, cfg: WorldConfig, kind: str | None = 
     else:
         n, labels = 2, [first, _pick_label(rng, cfg, bg, exclude=first)]
     things = []
+    # One line across the axis for all of them, each a little off it: two objects placed
+    # independently across the axis could sit on a diagonal, where "left of" and "above"
+    # are both true and no judge could tell which one the caption meant.
+    r_max = RADIUS[("small", n)][1]
+    line = float(rng.uniform(r_max + 0.08, 1 - r_max - 0.08))
     for i, lab in enumerate(labels):
         r = float(rng.uniform(*RADIUS[("small", n)]))
-        # Slot i of n along the axis, jittered; anywhere that fits across it.
+        # Slot i of n along the axis, jittered.
         along = (i + 0.5) / n + float(rng.uniform(-0.04, 0.04))
-        across = float(rng.uniform(r + 0.05, 1 - r - 0.05))
+        across = line + float(rng.uniform(-0.05, 0.05))
         cx, cy = (along, across) if axis == "horizontal" else (across, along)
         things.append(_thing(lab, "small", cx, cy, r))
     return Scene(bg, tuple(things), kind, axis)
