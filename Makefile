@@ -5,13 +5,17 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: demo test test-all install clean-reports
+.PHONY: demo test test-all install lock clean-reports
 
-$(VENV)/.installed: pyproject.toml tools/install.sh
+$(VENV)/.installed: pyproject.toml requirements.lock tools/install.sh
 	VENV=$(VENV) tools/install.sh
 	touch $@
 
 install: $(VENV)/.installed
+
+## lock: resolve pyproject.toml's ranges again into requirements.lock (the versions make installs)
+lock:
+	tools/lock.sh
 
 ## demo: build the environment, then write the report of every ready study on the toy world into reports/
 STUDIES := toy-world prompt-failures distorted-latents unrelated-latents adversarial-tokens seed-shifts implosion

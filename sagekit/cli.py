@@ -1,10 +1,12 @@
 """`sagekit` command line.
 
     sagekit list                          studies, generators, judges
-    sagekit run STUDY [-p key=value ...] [--out DIR] [--timeout S]
+    sagekit run STUDY [-p key=value ...] [--out DIR] [--timeout S] [--executor local|ray [--address auto]]
     sagekit toy train [--seed N] [--out DIR]
     sagekit toy eval [--json] [--per-label N]
-    sagekit bench sweep [--json] [--device D] [--arch toy|sd15|sdxl|tiny-sdxl]
+    sagekit bench sweep [--json] [--device D] [--arch toy|sd15|sdxl|tiny-sdxl] [--dtype T] [--compile]
+    sagekit bench search [--json] [--device D] [--arch A] [--steps N] [--dtype T]
+    sagekit bench ray [--json] [--workers 1,2]   toy sweep: local executor vs Ray workers
     sagekit ad FOLDER [--clip NAME] [--json]   Alignment Difficulty of image/caption pairs
     sagekit poison FOLDER --concepts A:B,C:D --budget P --out DIR   a dirty-label poisoned copy of a folder
     sagekit export RUN --to DIR            a run's failure cases as a dataset (Parquet + images)
@@ -46,6 +48,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="reports", help="output folder (default: reports)")
     run.add_argument("--timeout", type=int, default=1800, help="per-cell execution timeout in seconds")
     run.add_argument("--log-output", action="store_true", help="stream the notebook's output")
+    run.add_argument("--executor", choices=("local", "ray"), default=None,
+                     help="where a sweep's batches run (studies that take it: seed-shifts); default local")
+    run.add_argument("--address", default=None, help="with --executor ray: the cluster to join, e.g. auto")
 
     toy = sub.add_parser("toy", help="the self-trained toy world")
     toy_sub = toy.add_subparsers(dest="toy_command", required=True, parser_class=_Parser)
@@ -86,35 +91,57 @@ def _build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="performance measurements")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
     bs = bench_sub.add_parser("sweep", help="images/s: stock pipeline vs sagekit sweep vs UNet ceiling")
-    bs.add_argument("--json", action="store_true", help="print one JSON object")
-    bs.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    bs.add_argument("--batch-size", type=int, default=None)
-    bs.add_argument("--steps", type=int, default=None)
-    bs.add_argument("--arch", default=None, help="toy (CPU default), sd15 (CUDA default), sdxl or tiny-sdxl: "
-                    "a random-weight pipeline of that architecture")
+    bq = bench_sub.add_parser("search", help="seconds and peak memory per latent-search iteration")
+    for b in (bs, bq):
+        b.add_argument("--json", action="store_true", help="print one JSON object")
+        b.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+        b.add_argument("--steps", type=int, default=None)
+        b.add_argument("--arch", default=None, help="toy (CPU default), sd15 (CUDA default), sdxl or tiny-sdxl: "
+                       "a random-weight pipeline of that architecture")
+        b.add_argument("--dtype", default=None, help="float16, bfloat16 or float32 (default: float16 on CUDA)")
+    bs.add_argument("--batch-size", type=int, default=None, help="images per batch; 0: chosen from free memory")
+    bs.add_argument("--compile", action="store_true", help="also measure after torch.compile of the denoiser")
+    bq.add_argument("--iterations", type=int, default=3, help="timed iterations per mode (the median is kept)")
+    br = bench_sub.add_parser("ray", help="images/s of a toy sweep: local executor vs 1, 2, ... Ray workers")
+    br.add_argument("--json", action="store_true", help="print one JSON object")
+    br.add_argument("--workers", default="1,2", help="comma-separated worker counts (one torch thread each)")
+    br.add_argument("--labels", type=int, default=8, help="toy labels in the sweep")
+    br.add_argument("--seeds", type=int, default=6, help="seeds per label and shift")
     return p
 
 
 def _cmd_bench(args) -> int:
-    from .bench import bench_sweep
+    from .bench import ARCHS, bench_search, bench_sweep
+    from .models.speed import DTYPES
 
+    if args.bench_command == "ray":
+        return _cmd_bench_ray(args)
+    problems = []
     if args.device not in (None, "cpu", "cuda") and not str(args.device).startswith("cuda:"):
-        print(f"sagekit: error: unknown device {args.device!r}", file=sys.stderr)
-        return EXIT_USAGE
-    if (args.batch_size is not None and args.batch_size < 1) or (args.steps is not None and args.steps < 1):
-        print("sagekit: error: --batch-size and --steps must be positive", file=sys.stderr)
-        return EXIT_USAGE
-    from .bench import ARCHS
-
+        problems.append(f"unknown device {args.device!r}")
+    if args.steps is not None and args.steps < 1:
+        problems.append("--steps must be positive")
+    if getattr(args, "batch_size", None) is not None and args.batch_size < 0:
+        problems.append("--batch-size must be positive (or 0: from free memory)")
+    if getattr(args, "iterations", 1) < 1:
+        problems.append("--iterations must be positive")
     if args.arch is not None and args.arch not in ARCHS:
-        print(f"sagekit: error: unknown architecture {args.arch!r}; choose one of {', '.join(ARCHS)}", file=sys.stderr)
+        problems.append(f"unknown architecture {args.arch!r}; choose one of {', '.join(ARCHS)}")
+    if args.dtype is not None and args.dtype not in DTYPES:
+        problems.append(f"unknown dtype {args.dtype!r}; choose one of {', '.join(DTYPES)}")
+    if problems:
+        print(f"sagekit: error: {problems[0]}", file=sys.stderr)
         return EXIT_USAGE
-    res = bench_sweep(args.device, args.batch_size, args.steps, arch=args.arch)
+    if args.bench_command == "sweep":
+        res = bench_sweep(args.device, args.batch_size, args.steps, arch=args.arch, dtype=args.dtype,
+                          compile=args.compile)
+    else:
+        res = bench_search(args.device, args.arch, args.steps, iterations=args.iterations, dtype=args.dtype)
     if args.json:
         print(json.dumps(res))
     else:
         for k, v in res.items():
-            print(f"{k:<18} {v}")
+            print(f"{k:<24} {v}")
     return 0
 
 
@@ -203,11 +230,47 @@ def _cmd_list() -> int:
     return 0
 
 
-def _cmd_run(args) -> int:
-    from .report import ParameterError, StudyFailed, run_study
+def _cmd_bench_ray(args) -> int:
+    import importlib.util
 
     try:
-        summary = run_study(args.study, args.param, args.out, timeout=args.timeout, log_output=args.log_output,
+        workers = tuple(int(w) for w in args.workers.split(","))
+    except ValueError:
+        workers = ()
+    problem = None
+    if not workers or min(workers) < 1:
+        problem = f"--workers must be positive integers separated by commas, got {args.workers!r}"
+    elif args.labels < 1 or args.seeds < 1:
+        problem = "--labels and --seeds must be positive"
+    elif importlib.util.find_spec("ray") is None:
+        problem = "Ray is not installed: pip install 'sagekit[ray]'"
+    if problem:
+        print(f"sagekit: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    from .bench.scaling import bench_ray
+
+    res = bench_ray(workers, n_labels=args.labels, seeds=args.seeds)
+    print(json.dumps(res) if args.json else "\n".join(f"{k:<24} {v}" for k, v in res.items()))
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .report import ParameterError, StudyFailed, run_study
+    from .studies.parameters import SCHEMAS
+
+    params = list(args.param)
+    if args.executor is not None or args.address is not None:
+        takes = [s for s, schema in SCHEMAS.items() if "executor" in schema.params]
+        if args.study in SCHEMAS and args.study not in takes:
+            print(f"sagekit: error: study {args.study!r} runs in this process only; --executor and --address apply "
+                  f"to: {', '.join(takes)}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.address is not None and args.executor != "ray":
+            print("sagekit: error: --address needs --executor ray", file=sys.stderr)
+            return EXIT_USAGE
+        params += [f"executor={args.executor!r}"] + ([f"address={args.address!r}"] if args.address else [])
+    try:
+        summary = run_study(args.study, params, args.out, timeout=args.timeout, log_output=args.log_output,
                             announce=lambda line: print(f"sagekit: {line}", file=sys.stderr))
     except (KeyError, ParameterError) as e:
         print(f"sagekit: error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)

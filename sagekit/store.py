@@ -20,7 +20,9 @@ import os
 import sqlite3
 import shutil
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
@@ -81,6 +83,15 @@ def _jsonable(v):
     raise TypeError(f"not JSON-serialisable: {type(v).__name__}")
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images ``(N, 3, H, W)`` in [0, 1] -> uint8 ``(N, 3, H, W)``, rounded half to even (as
+    stored); uint8 images are returned as they are. Runs where the images are: on a GPU,
+    a quarter of the bytes then cross to the CPU."""
+    if images.dtype == torch.uint8:
+        return images
+    return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def cell_key(cell: dict) -> str:
     """Stable 20-hex-digit key of a cell description (order of keys does not matter)."""
     return hashlib.sha256(canonical_json(cell).encode()).hexdigest()[:20]
@@ -109,18 +120,15 @@ class ResultStore:
     def put_batch(self, study: str, cells: list[dict], metrics: list[dict],
                   images: torch.Tensor | None = None) -> list[str]:
         """Commit one batch: N cells, N metric dicts, optional images ``(N, 3, H, W)`` in
-        [0, 1]. Returns the keys. Cells already stored are left as they are."""
+        [0, 1] (or uint8, see :func:`to_uint8`). Returns the keys. Cells already stored are left as they are."""
         if len(cells) != len(metrics) or (images is not None and len(images) != len(cells)):
             raise ValueError("cells, metrics and images must have the same length")
         keys = [cell_key(c) for c in cells]
         if images is not None:
-            arr = (images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-            for key, a in zip(keys, arr):
-                path = self.image_path(key)
-                path.parent.mkdir(exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                Image.fromarray(a).save(tmp, format="PNG")
-                os.replace(tmp, path)
+            arr = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
+            # PNG encoding releases the GIL: a few threads encode a batch in a fraction of the time
+            with ThreadPoolExecutor(min(8, len(keys), os.cpu_count() or 1)) as pool:
+                list(pool.map(self._write_png, keys, arr))
         now = time.time()
         with self._connect() as con:  # one transaction
             con.executemany(
@@ -128,6 +136,13 @@ class ResultStore:
                 [(k, study, canonical_json(c), canonical_json(m), now) for k, c, m in zip(keys, cells, metrics)],
             )
         return keys
+
+    def _write_png(self, key: str, pixels: np.ndarray) -> None:
+        path = self.image_path(key)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        Image.fromarray(pixels).save(tmp, format="PNG")
+        os.replace(tmp, path)
 
     def tensor_path(self, key: str) -> Path:
         return self.root / "tensors" / key[:2] / f"{key}.safetensors"

@@ -5,18 +5,25 @@ label, seed, shift, level, sampling settings, ...). Cells that share the ``group
 fields (the ones one sampling call must share: model, guidance, steps) are batched
 together; everything else (prompts, seeds, shifts) may vary inside a batch. Finished cells
 are skipped, so a killed sweep is resumed by running it again.
+
+Storing a batch (PNG encoding, the SQLite commit) runs on one writer thread while the next
+batch is generated, so on a GPU it costs little on top; the writer is still the only one
+writing, and at most ``queue`` computed batches wait for it.
 """
 
 from __future__ import annotations
 
 import itertools
+import queue as queues
+import threading
 from typing import Callable, Sequence
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .store import ResultStore, cell_key
+from .executors import LocalExecutor, Processor
+from .store import ResultStore, cell_key, to_uint8
 
 # process(cells) -> (one metrics dict per cell, images (N, 3, H, W) in [0, 1] or None)
 BatchFn = Callable[[list[dict]], tuple[list[dict], torch.Tensor | None]]
@@ -39,22 +46,81 @@ def plan_batches(cells: list[dict], batch_size: int, group_by: Sequence[str]) ->
     return [g[i:i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
 
 
-def run_sweep(study: str, cells: list[dict], store: ResultStore, process: BatchFn, batch_size: int = 32,
+def run_sweep(study: str, cells: list[dict], store: ResultStore, process: BatchFn | Processor, batch_size: int = 32,
               group_by: Sequence[str] = ("model", "guidance", "steps"), progress: bool = True,
-              keep_images: bool = True) -> pd.DataFrame:
+              keep_images: bool = True, queue: int = 2, executor=None) -> pd.DataFrame:
     """Compute every cell not yet in ``store`` and return all of ``cells``' results.
 
-    Duplicate cells are computed once. Each batch is committed before the next starts.
+    Duplicate cells are computed once. ``executor`` (default: this process, see
+    :mod:`sagekit.executors`) runs the batches; the Ray executor needs ``process`` as a
+    :class:`~sagekit.executors.Processor`. Results are committed as they arrive, each batch
+    atomically, by a writer thread that overlaps the computation (``queue``: how many
+    computed batches may wait; 0 stores each one before the next starts). An error in
+    either stops the sweep; batches committed before it stay.
     """
     keys = [cell_key(c) for c in cells]
     unique = dict(zip(keys, cells))
     done = store.done(unique)
     todo = [c for k, c in unique.items() if k not in done]
+    executor = executor or LocalExecutor()
     bar = tqdm(total=len(todo), desc=study, disable=not progress, unit="cell", leave=False)
-    for batch in plan_batches(todo, batch_size, group_by):
-        metrics, images = process(batch)
-        store.put_batch(study, batch, metrics, images if keep_images else None)
-        bar.update(len(batch))
+    with BatchWriter(store, study, bar, queue) as writer:
+        for batch, (metrics, images) in executor.map(process, plan_batches(todo, batch_size, group_by)):
+            writer.put(batch, metrics, images if keep_images else None)
     bar.close()
     frame = store.frame(study)
     return frame[frame["key"].isin(set(keys))].reset_index(drop=True)
+
+
+class BatchWriter:
+    """Commits batches to a store on one background thread, in the order given.
+
+    ``put`` hands a batch over (images quantised to uint8 where they are and moved to the
+    CPU first, so the device can go on)
+    and blocks while ``queue`` batches wait; leaving the ``with`` block waits for every
+    batch to be stored and raises the writer's error, if it had one. ``queue=0`` stores
+    on the calling thread."""
+
+    _STOP = object()
+
+    def __init__(self, store: ResultStore, study: str, bar=None, queue: int = 2):
+        self.store, self.study, self.bar = store, study, bar
+        self.inline = queue < 1
+        self.error: BaseException | None = None
+        if not self.inline:
+            self.pending: queues.Queue = queues.Queue(maxsize=queue)
+            self.thread = threading.Thread(target=self._loop, name=f"{study}-writer", daemon=True)
+
+    def __enter__(self) -> "BatchWriter":
+        if not self.inline:
+            self.thread.start()
+        return self
+
+    def _store(self, cells, metrics, images) -> None:
+        self.store.put_batch(self.study, cells, metrics, images)
+        if self.bar is not None:
+            self.bar.update(len(cells))
+
+    def _loop(self) -> None:
+        while (item := self.pending.get()) is not self._STOP:
+            if self.error is None:  # after a failure, drain without storing so put() never blocks forever
+                try:
+                    self._store(*item)
+                except BaseException as e:  # re-raised on the sweep's thread
+                    self.error = e
+
+    def put(self, cells: list[dict], metrics: list[dict], images: torch.Tensor | None) -> None:
+        if self.error is not None:
+            raise self.error
+        images = None if images is None else to_uint8(images).cpu()
+        if self.inline:
+            self._store(cells, metrics, images)
+        else:
+            self.pending.put((cells, metrics, images))
+
+    def __exit__(self, kind, value, tb) -> None:
+        if not self.inline:
+            self.pending.put(self._STOP)
+            self.thread.join()
+        if self.error is not None and kind is None:
+            raise self.error

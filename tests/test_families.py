@@ -302,12 +302,26 @@ def test_the_bench_measures_an_sdxl_architecture(capsys):
     stock SDXL pipeline, sagekit sweep, and the UNet ceiling with SDXL's added conditioning."""
     assert main(["bench", "sweep", "--arch", "tiny-sdxl", "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert res["model"] == "tiny-sdxl-random-float32" and res["batch_size"] == 8
+    assert res["model"] == "tiny-sdxl-random" and res["dtype"] == "float32" and res["batch_size"] == 8
     rates = [res[k] for k in ("a_stock_single", "b_stock_batched", "c_sagekit_sweep", "d_unet_ceiling")]
     assert all(r > 0 for r in rates)
     assert res["c_over_a"] == round(res["c_sagekit_sweep"] / res["a_stock_single"], 2)
     assert main(["bench", "sweep", "--arch", "sd3"]) == 2
     assert "unknown architecture 'sd3'" in capsys.readouterr().err
+    assert main(["bench", "sweep", "--dtype", "fp8"]) == 2
+    assert "unknown dtype 'fp8'" in capsys.readouterr().err
+
+
+def test_the_search_bench_sets_each_mode_against_its_forward_count(capsys):
+    """`sagekit bench search`: seconds per iteration of exact (4N forwards) and residual
+    (N + 2k) gradients, each against its forwards timed alone."""
+    assert main(["bench", "search", "--arch", "tiny-sdxl", "--steps", "10", "--iterations", "1", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["exact"]["forwards"] == 40 and res["residual"]["forwards"] == 14 and res["residual_bound"] == 2.86
+    for mode in ("exact", "residual"):
+        assert res[mode]["ratio"] == pytest.approx(res[mode]["seconds"] / res[mode]["forwards_s"], rel=0.02)
+    assert res["exact"]["seconds"] > res["residual"]["seconds"]
+    assert main(["bench", "search", "--iterations", "0"]) == 2
 
 
 def test_resolution_is_an_option_only_where_the_denoiser_fixes_none(tiny_sd):

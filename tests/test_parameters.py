@@ -21,7 +21,9 @@ def test_every_parameter_has_a_rule_and_the_defaults_pass(study):
 
 # The values a hostile but fair user tried (issue 11), and more: each must be refused.
 BAD = [
-    ("seed-shifts", "batch_size=0", "'batch_size' must be an integer from 1 to 4096"),
+    ("seed-shifts", "batch_size=-1", "'batch_size' must be an integer from 0 to 4096 (0: from free GPU memory)"),
+    ("seed-shifts", "dtype='fp8'", "'dtype' must be one of 'auto', 'float32', 'float16', 'bfloat16'"),
+    ("seed-shifts", "compile=1", "parameter 'compile' takes bool (default False), got int 1"),
     ("seed-shifts", "n_labels=-1", "'n_labels' must be an integer from 1"),
     ("seed-shifts", "seeds_per_cell=0", "'seeds_per_cell' must be an integer from 1"),
     ("seed-shifts", "seeds_per_cell=1000000000", "'seeds_per_cell' must be an integer from 1 to 10000"),

@@ -168,18 +168,24 @@ def resolve_generator(name: str, download: bool = False) -> Path:
     return path
 
 
-def load_generators(names, device: str | torch.device = "cpu") -> dict:
+def load_generators(names, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None,
+                    compile: bool = False) -> dict:
     """:func:`load_generator` for each name: name -> Generator, in order."""
-    return {name: load_generator(name, device=device) for name in names}
+    return {name: load_generator(name, device=device, dtype=dtype, compile=compile) for name in names}
 
 
-def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                   download: bool = False, resolution: int | None = None) -> Generator:
-    """A :class:`Generator` of the folder's family, by name (see module docstring). fp16
-    weights are upcast to ``dtype`` (default float32 on CPU, float16 on CUDA).
+def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None,
+                   download: bool = False, resolution: int | None = None, compile: bool = False) -> Generator:
+    """A :class:`Generator` of the folder's family, by name (see module docstring), its
+    weights cast to ``dtype`` (a torch dtype or ``"float16"`` / ``"bf16"`` ...; default and
+    ``"auto"``: float32 on CPU, float16 on CUDA). ``compile``: ``torch.compile`` the
+    denoiser for sampling (:func:`sagekit.models.speed.compile_denoiser`).
     ``resolution`` sets the image side of families whose denoiser does not fix one (Flux)."""
     from diffusers import DiffusionPipeline
 
+    from .speed import compile_denoiser, parse_dtype
+
+    dtype = parse_dtype(dtype)
     if dtype is None:
         dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
     path = resolve_generator(name, download)
@@ -196,7 +202,8 @@ def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.d
     extra = {"resolution": resolution} if resolution is not None else {}
     gen = family.from_pipeline(name, pipe, default_steps=steps, default_guidance=guidance, **extra)
     gen.revision = weights_fingerprint(path)
-    return gen.to(device)
+    gen = gen.to(device)
+    return compile_denoiser(gen) if compile else gen
 
 
 def weights_fingerprint(path: Path) -> str:
@@ -217,8 +224,11 @@ def weights_fingerprint(path: Path) -> str:
 
 
 def model_revision(gen: Generator) -> str:
-    """The fingerprint of a loaded generator's weights (see :func:`weights_fingerprint`)."""
-    return getattr(gen, "revision", "")
+    """The fingerprint of a loaded generator's weights (see :func:`weights_fingerprint`),
+    with ``@float16`` / ``@bfloat16`` appended when they run in that precision: results of
+    another precision differ a little and must not be mistaken for each other's."""
+    dtype = str(gen.dtype).removeprefix("torch.")
+    return getattr(gen, "revision", "") + ("" if dtype == "float32" else f"@{dtype}")
 
 
 def model_revisions(generators: dict) -> dict[str, str]:

@@ -103,6 +103,13 @@ class Text(Param):
 
 
 @dataclass(frozen=True)
+class Flag(Param):
+    def check(self, name, value, ctx):
+        if not isinstance(value, bool):
+            raise _fail(name, f"must be True or False, got {value!r}")
+
+
+@dataclass(frozen=True)
 class Device(Param):
     """A torch device that exists on this machine."""
 
@@ -272,7 +279,9 @@ GUIDANCE = Float(0, 100, note=" (0 = the model's default, 1 = no guidance)")
 LR = Float(0, 100, lo_open=True)
 PROB = Float(0, 1)
 MODE = Choice(("exact", "residual"))
-COMMON = {"model": ModelName("generator"), "judge": ModelName("ensemble"), "device": Device(), "seed": SEED}
+PRECISION = Choice(("auto", "float32", "float16", "bfloat16"))  # "auto": float16 on CUDA, float32 on CPU
+COMMON = {"model": ModelName("generator"), "judge": ModelName("ensemble"), "device": Device(), "seed": SEED,
+          "dtype": PRECISION}
 LATENT = {
     **COMMON, "verifier": ModelName("ensemble"), "label_set": LabelSet(), "n_labels": LABELS_N,
     "iterations": ITERATIONS, "lr": LR, "delta_bound": Float(0, 10, lo_open=True), "mode": MODE,
@@ -423,6 +432,15 @@ def _implosion_images(p: dict) -> int:
     return sum((evaluated + k) * p["eval_seeds"] * (2 if k else 1) for k in p["ks"])
 
 
+def _sweep_rules(p: dict) -> None:
+    _labels_are_judged(p)
+    if p["executor"] == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ParameterError("parameter 'executor' is 'ray' but Ray is not installed: pip install 'sagekit[ray]'")
+
+
 SCHEMAS: dict[str, Schema] = {
     "toy-world": Schema(
         {"per_label": Int(1, 1000), "n_judge": COUNT, "grid_labels": Int(1, 36), "per_probe": Int(1, 1000),
@@ -467,12 +485,13 @@ SCHEMAS: dict[str, Schema] = {
         {"models": ListOf(ModelName("generator"), 1, 16, unique=True),
          "guidance": ListOf(GUIDANCE, 1, 16, unique=True), "shifts": Shifts(), "label_set": LabelSet(),
          "n_labels": LABELS_N, "seeds_per_cell": SEEDS_N, "steps": STEPS, "judge": ModelName("judge"),
-         "clip": ModelName("clip"), "batch_size": Int(1, 4096), "store_dir": Folder(), "device": Device(),
-         "seed": SEED, "baseline_seeds_per_cell": SEEDS_N, "trajectory_seeds": Int(1, 1000)},
+         "clip": ModelName("clip"), "batch_size": Int(0, 4096, note=" (0: from free GPU memory)"),
+         "store_dir": Folder(), "device": Device(), "dtype": PRECISION, "compile": Flag(), "seed": SEED,
+         "executor": Choice(("local", "ray")), "address": Text(400, empty=True), "baseline_seeds_per_cell": SEEDS_N, "trajectory_seeds": Int(1, 1000)},
         lambda p: len(p["models"]) * len(p["guidance"]) * _n_labels(p)
         * (max(p["baseline_seeds_per_cell"], p["seeds_per_cell"])
            + p["seeds_per_cell"] * sum(len(v) for v in _grid(p["shifts"]).values())),
-        _labels_are_judged),
+        _sweep_rules),
     "implosion": Schema(
         {**COMMON, "judge": ModelName("judge"), "clip": ModelName("clip"), "ks": ListOf(Int(0, 1000), 1, 20, unique=True),
          "n_train": Int(1, 1_000_000), "budget": Int(1, 1_000_000), "finetune_steps": Int(1, 100_000),

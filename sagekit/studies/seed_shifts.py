@@ -75,8 +75,8 @@ def object_centroid(images: torch.Tensor) -> torch.Tensor:
     energy = sobel_edges(images).sum(1)  # (N, H, W)
     energy = energy / energy.sum((1, 2), keepdim=True).clamp_min(1e-8)
     h, w = energy.shape[-2:]
-    ys = (torch.arange(h, dtype=energy.dtype) + 0.5) / h
-    xs = (torch.arange(w, dtype=energy.dtype) + 0.5) / w
+    ys = (torch.arange(h, dtype=energy.dtype, device=energy.device) + 0.5) / h
+    xs = (torch.arange(w, dtype=energy.dtype, device=energy.device) + 0.5) / w
     return torch.stack([(energy.sum(1) * xs).sum(-1), (energy.sum(2) * ys).sum(-1)], dim=-1)
 
 
@@ -105,22 +105,66 @@ def make_processor(generators: dict[str, Generator], judge: Judge, clip: ClipSco
         target = torch.tensor([judge.label_index(c["label"]) for c in cells])
         topk = probs.topk(k, dim=-1).indices
         scores = clip(images.to(clip.embedder.device), prompts).cpu()
-        centre = object_centroid(images.cpu())
+        centre = object_centroid(images).cpu()  # where the images are: on a GPU, not the CPU's time
         metrics = [{
             "top1": bool(topk[i, 0] == target[i]), "top5": bool((topk[i] == target[i]).any()),
             "p_target": float(probs[i, target[i]]), "pred": judge.labels[int(topk[i, 0])],
             "clip": float(scores[i]), "cx": float(centre[i, 0]), "cy": float(centre[i, 1]),
         } for i in range(len(cells))]
-        return metrics, images.cpu()
+        return metrics, images  # left where they are: the sweep's writer quantises them there
 
     return process
 
 
+def build_processor(models: list[str], judge: str, clip: str, device: str = "cpu", dtype: str | None = None,
+                    compile: bool = False):
+    """Load the models by name and return :func:`make_processor`'s batch function: what a
+    worker of another process runs (see :func:`processor_spec`)."""
+    from ..models.registry import load_clip_scorer, load_generators, load_judge
+
+    return make_processor(load_generators(models, device, dtype=dtype, compile=compile), load_judge(judge, device),
+                          load_clip_scorer(clip, device))
+
+
+def processor_spec(generators: dict[str, Generator], judge: Judge, clip: ClipScorer):
+    """The batch function of these loaded models as data (:class:`~sagekit.executors.Processor`),
+    for executors that build it in other processes: the same names, precision and
+    ``torch.compile``, on each worker's own device of the same kind (a Ray worker's GPU)."""
+    from ..executors import Processor
+
+    first = next(iter(generators.values()))
+    return Processor(f"{__name__}:build_processor", {
+        "models": list(generators), "judge": judge.name, "clip": clip.name, "device": first.device.type,
+        "dtype": str(first.dtype).removeprefix("torch."), "compile": bool(getattr(first, "compiled", False))})
+
+
+def batch_size_for(cells: list[dict], generators: dict[str, Generator], judge: Judge, clip: ClipScorer,
+                   limit: int = 256) -> int:
+    """The largest batch that fits every model's sweep in free GPU memory (one sampling
+    step, decoding, judging and CLIP scoring are probed per model); 32 on a CPU."""
+    from ..models.speed import auto_batch_size
+
+    process = make_processor(generators, judge, clip)
+    widest: dict[str, dict] = {}  # per model, a cell of its largest guidance (guidance doubles the rows)
+    for c in cells:
+        if c["model"] not in widest or c["guidance"] > widest[c["model"]]["guidance"]:
+            widest[c["model"]] = c
+    sizes = [auto_batch_size(lambda b, c=c: process([{**c, "steps": 1}] * b), generators[m].device,
+                             limit=min(limit, len(cells))) for m, c in widest.items()]
+    return min(sizes, default=1)
+
+
 def run(cells: list[dict], store: ResultStore, generators: dict[str, Generator], judge: Judge, clip: ClipScorer,
-        batch_size: int = 64, progress: bool = True) -> pd.DataFrame:
-    """Run (or resume) the sweep; one row per cell with its metrics."""
-    df = run_sweep(STUDY, cells, store, make_processor(generators, judge, clip), batch_size=batch_size,
-                   group_by=("model", "guidance", "steps"), progress=progress)
+        batch_size: int = 64, progress: bool = True, executor=None) -> pd.DataFrame:
+    """Run (or resume) the sweep; one row per cell with its metrics. ``batch_size`` 0:
+    chosen from free GPU memory (:func:`batch_size_for`). ``executor``: where the batches
+    run (:mod:`sagekit.executors`; default this process, with the models given)."""
+    if batch_size == 0:
+        batch_size = batch_size_for(cells, generators, judge, clip)
+    local = executor is None or executor.name == "local"
+    process = make_processor(generators, judge, clip) if local else processor_spec(generators, judge, clip)
+    df = run_sweep(STUDY, cells, store, process, batch_size=batch_size, group_by=("model", "guidance", "steps"),
+                   progress=progress, executor=executor)
     df["level_name"] = [level_name(s, lv) for s, lv in zip(df["shift"], df["level"])]
     df["level_value"] = [_level_value(s, lv) for s, lv in zip(df["shift"], df["level"])]
     return add_attribute_hits(df)

@@ -1,0 +1,20 @@
+"""A sweep driver in its own process, connected to a running Ray cluster, that the test kills."""
+
+import sys
+from pathlib import Path
+
+from sagekit.executors import Processor, RayExecutor
+from sagekit.store import ResultStore
+from sagekit.sweep import grid, run_sweep
+
+
+def main(address: str, store: str, log: str):
+    cells = grid(model=["m"], guidance=[1.0], steps=[1], seed=range(16))
+    executor = RayExecutor(address, workers=2, threads=1)
+    return run_sweep("t", cells, ResultStore(store), Processor("ray_helpers:build_slow", {"log": log}), batch_size=2,
+                     progress=False, executor=executor)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
+    Path(sys.argv[2], "finished").write_text("yes")

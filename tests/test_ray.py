@@ -1,0 +1,145 @@
+"""The Ray executor on a local Ray instance of 2 CPU workers: the same stored results as the
+local executor; a worker killed mid-batch loses and duplicates nothing; a killed driver
+resumes where it stopped."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import ray
+import torch
+
+from sagekit.executors import LocalExecutor, Processor, RayExecutor, get_executor
+from sagekit.models import load_clip_scorer, load_generator, load_judge
+from sagekit.store import ResultStore
+from sagekit.studies import seed_shifts
+from sagekit.sweep import grid, run_sweep
+
+HERE = Path(__file__).parent
+PATH = os.pathsep.join([str(HERE), str(HERE.parent)])  # workers import the code under test and the helpers
+
+
+def test_the_seed_shift_study_runs_on_ray_workers_from_the_command_line(tmp_path, capsys):
+    """`sagekit run seed-shifts --executor ray`: the notebook's kernel starts a local Ray
+    instance (before this module's own) and its workers draw the sweep; the same cells as
+    the local executor are stored."""
+    from sagekit.cli import main
+
+    small = ["models=['toy']", "guidance=[0.0]", "n_labels=2", "shifts={'UMS': [0.4]}", "baseline_seeds_per_cell=2",
+             "trajectory_seeds=1"]
+    frames = {}
+    for executor in ("local", "ray"):
+        store = tmp_path / f"store-{executor}"
+        args = ["run", "seed-shifts", "--out", str(tmp_path / executor), "--executor", executor]
+        for p in small + [f"store_dir={str(store)!r}"]:
+            args += ["-p", p]
+        assert main(args) == 0, capsys.readouterr().err
+        html = Path(capsys.readouterr().out.strip().splitlines()[-1]).read_text()
+        assert ("batches run on <strong>ray (2 workers, 1 CPU each)</strong>" in html) == (executor == "ray")
+        frames[executor] = ResultStore(store).frame("seed-shifts").sort_values("key").reset_index(drop=True)
+    assert len(frames["ray"]) == 6 and list(frames["ray"]["key"]) == list(frames["local"]["key"])
+    assert main(["run", "implosion", "--executor", "ray"]) == 2
+    assert "runs in this process only; --executor and --address apply to: seed-shifts" in capsys.readouterr().err
+    assert main(["run", "seed-shifts", "--address", "auto"]) == 2
+    assert "--address needs --executor ray" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": PATH}})
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def test_a_seed_shift_sweep_stores_the_same_results_through_ray(cluster, tmp_path):
+    gens = {"toy": load_generator("toy")}
+    judge, clip = load_judge("toy-resnet"), load_clip_scorer("toy-clip")
+    cells = seed_shifts.build_cells(["toy"], {"UMS": [0.4]}, ["red circle", "blue square"], [0, 1, 2], [3.0], 3,
+                                    judge.name, clip.name)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each worker: the same arithmetic, bit for bit
+    try:
+        local = seed_shifts.run(cells, ResultStore(tmp_path / "local"), gens, judge, clip, batch_size=4, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    executor = RayExecutor(workers=2, threads=1)
+    remote = seed_shifts.run(cells, ResultStore(tmp_path / "ray"), gens, judge, clip, batch_size=4, progress=False,
+                             executor=executor)
+    pids = ray.get([a.pid.remote() for a in executor.actors])
+    executor.shutdown()
+    assert len(set(pids)) == 2 and os.getpid() not in pids  # two workers did the work, not this process
+    cols = ["key", "top1", "top5", "p_target", "pred", "clip", "cx", "cy"]
+    a = local[cols].sort_values("key").reset_index(drop=True)
+    b = remote[cols].sort_values("key").reset_index(drop=True)
+    assert len(a) == 12
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    for key in a["key"]:
+        assert (ResultStore(tmp_path / "local").image(key) == ResultStore(tmp_path / "ray").image(key)).all()
+
+
+def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(cluster, tmp_path):
+    marker = tmp_path / "died"
+    cells = grid(model=["m"], guidance=[1.0], steps=[1], seed=range(12))
+    store = ResultStore(tmp_path / "store")
+    executor = RayExecutor(workers=2, threads=1)
+    df = run_sweep("t", cells, store, Processor("ray_helpers:build_dying", {"marker": str(marker), "die_on_seed": 5}),
+                   batch_size=2, progress=False, executor=executor)
+    executor.shutdown()
+    dead = int(marker.read_text())  # a worker did die, in the batch of seed 5
+    frame = store.frame("t")
+    assert len(frame) == 12 and frame["key"].is_unique and sorted(frame["seed"]) == list(range(12))
+    assert (frame["double"] == 2 * frame["seed"]).all()
+    assert int(frame.loc[frame["seed"] == 5, "pid"].iloc[0]) != dead  # retried on the restarted worker
+    assert set(df["key"]) == set(frame["key"]) and frame["image"].notna().all()
+
+
+def test_a_killed_driver_resumes_and_computes_only_what_is_missing(cluster, tmp_path):
+    store, log = tmp_path / "store", tmp_path / "computed.txt"
+    env = {**os.environ, "PYTHONPATH": PATH}
+    proc = subprocess.Popen([sys.executable, str(HERE / "ray_driver.py"), cluster, str(store), str(log)], env=env)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if (store / "results.sqlite").exists() and 4 <= len(ResultStore(store)) < 12:
+            break
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stored = set(ResultStore(store).frame("t")["seed"])
+    assert 4 <= len(stored) < 16 and not (store / "finished").exists()  # killed in the middle
+
+    log.write_text("")
+    cells = grid(model=["m"], guidance=[1.0], steps=[1], seed=range(16))
+    executor = RayExecutor(workers=2, threads=1)
+    df = run_sweep("t", cells, ResultStore(store), Processor("ray_helpers:build_slow", {"log": str(log)}),
+                   batch_size=2, progress=False, executor=executor)
+    executor.shutdown()
+    recomputed = [int(x) for x in log.read_text().split()]
+    assert sorted(recomputed) == sorted(set(range(16)) - stored)  # nothing stored was computed again
+    assert len(df) == 16 and df["key"].is_unique and (df["double"] == 2 * df["seed"]).all()
+
+
+def test_executors_by_name_and_a_closure_cannot_travel(cluster):
+    assert isinstance(get_executor("local"), LocalExecutor)
+    with pytest.raises(ValueError, match="unknown executor 'dask'"):
+        get_executor("dask")
+    executor = RayExecutor(workers=1)
+    with pytest.raises(TypeError, match="needs a Processor"):
+        list(executor.map(lambda cells: ([], None), [[{"seed": 0}]]))
+
+
+def test_the_scaling_bench_measures_each_executor(cluster, capsys):
+    from sagekit.cli import main
+
+    assert main(["bench", "ray", "--workers", "1,2", "--labels", "2", "--seeds", "2", "--json"]) == 0
+    res = __import__("json").loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["cells"] == 8 and res["cores"] == os.cpu_count()
+    assert all(res[k] > 0 for k in ("local_1_thread", "ray_1_workers", "ray_2_workers"))
+    assert res["ray_2_over_1"] == round(res["ray_2_workers"] / res["ray_1_workers"], 2)
+    assert main(["bench", "ray", "--workers", "0,2"]) == 2
+    assert "--workers must be positive integers" in capsys.readouterr().err
