@@ -7,7 +7,7 @@ names an importable factory (``"module:function"``) and the plain arguments it t
 it: the local executor in this process, the Ray executor once in each worker.
 
 The driver (this process) stays the only writer of the results store: workers return
-metrics and uint8 images, and the sweep's writer commits them. A Ray worker that dies is
+their results (a sweep's: metrics and uint8 images), and the sweep's writer commits them. A Ray worker that dies is
 restarted and its batch retried; a batch that arrived twice would still be stored once
 (the store ignores a cell it holds), and a driver that dies is rerun: finished cells are
 skipped as with the local executor.
@@ -62,10 +62,7 @@ class _Worker:
         return os.getpid()
 
     def run(self, batch: list[dict]):
-        from .store import to_uint8
-
-        metrics, images = self.process(batch)
-        return metrics, None if images is None else to_uint8(images).cpu()  # a quarter of the bytes to send
+        return self.process(batch)
 
 
 class RayExecutor:

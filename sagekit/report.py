@@ -136,7 +136,7 @@ def ensure_kernel() -> str:
     Python); written once into ``sys.prefix``."""
     spec_dir = Path(sys.prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
     spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "sagekit (Python 3.11)", "language": "python"}
+            "display_name": f"sagekit (Python {sys.version_info[0]}.{sys.version_info[1]})", "language": "python"}
     path = spec_dir / "kernel.json"
     if not path.is_file() or json.loads(path.read_text()).get("argv") != spec["argv"]:
         spec_dir.mkdir(parents=True, exist_ok=True)

@@ -75,11 +75,10 @@ def run_sweep(study: str, cells: list[dict], store: ResultStore, process: BatchF
 class BatchWriter:
     """Commits batches to a store on one background thread, in the order given.
 
-    ``put`` hands a batch over (images quantised to uint8 where they are and moved to the
-    CPU first, so the device can go on)
-    and blocks while ``queue`` batches wait; leaving the ``with`` block waits for every
-    batch to be stored and raises the writer's error, if it had one. ``queue=0`` stores
-    on the calling thread."""
+    ``put`` hands a batch over (its images quantised to uint8 where they are, then moved to
+    the CPU, so the device can go on) and blocks while ``queue`` batches wait; leaving the
+    ``with`` block waits for every batch to be stored and raises the writer's error, if it
+    had one. ``queue=0`` stores on the calling thread."""
 
     _STOP = object()
 

@@ -43,8 +43,9 @@ def test_the_seed_shift_study_runs_on_ray_workers_from_the_command_line(tmp_path
         assert ("batches run on <strong>ray (2 workers, 1 CPU each)</strong>" in html) == (executor == "ray")
         frames[executor] = ResultStore(store).frame("seed-shifts").sort_values("key").reset_index(drop=True)
     assert len(frames["ray"]) == 6 and list(frames["ray"]["key"]) == list(frames["local"]["key"])
-    assert main(["run", "implosion", "--executor", "ray"]) == 2
-    assert "runs in this process only; --executor and --address apply to: seed-shifts" in capsys.readouterr().err
+    assert main(["run", "distorted-latents", "--executor", "ray"]) == 2
+    assert "runs in this process only; --executor and --address apply to: seed-shifts, implosion" in \
+        capsys.readouterr().err
     assert main(["run", "seed-shifts", "--address", "auto"]) == 2
     assert "--address needs --executor ray" in capsys.readouterr().err
 
@@ -143,3 +144,25 @@ def test_the_scaling_bench_measures_each_executor(cluster, capsys):
     assert res["ray_2_over_1"] == round(res["ray_2_workers"] / res["ray_1_workers"], 2)
     assert main(["bench", "ray", "--workers", "0,2"]) == 2
     assert "--workers must be positive integers" in capsys.readouterr().err
+
+
+def test_implosion_points_run_on_ray_workers_with_the_same_results(cluster):
+    """Each point (a fine-tune and its evaluation) on a worker that loaded the models once:
+    the same rows as in this process, in the order of ks."""
+    from sagekit.studies import implosion as imp
+
+    gen, judge, clip = load_generator("toy"), load_judge("toy-ensemble"), load_clip_scorer("toy-clip")
+    kw = dict(ks=[0, 1], n_train=60, budget=8, steps=2, lr=5e-4, trainable="all", seeds=[0, 1], attention_seeds=1,
+              batch_size=16, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local, local_details = imp.run_k(gen, judge, clip, **kw)
+    finally:
+        torch.set_num_threads(threads)
+    executor = RayExecutor(workers=2, threads=1)
+    remote, details = imp.run_k(gen, judge, clip, executor=executor, **kw)
+    executor.shutdown()
+    assert list(remote["k"]) == [0, 0, 1, 1] and list(remote["control"]) == [False, True, False, True]
+    pd.testing.assert_frame_equal(local, remote, check_exact=True)
+    assert (details[(1, True)]["images"] - local_details[(1, True)]["images"]).abs().max() <= 0.5 / 255  # uint8 on the way

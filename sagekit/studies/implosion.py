@@ -245,37 +245,103 @@ def evaluate(gen: Generator, judge: Judge, clip: ClipScorer, pairs: list[tuple[s
     }
 
 
+@dataclass(frozen=True)
+class PointSettings:
+    """Everything one point of the sweep over k needs besides its k and the models: plain
+    data, so that a worker of another process can run a point (:func:`build_point_runner`)."""
+
+    split: ConceptSplit
+    n_train: int
+    budget: int
+    steps: int
+    lr: float
+    trainable: str
+    seeds: list[int]
+    guidance: float | None = None
+    sample_steps: int | None = None
+    seed: int = 0
+    attention_seeds: int = 2
+    data: str = ""
+    rank: int = 4
+    batch_size: int = 64
+
+
+def run_point(gen: Generator, judge: Judge, clip: ClipScorer, k: int, control: bool, cfg: PointSettings,
+              progress: bool = False) -> tuple[dict, dict]:
+    """One point: the training set of the first k pairs (poisoned, or its clean control),
+    its AD, a fine-tuned copy of ``gen``, and that copy's evaluation. Returns the point's
+    row and its details (images, predictions, attention maps)."""
+    pairs = cfg.split.pairs[:k]
+    data = training_set(pairs, cfg.n_train, cfg.budget, cfg.seed, control, cfg.data, gen.image_size)
+    ad = dataset_ad(clip.embedder, data)
+    tuned = finetune(gen, data, cfg.steps, cfg.lr, cfg.trainable, cfg.batch_size, cfg.seed, progress, rank=cfg.rank)
+    ev = evaluate(tuned, judge, clip, pairs, cfg.split.unpoisoned, cfg.seeds, cfg.guidance, cfg.sample_steps,
+                  attention_seeds=cfg.attention_seeds)
+    row = {"k": k, "budget": cfg.budget if k else 0, "control": control, "ad": ad["ad"], "d_fea": ad["d_fea"],
+           "d_stru": ad["d_stru"], "n_train": ad["n"],
+           **{m: v for m, v in ev.items() if not isinstance(v, (torch.Tensor, list, dict))}}
+    return row, {"pairs": pairs, **ev}
+
+
+def build_point_runner(model: str, judge: str, clip: str, cfg: PointSettings, device: str = "cpu",
+                       dtype: str | None = None):
+    """Load the models by name; returns ``points -> results`` for a worker of another
+    process: ``points`` a list of ``{"k", "control"}``, each result ``(row, details)`` with
+    the images as uint8 (a quarter of the bytes to send)."""
+    from ..models.registry import load_clip_scorer, load_generator, load_judge
+    from ..store import to_uint8
+
+    gen, j, c = load_generator(model, device, dtype=dtype), load_judge(judge, device), load_clip_scorer(clip, device)
+
+    def run(points: list[dict]):
+        out = []
+        for p in points:
+            row, details = run_point(gen, j, c, p["k"], p["control"], cfg)
+            out.append((row, {**details, "images": to_uint8(details["images"]).cpu()}))
+        return out
+
+    return run
+
+
 def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train: int, budget: int, steps: int,
           lr: float, trainable: str, seeds: list[int], guidance: float | None = None, sample_steps: int | None = None,
           seed: int = 0, attention_seeds: int = 2, progress: bool = True, split: ConceptSplit | None = None,
-          data: str = "", rank: int = 4, batch_size: int = 64) -> tuple[pd.DataFrame, dict]:
+          data: str = "", rank: int = 4, batch_size: int = 64, executor=None) -> tuple[pd.DataFrame, dict]:
     """The sweep over k, each point poisoned and its clean control (k = 0 is clean, so it
     is its own control: one fine-tune, two rows). ``data``: a folder of image + caption
     pairs to poison (with ``split`` from :func:`plan_split`), or empty for the toy world.
+    ``executor``: where the points run (:mod:`sagekit.executors`; default this process;
+    on Ray, one point per worker at a time, each worker loading the models once).
     Returns one row per (k, control) and the details (images, predictions, attention
     maps) keyed ``(k, control)``."""
     from tqdm.auto import tqdm
 
-    split = split or split_concepts(max(ks), seed)
+    cfg = PointSettings(split or split_concepts(max(ks), seed), n_train, budget, steps, lr, trainable, list(seeds),
+                        guidance, sample_steps, seed, attention_seeds, data, rank, batch_size)
     jobs = [(k, control) for k in ks for control in (False, True)]
-    folder = data
+    points = [{"k": k, "control": control} for k, control in jobs if not (k == 0 and control)]
+    results: dict[tuple[int, bool], tuple[dict, dict]] = {}
+    bar = tqdm(total=len(points), desc="fine-tunes", disable=not progress, leave=False)
+    if executor is None or executor.name == "local":
+        for p in points:
+            results[(p["k"], p["control"])] = run_point(gen, judge, clip, p["k"], p["control"], cfg)
+            bar.update()
+    else:
+        from ..executors import Processor
+
+        spec = Processor(f"{__name__}:build_point_runner", {
+            "model": gen.name, "judge": judge.name, "clip": clip.name, "cfg": cfg, "device": gen.device.type,
+            "dtype": str(gen.dtype).removeprefix("torch.")})
+        for (p,), (result,) in executor.map(spec, [[p] for p in points]):
+            row, details = result
+            results[(p["k"], p["control"])] = row, {**details, "images": details["images"].float() / 255}
+            bar.update()
+    bar.close()
     rows, details = [], {}
-    for k, control in tqdm(jobs, desc="fine-tunes", disable=not progress, leave=False):
-        pairs = split.pairs[:k]
-        if k == 0 and control:
-            rows.append({**rows[-1], "control": True})
-            details[(k, True)] = details[(k, False)]
-            continue
-        data = training_set(pairs, n_train, budget, seed, control, folder, gen.image_size)
-        ad = dataset_ad(clip.embedder, data)
-        tuned = finetune(gen, data, steps, lr, trainable, batch_size, seed, rank=rank)
-        ev = evaluate(tuned, judge, clip, pairs, split.unpoisoned, seeds, guidance, sample_steps,
-                      attention_seeds=attention_seeds)
-        rows.append({"k": k, "budget": budget if k else 0, "control": control, "ad": ad["ad"], "d_fea": ad["d_fea"],
-                     "d_stru": ad["d_stru"], "n_train": ad["n"],
-                     **{m: v for m, v in ev.items() if not isinstance(v, (torch.Tensor, list, dict))}})
-        details[(k, control)] = {"pairs": pairs, **ev}
-        del tuned
+    for k, control in jobs:  # in the order of ks, whatever order the points finished in
+        row, det = results[(k, False)] if k == 0 and control else results[(k, control)]
+        rows.append({**row, "control": control})
+        details[(k, control)] = det
     return pd.DataFrame(rows), details
 
 

@@ -280,6 +280,7 @@ LR = Float(0, 100, lo_open=True)
 PROB = Float(0, 1)
 MODE = Choice(("exact", "residual"))
 PRECISION = Choice(("auto", "float32", "float16", "bfloat16"))  # "auto": float16 on CUDA, float32 on CPU
+EXECUTOR = {"executor": Choice(("local", "ray")), "address": Text(400, empty=True)}  # studies that run on Ray
 COMMON = {"model": ModelName("generator"), "judge": ModelName("ensemble"), "device": Device(), "seed": SEED,
           "dtype": PRECISION}
 LATENT = {
@@ -390,6 +391,7 @@ def _implosion_rules(p: dict) -> None:
     if max(p["ks"]) > p["budget"]:
         raise ParameterError(f"parameter 'budget' ({p['budget']}) must give every poisoned concept at least one "
                              f"pair: it must be at least max(ks) = {max(p['ks'])}")
+    _ray_installed(p)
     if p["budget"] > p["n_train"]:
         raise ParameterError(f"parameter 'budget' ({p['budget']}) must be at most 'n_train' ({p['n_train']})")
     if p["attention_seeds"] > p["eval_seeds"]:
@@ -432,13 +434,17 @@ def _implosion_images(p: dict) -> int:
     return sum((evaluated + k) * p["eval_seeds"] * (2 if k else 1) for k in p["ks"])
 
 
-def _sweep_rules(p: dict) -> None:
-    _labels_are_judged(p)
+def _ray_installed(p: dict) -> None:
     if p["executor"] == "ray":
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:
             raise ParameterError("parameter 'executor' is 'ray' but Ray is not installed: pip install 'sagekit[ray]'")
+
+
+def _sweep_rules(p: dict) -> None:
+    _labels_are_judged(p)
+    _ray_installed(p)
 
 
 SCHEMAS: dict[str, Schema] = {
@@ -487,7 +493,7 @@ SCHEMAS: dict[str, Schema] = {
          "n_labels": LABELS_N, "seeds_per_cell": SEEDS_N, "steps": STEPS, "judge": ModelName("judge"),
          "clip": ModelName("clip"), "batch_size": Int(0, 4096, note=" (0: from free GPU memory)"),
          "store_dir": Folder(), "device": Device(), "dtype": PRECISION, "compile": Flag(), "seed": SEED,
-         "executor": Choice(("local", "ray")), "address": Text(400, empty=True), "baseline_seeds_per_cell": SEEDS_N, "trajectory_seeds": Int(1, 1000)},
+         **EXECUTOR, "baseline_seeds_per_cell": SEEDS_N, "trajectory_seeds": Int(1, 1000)},
         lambda p: len(p["models"]) * len(p["guidance"]) * _n_labels(p)
         * (max(p["baseline_seeds_per_cell"], p["seeds_per_cell"])
            + p["seeds_per_cell"] * sum(len(v) for v in _grid(p["shifts"]).values())),
@@ -499,7 +505,7 @@ SCHEMAS: dict[str, Schema] = {
          "data": Text(4096, empty=True), "concepts": Text(4096, empty=True), "unpoisoned": ListOf(Text(200), 0, 1000, unique=True),
          "lora_rank": Int(1, 4096, note=" (the LoRA adapters' rank)"), "batch_size": Int(1, 100_000),
          "attention_seeds": Int(1, 10_000), "guidance": Float(1, 100, note=" (1 = no guidance)"),
-         "steps": STEPS},
+         "steps": STEPS, **EXECUTOR},
         _implosion_images,
         _implosion_rules),
 }
