@@ -110,3 +110,16 @@ def bench_model(arch: str, tmp: Path) -> BenchModel:
     if not (path / "model_index.json").exists():
         (sd15_random_pipeline if arch == "sd15" else sdxl_random_pipeline)(path)
     return BenchModel(path, str(path), 32 if arch == "sd15" else 8, 50, 7.5 if arch == "sd15" else 5.0, 4, "toy-resnet")
+
+
+def bench_setup(device: str | None, arch: str | None, dtype) -> tuple[str, bool, str, torch.dtype]:
+    """``(device, on CUDA, arch, dtype)`` with the defaults filled in: CUDA when there is
+    one, ``sd15`` there and ``toy`` on a CPU, float16 on CUDA (the toy stays float32)."""
+    from ..models.speed import parse_dtype
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = torch.device(device).type == "cuda"
+    arch = arch or ("sd15" if cuda else "toy")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    return device, cuda, arch, parse_dtype(dtype) or (torch.float16 if cuda and arch != "toy" else torch.float32)

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import torch
 
-from ..models.generator import PromptEmbeds
 from ..models.registry import load_ensemble, load_generator
-from ..models.speed import parse_dtype, timed_warmup
+from ..models.speed import timed_warmup
 from ..search import DistortedGoal
 from ..studies.latent_search import LatentSearchConfig, cost_per_iteration, residual_speedup_bound
-from .pipelines import ARCHS, bench_model
+from .pipelines import bench_model, bench_setup
 
 PROMPT = "a photo of a red star"
 
@@ -40,12 +39,7 @@ def bench_search(device: str | None = None, arch: str | None = None, steps: int 
                  iterations: int = 3, dtype: str | None = None) -> dict:
     """Per mode: seconds and peak memory (MiB; on a CPU the process's peak RSS) of one
     iteration, the seconds of the forwards it counts, and their ratio."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cuda = torch.device(device).type == "cuda"
-    arch = arch or ("sd15" if cuda else "toy")
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
-    dtype = parse_dtype(dtype) or (torch.float16 if cuda and arch != "toy" else torch.float32)
+    device, cuda, arch, dtype = bench_setup(device, arch, dtype)
     with tempfile.TemporaryDirectory() as tmp:
         m = bench_model(arch, Path(tmp))
         steps = steps or m.steps

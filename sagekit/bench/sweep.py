@@ -16,8 +16,8 @@ import torch
 
 from ..models.generator import PromptEmbeds
 from ..models.registry import load_clip_scorer, load_generator, load_judge
-from ..models.speed import attention_kernels, compile_denoiser, parse_dtype, timed_warmup
-from .pipelines import ARCHS, bench_model
+from ..models.speed import attention_kernels, compile_denoiser, timed_warmup
+from .pipelines import bench_model, bench_setup
 
 PROMPT = "a photo of a red star"
 
@@ -50,12 +50,7 @@ def bench_sweep(device: str | None = None, batch_size: int | None = None, steps:
     from ..store import ResultStore
     from ..studies import seed_shifts
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cuda = torch.device(device).type == "cuda"
-    arch = arch or ("sd15" if cuda else "toy")
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
-    dtype = parse_dtype(dtype) or (torch.float16 if cuda and arch != "toy" else torch.float32)
+    device, cuda, arch, dtype = bench_setup(device, arch, dtype)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         m = bench_model(arch, tmp)
@@ -81,14 +76,14 @@ def bench_sweep(device: str | None = None, batch_size: int | None = None, steps:
             chosen = "from free memory" if cuda else "the CPU default"
         batch_size = batch_size or m.batch
 
-        def stock(n):
+        def stock(pipe, n):
             g = [torch.Generator().manual_seed(i) for i in range(n)]
             pipe([PROMPT] * n, num_inference_steps=steps, guidance_scale=guidance, generator=g, output_type="pt")
 
-        stock(1)  # warm-up
-        a = n_single / _timed(lambda: [stock(1) for _ in range(n_single)], device)
-        b = batch_size / _timed(lambda: stock(batch_size), device)
-        del pipe
+        stock(pipe, 1)  # warm-up
+        a = n_single / _timed(lambda: [stock(pipe, 1) for _ in range(n_single)], device)
+        b = batch_size / _timed(lambda: stock(pipe, batch_size), device)
+        pipe = None  # its memory goes to the sweep
         if cuda:
             torch.cuda.empty_cache()
 
