@@ -93,12 +93,14 @@ class RayExecutor:
         self.workers = workers or max(1, min(slots, 8))
         self.cpus, self.threads, self.max_restarts = cpus, threads, max_restarts
         self.actors: list = []
+        self.processor: Processor | None = None
 
     def start(self, processor: Processor) -> list:
         """Start the workers (each builds ``processor`` once); returns the actor handles."""
         remote = self.ray.remote(num_gpus=1 if self.gpus else 0, num_cpus=self.cpus, max_restarts=self.max_restarts,
                                  max_task_retries=self.max_restarts)(_Worker)
         self.actors = [remote.remote(processor, self.threads) for _ in range(self.workers)]
+        self.processor = processor
         self.ray.get([a.pid.remote() for a in self.actors])  # wait until every worker has built its models
         return self.actors
 
@@ -108,6 +110,8 @@ class RayExecutor:
         if not isinstance(process, Processor):
             raise TypeError("the ray executor needs a Processor (a batch function described as data): a function "
                             "that closes over loaded models cannot be sent to another process")
+        if self.actors and process != self.processor:  # workers hold another batch function's models
+            self.shutdown()
         if not self.actors:
             self.start(process)
         pending, todo, idle = {}, list(enumerate(batches)), [a for a in self.actors for _ in range(2)]
@@ -129,7 +133,7 @@ class RayExecutor:
         """Stop the workers (a started local instance stays for reuse until the process ends)."""
         for a in self.actors:
             self.ray.kill(a)
-        self.actors = []
+        self.actors, self.processor = [], None
 
 
 def get_executor(name: str = "local", address: str = "", **options):

@@ -166,3 +166,14 @@ def test_implosion_points_run_on_ray_workers_with_the_same_results(cluster):
     assert list(remote["k"]) == [0, 0, 1, 1] and list(remote["control"]) == [False, True, False, True]
     pd.testing.assert_frame_equal(local, remote, check_exact=True)
     assert (details[(1, True)]["images"] - local_details[(1, True)]["images"]).abs().max() <= 0.5 / 255  # uint8 on the way
+
+
+def test_workers_built_for_another_batch_function_are_replaced(cluster, tmp_path):
+    cells = grid(model=["m"], guidance=[1.0], steps=[1], seed=range(4))
+    executor = RayExecutor(workers=1, threads=1)
+    for name in ("a", "b"):
+        log = tmp_path / f"{name}.txt"
+        spec = Processor("ray_helpers:build_slow", {"log": str(log), "seconds": 0.0})
+        run_sweep("t", cells, ResultStore(tmp_path / name), spec, batch_size=2, progress=False, executor=executor)
+        assert sorted(int(x) for x in log.read_text().split()) == [0, 1, 2, 3]  # this function drew them
+    executor.shutdown()
