@@ -15,8 +15,11 @@ skipped as with the local executor.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -85,8 +88,13 @@ class RayExecutor:
             raise ImportError("the ray executor needs Ray: pip install 'sagekit[ray]'") from None
         self.ray = ray
         if not ray.is_initialized():
-            ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+            said = io.StringIO()
+            with contextlib.redirect_stderr(said):  # Ray announces its token authentication at every start
+                ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+            rest = [line for line in said.getvalue().splitlines() if not line.startswith("Token authentication")]
+            if rest:
+                print("\n".join(rest), file=sys.stderr)
         res = ray.cluster_resources()
         self.gpus = bool(res.get("GPU", 0)) if gpus is None else gpus
         slots = int(res.get("GPU", 0)) if self.gpus else int(res.get("CPU", 1) // cpus)

@@ -41,6 +41,7 @@ def test_the_seed_shift_study_runs_on_ray_workers_from_the_command_line(tmp_path
         assert main(args) == 0, capsys.readouterr().err
         html = Path(capsys.readouterr().out.strip().splitlines()[-1]).read_text()
         assert ("batches run on <strong>ray (2 workers, 1 CPU each)</strong>" in html) == (executor == "ray")
+        assert "Token authentication" not in html  # Ray's start-up notice stays out of the report
         frames[executor] = ResultStore(store).frame("seed-shifts").sort_values("key").reset_index(drop=True)
     assert len(frames["ray"]) == 6 and list(frames["ray"]["key"]) == list(frames["local"]["key"])
     assert main(["run", "distorted-latents", "--executor", "ray"]) == 2
