@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..models.registry import load_ensemble, load_generator
-from ..models.speed import timed_warmup
+from ..models.speed import synced_seconds
 from ..search import DistortedGoal
 from ..studies.latent_search import LatentSearchConfig, cost_per_iteration, residual_speedup_bound
 from .pipelines import bench_model, bench_setup
@@ -32,7 +32,7 @@ def forward_seconds(gen, guidance: float, repeats: int = 5) -> float:
     t = torch.tensor(500, device=gen.device)
     with torch.no_grad():
         gen.predict(x, t, emb)
-        return timed_warmup(lambda: [gen.predict(x, t, emb) for _ in range(repeats)], gen.device) / repeats
+        return synced_seconds(lambda: [gen.predict(x, t, emb) for _ in range(repeats)], gen.device) / repeats
 
 
 def bench_search(device: str | None = None, arch: str | None = None, steps: int | None = None, k: int = 2,

@@ -16,14 +16,10 @@ import torch
 
 from ..models.generator import PromptEmbeds
 from ..models.registry import load_clip_scorer, load_generator, load_judge
-from ..models.speed import attention_kernels, compile_denoiser, timed_warmup
+from ..models.speed import attention_kernels, compile_denoiser, synced_seconds
 from .pipelines import bench_model, bench_setup
 
 PROMPT = "a photo of a red star"
-
-
-def _timed(fn, device) -> float:
-    return timed_warmup(fn, device)
 
 
 def _ceiling(gen, batch_size: int, steps: int, device, repeats: int = 3) -> float:
@@ -34,7 +30,7 @@ def _ceiling(gen, batch_size: int, steps: int, device, repeats: int = 3) -> floa
     t = torch.tensor(500, device=device)
     with torch.no_grad():
         gen.predict(x, t, emb)
-        per_step = _timed(lambda: [gen.predict(x, t, emb) for _ in range(repeats)], device) / repeats
+        per_step = synced_seconds(lambda: [gen.predict(x, t, emb) for _ in range(repeats)], device) / repeats
     return batch_size / (per_step * steps)
 
 
@@ -81,8 +77,8 @@ def bench_sweep(device: str | None = None, batch_size: int | None = None, steps:
             pipe([PROMPT] * n, num_inference_steps=steps, guidance_scale=guidance, generator=g, output_type="pt")
 
         stock(pipe, 1)  # warm-up
-        a = n_single / _timed(lambda: [stock(pipe, 1) for _ in range(n_single)], device)
-        b = batch_size / _timed(lambda: stock(pipe, batch_size), device)
+        a = n_single / synced_seconds(lambda: [stock(pipe, 1) for _ in range(n_single)], device)
+        b = batch_size / synced_seconds(lambda: stock(pipe, batch_size), device)
         pipe = None  # its memory goes to the sweep
         if cuda:
             torch.cuda.empty_cache()
@@ -91,7 +87,7 @@ def bench_sweep(device: str | None = None, batch_size: int | None = None, steps:
 
         def sweep(first_seed: int, n: int = batches) -> float:
             cells = cells_for(n * batch_size, first_seed)
-            return len(cells) / _timed(lambda: seed_shifts.run(cells, store, {model: gen}, judge, clip,
+            return len(cells) / synced_seconds(lambda: seed_shifts.run(cells, store, {model: gen}, judge, clip,
                                                                 batch_size=batch_size, progress=False), device)
 
         sweep(10**6, 1)  # warm-up, at the measured batch's shapes (fresh seeds: nothing is skipped as stored)

@@ -47,9 +47,9 @@ def compile_denoiser(gen, mode: str | None = None):
     return gen
 
 
-def timed_warmup(fn: Callable[[], object], device: torch.device | str) -> float:
-    """Seconds of one call of ``fn`` with the device synchronised before and after (e.g.
-    the first call of a compiled module: its compile time)."""
+def synced_seconds(fn: Callable[[], object], device: torch.device | str) -> float:
+    """Seconds of one call of ``fn`` with the device synchronised before and after, so
+    that queued GPU work is counted where it was launched."""
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
