@@ -49,7 +49,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=int, default=1800, help="per-cell execution timeout in seconds")
     run.add_argument("--log-output", action="store_true", help="stream the notebook's output")
     run.add_argument("--executor", choices=("local", "ray"), default=None,
-                     help="where a sweep's batches run (studies that take it: seed-shifts); default local")
+                     help="where the work runs: a sweep's batches, implosion's points, a SAGE study's searches; "
+                          "default local (every study but toy-world)")
     run.add_argument("--address", default=None, help="with --executor ray: the cluster to join, e.g. auto")
 
     toy = sub.add_parser("toy", help="the self-trained toy world")

@@ -19,7 +19,9 @@ import contextlib
 import importlib
 import io
 import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -88,10 +90,13 @@ class RayExecutor:
             raise ImportError("the ray executor needs Ray: pip install 'sagekit[ray]'") from None
         self.ray = ray
         if not ray.is_initialized():
-            said = io.StringIO()
+            said, main = io.StringIO(), threading.current_thread() is threading.main_thread()
+            before = signal.getsignal(signal.SIGTERM) if main else None
             with contextlib.redirect_stderr(said):  # Ray announces its token authentication at every start
                 ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                          configure_logging=False)
+            if main:  # Ray's SIGTERM handler prints a stack trace when a finished notebook's kernel is stopped
+                signal.signal(signal.SIGTERM, before)
             rest = [line for line in said.getvalue().splitlines() if not line.startswith("Token authentication")]
             if rest:
                 print("\n".join(rest), file=sys.stderr)

@@ -36,3 +36,39 @@ def build_slow(log: str, seconds: float = 0.4):
         return _result(cells)
 
     return process
+
+
+def dying_search(models, items, marker: str, after: int, **settings):
+    """The unrelated-latent search task, but the first worker to run it dies (SIGKILL) once
+    its search has checkpointed ``after`` iterations; a retried task notes in ``marker``
+    the iteration its search found checkpointed (what it resumes from)."""
+    import threading
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from sagekit.studies import unrelated_latents
+
+    folder = Path(settings["checkpoints"]) / "checkpoints"
+
+    def checkpointed() -> int:
+        done = 0
+        for f in folder.glob("*.safetensors"):
+            with safe_open(str(f), "pt") as s:
+                done = max(done, int(s.metadata()["iteration"]))
+        return done
+
+    if os.path.exists(marker):
+        with open(marker, "a") as f:
+            f.write(f"resumed {os.getpid()} {checkpointed()}\n")
+    else:
+        with open(marker, "w") as f:
+            f.write(f"died {os.getpid()}\n")
+
+        def watch():
+            while checkpointed() < after:
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=watch, daemon=True).start()
+    return unrelated_latents._search_task(models, items, **settings)

@@ -24,7 +24,7 @@ HERE = Path(__file__).parent
 PATH = os.pathsep.join([str(HERE), str(HERE.parent)])  # workers import the code under test and the helpers
 
 
-def test_the_seed_shift_study_runs_on_ray_workers_from_the_command_line(tmp_path, capsys):
+def test_the_seed_shift_study_runs_on_ray_workers_from_the_command_line(tmp_path, capfd):
     """`sagekit run seed-shifts --executor ray`: the notebook's kernel starts a local Ray
     instance (before this module's own) and its workers draw the sweep; the same cells as
     the local executor are stored."""
@@ -38,17 +38,33 @@ def test_the_seed_shift_study_runs_on_ray_workers_from_the_command_line(tmp_path
         args = ["run", "seed-shifts", "--out", str(tmp_path / executor), "--executor", executor]
         for p in small + [f"store_dir={str(store)!r}"]:
             args += ["-p", p]
-        assert main(args) == 0, capsys.readouterr().err
-        html = Path(capsys.readouterr().out.strip().splitlines()[-1]).read_text()
+        assert main(args) == 0
+        out, err = capfd.readouterr()
+        html = Path(out.strip().splitlines()[-1]).read_text()
+        assert "SIGTERM received" not in err  # the kernel, a Ray driver, stops without a stack trace
         assert ("batches run on <strong>ray (2 workers, 1 CPU each)</strong>" in html) == (executor == "ray")
         assert "Token authentication" not in html  # Ray's start-up notice stays out of the report
         frames[executor] = ResultStore(store).frame("seed-shifts").sort_values("key").reset_index(drop=True)
     assert len(frames["ray"]) == 6 and list(frames["ray"]["key"]) == list(frames["local"]["key"])
-    assert main(["run", "distorted-latents", "--executor", "ray"]) == 2
-    assert "runs in this process only; --executor and --address apply to: seed-shifts, implosion" in \
-        capsys.readouterr().err
+    assert main(["run", "toy-world", "--executor", "ray"]) == 2
+    assert ("runs in this process only; --executor and --address apply to: prompt-failures, distorted-latents, "
+            "unrelated-latents, adversarial-tokens, seed-shifts, implosion") in capfd.readouterr().err
     assert main(["run", "seed-shifts", "--address", "auto"]) == 2
-    assert "--address needs --executor ray" in capsys.readouterr().err
+    assert "--address needs --executor ray" in capfd.readouterr().err
+
+
+def test_a_sage_study_runs_its_searches_on_ray_workers_from_the_command_line(tmp_path, capfd):
+    from sagekit.cli import main
+
+    args = ["run", "unrelated-latents", "--out", str(tmp_path), "--executor", "ray", "-p", "n_labels=2",
+            "-p", "iterations=2", "-p", "steps=4", "-p", "compare_iterations=1", "-p", "reference_images=4",
+            "-p", f"store_dir={str(tmp_path / 'store')!r}", "-p", "per_task=1"]
+    assert main(args) == 0
+    out, err = capfd.readouterr()
+    html = Path(out.strip().splitlines()[-1]).read_text()
+    assert "Searches ran on <strong>ray (2 workers, 1 CPU each)</strong>" in html
+    assert "SIGTERM received" not in err
+    assert len(list((tmp_path / "store" / "checkpoints").glob("*.safetensors"))) == 2  # a search per label
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +194,123 @@ def test_workers_built_for_another_batch_function_are_replaced(cluster, tmp_path
         run_sweep("t", cells, ResultStore(tmp_path / name), spec, batch_size=2, progress=False, executor=executor)
         assert sorted(int(x) for x in log.read_text().split()) == [0, 1, 2, 3]  # this function drew them
     executor.shutdown()
+
+
+@pytest.fixture(scope="module")
+def searchers():
+    from sagekit.models import load_ensemble
+    from sagekit.models.registry import load_caption_lm
+
+    lm, tok = load_caption_lm("toy")
+    return {"gen": load_generator("toy"), "judges": load_ensemble("toy-ensemble"),
+            "verifier": load_ensemble("toy-clip"), "clip": load_clip_scorer("toy-clip"), "lm": lm, "tok": tok}
+
+
+def _one_thread(fn):
+    """``fn()`` with one torch thread, as each Ray worker computes: the same arithmetic, bit for bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _both(search):
+    """``search(executor)`` with the local executor (one thread) and on 2 Ray workers; the
+    Ray workers' pids, which must be neither this process nor one another."""
+    local = _one_thread(lambda: search(LocalExecutor()))
+    executor = RayExecutor(workers=2, threads=1)
+    remote = search(executor)
+    pids = ray.get([a.pid.remote() for a in executor.actors])
+    executor.shutdown()
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    return local, remote
+
+
+def test_prompt_searches_run_one_label_per_ray_worker_with_the_same_results(cluster, searchers, tmp_path):
+    from sagekit.search import RobustGoal
+    from sagekit.studies import prompt_failures as ps
+
+    s = searchers
+    cfg = ps.PromptSearchConfig(iterations=2, max_words=1, top_k=3, rescore=2, eval_seeds=2, steps=4, search_steps=2,
+                                train_seeds=1)
+    labels = ["red circle", "blue square", "green triangle"]
+    local, remote = _both(lambda ex: ps.search(s["gen"], RobustGoal(s["judges"]), s["lm"], s["tok"], labels, cfg,
+                                               verifier=s["verifier"], checkpoints=str(tmp_path / ex.name),
+                                               executor=ex, per_task=1, progress=False))
+    assert [r["label"] for r in remote] == labels  # in the labels' order, whichever worker finished first
+    for a, b in zip(local, remote):
+        assert a["words"] and {k: v for k, v in a.items() if k != "images"} == {k: v for k, v in b.items() if k != "images"}
+        assert torch.equal(a["images"], b["images"])
+    assert len(list((tmp_path / "ray" / "checkpoints").glob("*.safetensors"))) == 3  # one search per label
+
+
+@pytest.mark.parametrize("study", ["unrelated", "distorted"])
+def test_latent_searches_run_on_ray_workers_with_the_same_results(cluster, searchers, study):
+    from sagekit.search import DistortedGoal, UnrelatedGoal
+    from sagekit.studies import distorted_latents, latent_search, unrelated_latents
+
+    s = searchers
+    cfg = latent_search.LatentSearchConfig(iterations=2, steps=4)
+    if study == "unrelated":
+        goal, module, seeds = UnrelatedGoal(s["judges"]), unrelated_latents, [0]
+        labels = ["red circle", "blue square", "green triangle"]
+    else:
+        goal, module, seeds = DistortedGoal(s["judges"]), distorted_latents, [0, 1, 2]
+        labels = ["red circle", "blue square"]
+    local, remote = _both(lambda ex: module.search(s["gen"], goal, labels, seeds, cfg, verifier=s["verifier"],
+                                                   executor=ex, per_task=1, progress=False))
+    assert len(remote.table) == 3 and len(remote.seconds_per_iteration) == 3 * 2  # 3 searches of 2 iterations
+    pd.testing.assert_frame_equal(local.table, remote.table, check_exact=True)
+    for name in ("z0", "z", "images_before", "images_after"):
+        assert torch.equal(getattr(local, name), getattr(remote, name)), name
+    if study == "unrelated":
+        assert list(remote.table["label"]) == labels and remote.table["seed"].tolist() == [0, 0, 0]
+    else:
+        assert remote.table["seed"].tolist() == seeds and remote.images_after.shape[:2] == (3, 2)
+        assert torch.equal(local.verified_each, remote.verified_each)
+
+
+def test_adversarial_tokens_are_learned_one_target_per_ray_worker(cluster, searchers):
+    from sagekit.search import TargetGoal
+    from sagekit.studies import adversarial_tokens as at
+
+    s = searchers
+    targets = ["green square", "red circle"]
+    splits = at.split_all(list(s["judges"].labels), targets, 3, 2)
+    cfg = at.TokenConfig(iterations=2, batch=2, steps=4, search_steps=2)
+    local, remote = _both(lambda ex: at.learn_tokens(s["gen"], TargetGoal(s["judges"]), s["clip"], splits, cfg, [5, 6],
+                                                     verifier=s["verifier"], executor=ex, progress=False))
+    assert list(remote) == targets
+    for t in targets:
+        pd.testing.assert_frame_equal(local[t].frame, remote[t].frame, check_exact=True)
+        assert torch.equal(local[t].embedding, remote[t].embedding) and torch.equal(local[t].token, remote[t].token)
+
+
+def test_a_search_whose_worker_is_killed_resumes_from_its_checkpoint(cluster, searchers, tmp_path):
+    """The worker dies (SIGKILL) after 2 of 5 iterations; Ray restarts it and retries the
+    task, whose search resumes from its checkpoint: the same latent and table as a search
+    that was never interrupted."""
+    from sagekit.search import UnrelatedGoal
+    from sagekit.searches import Loaded, spread
+    from sagekit.studies import latent_search, unrelated_latents
+
+    s = searchers
+    goal = UnrelatedGoal(s["judges"])
+    cfg = latent_search.LatentSearchConfig(iterations=5, steps=4)
+    pairs = [("red circle", 0)]
+    settings = {"cfg": cfg, "prompt": unrelated_latents.PROMPT}
+    whole = _one_thread(lambda: unrelated_latents.search(s["gen"], goal, ["red circle"], [0], cfg, progress=False))
+    marker = tmp_path / "died"
+    executor = RayExecutor(workers=1, threads=1)
+    (resumed,) = spread("ray_helpers:dying_search", Loaded(s["gen"], goal), pairs,
+                        {**settings, "checkpoints": str(tmp_path), "marker": str(marker), "after": 2}, executor)
+    executor.shutdown()
+    died, again = marker.read_text().splitlines()
+    assert died.startswith("died ") and again.startswith("resumed ")
+    _, pid, iteration = again.split()
+    assert pid != died.split()[1] and 2 <= int(iteration) < 5  # a new worker, resuming mid-search
+    assert torch.equal(whole.z, resumed.z)
+    cols = ["label", "seed", "found", "iterations", "p_target_after", "pred_after", "norm_sq", "delta_linf"]
+    pd.testing.assert_frame_equal(whole.table[cols], resumed.table[cols], check_exact=True)

@@ -50,6 +50,8 @@ def test_a_compiled_denoiser_draws_the_eager_images(tiny_sd):
     eager = load_generator(str(tiny_sd)).generate(PROMPTS, SEEDS, steps=2)
     gen = load_generator(str(tiny_sd), compile=True)
     assert gen.compiled and gen.denoiser._compiled_call_impl is not None
+    assert gen.vae.decoder._compiled_call_impl is not None
+    assert set(attention_kernels(gen.denoiser)) == {"FusedAttnProcessor2_0"}  # q, k, v in one projection
     assert (gen.generate(PROMPTS, SEEDS, steps=2) - eager).abs().max() <= 1e-4
 
 

@@ -9,6 +9,7 @@ DEVICE=${DEVICE:-cuda}
 SD=${SD:-sd15}
 XL=${XL:-sdxl}
 STEPS=${STEPS:-}  # empty: each architecture's default (50)
+ONLY=${ONLY:-}    # empty: every measurement; else the names to run, e.g. ONLY="sweep-fp16 search-sd"
 mkdir -p "$OUT"
 export SAGEKIT_BENCH_DIR=${SAGEKIT_BENCH_DIR:-$(mktemp -d)}
 PY=${PYTHON:-python3}
@@ -16,6 +17,7 @@ PY=${PYTHON:-python3}
 bench() {  # name, then the arguments of `sagekit bench`
     local name=$1 start=$SECONDS
     shift
+    if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
     echo "== $name: sagekit bench $* --device $DEVICE ${STEPS:+--steps $STEPS}" | tee -a "$OUT/bench.log"
     if $PY -m sagekit bench "$@" --device "$DEVICE" ${STEPS:+--steps $STEPS} --json >"$OUT/$name.json" 2>>"$OUT/bench.log"; then
         tail -n 1 "$OUT/$name.json"

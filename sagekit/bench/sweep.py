@@ -111,5 +111,5 @@ def bench_sweep(device: str | None = None, batch_size: int | None = None, steps:
             dc = _ceiling(gen, batch_size, steps, device)
             out.update({"compile_s": round(first - batch_size / cc, 1), "c_sweep_compiled": round(cc, 3),
                         "d_ceiling_compiled": round(dc, 3), "c_compiled_over_d_eager": round(cc / d, 3),
-                        "compiled_over_eager": round(cc / c, 3)})
+                        "compiled_over_eager": round(cc / c, 3), "attention_compiled": attention_kernels(gen.denoiser)})
     return out

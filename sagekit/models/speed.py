@@ -39,10 +39,22 @@ def attention_kernels(module: torch.nn.Module) -> dict[str, int]:
 
 
 def compile_denoiser(gen, mode: str | None = None):
-    """Compile ``gen``'s denoiser in place with ``torch.compile`` (the first calls at a new
-    shape pay the compile time; every call after runs the compiled graph). Returns ``gen``.
-    Meant for sampling sweeps, whose shapes repeat batch after batch."""
-    gen.denoiser.compile(mode=mode, dynamic=False)
+    """Compile ``gen``'s denoiser and VAE decoder in place with ``torch.compile`` (the first
+    calls at a new shape pay the compile time; every call after runs the compiled graph).
+    Before compiling, the denoiser's attention projections are fused where diffusers can
+    (one matmul for q, k, v instead of three) and, on CUDA, its convolutions take
+    channels-last tensors (what cuDNN's fastest kernels read). Returns ``gen``. Meant for
+    sampling sweeps, whose shapes repeat batch after batch."""
+    den = gen.denoiser
+    try:
+        den.fuse_qkv_projections()
+    except (AttributeError, ValueError, NotImplementedError):  # a family whose attention diffusers cannot fuse
+        pass
+    if gen.device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in den.modules()):
+        den.to(memory_format=torch.channels_last)
+    den.compile(mode=mode, dynamic=False)
+    if gen.vae is not None:
+        gen.vae.decoder.compile(mode=mode, dynamic=False)
     gen.compiled = True
     return gen
 

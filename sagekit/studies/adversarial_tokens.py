@@ -208,20 +208,37 @@ def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, pr
                            check.ensemble.name)
 
 
+def _learn_task(models, targets: list[str], splits: dict[str, tuple[list[str], list[str]]], cfg: TokenConfig,
+                eval_seeds: list[int], seed: int, template: str, checkpoints: str | None,
+                progress: bool) -> dict[str, TokenEvaluation]:
+    """One task of :func:`learn_tokens` (:mod:`sagekit.searches`): the tokens of ``targets``, one after another."""
+    results = {}
+    for target in targets:
+        train, held = splits[target]
+        emb = learn_adversarial_token(models.gen, models.goal, target, [template.format(label=l) for l in train], cfg,
+                                      seed=seed, progress=progress, checkpoints=checkpoints)
+        results[target] = evaluate_token(models.gen, models.goal, models.clip, target,
+                                         [template.format(label=l) for l in held], emb, eval_seeds, cfg.guidance,
+                                         cfg.steps, models.verifier)
+    return results
+
+
 def learn_tokens(gen: Generator, goal: TargetGoal, clip, splits: dict[str, tuple[list[str], list[str]]],
                  cfg: TokenConfig, eval_seeds: list[int], seed: int = 0,
                  template: str = "a photo of a {label}", checkpoints: str | None = None,
-                 verifier: Ensemble | None = None) -> dict[str, TokenEvaluation]:
+                 verifier: Ensemble | None = None, progress: bool = True, executor=None,
+                 per_task: int = 0) -> dict[str, TokenEvaluation]:
     """For every target of ``splits`` (target -> (train labels, held-out labels)): learn
     its token on the train labels' prompts and evaluate it on the held-out ones (success
-    confirmed by ``verifier``, judges the learning never used)."""
-    results = {}
-    for target, (train, held) in splits.items():
-        emb = learn_adversarial_token(gen, goal, target, [template.format(label=l) for l in train], cfg, seed=seed,
-                                      checkpoints=checkpoints)
-        results[target] = evaluate_token(gen, goal, clip, target, [template.format(label=l) for l in held], emb,
-                                         eval_seeds, cfg.guidance, cfg.steps, verifier)
-    return results
+    confirmed by ``verifier``, judges the learning never used). Here one target after
+    another, or spread over ``executor`` (:mod:`sagekit.executors`; on Ray, tasks of
+    ``per_task`` targets, default one, on workers that load the models by name)."""
+    from ..searches import Loaded, spread
+
+    parts = spread(f"{__name__}:_learn_task", Loaded(gen, goal, verifier, clip=clip), list(splits),
+                   {"splits": dict(splits), "cfg": cfg, "eval_seeds": list(eval_seeds), "seed": seed,
+                    "template": template, "checkpoints": checkpoints}, executor, per_task, progress, "tokens")
+    return {target: ev for part in parts for target, ev in part.items()}
 
 
 def store_successes(store, gen: Generator, goal: TargetGoal, results: dict[str, TokenEvaluation],

@@ -20,7 +20,7 @@ from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..realism import RealismReference
 from ..search import DistortedGoal
-from .latent_search import LatentSearchConfig, SharedLatentResult, found_verified, rate, search_shared_latents
+from .latent_search import LatentSearchConfig, SharedLatentResult, found_verified, merge, rate, search_shared_latents
 
 PROMPT = "A photo of a {label}"
 
@@ -35,13 +35,26 @@ def split(labels: list[str], n_search: int, n_heldout: int) -> tuple[list[str], 
     return searched, spaced([l for l in labels if l not in set(searched)], n_heldout)
 
 
+def _search_task(models, seeds: list[int], labels: list[str], cfg: LatentSearchConfig, prompt: str,
+                 checkpoints: str | None, progress: bool) -> SharedLatentResult:
+    """One task of :func:`search` (:mod:`sagekit.searches`): the latents of ``seeds``, in one batch."""
+    goal = models.goal
+    return search_shared_latents(models.gen, goal, [prompt.format(label=l) for l in labels],
+                                 [goal.ensemble.label_index(l) for l in labels], list(seeds), cfg, progress,
+                                 models.verifier, checkpoints)
+
+
 def search(gen: Generator, goal: DistortedGoal, labels: list[str], seeds: list[int], cfg: LatentSearchConfig,
            verifier: Ensemble | None = None, checkpoints: str | None = None,
-           prompt: str = PROMPT, progress: bool = True) -> SharedLatentResult:
-    """One latent per seed, each optimised over the prompts of all ``labels`` at once."""
-    return search_shared_latents(gen, goal, [prompt.format(label=l) for l in labels],
-                                 [goal.ensemble.label_index(l) for l in labels], list(seeds), cfg, progress, verifier,
-                                 checkpoints)
+           prompt: str = PROMPT, progress: bool = True, executor=None, per_task: int = 0) -> SharedLatentResult:
+    """One latent per seed, each optimised over the prompts of all ``labels`` at once: here
+    all in one batch, or spread over ``executor`` (:mod:`sagekit.executors`; on Ray, tasks
+    of ``per_task`` seeds, default one, on workers that load the models by name)."""
+    from ..searches import Loaded, spread
+
+    return merge(spread(f"{__name__}:_search_task", Loaded(gen, goal, verifier), list(seeds),
+                        {"labels": list(labels), "cfg": cfg, "prompt": prompt, "checkpoints": checkpoints}, executor,
+                        per_task, progress, "latent searches"))
 
 
 @torch.no_grad()

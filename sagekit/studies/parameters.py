@@ -281,6 +281,7 @@ PROB = Float(0, 1)
 MODE = Choice(("exact", "residual"))
 PRECISION = Choice(("auto", "float32", "float16", "bfloat16"))  # "auto": float16 on CUDA, float32 on CPU
 EXECUTOR = {"executor": Choice(("local", "ray")), "address": Text(400, empty=True)}  # studies that run on Ray
+SEARCHES = {**EXECUTOR, "per_task": Int(0, 100_000, note=" (0: one label, seed or target per Ray task)")}
 COMMON = {"model": ModelName("generator"), "judge": ModelName("ensemble"), "device": Device(), "seed": SEED,
           "dtype": PRECISION}
 LATENT = {
@@ -391,7 +392,6 @@ def _implosion_rules(p: dict) -> None:
     if max(p["ks"]) > p["budget"]:
         raise ParameterError(f"parameter 'budget' ({p['budget']}) must give every poisoned concept at least one "
                              f"pair: it must be at least max(ks) = {max(p['ks'])}")
-    _ray_installed(p)
     if p["budget"] > p["n_train"]:
         raise ParameterError(f"parameter 'budget' ({p['budget']}) must be at most 'n_train' ({p['n_train']})")
     if p["attention_seeds"] > p["eval_seeds"]:
@@ -435,16 +435,11 @@ def _implosion_images(p: dict) -> int:
 
 
 def _ray_installed(p: dict) -> None:
-    if p["executor"] == "ray":
+    if p.get("executor") == "ray":
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:
             raise ParameterError("parameter 'executor' is 'ray' but Ray is not installed: pip install 'sagekit[ray]'")
-
-
-def _sweep_rules(p: dict) -> None:
-    _labels_are_judged(p)
-    _ray_installed(p)
 
 
 SCHEMAS: dict[str, Schema] = {
@@ -460,7 +455,7 @@ SCHEMAS: dict[str, Schema] = {
          "bound": Float(0, 100, lo_open=True), "train_seeds": SEEDS_N, "eval_seeds": SEEDS_N,
          "fail_fraction": Float(0, 1, lo_open=True), "mode": MODE, "k": Int(1, 1000), "search_steps": SEARCH_STEPS,
          "guidance": GUIDANCE, "steps": STEPS, "baseline_prompts": Int(1, 1000), "baseline_min_prob": PROB,
-         "taxonomy": ListOf(Text(80), 1, 50, unique=True), "store_dir": Folder()},
+         "taxonomy": ListOf(Text(80), 1, 50, unique=True), "store_dir": Folder(), **SEARCHES},
         lambda p: _n_labels(p) * (p["max_words"] * (p["train_seeds"] * (p["iterations"] + 1 + p["rescore"])
                                                      + p["eval_seeds"])
                                   + p["baseline_prompts"] * p["eval_seeds"]),
@@ -468,13 +463,13 @@ SCHEMAS: dict[str, Schema] = {
     "distorted-latents": Schema(
         {**LATENT, "realism": ModelName("realism"), "empty": ModelName("empty", optional=True),
          "heldout": Int(1, 1000), "latents": SEEDS_N, "low_confidence": PROB,
-         "reference_images": Int(2, 100_000)},
+         "reference_images": Int(2, 100_000), **SEARCHES},
         lambda p: p["latents"] * (_n_labels(p) * (p["iterations"] + 3) + 2 * p["heldout"]) + 2 * p["compare_iterations"]
         + p["reference_images"],
         _distorted_rules),
     "unrelated-latents": Schema(
         {**LATENT, "seeds_per_label": SEEDS_N, "confidence": PROB, "realism": ModelName("realism"),
-         "empty": ModelName("empty", optional=True), "reference_images": Int(2, 100_000)},
+         "empty": ModelName("empty", optional=True), "reference_images": Int(2, 100_000), **SEARCHES},
         lambda p: _n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 3) + 2 * p["compare_iterations"]
         + p["reference_images"],
         _k_within_steps),
@@ -483,7 +478,7 @@ SCHEMAS: dict[str, Schema] = {
          "n_train_labels": Int(1, 1000), "n_heldout_labels": Int(1, 1000), "objective": Choice(("denoise", "judges")),
          "iterations": ITERATIONS, "lr": LR, "bound": Float(0, 100, lo_open=True), "batch": Int(1, 1024),
          "examples": Int(1, 10_000), "mode": MODE, "k": Int(1, 1000), "search_steps": SEARCH_STEPS,
-         "guidance": GUIDANCE, "steps": STEPS, "eval_seeds": SEEDS_N, "store_dir": Folder()},
+         "guidance": GUIDANCE, "steps": STEPS, "eval_seeds": SEEDS_N, "store_dir": Folder(), **SEARCHES},
         lambda p: len(p["targets"]) * (p["iterations"] * p["batch"] + 4 * p["examples"]
                                        + 2 * p["n_heldout_labels"] * p["eval_seeds"]),
         _tokens_rules),
@@ -497,7 +492,7 @@ SCHEMAS: dict[str, Schema] = {
         lambda p: len(p["models"]) * len(p["guidance"]) * _n_labels(p)
         * (max(p["baseline_seeds_per_cell"], p["seeds_per_cell"])
            + p["seeds_per_cell"] * sum(len(v) for v in _grid(p["shifts"]).values())),
-        _sweep_rules),
+        _labels_are_judged),
     "implosion": Schema(
         {**COMMON, "judge": ModelName("judge"), "clip": ModelName("clip"), "ks": ListOf(Int(0, 1000), 1, 20, unique=True),
          "n_train": Int(1, 1_000_000), "budget": Int(1, 1_000_000), "finetune_steps": Int(1, 100_000),
@@ -524,6 +519,7 @@ def validate(study_id: str, params: dict[str, Any], base: Path) -> int:
         rule.check(name, value, ctx)
     if schema.cross:
         schema.cross(params)
+    _ray_installed(params)
     images = int(schema.estimate(params))
     if images > MAX_IMAGES:
         raise ParameterError(f"study {study_id!r} would generate about {images:,} images (the limit is "

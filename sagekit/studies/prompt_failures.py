@@ -305,6 +305,28 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
     return out
 
 
+def _search_task(models, labels: list[str], cfg: PromptSearchConfig, seed: int, template: str,
+                 checkpoints: str | None, progress: bool) -> list[dict]:
+    """One task of :func:`search` (:mod:`sagekit.searches`): :func:`search_prompts` for ``labels``."""
+    return search_prompts(models.gen, models.goal, models.lm, models.tokenizer, labels, cfg, seed, template, progress,
+                          models.verifier, checkpoints)
+
+
+def search(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str], cfg: PromptSearchConfig,
+           seed: int = 0, template: str = "A photo of a {label}", progress: bool = True,
+           verifier: Ensemble | None = None, checkpoints: str | None = None, executor=None,
+           per_task: int = 0) -> list[dict]:
+    """:func:`search_prompts` for every label, here in one batch or spread over ``executor``
+    (:mod:`sagekit.executors`): on Ray each task of ``per_task`` labels (default one) is a
+    search on a worker that loads the models by name; the rows come back in ``labels``' order."""
+    from ..searches import Loaded, spread
+
+    parts = spread(f"{__name__}:_search_task", Loaded(gen, goal, verifier, lm, lm_tokenizer), labels,
+                   {"cfg": cfg, "seed": seed, "template": template, "checkpoints": checkpoints}, executor, per_task,
+                   progress, "prompt searches")
+    return [row for part in parts for row in part]
+
+
 def continuation_baseline(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str],
                           cfg: PromptSearchConfig, n: int, min_prob: float = 0.05, seed: int = 0,
                           template: str = "A photo of a {label}") -> list[dict]:

@@ -20,19 +20,32 @@ from ..realism import RealismReference
 from ..search import UnrelatedGoal
 from ..search.goals import EMPTY_LABEL
 from ..stats import mean_ci
-from .latent_search import LatentSearchConfig, LatentSearchResult, found_verified, rate, search_latents
+from .latent_search import LatentSearchConfig, LatentSearchResult, found_verified, merge, rate, search_latents
 
 PROMPT = "A photo of a {label}"
 
 
+def _search_task(models, pairs: list[tuple[str, int]], cfg: LatentSearchConfig, prompt: str,
+                 checkpoints: str | None, progress: bool) -> LatentSearchResult:
+    """One task of :func:`search` (:mod:`sagekit.searches`): the latents of ``pairs`` (label, seed), in one batch."""
+    goal = models.goal
+    return search_latents(models.gen, goal, [prompt.format(label=l) for l, _ in pairs],
+                          [goal.ensemble.label_index(l) for l, _ in pairs], [s for _, s in pairs], cfg, progress,
+                          models.verifier, checkpoints)
+
+
 def search(gen: Generator, goal: UnrelatedGoal, labels: list[str], seeds: list[int], cfg: LatentSearchConfig,
            verifier: Ensemble | None = None, checkpoints: str | None = None,
-           prompt: str = PROMPT, progress: bool = True) -> LatentSearchResult:
-    """One latent search per (label, seed), all in one batch."""
+           prompt: str = PROMPT, progress: bool = True, executor=None, per_task: int = 0) -> LatentSearchResult:
+    """One latent search per (label, seed): here all in one batch, or spread over
+    ``executor`` (:mod:`sagekit.executors`; on Ray, tasks of ``per_task`` searches, default
+    one, on workers that load the models by name); rows in (label, seed) order."""
+    from ..searches import Loaded, spread
+
     pairs = [(l, s) for l in labels for s in seeds]
-    return search_latents(gen, goal, [prompt.format(label=l) for l, _ in pairs],
-                          [goal.ensemble.label_index(l) for l, _ in pairs], [s for _, s in pairs], cfg, progress,
-                          verifier, checkpoints)
+    return merge(spread(f"{__name__}:_search_task", Loaded(gen, goal, verifier), pairs,
+                        {"cfg": cfg, "prompt": prompt, "checkpoints": checkpoints}, executor, per_task, progress,
+                        "latent searches"))
 
 
 @torch.no_grad()
