@@ -53,7 +53,9 @@ def test_the_seed_shift_study_runs_on_ray_workers_from_the_command_line(tmp_path
     assert "--address needs --executor ray" in capfd.readouterr().err
 
 
+@pytest.mark.slow  # the searches on Ray are tested below without a notebook; this is the notebooks' path
 def test_a_sage_study_runs_its_searches_on_ray_workers_from_the_command_line(tmp_path, capfd):
+    """`sagekit run unrelated-latents --executor ray`: one search per label on the workers."""
     from sagekit.cli import main
 
     args = ["run", "unrelated-latents", "--out", str(tmp_path), "--executor", "ray", "-p", "n_labels=2",
