@@ -39,8 +39,13 @@ class Processor:
     kwargs: dict = field(default_factory=dict)
 
     def build(self) -> Callable:
-        module, _, name = self.factory.partition(":")
-        return getattr(importlib.import_module(module), name)(**self.kwargs)
+        return resolve(self.factory)(**self.kwargs)
+
+
+def resolve(name: str) -> Callable:
+    """The function ``"module:function"`` names, imported."""
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 class LocalExecutor:

@@ -15,14 +15,13 @@ that folder must be shared for a retry on another node to resume rather than res
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from .executors import Processor
+from .executors import LocalExecutor, Processor, resolve
 
 
 @dataclass
@@ -76,14 +75,9 @@ class SearchModels:
                       load_clip_scorer(self.clip, self.device) if self.clip else None)
 
 
-def _task_function(task: str) -> Callable:
-    module, _, name = task.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def build_worker(models: SearchModels, task: str, settings: dict) -> Callable[[list], Any]:
     """What a worker builds once: the models loaded by name, and ``items -> task(models, items, **settings)``."""
-    loaded, fn = models.load(), _task_function(task)
+    loaded, fn = models.load(), resolve(task)
     return lambda items: fn(loaded, items, **settings)
 
 
@@ -107,9 +101,7 @@ def spread(task: str, loaded: Loaded, items: list, settings: dict, executor=None
     settings = {**settings, "progress": progress and not remote}  # a worker's bars would go nowhere
     if settings.get("checkpoints"):
         settings["checkpoints"] = os.path.abspath(settings["checkpoints"])
-    fn = _task_function(task)
-    if executor is None:
-        return [fn(loaded, t, **settings) for t in tasks]
+    fn, executor = resolve(task), executor or LocalExecutor()
     process = (Processor(f"{__name__}:build_worker",
                          {"models": SearchModels.of(loaded), "task": task, "settings": settings}) if remote
                else lambda t: fn(loaded, t, **settings))
