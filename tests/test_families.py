@@ -64,12 +64,23 @@ def test_images_equal_the_stock_pipeline(family):
     assert ours.std() > 0.01 and ((ours > 0) & (ours < 1)).float().mean() > 0.5  # not saturated
 
 
+# Batch and single runs call the same fp32 matmuls with another row count, for which BLAS may pick
+# kernels that sum in another order (on AMD EPYC, IF's pixels then differ by 1.6e-5, every latent
+# family by <= 2.5e-6; on Intel every family by 0). Reordered fp32 sums differ by a few units of
+# roundoff (6e-8) of each term; through thousands-term dot products and the sampler's steps that
+# reaches 1e-5, not more. 1e-4 is the bound the project already calls equal images (sagekit against
+# the stock pipeline), and a real difference (another seed's noise, a dropped prompt) is >= 1e-2.
+BATCH_ATOL = 1e-4
+
+
 def test_a_batch_equals_the_same_images_one_by_one(family):
     _, _, gen = family
     seeds = [5, 6, 7]
     batch = gen.generate(PROMPTS, seeds, steps=3, batch_size=3)
     single = torch.cat([gen.generate([p], [s], steps=3) for p, s in zip(PROMPTS, seeds)])
-    assert torch.allclose(batch, single, atol=1e-5)
+    assert (batch - single).abs().max() <= BATCH_ATOL
+    swapped = torch.cat([gen.generate([p], [s], steps=3) for p, s in zip(PROMPTS, [6, 5, 7])])
+    assert (batch[:2] - swapped[:2]).abs().max() > 100 * BATCH_ATOL  # each image is its own seed's
 
 
 def test_the_residual_run_draws_the_ordinary_images(family):
@@ -305,7 +316,12 @@ def test_the_bench_measures_an_sdxl_architecture(capsys):
     assert res["model"] == "tiny-sdxl-random" and res["dtype"] == "float32" and res["batch_size"] == 8
     rates = [res[k] for k in ("a_stock_single", "b_stock_batched", "c_sagekit_sweep", "d_unet_ceiling")]
     assert all(r > 0 for r in rates)
-    assert res["c_over_a"] == round(res["c_sagekit_sweep"] / res["a_stock_single"], 2)
+    # every rate and ratio comes from the timings printed beside it (rounded to its printed places)
+    rate = {k: t["images"] / t["seconds"] for k, t in res["timings"].items()}
+    for key in ("a_stock_single", "b_stock_batched", "c_sagekit_sweep", "d_unet_ceiling"):
+        assert res[key] == pytest.approx(rate[key], abs=5e-4)
+    assert res["c_over_a"] == pytest.approx(rate["c_sagekit_sweep"] / rate["a_stock_single"], abs=5e-3)
+    assert res["c_over_d"] == pytest.approx(rate["c_sagekit_sweep"] / rate["d_unet_ceiling"], abs=5e-4)
     assert main(["bench", "sweep", "--arch", "sd3"]) == 2
     assert "unknown architecture 'sd3'" in capsys.readouterr().err
     assert main(["bench", "sweep", "--dtype", "fp8"]) == 2

@@ -22,8 +22,9 @@ from .pipelines import bench_model, bench_setup
 PROMPT = "a photo of a red star"
 
 
-def _ceiling(gen, batch_size: int, steps: int, device, repeats: int = 3) -> float:
-    """Images/s of the denoiser alone: ``steps`` guided calls (2 x batch rows) per batch."""
+def _ceiling(gen, batch_size: int, steps: int, device, repeats: int = 3) -> tuple[int, float]:
+    """The denoiser alone: ``(images, seconds)`` of ``steps`` guided calls (2 x batch rows)
+    per batch, from the time of one call."""
     x = torch.randn(2 * batch_size, *gen.latent_shape, device=device, dtype=gen.dtype)
     emb = PromptEmbeds.cat([gen.uncond_embedding(), gen.encode_prompts([PROMPT])]).to(device, gen.dtype)
     emb = emb.repeat_interleave(batch_size)
@@ -31,13 +32,15 @@ def _ceiling(gen, batch_size: int, steps: int, device, repeats: int = 3) -> floa
     with torch.no_grad():
         gen.predict(x, t, emb)
         per_step = synced_seconds(lambda: [gen.predict(x, t, emb) for _ in range(repeats)], device) / repeats
-    return batch_size / (per_step * steps)
+    return batch_size, per_step * steps
 
 
 def bench_sweep(device: str | None = None, batch_size: int | None = None, steps: int | None = None,
                 guidance: float | None = None, n_single: int | None = None, arch: str | None = None,
                 dtype: str | None = None, compile: bool = False, batches: int = 3) -> dict:
-    """Measure (a)-(d); returns images/s of each and the ratios c/a and c/d. ``batch_size``
+    """Measure (a)-(d); returns images/s of each (rounded), the ratios c/a, c/b and c/d
+    (of the unrounded rates), and ``timings``: the images and seconds each rate comes
+    from. ``batch_size``
     0: chosen from free memory as a study's sweep would; ``dtype``: ``"float16"``,
     ``"bfloat16"``, ``"float32"`` (default: float16 on CUDA, float32 on CPU). The sweep
     runs ``batches`` batches, as a study's many do: storing one overlaps the next."""
@@ -77,22 +80,24 @@ def bench_sweep(device: str | None = None, batch_size: int | None = None, steps:
             pipe([PROMPT] * n, num_inference_steps=steps, guidance_scale=guidance, generator=g, output_type="pt")
 
         stock(pipe, 1)  # warm-up
-        a = n_single / synced_seconds(lambda: [stock(pipe, 1) for _ in range(n_single)], device)
-        b = batch_size / synced_seconds(lambda: stock(pipe, batch_size), device)
+        timings = {"a_stock_single": (n_single, synced_seconds(lambda: [stock(pipe, 1) for _ in range(n_single)],
+                                                                device)),
+                   "b_stock_batched": (batch_size, synced_seconds(lambda: stock(pipe, batch_size), device))}
         pipe = None  # its memory goes to the sweep
         if cuda:
             torch.cuda.empty_cache()
 
         store = ResultStore(tmp / "store")
 
-        def sweep(first_seed: int, n: int = batches) -> float:
+        def sweep(first_seed: int, n: int = batches) -> tuple[int, float]:
             cells = cells_for(n * batch_size, first_seed)
-            return len(cells) / synced_seconds(lambda: seed_shifts.run(cells, store, {model: gen}, judge, clip,
-                                                                batch_size=batch_size, progress=False), device)
+            return len(cells), synced_seconds(lambda: seed_shifts.run(cells, store, {model: gen}, judge, clip,
+                                                                      batch_size=batch_size, progress=False), device)
 
         sweep(10**6, 1)  # warm-up, at the measured batch's shapes (fresh seeds: nothing is skipped as stored)
-        c = sweep(0)
-        d = _ceiling(gen, batch_size, steps, device)
+        timings["c_sagekit_sweep"] = sweep(0)
+        timings["d_unet_ceiling"] = _ceiling(gen, batch_size, steps, device)
+        a, b, c, d = (n / s for n, s in timings.values())
         out = {
             "device": torch.cuda.get_device_name() if cuda else "cpu",
             "model": arch if arch == "toy" else f"{arch}-random",
@@ -106,10 +111,12 @@ def bench_sweep(device: str | None = None, batch_size: int | None = None, steps:
         }
         if compile:
             compile_denoiser(gen)
-            first = batch_size / sweep(2 * 10**6, 1)  # seconds of the first compiled batch
-            cc = sweep(3 * 10**6)
-            dc = _ceiling(gen, batch_size, steps, device)
+            first = sweep(2 * 10**6, 1)[1]  # seconds of the first compiled batch
+            timings["c_sweep_compiled"] = sweep(3 * 10**6)
+            timings["d_ceiling_compiled"] = _ceiling(gen, batch_size, steps, device)
+            cc, dc = (n / s for n, s in (timings["c_sweep_compiled"], timings["d_ceiling_compiled"]))
             out.update({"compile_s": round(first - batch_size / cc, 1), "c_sweep_compiled": round(cc, 3),
                         "d_ceiling_compiled": round(dc, 3), "c_compiled_over_d_eager": round(cc / d, 3),
                         "compiled_over_eager": round(cc / c, 3), "attention_compiled": attention_kernels(gen.denoiser)})
+        out["timings"] = {k: {"images": n, "seconds": s} for k, (n, s) in timings.items()}
     return out
