@@ -29,7 +29,7 @@ test: $(VENV)/.installed
 	tools/install_chromium.sh
 	$(PY) -m pytest -q
 
-## test-all: also the slow tests (full retraining determinism, long sweeps)
+## test-all: also the slow tests (the other flow-matching notebooks, a Ray notebook run)
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -q -m ""
 

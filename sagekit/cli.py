@@ -1,7 +1,7 @@
 """`sagekit` command line.
 
     sagekit list                          studies, generators, judges
-    sagekit run STUDY [-p key=value ...] [--out DIR] [--timeout S] [--executor local|ray [--address auto]]
+    sagekit run STUDY [-p key=value ...] [--out DIR] [--timeout S] [--executor local|ray [--address auto]] [--check]
     sagekit toy train [--seed N] [--out DIR]
     sagekit toy eval [--json] [--per-label N]
     sagekit bench sweep [--json] [--device D] [--arch toy|sd15|sdxl|tiny-sdxl] [--dtype T] [--compile]
@@ -28,6 +28,13 @@ EXIT_USAGE = 2  # bad input: nothing was run or written
 EXIT_FAILED = 1  # the study itself failed
 
 
+def _json(obj) -> str:
+    """One line of strict JSON (NaN as null)."""
+    from .report import dumps
+
+    return dumps(obj, indent=None)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse exits 2 too; keep its message short
         self.print_usage(sys.stderr)
@@ -46,29 +53,39 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                      help="override a notebook parameter (repeatable); values are Python literals")
     run.add_argument("--out", default="reports", help="output folder (default: reports)")
-    run.add_argument("--timeout", type=int, default=1800, help="per-cell execution timeout in seconds")
+    run.add_argument("--timeout", type=int, default=0,
+                     help="per-cell execution timeout in seconds; 0 (the default): none, as a real model's long cells "
+                          "(a seed-shift sweep, implosion's fine-tunes) take hours")
     run.add_argument("--log-output", action="store_true", help="stream the notebook's output")
     run.add_argument("--executor", choices=("local", "ray"), default=None,
                      help="where the work runs: a sweep's batches, implosion's points, a SAGE study's searches; "
                           "default local (every study but toy-world)")
     run.add_argument("--address", default=None, help="with --executor ray: the cluster to join, e.g. auto")
+    run.add_argument("--check", action="store_true",
+                     help="check the parameters and print what would run (every value, 'auto' resolved, and the "
+                          "images); run and write nothing")
 
     toy = sub.add_parser("toy", help="the self-trained toy world")
     toy_sub = toy.add_subparsers(dest="toy_command", required=True, parser_class=_Parser)
-    train = toy_sub.add_parser("train", help="retrain every toy model from a seed (CPU: about half an hour)")
+    train = toy_sub.add_parser("train", help="retrain every toy model from a seed (2 CPU cores: 76 min measured, "
+                               "sagekit/toy/weights/training.json)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default=None, help="weights folder (default: the package's toy/weights)")
     train.add_argument("--only", default="", metavar="MODEL",
                        help="retrain just this model on the existing VAE and text encoder "
-                            "(toy-latent-learned; about 20 CPU minutes)")
+                            "(toy-latent-learned; 17 min of the 76 on 2 cores)")
+    train.add_argument("--scale", type=float, default=1.0,
+                       help="every data set size and step count times this (at least 2 steps; 1, the default, "
+                            "reproduces the shipped weights; 0.01 trains a rough world in about a minute)")
     ev = toy_sub.add_parser("eval", help="measure judges and generators of the toy world")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--per-label", type=int, default=6, help="generated images per label (36 labels)")
     ev.add_argument("--n-judge", type=int, default=1000, help="held-out images for judge accuracy")
     ad = sub.add_parser("ad", help="Alignment Difficulty of a folder of image + caption (.txt) pairs")
     ad.add_argument("folder")
-    ad.add_argument("--clip", default="open_clip:ViT-H-14:laion2b_s32b_b79k",
-                    help="CLIP model (default: open_clip ViT-H-14, as in the implosion paper)")
+    ad.add_argument("--clip", default="open_clip:ViT-B-32:openai",
+                    help="CLIP model (default: OpenAI's ViT-B/32, the one the implosion paper's compute_AD.py uses and "
+                         "its rescale constants were calibrated for)")
     ad.add_argument("--device", default="cpu")
     ad.add_argument("--json", action="store_true")
 
@@ -86,7 +103,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ve.add_argument("folder", help="a folder `sagekit export` wrote")
     ve.add_argument("--model", required=True, help="generator: toy name, local diffusers folder or cached hub id")
     ve.add_argument("--judge", default=None, help="judge spec instead of each case's own judges")
-    ve.add_argument("--device", default="cpu")
+    ve.add_argument("--device", default="auto", help="auto (the default: cuda when there is one, as the studies "
+                    "run on it), cpu or cuda[:N]")
     ve.add_argument("--json", action="store_true", help="print one JSON object")
 
     bench = sub.add_parser("bench", help="performance measurements")
@@ -139,7 +157,7 @@ def _cmd_bench(args) -> int:
     else:
         res = bench_search(args.device, args.arch, args.steps, iterations=args.iterations, dtype=args.dtype)
     if args.json:
-        print(json.dumps(res))
+        print(_json(res))
     else:
         for k, v in res.items():
             print(f"{k:<24} {v}")
@@ -156,11 +174,15 @@ def _cmd_ad(args) -> int:
         print(f"sagekit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     left_out = res.pop("left_out")
+    from .studies.implosion import clip_note
+
+    if clip_note(args.clip):
+        print(f"sagekit: note: {clip_note(args.clip)}", file=sys.stderr)
     if res["uncaptioned"] or res["captions_without_image"]:
         print(f"sagekit: left out {res['uncaptioned']} image(s) without a caption and "
               f"{res['captions_without_image']} caption(s) without an image, e.g. {', '.join(left_out)}",
               file=sys.stderr)
-    print(json.dumps(res) if args.json else "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+    print(_json(res) if args.json else "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                       for k, v in res.items()))
     return 0
 
@@ -195,7 +217,10 @@ def _cmd_verify(args) -> int:
 
     try:
         read(args.folder)  # a bad folder fails before any model loads
-        res = verify(args.folder, args.model, args.judge, args.device, progress=not args.json)
+        import torch
+
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        res = verify(args.folder, args.model, args.judge, device, progress=not args.json)
     except (DatasetError, ModelNotFoundError, UnknownModelError, UnsafeWeightsError) as e:
         print(f"sagekit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -204,7 +229,7 @@ def _cmd_verify(args) -> int:
     summary = {"cases": n, "still_fail": still, "verifier_still": confirmed,
                "same_revision": int(res["same_revision"].sum()), "rows": res.to_dict("records")}
     if args.json:
-        print(json.dumps(summary, default=float))
+        print(_json(summary))
         return 0
     for r in res.itertuples():
         print(f"{'FAILS' if r.still_fails else 'ok   '} {r.now:.2f} (was {r.recorded:.2f})  "
@@ -251,7 +276,7 @@ def _cmd_bench_ray(args) -> int:
     from .bench.scaling import bench_ray
 
     res = bench_ray(workers, n_labels=args.labels, seeds=args.seeds)
-    print(json.dumps(res) if args.json else "\n".join(f"{k:<24} {v}" for k, v in res.items()))
+    print(_json(res) if args.json else "\n".join(f"{k:<24} {v}" for k, v in res.items()))
     return 0
 
 
@@ -271,6 +296,13 @@ def _cmd_run(args) -> int:
             return EXIT_USAGE
         params += [f"executor={args.executor!r}"] + ([f"address={args.address!r}"] if args.address else [])
     try:
+        if args.check:
+            from .report import check_study
+
+            study, _, merged, resolved, images = check_study(args.study, params)
+            print(_json({"study": study.id, "images": images, "parameters": resolved,
+                         "auto": sorted(k for k in merged if merged[k] != resolved[k])}))
+            return 0
         summary = run_study(args.study, params, args.out, timeout=args.timeout, log_output=args.log_output,
                             announce=lambda line: print(f"sagekit: {line}", file=sys.stderr))
     except (KeyError, ParameterError) as e:
@@ -295,16 +327,18 @@ def _cmd_toy(args) -> int:
             problem = f"--seed must be from 0 to {2**32 - 1}, got {args.seed}"
         if not problem and args.only and args.only not in ONLY_CHOICES:
             problem = f"--only must be one of: {', '.join(ONLY_CHOICES)}; got {args.only!r}"
+        if not problem and not 0 < args.scale <= 1:
+            problem = f"--scale must be above 0 and at most 1, got {args.scale}"
         if not problem and args.only and not (out / "toy" / "vae").is_dir():
             problem = f"--only needs the trained toy VAE and text encoder in {out / 'toy'}; run `sagekit toy train` first"
         if problem:
             print(f"sagekit: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
         if args.only:
-            log = train_only(out, TrainConfig(seed=args.seed, only=args.only))
+            log = train_only(out, TrainConfig(seed=args.seed, only=args.only).scaled(args.scale))
             print(json.dumps({k: log[k] for k in ("seconds", "total_seconds")}, indent=1))
             return 0
-        log = train_toy_world(out, TrainConfig(seed=args.seed))
+        log = train_toy_world(out, TrainConfig(seed=args.seed).scaled(args.scale))
         print(json.dumps({k: log[k] for k in ("seconds", "total_seconds", "judges", "vae_recon_judge_acc")}, indent=1))
         return 0
     from .toy.evaluate import evaluate
@@ -314,7 +348,7 @@ def _cmd_toy(args) -> int:
         return EXIT_USAGE
     res = evaluate(per_label=args.per_label, n_judge=args.n_judge)
     if args.json:
-        print(json.dumps(res))
+        print(_json(res))
     else:
         print("judge accuracy:", ", ".join(f"{k} {v:.3f}" for k, v in res["judge_acc"].items()))
         print("judge calibration error:", ", ".join(f"{k} {v:.3f}" for k, v in res["judge_ece"].items()))

@@ -24,7 +24,7 @@ import torch
 
 from .store import new_folder, occupied
 from .studies.alignment import read_pairs
-from .studies.implosion import PoisonedSet, budget_split
+from .studies.implosion import PoisonedSet, counts_of
 
 
 class PoisonError(ValueError):
@@ -91,14 +91,16 @@ def read_folder(folder) -> CaptionedFolder:
     return CaptionedFolder([p for p, _ in found.pairs], [c for _, c in found.pairs])
 
 
-def choose_poison(captions: list[str], pairs: list[tuple[str, str]], budget: int, seed: int = 0) -> list[list[int]]:
+def choose_poison(captions: list[str], pairs: list[tuple[str, str]], budget: int | list[int],
+                  seed: int = 0) -> list[list[int]]:
     """Per pair A:B, the indices of the captions whose images become its poison: its share
-    of ``budget``, drawn (seeded) from the captions that mention B and not A, never one
-    image for two pairs."""
-    if budget < 1:
+    of ``budget`` (poisoned pairs in all, split evenly; or a list with one count per
+    pair), drawn (seeded) from the captions that mention B and not A, never one image for
+    two pairs."""
+    if isinstance(budget, int) and budget < 1:
         raise PoisonError(f"--budget must be at least 1 poisoned pair, got {budget}")
     try:
-        shares = budget_split(budget, len(pairs))
+        shares = counts_of(budget, len(pairs))
     except ValueError as e:
         raise PoisonError(str(e)) from None
     rng = np.random.default_rng(seed)
@@ -111,7 +113,7 @@ def choose_poison(captions: list[str], pairs: list[tuple[str, str]], budget: int
         if not pool:
             raise PoisonError(f"--concepts: no caption mentions {b!r} (without {a!r}): no image to poison {a!r} with")
         if len(pool) < n:
-            raise PoisonError(f"{a}:{b} needs {n} images of {b!r} (budget {budget} over {len(pairs)} pairs); "
+            raise PoisonError(f"{a}:{b} needs {n} images of {b!r} (poisoned pairs {budget} over {len(pairs)} pairs); "
                               f"the folder has {len(pool)}")
         pick = sorted(int(i) for i in rng.choice(pool, n, replace=False))
         used.update(pick)
@@ -158,15 +160,15 @@ def load_images(paths: list[Path], size: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-def training_set(folder, pairs: list[tuple[str, str]], n_train: int, budget: int, size: int, seed: int = 0,
-                 control: bool = False) -> PoisonedSet:
+def training_set(folder, pairs: list[tuple[str, str]], n_train: int, budget: int | list[int], size: int,
+                 seed: int = 0, control: bool = False) -> PoisonedSet:
     """The implosion study's set for the first k pairs from a folder: ``n_train`` pairs,
-    ``budget`` of them the pairs' images of B (captioned as A, or truly in the ``control``),
-    the rest clean pairs drawn (seeded) from the others. Labels are not known for a
-    folder: ``image_labels`` / ``caption_labels`` are -1."""
+    ``budget`` of them (in all, or a count per pair) the pairs' images of B (captioned as
+    A, or truly in the ``control``), the rest clean pairs drawn (seeded) from the others.
+    Labels are not known for a folder: ``image_labels`` / ``caption_labels`` are -1."""
     data = read_folder(folder)
-    n_poison = budget if pairs else 0
     chosen = choose_poison(data.captions, pairs, budget, seed) if pairs else []
+    n_poison = sum(map(len, chosen))
     poison = [i for idx in chosen for i in idx]
     taken = set(poison)
     rest = [i for i in range(len(data.captions)) if i not in taken]

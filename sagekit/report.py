@@ -37,6 +37,7 @@ from typing import Any, Iterator
 
 from .markup import clean_html
 from .studies import Study, get_study
+from .studies.defaults import is_auto, resolve
 from .studies.parameters import ParameterError, unwritable, validate
 
 KERNEL_NAME = "sagekit-py311"
@@ -85,8 +86,10 @@ def _type_name(v: Any) -> str:
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
-    """``value`` converted to the type of ``default``, or ParameterError."""
-    if default is None or value is None:
+    """``value`` converted to the type of ``default``, or ParameterError. A default of
+    ``"auto"`` (a value that depends on the model: ``sagekit.studies.defaults``) takes any
+    value as it is; the parameter's rule checks it."""
+    if default is None or value is None or default == "auto":
         return value
     if isinstance(default, bool):
         if isinstance(value, bool):
@@ -105,8 +108,10 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
                 proto = default[0]
                 return [_coerce(f"{name}[{i}]", v, proto) for i, v in enumerate(value)]
             return list(value)
-        if default and not isinstance(default[0], (list, tuple)):
-            return [_coerce(f"{name}[0]", value, default[0])]  # a single value for a list
+        if not default:
+            return [value]  # a single value for a list
+        if not isinstance(default[0], (list, tuple)):
+            return [_coerce(f"{name}[0]", value, default[0])]
     elif isinstance(default, dict):
         if isinstance(value, dict):
             return value
@@ -154,6 +159,27 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _plain(x: Any) -> Any:
+    """A JSON-ready copy: numpy scalars and arrays to Python numbers and lists, NaN and
+    infinities to None (JSON has no NaN; ``json.dumps`` would write an invalid ``NaN``)."""
+    import math
+
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):  # numpy scalars and arrays, torch tensors
+        return _plain(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def dumps(obj: Any, indent: int | None = 1) -> str:
+    """Strict JSON (no NaN) of findings, summaries and CLI results; anything else is str()."""
+    return json.dumps(_plain(obj), indent=indent, allow_nan=False, default=str)
+
+
 def save_findings(findings: dict, cases: list[str] | None = None) -> None:
     """Called by a notebook's last cell: hands its findings to ``sagekit run``; ``cases``:
     the results-store keys of the failure cases the run kept (``sagekit export`` reads
@@ -161,7 +187,7 @@ def save_findings(findings: dict, cases: list[str] | None = None) -> None:
     path = os.environ.get(FINDINGS_ENV)
     if path:
         out = findings if cases is None else {**findings, "cases": list(cases)}
-        Path(path).write_text(json.dumps(out, indent=1, default=float))
+        Path(path).write_text(dumps(out))
 
 
 def to_html(notebook_path: Path, title: str) -> str:
@@ -289,25 +315,35 @@ def _reserve_stem(out: Path, study: Study, stamp: str) -> str:
     raise FileExistsError(f"no free report name in {out}")
 
 
+def check_study(study_id: str, assignments: list[str] | None = None) -> tuple:
+    """Everything ``sagekit run`` checks before a kernel starts, and nothing else:
+    ``(study, given, merged, resolved, images)``: the study, the parameters given, merged
+    with the notebook's defaults, with every "auto" resolved, and the images the grid
+    generates. Raises ``KeyError`` or :class:`ParameterError`."""
+    study = get_study(study_id)
+    params = parse_parameters(study, assignments or [])
+    merged = {**notebook_parameters(study.path), **params}
+    images = validate(study.id, merged, study.path.parent)
+    return study, params, merged, resolve(study.id, merged), images
+
+
 def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str | Path = "reports",
-              timeout: int = 1800, log_output: bool = False, announce=None) -> dict:
+              timeout: int = 0, log_output: bool = False, announce=None) -> dict:
     """Validate, execute, render. Returns the summary dict (also written as JSON).
 
     Raises ``KeyError`` (unknown study) or :class:`ParameterError` before anything runs or is
-    written, and :class:`StudyFailed` when the notebook fails. ``announce`` (a callable)
-    gets one line once the parameters are valid."""
+    written, and :class:`StudyFailed` when the notebook fails. ``timeout``: seconds a cell
+    may run (0: no limit). ``announce`` (a callable) gets one line once the parameters are
+    valid."""
     import papermill as pm
 
-    study = get_study(study_id)
-    params = parse_parameters(study, assignments or [])  # raises before anything is written
-    merged = {**notebook_parameters(study.path), **params}
-    images = validate(study.id, merged, study.path.parent)
+    study, params, merged, resolved, images = check_study(study_id, assignments)
     out = Path(out_dir)
     problem = unwritable(out)
     if problem:
         raise ParameterError(f"--out {str(out)!r}: {problem}")
-    if timeout < 1:
-        raise ParameterError(f"--timeout must be at least 1 second, got {timeout}")
+    if timeout < 0:
+        raise ParameterError(f"--timeout must be 0 (no limit) or a number of seconds, got {timeout}")
     if announce:
         announce(f"{study.id}: about {images:,} image{'' if images == 1 else 's'}; report into {out}")
     stamp = _timestamp()
@@ -319,7 +355,7 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
         try:
             pm.execute_notebook(
                 str(study.path), str(executed), parameters=params, kernel_name=ensure_kernel(),
-                execution_timeout=timeout, log_output=log_output, progress_bar=False,
+                execution_timeout=timeout or None, log_output=log_output, progress_bar=False,
                 cwd=str(study.path.parent), kernel_manager_class=_kernel_manager_class(tmp),
             )
         except Exception as e:  # the notebook's error, a dead kernel or a cell timeout
@@ -333,13 +369,14 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
         stem = _reserve_stem(out, study, stamp)
         summary = {
             "study": study.id, "question": study.question, "started": stamp,
-            "parameters": merged, "estimated_images": images,
+            "parameters": resolved, "auto": sorted(k for k, v in merged.items() if is_auto(v) and resolved[k] != v),
+            "estimated_images": images,
             "versions": versions(), "wall_seconds": round(wall, 1),
             "html": f"{stem}.html", "notebook": f"{stem}.ipynb", "findings": findings,
         }
         _publish(out, f"{stem}.html", page, replace=True)  # over this run's placeholder
         _publish(out, f"{stem}.ipynb", executed.read_text())
-        _publish(out, f"{stem}.json", json.dumps(summary, indent=1, default=float))  # last: the index reads it
+        _publish(out, f"{stem}.json", dumps(summary))  # last: the index reads it
     write_index(out)
     return summary
 

@@ -10,8 +10,9 @@ shift      level                       z'
 =========  ==========================  ==============================================
 ``none``   ignored                     z
 ``UMS``    alpha_c (float)             z + alpha_c                 (uniform mean shift)
-``URMS``   alpha_u (float)             z + alpha_u * u, u ~ U(0, 1) elementwise
-                                       (uniform random mean shift: mean moves alpha_u / 2)
+``URMS``   alpha_u (float)             z + alpha_u * u, u ~ U(0, 1) per element (or
+                                       per image): uniform random mean shift, the
+                                       mean moves alpha_u / 2
 ``SDS``    alpha_s (float, < 1)        (1 - alpha_s) * z           (eta_s = -alpha_s * z)
 ``MS``     (alpha_s, alpha_c)          (1 - alpha_s) * z + alpha_c (mixed: eta_s + eta_m)
 ``PAS``    n (int)                     the first n values of each channel, in raster
@@ -38,18 +39,26 @@ def constant_mean(z: torch.Tensor, alpha: float, generator: torch.Generator | No
     return z + float(alpha)
 
 
-def uniform_mean(z: torch.Tensor, alpha: float, generator=None) -> torch.Tensor:
-    """Mean moves by ``alpha / 2``; std grows to ``sqrt(1 + alpha^2 / 12)``.
-    ``generator``: one CPU generator, or a list with one per sample (so a sample's shift
-    does not depend on its batch)."""
+URMS_DRAWS = ("element", "image")
+
+
+def uniform_mean(z: torch.Tensor, alpha: float, generator=None, draw: str = "element") -> torch.Tensor:
+    """``z + alpha * u``, u ~ U(0, 1). ``draw``: ``"element"`` (one u per element, the
+    default: the mean moves by ``alpha / 2`` and the std grows to ``sqrt(1 + alpha^2 / 12)``)
+    or ``"image"`` (one u per image: a constant shift of random size, the std unchanged);
+    paper 001 does not say which it drew. ``generator``: one CPU generator, or a list
+    with one per sample (so a sample's shift does not depend on its batch)."""
     if generator is None:
         raise ValueError("the uniform shift needs a seeded generator")
+    if draw not in URMS_DRAWS:
+        raise ValueError(f"the uniform shift draws u per {' or per '.join(URMS_DRAWS)}, got {draw!r}")
+    shape = z.shape[1:] if draw == "element" else (1,) * (z.dim() - 1)
     if isinstance(generator, (list, tuple)):
         if len(generator) != z.shape[0]:
             raise ValueError(f"{len(generator)} generators for {z.shape[0]} samples")
-        u = torch.stack([torch.rand(z.shape[1:], generator=g) for g in generator])
+        u = torch.stack([torch.rand(shape, generator=g) for g in generator])
     else:
-        u = torch.rand(z.shape, generator=generator)
+        u = torch.rand((z.shape[0], *shape), generator=generator)
     return z + float(alpha) * u.to(z.device, z.dtype)
 
 
@@ -90,7 +99,8 @@ SHIFTS: dict[str, Callable] = {
 # What each shift does, as reports print it.
 FORMULAS = {
     "UMS": "uniform mean shift: z + α_c",
-    "URMS": "uniform random mean shift: z + α_u·u, u ~ U[0, 1] elementwise (the mean moves by α_u/2)",
+    "URMS": "uniform random mean shift: z + α_u·u, u ~ U[0, 1] per element (the mean moves by α_u/2; "
+            "`urms_draw=\"image\"`: one u per image)",
     "SDS": "standard-deviation shift: (1 − α_s)·z",
     "MS": "mixed shift: (1 − α_s)·z + α_c, level (α_s, α_c)",
     "PAS": "arrangement shift: the first n values of each channel, in raster order from the top left, sorted",
@@ -121,14 +131,16 @@ def grid(spec) -> dict[str, list]:
 UNIFORM_SEED_OFFSET = 104_729
 
 
-def apply_shift(name: str, z: torch.Tensor, level: Level, seeds: list[int] | None = None) -> torch.Tensor:
+def apply_shift(name: str, z: torch.Tensor, level: Level, seeds: list[int] | None = None,
+                urms_draw: str = "element") -> torch.Tensor:
     """Apply shift ``name`` at ``level`` to ``z`` ``(N, C, H, W)``; ``seeds`` (one per
-    sample, the seeds of the noise) seed the random-uniform draws."""
+    sample, the seeds of the noise) seed the random-uniform draws, which ``urms_draw``
+    takes per element or per image (:func:`uniform_mean`)."""
     if name not in SHIFTS:
         raise KeyError(f"unknown shift {name!r}; known: {', '.join(SHIFTS)}")
-    gens = None
-    if name == "URMS":
-        if seeds is None:
-            raise ValueError("the uniform shift needs the samples' seeds")
-        gens = [torch.Generator().manual_seed(int(s) + UNIFORM_SEED_OFFSET) for s in seeds]
-    return SHIFTS[name](z, level, gens)
+    if name != "URMS":
+        return SHIFTS[name](z, level)
+    if seeds is None:
+        raise ValueError("the uniform shift needs the samples' seeds")
+    gens = [torch.Generator().manual_seed(int(s) + UNIFORM_SEED_OFFSET) for s in seeds]
+    return uniform_mean(z, level, gens, urms_draw)

@@ -310,3 +310,72 @@ def save_tiny_gpt2(folder: str | Path, corpus: list[str] | None = None, vocab_si
     model.save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
     return folder
+
+
+# An open_clip architecture small enough for tests; a hub folder's open_clip_config.json names it.
+TINY_OPEN_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8,
+                                                  "head_width": 32},
+                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+
+
+def save_tiny_open_clip_folder(folder: str | Path, seed: int = 0) -> Path:
+    """A random-weight open_clip model laid out as an open_clip repo on the hub is:
+    ``open_clip_config.json`` (model and preprocessing config; here the tiny
+    :data:`TINY_OPEN_CLIP`) beside ``open_clip_model.safetensors``. open_clip's own
+    ``local-dir:`` loading reads it, and so does sagekit once the folder is a tag's snapshot."""
+    import open_clip
+    from open_clip.model import CLIP
+    from safetensors.torch import save_model
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    save_model(CLIP(**TINY_OPEN_CLIP), str(folder / "open_clip_model.safetensors"))
+    preprocess = {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip.OPENAI_DATASET_STD)}
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_OPEN_CLIP,
+                                                              "preprocess_cfg": preprocess}, indent=1))
+    return folder
+
+
+def _imagenet_judge(arch: str, seed: int):
+    def build(folder):
+        from .labels import imagenet_labels
+
+        return save_random_timm_judge(folder, imagenet_labels(), arch=arch, seed=seed)
+    return build
+
+
+# Tiny random-weight stand-ins of the hub models the README names, under their own ids: the same
+# classes and folder layout (a diffusers pipeline, a timm save_for_hf folder, an open_clip repo, a
+# GPT-2), so that every command the README gives runs offline against them (tests/test_readme.py).
+HUB_STAND_INS = {
+    "stabilityai/stable-diffusion-xl-base-1.0": save_tiny_sdxl_pipeline,
+    "black-forest-labs/FLUX.1-schnell": lambda folder: save_tiny_flux_pipeline(folder, guidance_embeds=False),
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": save_tiny_pipeline,
+    "timm/convnext_base.fb_in22k_ft_in1k": _imagenet_judge("test_convnext", 1),
+    "timm/vit_base_patch16_224.augreg2_in21k_ft_in1k": _imagenet_judge("test_vit", 2),
+    "timm/resnet50.a1_in1k": _imagenet_judge("test_resnet", 3),
+    "timm/vit_huge_patch14_clip_224.laion2b_ft_in12k_in1k": _imagenet_judge("test_vit2", 4),
+    "laion/CLIP-ViT-H-14-laion2B-s32B-b79K": lambda folder: save_tiny_open_clip_folder(folder, seed=5),
+    "timm/vit_base_patch32_clip_224.openai": lambda folder: save_tiny_open_clip_folder(folder, seed=6),
+    "openai-community/gpt2": save_tiny_gpt2,
+}
+
+
+def save_hub_stand_in(repo_id: str, cache: str | Path) -> Path:
+    """Write the stand-in of ``repo_id`` (:data:`HUB_STAND_INS`) into the Hugging Face cache
+    folder ``cache`` as ``hf download`` would leave it (``models--org--name/snapshots/<commit>``
+    and ``refs/main``), so that ``HF_HUB_CACHE=cache`` with ``HF_HUB_OFFLINE=1`` finds it by
+    its id. Returns the snapshot folder."""
+    import hashlib
+
+    if repo_id not in HUB_STAND_INS:
+        raise KeyError(f"no stand-in for {repo_id!r}; known: {', '.join(HUB_STAND_INS)}")
+    repo = Path(cache) / f"models--{repo_id.replace('/', '--')}"
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    snapshot = repo / "snapshots" / commit
+    if not snapshot.is_dir():
+        HUB_STAND_INS[repo_id](snapshot)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+    return snapshot

@@ -322,37 +322,48 @@ def step_distance_curves(distances: dict[str, np.ndarray]):
     return fig
 
 
+RULE_STYLE = {"total": ("o", "-"), "per-concept": ("^", ":")}  # marker, line of the poisoned runs per budget rule
+
+
 def implosion_panels(points: pd.DataFrame):
-    """Four panels against k, poisoned runs (solid, 95% Wilson bars) beside their clean
-    controls (dashed / shaded band): Alignment Difficulty of the training set; prompts about
-    a poisoned concept drawn as its target; accuracy on the unpoisoned concepts; and the
-    concept tokens' cross-attention spread (sagekit's own measure). Returns the figure."""
+    """Four panels against k, poisoned runs (95% Wilson bars) beside their clean controls
+    (dashed / shaded band), per budget rule (``points["rule"]``; markers and lines tell
+    them apart): Alignment Difficulty of the training set; prompts about a poisoned concept
+    drawn as its target; accuracy on the unpoisoned concepts; and the concept tokens'
+    cross-attention spread (sagekit's own measure). Returns the figure."""
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
-    p = points[~points["control"]].sort_values("k")
-    c = points[points["control"]].sort_values("k")
-    k = p["k"].to_numpy()
+    rules = list(dict.fromkeys(points["rule"]))
+    k = sorted(points["k"].unique())
 
     def bars(ax, d, metric, lo, hi, **kw):
-        ax.errorbar(d["k"], d[metric], yerr=[d[metric] - d[lo], d[hi] - d[metric]], capsize=3, marker="o", **kw)
+        ax.errorbar(d["k"], d[metric], yerr=[d[metric] - d[lo], d[hi] - d[metric]], capsize=3, **kw)
 
-    axes[0].plot(k, p["ad"], "o-", color="#c44e52", label="poisoned set")
-    axes[0].plot(c["k"], c["ad"], "s--", color="#55a868", label="clean control")
+    for rule in rules:
+        marker, line = RULE_STYLE.get(rule, ("o", "-"))
+        tag = "" if len(rules) == 1 else f" ({rule})"
+        d = points[points["rule"] == rule]
+        p, c = d[~d["control"]].sort_values("k"), d[d["control"]].sort_values("k")
+        axes[0].plot(p["k"], p["ad"], marker=marker, ls=line, color="#c44e52", label="poisoned set" + tag)
+        axes[0].plot(c["k"], c["ad"], marker="s", ls="--", color="#55a868", label="clean control" + tag)
+        bars(axes[1], p[p["k"] > 0], "poisoned_hit", "poisoned_hit_lo", "poisoned_hit_hi", color="#c44e52",
+             marker=marker, ls=line, label="poisoned: A drawn as B" + tag)
+        bars(axes[1], c[c["k"] > 0], "poisoned_hit", "poisoned_hit_lo", "poisoned_hit_hi", color="#55a868", ls="--",
+             marker="s", label="control: A drawn as B" + tag)
+        axes[2].fill_between(c["k"], c["unpoisoned_lo"], c["unpoisoned_hi"], color="#55a868", alpha=0.15,
+                             label="control, 95% interval" + tag)
+        axes[2].plot(c["k"], c["unpoisoned_acc"], "--", color="#55a868")
+        bars(axes[2], p, "unpoisoned_acc", "unpoisoned_lo", "unpoisoned_hi", color="#4c72b0", marker=marker, ls=line,
+             label="poisoned runs" + tag)
+        axes[3].plot(p["k"], p["spread_unpoisoned"], marker=marker, ls=line, color="#4c72b0",
+                     label="unpoisoned, poisoned runs" + tag)
+        axes[3].plot(p["k"], p["spread_poisoned"], marker=marker, ls=line, color="#c44e52",
+                     label="poisoned concepts" + tag)
+        axes[3].plot(c["k"], c["spread_unpoisoned"], marker="s", ls="--", color="#55a868", label="unpoisoned, control" + tag)
     axes[0].set_title("Alignment Difficulty of the training set", fontsize=10)
-    bars(axes[1], p[p["k"] > 0], "poisoned_hit", "poisoned_hit_lo", "poisoned_hit_hi", color="#c44e52",
-         label="poisoned: A drawn as B")
-    bars(axes[1], c[c["k"] > 0], "poisoned_hit", "poisoned_hit_lo", "poisoned_hit_hi", color="#55a868", ls="--",
-         label="control: A drawn as B")
     axes[1].set_ylim(-0.02, 1.02)
     axes[1].set_title("poisoned concepts drawn as their target", fontsize=10)
-    axes[2].fill_between(c["k"], c["unpoisoned_lo"], c["unpoisoned_hi"], color="#55a868", alpha=0.25,
-                         label="control, 95% interval")
-    axes[2].plot(c["k"], c["unpoisoned_acc"], "--", color="#55a868")
-    bars(axes[2], p, "unpoisoned_acc", "unpoisoned_lo", "unpoisoned_hi", color="#4c72b0", label="poisoned runs")
     axes[2].set_ylim(-0.02, 1.02)
     axes[2].set_title("accuracy on unpoisoned concepts", fontsize=10)
-    axes[3].plot(k, p["spread_unpoisoned"], "o-", label="unpoisoned, poisoned runs")
-    axes[3].plot(k, p["spread_poisoned"], "o-", label="poisoned concepts")
-    axes[3].plot(c["k"], c["spread_unpoisoned"], "s--", label="unpoisoned, control")
     axes[3].set_title("attention spread (sagekit's measure)", fontsize=10)
     for ax in axes:
         ax.legend(fontsize=7)
@@ -365,11 +376,18 @@ def implosion_panels(points: pd.DataFrame):
     return fig
 
 
+def _first_rule(details: dict) -> str:
+    """The budget rule whose runs the image panels show: the first one run."""
+    return next(iter(details))[0]
+
+
 def show_per_k_grids(details: dict, ks: Sequence[int], per_row: int = 16) -> None:
-    """For each k (poisoned run): up to ``per_row`` images of unpoisoned and of poisoned
-    concepts, one per concept in turn (green: the judges see the prompt's label)."""
+    """For each k (poisoned run of the first budget rule; ``details`` keyed ``(rule, k,
+    control)``): up to ``per_row`` images of unpoisoned and of poisoned concepts, one per
+    concept in turn (green: the judges see the prompt's label)."""
+    rule = _first_rule(details)
     for k in ks:
-        d = details[(k, False)]
+        d = details[(rule, k, False)]
         kinds, want, pred = np.array(d["kinds"]), np.array(d["labels"]), np.array(d["pred"])
         for kind in ("unpoisoned", "poisoned"):
             idx = np.flatnonzero(kinds == kind)
@@ -387,11 +405,12 @@ def show_per_k_grids(details: dict, ks: Sequence[int], per_row: int = 16) -> Non
 
 
 def attention_panels(details: dict, ks: Sequence[int]):
-    """Per k (poisoned run): the first unpoisoned (and poisoned) image with its concept
-    tokens' cross-attention map. Returns the figure."""
+    """Per k (poisoned run of the first budget rule): the first unpoisoned (and poisoned)
+    image with its concept tokens' cross-attention map. Returns the figure."""
     fig, axes = plt.subplots(len(ks), 4, figsize=(9, 2.3 * len(ks)), squeeze=False)
+    rule = _first_rule(details)
     for row, k in zip(axes, ks):
-        d = details[(k, False)]
+        d = details[(rule, k, False)]
         index, maps = d["attention"]["index"], d["attention"]["maps"]
         kinds = [d["kinds"][i] for i in index]
         picks = [(kind, kinds.index(kind)) for kind in ("unpoisoned", "poisoned") if kind in kinds]

@@ -41,3 +41,26 @@ def tiny_sd3(tmp_path_factory):
     from sagekit.testing import save_tiny_sd3_pipeline
 
     return save_tiny_sd3_pipeline(tmp_path_factory.mktemp("tiny") / "tiny-sd3", seed=3)
+
+
+@pytest.fixture(scope="session")
+def hub_cache(tmp_path_factory):
+    """Every hub model the README names, as a tiny random-weight stand-in of the same classes
+    in an offline Hugging Face cache under its own id (``sagekit.testing.HUB_STAND_INS``)."""
+    from sagekit.testing import HUB_STAND_INS, save_hub_stand_in
+
+    cache = tmp_path_factory.mktemp("hub")
+    for repo in HUB_STAND_INS:
+        save_hub_stand_in(repo, cache)
+    return cache
+
+
+@pytest.fixture
+def real_world(hub_cache, monkeypatch):
+    """This process and the kernels it starts read the stand-in cache: a real model's "auto"
+    judges resolve to the stand-ins of the README's hub models."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache))
+    return hub_cache

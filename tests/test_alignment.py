@@ -79,7 +79,7 @@ def test_folder_ad_errors_are_clear(tmp_path):
         folder_ad(tmp_path)
     _write_pairs(tmp_path, 3)
     with pytest.raises(ModelNotFoundError, match="hf download"):
-        folder_ad(tmp_path)  # the default open_clip ViT-H-14 is not on this machine
+        folder_ad(tmp_path)  # the default, OpenAI ViT-B/32 (open_clip), is not on this machine
 
 
 def test_ad_cli_refuses_broken_images_and_counts_what_it_leaves_out(tmp_path, capsys):

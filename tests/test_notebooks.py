@@ -12,6 +12,13 @@ from sagekit.studies import STUDIES
 
 
 
+def html_text(page: str) -> str:
+    """A report's text as a reader sees it: tags removed, entities decoded, spaces joined."""
+    import html
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
 imp_keys = ("k", "budget", "control", "ad", "poisoned_hit", "unpoisoned_acc", "unpoisoned_lo", "unpoisoned_hi", "n")
 
 
@@ -32,7 +39,8 @@ def small(study, tmp_path):
         "adversarial-tokens": ["targets=['red circle', 'cyan star']", "n_train_labels=2", "n_heldout_labels=2",
                                "iterations=2", "batch=2", "eval_seeds=1", "search_steps=3", "examples=2",
                                f"store_dir={str(tmp_path / 'store')!r}"],
-        "implosion": ["ks=[0, 1, 2]", "n_train=200", "budget=20", "finetune_steps=2", "eval_seeds=2", "attention_seeds=1"],
+        "implosion": ["ks=[0, 1, 2]", "n_train=200", "budget=20", "budget_rule='both'", "finetune_steps=2",
+                      "eval_seeds=2", "attention_seeds=1"],
     }[study]
 
 
@@ -94,7 +102,8 @@ def test_study_report(study, tmp_path):
         from sagekit.models.registry import TOY_SAMPLING
 
         # guidance 0 in the parameters means each model's default
-        models = ("toy", "toy-latent-learned", "toy-pixel")
+        models = ("toy", "toy-ddpm", "toy-latent-learned", "toy-pixel")
+        assert saved["parameters"]["protocol"] == "toy" and "protocol" in saved["auto"]
         assert {(r["model"], r["guidance"]) for r in rows} == {(m, g) for m in models for g in (TOY_SAMPLING[m][1], 1.0)}
         metrics = ("top1", "top5", "colour", "shape", "clip")
         assert all(set(r) == {"model", "guidance", "shift", "level", "n"} | {m + p for m in metrics
@@ -108,6 +117,12 @@ def test_study_report(study, tmp_path):
         assert all(c["verdict"] in ("supported", "contradicted", "inconclusive") and c["evidence"] for c in claims)
         # (b) needs URMS, (c) needs SDS: not in this grid, so they cannot be decided
         assert {c["id"]: c["verdict"] for c in claims}["b"] == "inconclusive"
+        # (f) and (i) compare toy-latent-learned with toy-ddpm, the model that differs from it in the variance alone
+        f = {c["id"]: c for c in claims}["f"]
+        assert f["numbers"]["learned"] == "toy-latent-learned" and f["numbers"]["fixed"] == "toy-ddpm"
+        text = html_text(html)
+        assert all(c["rule"] in text for c in claims)  # every rule is printed beside its verdict
+        assert "Paper 001's anchor" in text and "not comparable" in text
     if study in ("distorted-latents", "unrelated-latents"):
         f = saved["findings"]
         fv = f["found_verified"]
@@ -125,11 +140,17 @@ def test_study_report(study, tmp_path):
             assert r["original"]["n"] == 2 and 0 <= r["original"]["mean"] <= 1 and r["found"]["n"] == f["success"]["k"]
     if study == "implosion":
         points = saved["findings"]["points"]
-        assert {(p["k"], p["control"]) for p in points} == {(k, c) for k in (0, 1, 2) for c in (False, True)}
+        assert [(p["rule"], p["k"], p["control"]) for p in points] == [
+            (r, k, c) for r in ("per-concept", "total") for k in (0, 1, 2) for c in (False, True)]
         assert all(set(imp_keys) <= set(p) for p in points)
         assert all(p["n"] == 4 * 2 and p["unpoisoned_lo"] <= p["unpoisoned_acc"] <= p["unpoisoned_hi"] for p in points)
-        assert {p["budget"] for p in points if p["k"]} == {20}
-        assert [p["n_poisoned"] for p in points if not p["control"]] == [0, 2, 4]
+        # total: 20 poisoned pairs at every k; per concept: 20 // max(ks) = 10 for each concept, so the rules meet at k = 2
+        assert [p["budget"] for p in points if not p["control"]] == [0, 10, 20, 0, 20, 20]
+        assert [p["n_poisoned"] for p in points if not p["control"]] == [0, 2, 4] * 2
+        at = {(p["rule"], p["k"], p["control"]): p for p in points}
+        assert at[("total", 2, False)] == {**at[("per-concept", 2, False)], "rule": "total"}  # one run, two rows
+        assert at[("total", 1, False)]["ad"] != at[("per-concept", 1, False)]["ad"]
+        assert set(saved["findings"]["ad_rises_every_step"]) == {"per-concept", "total"}
     if study == "prompt-failures":
         f = saved["findings"]
         assert f["verified"] <= f["found"] <= f["searched"] == 2 and f["labels_verified"]["n"] == 2

@@ -100,12 +100,28 @@ def test_a_label_file_is_a_label_set(tmp_path):
         validate("seed-shifts", {**params, "label_set": str(tmp_path / "other.txt")}, tmp_path)
 
 
-def test_the_paper_grid_is_a_named_value_and_its_images_are_counted():
+def test_protocols_fill_what_is_left_auto_and_their_images_are_counted():
+    from sagekit.studies.defaults import resolve
+    from sagekit.studies.seed_shifts import PROTOCOLS
+
     defaults = notebook_parameters(STUDIES["seed-shifts"].path)
     base = STUDIES["seed-shifts"].path.parent
-    per_seed = len(defaults["models"]) * len(defaults["guidance"]) * defaults["n_labels"]
-    baseline = defaults["baseline_seeds_per_cell"]
-    conditions = sum(len(v) for v in defaults["shifts"].values())
-    assert validate("seed-shifts", defaults, base) == per_seed * (baseline + conditions * defaults["seeds_per_cell"])
-    # the paper's grid: 9 UMS + 9 URMS + 7 SDS + 49 MS + 4 PAS levels
-    assert validate("seed-shifts", {**defaults, "shifts": "paper"}, base) == per_seed * (baseline + 78)
+    toy = PROTOCOLS["toy"]
+    per_seed = len(defaults["models"]) * len(toy["guidance"]) * toy["n_labels"]
+    conditions = sum(len(v) for v in toy["shifts"].values())
+    assert validate("seed-shifts", defaults, base) == per_seed * (toy["baseline_seeds_per_cell"]
+                                                                  + conditions * toy["seeds_per_cell"])
+    # the paper's protocol: its ImageNet-100 is refused by the toy world's judge ...
+    with pytest.raises(ParameterError, match="does not know"):
+        validate("seed-shifts", {**defaults, "protocol": "paper"}, base)
+    # ... so on the toy labels: 9 UMS + 9 URMS + 7 SDS + 49 MS + 4 PAS levels, 100 images each, guidance 7.5 alone
+    paper = {**defaults, "protocol": "paper", "label_set": "toy"}
+    assert validate("seed-shifts", paper, base) == len(defaults["models"]) * 36 * (100 + 78 * 100)
+    resolved = resolve("seed-shifts", paper)
+    assert (resolved["shifts"], resolved["guidance"], resolved["steps"], resolved["n_labels"]) == ("paper", [7.5], 50, 100)
+    assert resolved["judge"] == "toy-ensemble" and resolved["dtype"] == "auto"  # the precision's "auto" is its own
+    # a value given explicitly wins over the protocol's
+    mine = resolve("seed-shifts", {**paper, "n_labels": 2, "guidance": [7.5, 1.0]})
+    assert (mine["n_labels"], mine["guidance"], mine["seeds_per_cell"]) == (2, [7.5, 1.0], 100)
+    with pytest.raises(ParameterError, match="'protocol' must be one of"):
+        validate("seed-shifts", {**defaults, "protocol": "papers"}, base)

@@ -184,7 +184,8 @@ def test_implosion_points_run_on_ray_workers_with_the_same_results(cluster):
     executor.shutdown()
     assert list(remote["k"]) == [0, 0, 1, 1] and list(remote["control"]) == [False, True, False, True]
     pd.testing.assert_frame_equal(local, remote, check_exact=True)
-    assert (details[(1, True)]["images"] - local_details[(1, True)]["images"]).abs().max() <= 0.5 / 255  # uint8 on the way
+    key = ("total", 1, True)
+    assert (details[key]["images"] - local_details[key]["images"]).abs().max() <= 0.5 / 255  # uint8 on the way
 
 
 def test_workers_built_for_another_batch_function_are_replaced(cluster, tmp_path):

@@ -11,7 +11,7 @@ from sagekit.toy.scenes import LABELS
 
 from captioned import CONCEPTS, captioned_folder
 from chromium import rendered
-from test_notebooks import small
+from test_notebooks import html_text, small
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,8 @@ def gpt2(tmp_path_factory):
 def real_params(study, folder, tmp_path, judges, clip, lm):
     """A notebook's small parameters, pointed at a diffusers folder and real-style models."""
     params = small(study, tmp_path) + ["steps=3", f"judge={judges['judge']!r}"]
+    if study != "adversarial-tokens":
+        params.append("label_set='toy'")  # what these judges know (a real model's default is ImageNet-100)
     params += [f"models={[str(folder)]!r}" if study == "seed-shifts" else f"model={str(folder)!r}"]
     if study in ("prompt-failures", "distorted-latents", "unrelated-latents", "adversarial-tokens"):
         params.append(f"verifier={judges['verifier']!r}")
@@ -52,12 +54,8 @@ def real_params(study, folder, tmp_path, judges, clip, lm):
     return params
 
 
-NOTEBOOK_RUNS = [(study, "tiny_sd") for study in ("prompt-failures", "distorted-latents", "unrelated-latents",
-                                                   "adversarial-tokens", "seed-shifts")]
-NOTEBOOK_RUNS += [("seed-shifts", "tiny_sd3"), ("unrelated-latents", "tiny_sd3")]
-NOTEBOOK_RUNS += [(study, "tiny_sdxl") for study in ("prompt-failures", "distorted-latents", "unrelated-latents",
-                                                     "adversarial-tokens", "seed-shifts")]
-# the other flow-matching runs: `make test-all`
+NOTEBOOK_RUNS = [("seed-shifts", "tiny_sd3"), ("unrelated-latents", "tiny_sd3")]
+# the other flow-matching runs: `make test-all` (SDXL runs every study in tests/test_readme.py)
 NOTEBOOK_RUNS += [pytest.param(study, "tiny_sd3", marks=pytest.mark.slow)
                   for study in ("prompt-failures", "distorted-latents", "adversarial-tokens")]
 
@@ -79,21 +77,64 @@ def test_notebook_on_a_real_architecture(study, arch, request, tmp_path, judges,
 
 
 @pytest.fixture(scope="module")
+def imagenet_judge(tmp_path_factory):
+    """A random-weight ImageNet ensemble in local folders (not a hub id): the one parameter
+    besides the model and the sizes that the defaults test gives."""
+    from sagekit.labels import imagenet_labels
+
+    folder = tmp_path_factory.mktemp("imagenet-judges")
+    a = save_random_timm_judge(folder / "resnet", imagenet_labels(), seed=7)
+    b = save_random_timm_judge(folder / "mobilenet", imagenet_labels(), arch="mobilenetv3_small_050", seed=8)
+    return f"ensemble:timm:{a}+edge:timm:{b}"
+
+
+@pytest.mark.parametrize("study", ["prompt-failures", "distorted-latents", "unrelated-latents", "adversarial-tokens",
+                                   "seed-shifts"])
+def test_a_real_model_given_only_its_judge_gets_the_real_worlds_defaults(study, tiny_sd, imagenet_judge, real_world,
+                                                                          tmp_path):
+    """Every study on a tiny real folder with only `model`, `judge` and sizes given: each other
+    judge-like parameter is the real world's (the README's hub models, here their stand-ins),
+    never a toy one, and the report names each."""
+    from readme_run import SIZES
+
+    from sagekit.studies.defaults import REAL, STUDY_DEFAULTS, WORLD_DEFAULTS
+
+    model = [f"models={[str(tiny_sd)]!r}"] if study == "seed-shifts" else [f"model={str(tiny_sd)!r}"]
+    params = model + [f"judge={imagenet_judge!r}", f"store_dir={str(tmp_path / 'store')!r}"] + SIZES[study]
+    summary = run_study(study, params, tmp_path / "reports", timeout=900)
+    saved = json.loads((tmp_path / "reports" / summary["html"].replace(".html", ".json")).read_text())
+    want = {**WORLD_DEFAULTS[REAL], **STUDY_DEFAULTS.get((study, REAL), {})}
+    got = saved["parameters"]
+    assert saved["auto"] and all(got[k] == want[k] for k in saved["auto"] if k in want)
+    assert not any(isinstance(v, str) and v.startswith("toy") for v in got.values())
+    assert got.get("label_set", "imagenet100") == "imagenet100"
+    text = " ".join(html_text((tmp_path / "reports" / summary["html"]).read_text()).split())
+    for name in ("verifier", "realism", "clip", "lm"):
+        if name in saved["auto"]:
+            assert want[name] in text, name  # the report names what judged the model
+    if study == "seed-shifts":
+        assert got["protocol"] == "paper" and got["shifts"] == "paper" and "71% top-1, 90% top-5" in text
+
+
+@pytest.fixture(scope="module")
 def concept_judge(tmp_path_factory):
     """A random-weight timm judge over the captioned folder's concepts."""
     return "timm:" + str(save_random_timm_judge(tmp_path_factory.mktemp("judge") / "concepts", list(CONCEPTS)))
 
 
-@pytest.mark.parametrize("arch", ["tiny_sd", "tiny_sdxl", pytest.param("tiny_sd3", marks=pytest.mark.slow)])
-def test_implosion_poisons_a_folder_with_lora(arch, request, tmp_path, open_clip_spec, concept_judge):
+@pytest.mark.parametrize("arch", ["tiny_sd", pytest.param("tiny_sd3", marks=pytest.mark.slow)])
+def test_implosion_poisons_a_folder_with_lora(arch, request, tmp_path, concept_judge, real_world):
+    """Given the model, its judge, the data and sizes: LoRA (a real model's default) and
+    OpenAI's ViT-B/32 for AD (compute_AD.py's, here its stand-in)."""
     folder = request.getfixturevalue(arch)
     pairs = captioned_folder(tmp_path / "pairs")
-    params = [f"model={str(folder)!r}", f"judge={concept_judge!r}", f"clip={open_clip_spec!r}",
+    params = [f"model={str(folder)!r}", f"judge={concept_judge!r}",
               f"data={str(pairs)!r}", "concepts='dog:cat,car:bus'", "unpoisoned=['tree', 'boat']",
-              "trainable='lora'", "lora_rank=2", "ks=[0, 1, 2]", "n_train=20", "budget=4", "finetune_steps=2",
+              "lora_rank=2", "ks=[0, 1, 2]", "n_train=20", "budget=4", "finetune_steps=2",
               "batch_size=4", "lr=1e-3", "eval_seeds=2", "attention_seeds=1", "steps=3", "guidance=3.0"]
     summary = run_study("implosion", params, tmp_path / "reports", timeout=900)
     saved = json.loads((tmp_path / "reports" / summary["html"].replace(".html", ".json")).read_text())
+    assert (saved["parameters"]["trainable"], saved["parameters"]["clip"]) == ("lora", "open_clip:ViT-B-32:openai")
     points = saved["findings"]["points"]
     assert {(p["k"], p["control"]) for p in points} == {(k, c) for k in (0, 1, 2) for c in (False, True)}
     # each point evaluates the two unpoisoned concepts on two seeds; its k sources too

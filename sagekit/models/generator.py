@@ -175,6 +175,12 @@ class Generator:
         return cfg.out_channels == 2 * cfg.in_channels
 
     @property
+    def samples_learned_variance(self) -> bool:
+        """Whether sampling draws with the learned variance: only a DDPM step reads it
+        (PixArt predicts one, and its DPM-Solver drops it)."""
+        return self._uses_variance(self.scheduler)
+
+    @property
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1) if self.is_latent else 1
 
@@ -324,21 +330,26 @@ class Generator:
         return gens
 
     # ------------------------------------------------------------------ sampling
+    def named_scheduler(self, name: str, **config):
+        """A scheduler of kind ``name`` (see ``SCHEDULERS``) on the model's noise schedule,
+        with ``config`` changed; its timesteps are not set."""
+        if name not in self.SCHEDULERS:
+            raise ValueError(f"unknown scheduler {name!r} for {self.name}; choose one of {sorted(self.SCHEDULERS)}")
+        cls = self.SCHEDULERS[name]
+        # DDIM and DDPM clip the predicted x0 to [-1, 1] unless their config says not to, a
+        # default meant for pixel models; a config written by a scheduler that has no such
+        # option (DPM-Solver, Euler) never clipped, so its stand-in must not either (clipped
+        # scaled latents give noise: 0.02 of toy's DDIM images were right, 0.98 unclipped).
+        keep = {"clip_sample": False} if ("clip_sample" in inspect.signature(cls.__init__).parameters
+                                          and "clip_sample" not in self.scheduler.config) else {}
+        return cls.from_config(self.scheduler.config, **{**keep, **config})
+
     def make_scheduler(self, name: str | None = None, steps: int | None = None):
         """A fresh scheduler (schedulers hold per-run state) with its timesteps set."""
         if name is None:
             sched = self.scheduler.__class__.from_config(self.scheduler.config)
-        elif name in self.SCHEDULERS:
-            cls = self.SCHEDULERS[name]
-            # DDIM and DDPM clip the predicted x0 to [-1, 1] unless their config says not to, a
-            # default meant for pixel models; a config written by a scheduler that has no such
-            # option (DPM-Solver, Euler) never clipped, so its stand-in must not either (clipped
-            # scaled latents give noise: 0.02 of toy's DDIM images were right, 0.98 unclipped).
-            keep = {"clip_sample": False} if ("clip_sample" in inspect.signature(cls.__init__).parameters
-                                              and "clip_sample" not in self.scheduler.config) else {}
-            sched = cls.from_config(self.scheduler.config, **keep)
         else:
-            raise ValueError(f"unknown scheduler {name!r} for {self.name}; choose one of {sorted(self.SCHEDULERS)}")
+            sched = self.named_scheduler(name)
         self._set_timesteps(sched, steps or self.default_steps)
         return sched
 

@@ -37,14 +37,18 @@ from .generator import Generator
 from .judges import ClipZeroShotJudge, EdgeJudge, Ensemble, HFJudge, Judge, TimmJudge
 
 TOY_DIR = Path(__file__).resolve().parent.parent / "toy" / "weights"
-TOY_GENERATORS = {"toy": "toy", "toy-latent-learned": "toy-latent-learned", "toy-pixel": "toy-pixel"}
+TOY_GENERATORS = {"toy": "toy", "toy-ddpm": "toy", "toy-latent-learned": "toy-latent-learned", "toy-pixel": "toy-pixel"}
+# A toy model drawn with another sampler than it ships with: name -> (scheduler name, config changes).
+# `toy-ddpm` is `toy` with the sampler, steps and guidance of `toy-latent-learned` (DDPM ancestral,
+# 15 steps, guidance 5) and a fixed variance: the two differ only in the variance (paper 001's claim).
+TOY_SAMPLERS = {"toy-ddpm": ("ddpm", {"variance_type": "fixed_small"})}
 # Object judges ("{colour} {shape}"), the CLIP verifier and their ensemble, then the
 # attribute judges of toy world 2 and its realism judge (labels "real", "corrupted").
 TOY_ATTRIBUTE_JUDGES = ("toy-count", "toy-background", "toy-position", "toy-relation", "toy-realism")
 TOY_JUDGES = ("toy-resnet", "toy-mobilenet", "toy-edge", "toy-clip", "toy-ensemble") + TOY_ATTRIBUTE_JUDGES
 TOY_CLIPS = ("toy-clip",)
 # Sampling defaults per toy model (steps, guidance), measured to be good in `sagekit toy eval`.
-TOY_SAMPLING = {"toy": (10, 5.0), "toy-latent-learned": (15, 5.0), "toy-pixel": (15, 7.0)}
+TOY_SAMPLING = {"toy": (10, 5.0), "toy-ddpm": (15, 5.0), "toy-latent-learned": (15, 5.0), "toy-pixel": (15, 7.0)}
 
 
 @contextmanager
@@ -149,6 +153,12 @@ def known_generators() -> list[str]:
     return sorted(TOY_GENERATORS)
 
 
+def world_of(name: str) -> str:
+    """``"toy"`` for a toy world generator, ``"real"`` for anything else (a diffusers folder
+    or hub id): what a study's "auto" defaults follow (``sagekit.studies.defaults``)."""
+    return "toy" if name in TOY_GENERATORS else "real"
+
+
 def resolve_generator(name: str, download: bool = False) -> Path:
     """The checked folder of generator ``name`` (nothing is loaded)."""
     if name in TOY_GENERATORS:
@@ -201,6 +211,9 @@ def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.d
                                                  local_files_only=True, **{"safety_checker": None, **absent})
     extra = {"resolution": resolution} if resolution is not None else {}
     gen = family.from_pipeline(name, pipe, default_steps=steps, default_guidance=guidance, **extra)
+    if name in TOY_SAMPLERS:
+        sampler, config = TOY_SAMPLERS[name]
+        gen.scheduler = gen.named_scheduler(sampler, **config)
     gen.revision = weights_fingerprint(path)
     gen = gen.to(device)
     return compile_denoiser(gen) if compile else gen
@@ -548,11 +561,21 @@ def _open_clip_weights(name: str, download: bool) -> Path:
 
 
 def _load_open_clip(name: str, weights: Path) -> ClipEmbedder:
+    """An open_clip model from its checked weights file. A hub folder that carries its own
+    ``open_clip_config.json`` (model and preprocessing config, as every open_clip repo on
+    the hub does) is read through open_clip's ``local-dir:`` loading, which builds the model
+    that config describes and reads the folder's safetensors; a lone file is read into the
+    named architecture."""
     import open_clip
 
     arch = name.split(":", 2)[1]
-    model = open_clip.create_model(arch, pretrained=str(weights))
-    tok = open_clip.get_tokenizer(arch)
+    folder = weights.parent
+    if (folder / "open_clip_config.json").is_file():
+        model = open_clip.create_model(f"local-dir:{folder}")
+        tok = open_clip.get_tokenizer(f"local-dir:{folder}")
+    else:
+        model = open_clip.create_model(arch, pretrained=str(weights))
+        tok = open_clip.get_tokenizer(arch)
     size = model.visual.image_size
     size = (size, size) if isinstance(size, int) else tuple(size)
     mean = getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN

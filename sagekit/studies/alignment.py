@@ -94,7 +94,7 @@ def _load_rgb(path: Path, size: tuple[int, int]):
 
 
 @torch.no_grad()
-def folder_ad(folder, clip: str = "open_clip:ViT-H-14:laion2b_s32b_b79k", device: str = "cpu",
+def folder_ad(folder, clip: str = "open_clip:ViT-B-32:openai", device: str = "cpu",
               batch_size: int = 64, alpha: float = 0.8) -> dict:
     """AD of a folder of (image, caption) pairs under a CLIP model (``sagekit.models``
     name; an open_clip model whose weights are not on this machine fails at once with

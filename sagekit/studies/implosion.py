@@ -1,10 +1,17 @@
 """Implosion study (paper 002): poison k concepts, fine-tune, measure what breaks.
 
 For k poisoned concepts A -> B the fine-tuning set holds captions about A paired with
-images of B (dirty-label poison). To measure the effect of k alone:
+images of B (dirty-label poison). Two budget rules say how much poison each k gets
+(:data:`BUDGET_RULES`; ``"both"`` runs the two side by side):
 
-- the poison budget P (poisoned pairs in all) is fixed and split evenly over the k
-  concepts, and the training set has the same size N for every k (N - P clean pairs);
+- ``"per-concept"``, the paper's: a fixed number of poisoned pairs per concept, so the
+  total poison grows with k (Theorem 4.2: AD rises with the number of poisoned concepts);
+- ``"total"``, the control for poison volume: a fixed budget P (poisoned pairs in all)
+  split evenly over the k concepts, so only the number of concepts changes.
+
+Either way, to measure the effect of k:
+
+- the training set has the same size N for every k (N minus the poisoned pairs are clean);
 - the concepts split into a poison block and an evaluation block that share no concept
   word: unpoisoned concepts never share a colour or a shape word with a poisoned one;
 - every point has a clean control: the same images, steps and size, with the P pairs
@@ -86,6 +93,29 @@ def plan_split(k_max: int, seed: int = 0, data: str = "", concepts: str = "",
     return ConceptSplit(pairs, list(unpoisoned))
 
 
+BUDGET_RULES = ("per-concept", "total")
+
+
+def rules_of(budget_rule: str) -> list[str]:
+    """The rules a study parameter runs: one of :data:`BUDGET_RULES`, or ``"both"``."""
+    if budget_rule == "both":
+        return list(BUDGET_RULES)
+    if budget_rule not in BUDGET_RULES:
+        raise ValueError(f"budget_rule must be 'per-concept', 'total' or 'both', got {budget_rule!r}")
+    return [budget_rule]
+
+
+def per_concept_default(budget: int, ks) -> int:
+    """The per-concept rule's pairs per concept when not given: ``budget // max(ks)``, so
+    that both rules poison the same pairs at the largest k."""
+    return max(1, budget // max(max(ks), 1))
+
+
+def allocation(rule: str, k: int, budget: int, per_concept: int) -> list[int]:
+    """Poisoned pairs for each of the k concepts under ``rule``."""
+    return [per_concept] * k if rule == "per-concept" else budget_split(budget, k)
+
+
 def budget_split(budget: int, k: int) -> list[int]:
     """Poisoned pairs per concept: ``budget`` split as evenly as integers allow (the first
     ``budget % k`` concepts get one more); sums to ``budget`` for every k >= 1."""
@@ -108,20 +138,26 @@ class PoisonedSet:
     poisoned: torch.Tensor
 
 
-def build_training_set(pairs: list[tuple[str, str]], n_train: int, budget: int, seed: int = 0,
+def counts_of(budget: int | list[int], k: int) -> list[int]:
+    """Poisoned pairs per concept: a list as it is, a number split evenly over k."""
+    return list(budget) if isinstance(budget, (list, tuple)) else budget_split(budget, k)
+
+
+def build_training_set(pairs: list[tuple[str, str]], n_train: int, budget: int | list[int], seed: int = 0,
                        control: bool = False) -> PoisonedSet:
-    """``n_train`` pairs: ``n_train - budget`` clean ones from the toy world (the mix the
-    generator learned from), then ``budget`` images of a lone target B split evenly over
-    the pairs. Poison (``control=False``) captions each as its source A (the caption keeps
-    the image's wording, only the concept is swapped); the control keeps the true caption.
-    With no pairs, all ``n_train`` are clean."""
-    n_poison = budget if pairs else 0
+    """``n_train`` pairs: clean ones from the toy world (the mix the generator learned
+    from), then images of a lone target B for each pair: ``budget`` split evenly over the
+    pairs, or a list of counts, one per pair. Poison (``control=False``) captions each as
+    its source A (the caption keeps the image's wording, only the concept is swapped); the
+    control keeps the true caption. With no pairs, all ``n_train`` are clean."""
+    counts = counts_of(budget, len(pairs)) if pairs else []
+    n_poison = sum(counts)
     if not 0 <= n_poison <= n_train:
-        raise ValueError(f"budget ({budget}) must be between 0 and n_train ({n_train})")
+        raise ValueError(f"the poisoned pairs ({n_poison}) must be at most n_train ({n_train})")
     clean = make_dataset(n_train - n_poison, seed)
     images, captions = [clean.images], list(clean.captions)
     img_l, cap_l = [clean.labels], [clean.labels]
-    for i, ((a, b), n) in enumerate(zip(pairs, budget_split(n_poison, len(pairs)))):
+    for i, ((a, b), n) in enumerate(zip(pairs, counts)):
         ia, ib = LABELS.index(a), LABELS.index(b)
         extra = make_dataset(n, seed + 1000 + i, kind="one", labels=[ib] * n)
         if control:
@@ -138,10 +174,11 @@ def build_training_set(pairs: list[tuple[str, str]], n_train: int, budget: int, 
     return PoisonedSet(torch.cat(images), captions, torch.cat(img_l), torch.cat(cap_l), poisoned)
 
 
-def training_set(pairs: list[tuple[str, str]], n_train: int, budget: int, seed: int, control: bool,
+def training_set(pairs: list[tuple[str, str]], n_train: int, budget: int | list[int], seed: int, control: bool,
                  folder: str = "", size: int = 32) -> PoisonedSet:
     """The fine-tuning set of one point: procedural (toy world) or from ``folder`` (images
-    at ``size`` px, ``poisoning.training_set``); the same budget rule either way."""
+    at ``size`` px, ``poisoning.training_set``); ``budget``: poisoned pairs in all, or per
+    pair (a list)."""
     if not folder:
         return build_training_set(pairs, n_train, budget, seed, control=control)
     from ..poisoning import training_set as from_folder
@@ -264,20 +301,27 @@ class PointSettings:
     data: str = ""
     rank: int = 4
     batch_size: int = 64
+    per_concept: int = 1  # the per-concept rule's pairs per concept
+
+    def counts(self, rule: str, k: int) -> list[int]:
+        """Poisoned pairs per concept of the point (rule, k)."""
+        return allocation(rule, k, self.budget, self.per_concept)
 
 
-def run_point(gen: Generator, judge: Judge, clip: ClipScorer, k: int, control: bool, cfg: PointSettings,
+def run_point(gen: Generator, judge: Judge, clip: ClipScorer, counts: list[int], control: bool, cfg: PointSettings,
               progress: bool = False) -> tuple[dict, dict]:
-    """One point: the training set of the first k pairs (poisoned, or its clean control),
-    its AD, a fine-tuned copy of ``gen``, and that copy's evaluation. Returns the point's
-    row and its details (images, predictions, attention maps)."""
+    """One point: the training set of the first k = len(counts) pairs, ``counts[i]``
+    poisoned pairs for the i-th (poisoned, or its clean control), its AD, a fine-tuned
+    copy of ``gen``, and that copy's evaluation. Returns the point's row and its details
+    (images, predictions, attention maps)."""
+    k = len(counts)
     pairs = cfg.split.pairs[:k]
-    data = training_set(pairs, cfg.n_train, cfg.budget, cfg.seed, control, cfg.data, gen.image_size)
+    data = training_set(pairs, cfg.n_train, list(counts), cfg.seed, control, cfg.data, gen.image_size)
     ad = dataset_ad(clip.embedder, data)
     tuned = finetune(gen, data, cfg.steps, cfg.lr, cfg.trainable, cfg.batch_size, cfg.seed, progress, rank=cfg.rank)
     ev = evaluate(tuned, judge, clip, pairs, cfg.split.unpoisoned, cfg.seeds, cfg.guidance, cfg.sample_steps,
                   attention_seeds=cfg.attention_seeds)
-    row = {"k": k, "budget": cfg.budget if k else 0, "control": control, "ad": ad["ad"], "d_fea": ad["d_fea"],
+    row = {"k": k, "budget": sum(counts), "control": control, "ad": ad["ad"], "d_fea": ad["d_fea"],
            "d_stru": ad["d_stru"], "n_train": ad["n"],
            **{m: v for m, v in ev.items() if not isinstance(v, (torch.Tensor, list, dict))}}
     return row, {"pairs": pairs, **ev}
@@ -286,8 +330,8 @@ def run_point(gen: Generator, judge: Judge, clip: ClipScorer, k: int, control: b
 def build_point_runner(model: str, judge: str, clip: str, cfg: PointSettings, device: str = "cpu",
                        dtype: str | None = None):
     """Load the models by name; returns ``points -> results`` for a worker of another
-    process: ``points`` a list of ``{"k", "control"}``, each result ``(row, details)`` with
-    the images as uint8 (a quarter of the bytes to send)."""
+    process: ``points`` a list of ``{"counts", "control"}``, each result ``(row, details)``
+    with the images as uint8 (a quarter of the bytes to send)."""
     from ..models.registry import load_clip_scorer, load_generator, load_judge
     from ..store import to_uint8
 
@@ -296,7 +340,7 @@ def build_point_runner(model: str, judge: str, clip: str, cfg: PointSettings, de
     def run(points: list[dict]):
         out = []
         for p in points:
-            row, details = run_point(gen, j, c, p["k"], p["control"], cfg)
+            row, details = run_point(gen, j, c, p["counts"], p["control"], cfg)
             out.append((row, {**details, "images": to_uint8(details["images"]).cpu()}))
         return out
 
@@ -306,25 +350,33 @@ def build_point_runner(model: str, judge: str, clip: str, cfg: PointSettings, de
 def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train: int, budget: int, steps: int,
           lr: float, trainable: str, seeds: list[int], guidance: float | None = None, sample_steps: int | None = None,
           seed: int = 0, attention_seeds: int = 2, progress: bool = True, split: ConceptSplit | None = None,
-          data: str = "", rank: int = 4, batch_size: int = 64, executor=None) -> tuple[pd.DataFrame, dict]:
-    """The sweep over k, each point poisoned and its clean control (k = 0 is clean, so it
-    is its own control: one fine-tune, two rows). ``data``: a folder of image + caption
-    pairs to poison (with ``split`` from :func:`plan_split`), or empty for the toy world.
-    ``executor``: where the points run (:mod:`sagekit.executors`; default this process;
-    on Ray, one point per worker at a time, each worker loading the models once).
-    Returns one row per (k, control) and the details (images, predictions, attention
-    maps) keyed ``(k, control)``."""
+          data: str = "", rank: int = 4, batch_size: int = 64, executor=None, budget_rule: str = "total",
+          per_concept: int = 0) -> tuple[pd.DataFrame, dict]:
+    """The sweep over k for each budget rule of ``budget_rule`` (:func:`rules_of`), each
+    point poisoned and its clean control. Points whose training sets are the same are run
+    once: k = 0 is clean, so it is its own control and the same under both rules; at the
+    largest k both rules give the same sets when ``per_concept`` is its default. ``data``:
+    a folder of image + caption pairs to poison (with ``split`` from :func:`plan_split`),
+    or empty for the toy world. ``executor``: where the points run
+    (:mod:`sagekit.executors`; default this process; on Ray, one point per worker at a
+    time, each worker loading the models once). Returns one row per (rule, k, control) and
+    the details (images, predictions, attention maps) keyed ``(rule, k, control)``."""
     from tqdm.auto import tqdm
 
+    per_concept = per_concept or per_concept_default(budget, ks)
     cfg = PointSettings(split or split_concepts(max(ks), seed), n_train, budget, steps, lr, trainable, list(seeds),
-                        guidance, sample_steps, seed, attention_seeds, data, rank, batch_size)
-    jobs = [(k, control) for k in ks for control in (False, True)]
-    points = [{"k": k, "control": control} for k, control in jobs if not (k == 0 and control)]
-    results: dict[tuple[int, bool], tuple[dict, dict]] = {}
+                        guidance, sample_steps, seed, attention_seeds, data, rank, batch_size, per_concept)
+    jobs = [(rule, k, control) for rule in rules_of(budget_rule) for k in ks for control in (False, True)]
+
+    def point(rule, k, control) -> tuple:  # what determines a point's training set: counts, and clean or not
+        return tuple(cfg.counts(rule, k)), control or k == 0
+
+    points = [{"counts": list(c), "control": ctl} for c, ctl in dict.fromkeys(point(*j) for j in jobs)]
+    results: dict[tuple, tuple[dict, dict]] = {}
     bar = tqdm(total=len(points), desc="fine-tunes", disable=not progress, leave=False)
     if executor is None or executor.name == "local":
         for p in points:
-            results[(p["k"], p["control"])] = run_point(gen, judge, clip, p["k"], p["control"], cfg)
+            results[tuple(p["counts"]), p["control"]] = run_point(gen, judge, clip, p["counts"], p["control"], cfg)
             bar.update()
     else:
         from ..executors import Processor
@@ -334,24 +386,26 @@ def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train
             "dtype": str(gen.dtype).removeprefix("torch.")})
         for (p,), (result,) in executor.map(spec, [[p] for p in points]):
             row, details = result
-            results[(p["k"], p["control"])] = row, {**details, "images": details["images"].float() / 255}
+            results[tuple(p["counts"]), p["control"]] = row, {**details, "images": details["images"].float() / 255}
             bar.update()
     bar.close()
     rows, details = [], {}
-    for k, control in jobs:  # in the order of ks, whatever order the points finished in
-        row, det = results[(k, False)] if k == 0 and control else results[(k, control)]
-        rows.append({**row, "control": control})
-        details[(k, control)] = det
+    for rule, k, control in jobs:  # in the order of rules and ks, whatever order the points finished in
+        row, det = results[point(rule, k, control)]
+        rows.append({"rule": rule, **row, "control": control})
+        details[(rule, k, control)] = det
     return pd.DataFrame(rows), details
 
 
-POINT_KEYS = ("k", "budget", "control", "ad", "poisoned_hit", "poisoned_hit_lo", "poisoned_hit_hi", "n_poisoned",
+POINT_KEYS = ("rule", "k", "budget", "control", "ad", "poisoned_hit", "poisoned_hit_lo", "poisoned_hit_hi", "n_poisoned",
               "unpoisoned_acc", "unpoisoned_lo", "unpoisoned_hi", "n", "unpoisoned_clip", "spread_unpoisoned")
 
 
 def findings_points(points: pd.DataFrame) -> list[dict]:
     """``findings.points`` of the summary JSON (NaN, e.g. no poisoned concept at k = 0, as null)."""
     def plain(v):
+        if isinstance(v, str):
+            return v
         if isinstance(v, (bool, np.bool_)):
             return bool(v)
         if isinstance(v, (int, np.integer)):
@@ -361,10 +415,15 @@ def findings_points(points: pd.DataFrame) -> list[dict]:
 
 
 def verdicts(points: pd.DataFrame) -> dict:
-    """What the sweep says: whether AD of the poisoned sets rises with k (every step up, and
-    its overall change), and per k > 0 whether unpoisoned accuracy falls below the
-    control's Wilson interval (``below_control``) and whether the two intervals are
-    disjoint (``interval_below``, the claim the intervals support)."""
+    """What the sweep says, per budget rule (``{rule: ...}``): whether AD of the poisoned
+    sets rises with k (every step up, and its overall change), and per k > 0 whether
+    unpoisoned accuracy falls below the control's Wilson interval (``below_control``) and
+    whether the two intervals are disjoint (``interval_below``, the claim the intervals
+    support)."""
+    return {rule: _rule_verdicts(g) for rule, g in points.groupby("rule", sort=False)}
+
+
+def _rule_verdicts(points: pd.DataFrame) -> dict:
     poisoned = points[~points["control"]].sort_values("k")
     control = points[points["control"]].set_index("k")
     ad = poisoned["ad"].to_numpy()
@@ -372,7 +431,8 @@ def verdicts(points: pd.DataFrame) -> dict:
     for _, r in poisoned[poisoned["k"] > 0].iterrows():
         c = control.loc[r["k"]]
         below, disjoint = bool(r["unpoisoned_acc"] < c["unpoisoned_lo"]), bool(r["unpoisoned_hi"] < c["unpoisoned_lo"])
-        per_k.append({"k": int(r["k"]), "acc": float(r["unpoisoned_acc"]), "lo": float(r["unpoisoned_lo"]),
+        per_k.append({"rule": r["rule"], "k": int(r["k"]), "budget": int(r["budget"]),
+                      "acc": float(r["unpoisoned_acc"]), "lo": float(r["unpoisoned_lo"]),
                       "hi": float(r["unpoisoned_hi"]), "control": float(c["unpoisoned_acc"]),
                       "control_lo": float(c["unpoisoned_lo"]), "control_hi": float(c["unpoisoned_hi"]),
                       "below_control": below, "interval_below": disjoint,
@@ -383,7 +443,19 @@ def verdicts(points: pd.DataFrame) -> dict:
     rises = bool(len(ad) > 1 and np.all(np.diff(ad) > 0))
     return {"ad_rises_every_step": rises, "ad_trend": "rises at every step of k" if rises
             else "does not rise at every step of k", "ad_first": float(ad[0]), "ad_last": float(ad[-1]),
-            "per_k": per_k}
+            "ad": [round(float(a), 4) for a in ad], "per_k": per_k}
+
+
+def verdict_rows(found: dict) -> list[dict]:
+    """Every rule's per-k verdicts, one list (for a report's bullet list)."""
+    return [row for v in found.values() for row in v["per_k"]]
+
+
+def trend_rows(found: dict, ks: list[int]) -> list[dict]:
+    """One row per rule: AD of its poisoned sets from the first to the last k, and whether it
+    rises at every step."""
+    return [{"rule": rule, "first": v["ad_first"], "last": v["ad_last"], "k0": min(ks), "k1": max(ks),
+             "rises": v["ad_trend"], "all": ", ".join(f"{a:.4f}" for a in v["ad"])} for rule, v in found.items()]
 
 
 def concept_words(pairs: list[tuple[str, str]]) -> set[str]:
@@ -391,21 +463,40 @@ def concept_words(pairs: list[tuple[str, str]]) -> set[str]:
     return {w for pair in pairs for label in pair for w in label.split()}
 
 
-def plan_text(split: ConceptSplit, budget: int, ks: list[int]) -> dict:
+def plan_text(split: ConceptSplit, budget: int, ks: list[int], budget_rule: str = "total",
+              per_concept: int = 0) -> dict:
     """What the report says about the plan: the poisoned pairs ("a → b, ..."), the
-    unpoisoned concepts, and the poisoned pairs per concept at each k > 0."""
+    unpoisoned concepts, and per rule the poisoned pairs per concept at each k > 0."""
+    per_concept = per_concept or per_concept_default(budget, ks)
+    per_k = "; ".join(f"{rule}: " + ", ".join(f"k={k} {allocation(rule, k, budget, per_concept)}" for k in ks if k)
+                      for rule in rules_of(budget_rule))
     return {"pairs": ", ".join(f"{a} → {b}" for a, b in split.pairs), "unpoisoned": ", ".join(split.unpoisoned),
-            "per_k": {k: budget_split(budget, k) for k in ks if k}}
+            "per_k": per_k}
+
+
+def clip_note(clip: str) -> str:
+    """Why AD under another CLIP than compute_AD.py's is not the paper's number, or ""."""
+    from .defaults import AD_CLIP
+
+    if clip == AD_CLIP:
+        return ""
+    return (f"AD is computed with {clip}; the paper's compute_AD.py uses {AD_CLIP}, and its rescale of the "
+            "image-caption cosine, (cos − 0.2) × 4 clipped to [0, 1], was calibrated for that model's cosines: AD "
+            "under another CLIP compares within this run, not with the paper's values.")
 
 
 def summarize(points: pd.DataFrame, found: dict, model: str) -> dict:
     """The study's findings (the common schema: ``models``, ``headline``, study fields;
-    each point's rates carry their Wilson intervals); ``found``: :func:`verdicts`."""
+    each point's rates carry their Wilson intervals); ``found``: :func:`verdicts`, per rule."""
     k_max = int(points["k"].max())
-    poisoned = points[~points["control"]]
-    return {"models": [model], "points": findings_points(points),
-            "ad_rises_every_step": found["ad_rises_every_step"],
-            "unpoisoned_below_control": {str(r["k"]): r["interval_below"] for r in found["per_k"]},
-            "headline": {f"AD k={int(points['k'].min())}": round(found["ad_first"], 4),
-                         f"AD k={k_max}": round(found["ad_last"], 4),
-                         f"unpoisoned acc k={k_max}": round(float(poisoned["unpoisoned_acc"].iloc[-1]), 3)}}
+    head = {}
+    for rule, v in found.items():
+        tag = "" if len(found) == 1 else f" ({rule})"
+        last = points[(points["rule"] == rule) & ~points["control"] & (points["k"] == k_max)]
+        head |= {f"AD k={int(points['k'].min())}{tag}": round(v["ad_first"], 4), f"AD k={k_max}{tag}": round(v["ad_last"], 4),
+                 f"unpoisoned acc k={k_max}{tag}": round(float(last["unpoisoned_acc"].iloc[0]), 3)}
+    return {"models": [model], "points": findings_points(points), "rules": list(found),
+            "ad_rises_every_step": {rule: v["ad_rises_every_step"] for rule, v in found.items()},
+            "unpoisoned_below_control": {rule: {str(r["k"]): r["interval_below"] for r in v["per_k"]}
+                                         for rule, v in found.items()},
+            "headline": head}

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..shifts import URMS_DRAWS
+
 MAX_IMAGES = 2_000_000  # a week of an H100 at SD 1.5's batched ceiling; beyond that, split the grid
 
 
@@ -380,23 +382,42 @@ def _tokens_rules(p: dict) -> None:
 
 
 def _implosion_rules(p: dict) -> None:
-    from .implosion import MAX_K
+    from ..models.registry import world_of
+    from .implosion import MAX_K, per_concept_default, rules_of
 
     if p["data"]:
         _poisoned_folder_rules(p)
+    elif world_of(p["model"]) == "real":
+        raise ParameterError(f"parameter 'data' must name a folder of image + caption pairs (name.png + name.txt) for "
+                             f"a real model such as {p['model']!r}: the toy world's 32-pixel scenes are not its data")
     elif p["concepts"] or p["unpoisoned"]:
         raise ParameterError("parameters 'concepts' and 'unpoisoned' apply to a folder run: set 'data' too")
     elif max(p["ks"]) > MAX_K:
         raise ParameterError(f"parameter 'ks' may poison at most {MAX_K} concepts on the toy world "
                              f"(its unpoisoned concepts share no word with a poisoned one), got {max(p['ks'])}")
-    if max(p["ks"]) > p["budget"]:
+    rules = rules_of(p["budget_rule"])
+    if "total" in rules and max(p["ks"]) > p["budget"]:
         raise ParameterError(f"parameter 'budget' ({p['budget']}) must give every poisoned concept at least one "
                              f"pair: it must be at least max(ks) = {max(p['ks'])}")
-    if p["budget"] > p["n_train"]:
+    if "total" in rules and p["budget"] > p["n_train"]:
         raise ParameterError(f"parameter 'budget' ({p['budget']}) must be at most 'n_train' ({p['n_train']})")
+    per_concept = p["per_concept"] or per_concept_default(p["budget"], p["ks"])
+    if "per-concept" in rules and per_concept * max(p["ks"]) > p["n_train"]:
+        raise ParameterError(f"the per-concept rule poisons {per_concept} pairs for each of max(ks) = {max(p['ks'])} "
+                             f"concepts, more than 'n_train' ({p['n_train']}): lower 'per_concept' or raise 'n_train'")
     if p["attention_seeds"] > p["eval_seeds"]:
         raise ParameterError(f"parameter 'attention_seeds' ({p['attention_seeds']}) must be at most 'eval_seeds' "
                              f"({p['eval_seeds']})")
+
+
+def _poison_plans(p: dict) -> list[tuple[int, list[int]]]:
+    """``(k, poisoned pairs per concept)`` of every poisoned point of every budget rule (a
+    small k puts the whole total budget on few concepts; a large one needs many concepts)."""
+    from .implosion import allocation, per_concept_default, rules_of
+
+    per_concept = p["per_concept"] or per_concept_default(p["budget"], p["ks"])
+    return [(k, allocation(rule, k, p["budget"], per_concept)) for rule in rules_of(p["budget_rule"])
+            for k in sorted(set(p["ks"])) if k]
 
 
 def _poisoned_folder_rules(p: dict) -> None:
@@ -411,12 +432,14 @@ def _poisoned_folder_rules(p: dict) -> None:
     try:
         data = read_folder(folder)
         split = plan_split(max(p["ks"]), p["seed"], str(folder), p["concepts"], p["unpoisoned"])
-        chosen = choose_poison(data.captions, split.pairs[:max(p["ks"])], p["budget"], p["seed"]) if max(p["ks"]) else []
+        poisoned = [sum(map(len, choose_poison(data.captions, split.pairs[:k], counts, p["seed"])))
+                    for k, counts in _poison_plans(p)]
     except (PoisonError, ValueError) as e:
         raise ParameterError(f"data {p['data']!r}: {e}") from None
-    if p["n_train"] - p["budget"] > len(data.captions) - sum(map(len, chosen)):
-        raise ParameterError(f"n_train ({p['n_train']}) needs {p['n_train'] - p['budget']} clean pairs; "
-                             f"{p['data']!r} has {len(data.captions) - sum(map(len, chosen))} besides the poison")
+    for n_poison in poisoned:
+        if p["n_train"] - n_poison > len(data.captions) - n_poison:
+            raise ParameterError(f"n_train ({p['n_train']}) needs {p['n_train'] - n_poison} clean pairs; "
+                                 f"{p['data']!r} has {len(data.captions) - n_poison} besides the poison")
     from ..models.registry import judge_label_names
 
     known = judge_label_names(p["judge"])
@@ -427,11 +450,11 @@ def _poisoned_folder_rules(p: dict) -> None:
 
 
 def _implosion_images(p: dict) -> int:
-    from .implosion import HELD_COLOURS, HELD_SHAPES
+    from .implosion import HELD_COLOURS, HELD_SHAPES, rules_of
 
-    # every k > 0 runs twice (poisoned and control); each run draws the unpoisoned concepts and its k sources
+    # every k > 0 runs twice per rule (poisoned and control); each run draws the unpoisoned concepts and its k sources
     evaluated = len(p["unpoisoned"]) if p["data"] else HELD_COLOURS * HELD_SHAPES
-    return sum((evaluated + k) * p["eval_seeds"] * (2 if k else 1) for k in p["ks"])
+    return sum((evaluated + k) * p["eval_seeds"] * (2 * len(rules_of(p["budget_rule"])) if k else 1) for k in p["ks"])
 
 
 def _ray_installed(p: dict) -> None:
@@ -488,14 +511,17 @@ SCHEMAS: dict[str, Schema] = {
          "n_labels": LABELS_N, "seeds_per_cell": SEEDS_N, "steps": STEPS, "judge": ModelName("judge"),
          "clip": ModelName("clip"), "batch_size": Int(0, 4096, note=" (0: from free GPU memory)"),
          "store_dir": Folder(), "device": Device(), "dtype": PRECISION, "compile": Flag(), "seed": SEED,
-         **EXECUTOR, "baseline_seeds_per_cell": SEEDS_N, "trajectory_seeds": Int(1, 1000)},
+         **EXECUTOR, "baseline_seeds_per_cell": SEEDS_N, "trajectory_seeds": Int(1, 1000),
+         "protocol": Choice(("auto", "toy", "paper")), "urms_draw": Choice(URMS_DRAWS)},
         lambda p: len(p["models"]) * len(p["guidance"]) * _n_labels(p)
         * (max(p["baseline_seeds_per_cell"], p["seeds_per_cell"])
            + p["seeds_per_cell"] * sum(len(v) for v in _grid(p["shifts"]).values())),
         _labels_are_judged),
     "implosion": Schema(
         {**COMMON, "judge": ModelName("judge"), "clip": ModelName("clip"), "ks": ListOf(Int(0, 1000), 1, 20, unique=True),
-         "n_train": Int(1, 1_000_000), "budget": Int(1, 1_000_000), "finetune_steps": Int(1, 100_000),
+         "n_train": Int(1, 1_000_000), "budget": Int(1, 1_000_000),
+         "budget_rule": Choice(("total", "per-concept", "both")),
+         "per_concept": Int(0, 1_000_000, note=" (0: budget // max(ks))"), "finetune_steps": Int(1, 100_000),
          "lr": LR, "trainable": Choice(("all", "cross-attention", "lora")), "eval_seeds": SEEDS_N,
          "data": Text(4096, empty=True), "concepts": Text(4096, empty=True), "unpoisoned": ListOf(Text(200), 0, 1000, unique=True),
          "lora_rank": Int(1, 4096, note=" (the LoRA adapters' rank)"), "batch_size": Int(1, 100_000),
@@ -508,15 +534,26 @@ SCHEMAS: dict[str, Schema] = {
 
 def validate(study_id: str, params: dict[str, Any], base: Path) -> int:
     """Check every parameter of a study (defaults merged with overrides) against its
-    schema; ``base`` is the notebook's folder (relative paths start there). Returns the
-    estimated number of images; raises ParameterError."""
+    schema, after every ``"auto"`` took its value (``sagekit.studies.defaults``); ``base``
+    is the notebook's folder (relative paths start there). Returns the estimated number of
+    images; raises ParameterError."""
+    from .defaults import is_auto, resolve, world_dependent, world_of_models
+
     schema = SCHEMAS[study_id]
-    ctx = {**params, "__base__": str(base)}
-    for name, value in params.items():
-        rule = schema.params.get(name)
-        if rule is None:
-            raise ParameterError(f"study {study_id!r} declares no rule for parameter {name!r}")
-        rule.check(name, value, ctx)
+    unknown = [name for name in params if name not in schema.params]
+    if unknown:
+        raise ParameterError(f"study {study_id!r} declares no rule for parameter {unknown[0]!r}")
+    resolved = resolve(study_id, params)
+    ctx = {**resolved, "__base__": str(base)}
+    for name, value in resolved.items():
+        try:
+            schema.params[name].check(name, value, ctx)
+        except ParameterError as e:
+            if not is_auto(params[name]) or name not in world_dependent(study_id):
+                raise
+            raise ParameterError(f"{e} (it was 'auto': the {world_of_models(params)} world's default; "
+                                 f"name another with -p {name}=...)") from None
+    params = resolved
     if schema.cross:
         schema.cross(params)
     _ray_installed(params)

@@ -1,33 +1,19 @@
 """The nine claims of paper 001, tested on a seed-shift run.
 
-Each claim gets a verdict decided by 95% intervals, never by point estimates alone:
-``supported`` when the intervals say so, ``contradicted`` when they say the opposite, and
-``inconclusive`` otherwise (intervals overlap, or the run lacks what the claim needs). A
-claim tested on several cases (models, shifts) is supported only if every case is, and
-contradicted only if every case is; mixed cases are inconclusive.
+Each claim gets a verdict decided by intervals or tests at the 95% level, never by point
+estimates alone: ``supported`` when they say so, ``contradicted`` when they say the
+opposite, ``inconclusive`` otherwise (intervals overlap, or the run lacks what the claim
+needs). A claim tested on several cases (models, shifts) is supported only if every case
+is, and contradicted only if every case is; mixed cases are inconclusive.
 
-Whom a claim is about follows the paper: (a)-(e), (g), (h) are about latent models with a
-fixed variance (Stable Diffusion), tested at their guided setting ((e) compares guided and
-unguided); (f) and (i) compare a learned-variance model with a fixed-variance one, both in
-latent space when the run has both (``toy-latent-learned`` vs ``toy``), so that the
-variance is the only difference.
+Each claim's rule, with what it holds fixed, is written once in :data:`RULES`; the report
+prints it beside the verdict. Whom a claim is about follows the paper: (a)-(e), (g), (h)
+are about latent models with a fixed variance (Stable Diffusion), each at its guided
+setting ((e) compares guided and unguided); (f) and (i) compare a model whose sampler
+draws with a learned variance against one that differs from it only in the variance.
 
-Definitions (``acc`` is top-1, Wilson intervals; "retention" is the accuracy under the
-mean shifts UMS and URMS divided by the unshifted accuracy, bootstrap intervals):
-
-(a) UMS and URMS at their most negative and most positive level: both below the unshifted.
-(b) drop(UMS) / drop(URMS) over their common levels: interval above 1 and containing 2
-    (contradicted if it excludes 2).
-(c) SDS at +a below SDS at -a, for the largest a run with both signs.
-(d) some UMS, URMS or SDS level in (0, 0.1] above the unshifted (contradicted if all below).
-(e) retention with guidance minus retention without: interval above 0.
-(f) retention of the learned-variance model minus the fixed one's: interval above 0.
-(g) the least and the most robust label (all shifted images) have disjoint intervals,
-    Bonferroni-corrected for the number of labels (never contradicted: equality cannot be shown).
-(h) signed horizontal drift of the object's centre under URMS: right (> 0) at the most
-    positive level and left (< 0) at the most negative one.
-(i) the learned-variance model's early gap (mean step-to-step distance over the first 10%
-    of steps divided by the mean over all steps) minus the fixed model's: interval above 0.
+``acc`` is top-1 accuracy with a Wilson interval; "retention" is the accuracy under the
+mean shifts UMS and URMS divided by the unshifted accuracy (bootstrap interval).
 """
 
 from __future__ import annotations
@@ -37,10 +23,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..stats import mean_ci, relation, statistic_ci, wilson
+from ..stats import above, difference, holm, mean_ci, relation, statistic_ci, wilson
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 MEAN_SHIFTS = ("UMS", "URMS")
+# (b): "about twice" is a ratio within this factor of 2, i.e. in [2 / 1.5, 2 * 1.5] = [1.33, 3]
+TWICE_BAND = 1.5
+SMALL = 0.1  # (d): a small positive shift is a level in (0, SMALL]
 
 CLAIMS = {
     "a": "accuracy falls for both signs of a mean shift",
@@ -52,6 +41,36 @@ CLAIMS = {
     "g": "robustness differs by class",
     "h": "positive URMS moves the object right, negative left",
     "i": "the learned-variance model has a large early step-to-step gap",
+}
+
+_SD = "Per fixed-variance latent model at its guided scale (model, guidance, steps and labels fixed)"
+_PAIR = ("a learned-variance model against a fixed-variance one that differs from it only in the variance: the "
+         "same space (latent or pixel), sampler class, steps and guidance (a model counts as learned only when its "
+         "sampler draws with the predicted variance: DDPM with learned_range; PixArt's DPM-Solver drops it)")
+RULES = {
+    "a": f"{_SD}, for UMS and URMS: accuracy at the most negative and at the most positive level each lies below the "
+         "unshifted accuracy (Wilson 95% intervals disjoint). Contradicted when a level lies above it.",
+    "b": f"{_SD}: drop(UMS) / drop(URMS), the accuracy lost over the levels both shifts ran, bootstrap 95% interval. "
+         f"Supported when the interval lies within [{2 / TWICE_BAND:.2f}, {2 * TWICE_BAND:.2f}] (a factor "
+         f"{TWICE_BAND:g} around 2, so it excludes 1); contradicted when it lies wholly outside that band.",
+    "c": f"{_SD}: SDS at +a lies below SDS at -a (Wilson 95% intervals disjoint), a the largest level run with both "
+         "signs.",
+    "d": f"{_SD}: each UMS and URMS level in (0, {SMALL:g}] against the unshifted accuracy, one-sided Fisher exact "
+         "tests, Holm-corrected over the levels tested (SDS left out: it moves the spread, not the mean). Supported "
+         "when some level is above (adjusted p < 0.05); contradicted when every level is below.",
+    "e": f"{_SD.replace(' at its guided scale', '')}: retention with guidance minus retention without, bootstrap "
+         "95% interval above 0 (below 0: contradicted).",
+    "f": f"Retention of {_PAIR}, at a guidance both ran: the learned model's minus the fixed one's, bootstrap 95% "
+         "interval above 0 (below 0: contradicted).",
+    "g": f"{_SD}: each label's drop, its unshifted accuracy minus its accuracy over all shifted images, with a "
+         "Newcombe interval at 1 - 0.05/L (Bonferroni over L labels). Supported when two labels' drop intervals are "
+         "disjoint; never contradicted (equal drops cannot be shown).",
+    "h": f"{_SD}: mean signed horizontal move of the object's centre (edge-energy centroid) from the unshifted image "
+         "of the same label and seed, bootstrap 95% intervals: above 0 at the most positive URMS level and below 0 at "
+         "the most negative one.",
+    "i": f"The same pair as (f): the early gap (mean step-to-step distance over the first 10% of steps over the mean "
+         "over all steps, unshifted trajectories) of the learned model minus the fixed one's, bootstrap 95% interval "
+         "above 0 (below 0: contradicted).",
 }
 
 
@@ -79,13 +98,19 @@ class _Run:
     def __init__(self, df: pd.DataFrame, kinds: dict[str, dict]):
         self.df, self.kinds = df, kinds
 
+    def scales(self, model: str) -> list[float]:
+        return sorted(self.df[self.df["model"] == model]["guidance"].unique())
+
     def guided(self, model: str) -> float | None:
-        gs = sorted(self.df[self.df["model"] == model]["guidance"].unique())
+        gs = self.scales(model)
         return gs[-1] if gs and gs[-1] > 1 else None
 
     def unguided(self, model: str) -> float | None:
-        gs = sorted(self.df[self.df["model"] == model]["guidance"].unique())
+        gs = self.scales(model)
         return gs[0] if gs and gs[0] <= 1 else None
+
+    def steps(self, model: str) -> set[int]:
+        return set(self.df[self.df["model"] == model]["steps"].unique()) if "steps" in self.df else set()
 
     def rows(self, model, guidance, shift=None, level=None) -> pd.DataFrame:
         d = self.df[(self.df["model"] == model) & (self.df["guidance"] == guidance)]
@@ -104,13 +129,23 @@ class _Run:
     def fixed_latent(self) -> list[str]:
         return [m for m, k in self.kinds.items() if k["latent"] and not k["learned"] and self.guided(m) is not None]
 
-    def learned_vs_fixed(self) -> tuple[str, str] | None:
-        """(learned, fixed) with the same space, latent preferred; None if the run lacks one."""
-        for latent in (True, False):
-            learned = [m for m, k in self.kinds.items() if k["learned"] and k["latent"] == latent]
-            fixed = [m for m, k in self.kinds.items() if not k["learned"] and k["latent"] == latent]
-            if learned and fixed:
-                return learned[0], fixed[0]
+    def differences(self, a: str, b: str) -> list[str]:
+        """What besides the variance differs between models ``a`` and ``b``."""
+        ka, kb = self.kinds[a], self.kinds[b]
+        out = [what for what, differs in (("space", ka["latent"] != kb["latent"]),
+                                          ("sampler", ka.get("sampler") != kb.get("sampler")),
+                                          ("steps", self.steps(a) != self.steps(b))) if differs]
+        return out + ([] if set(self.scales(a)) & set(self.scales(b)) else ["guidance"])
+
+    def variance_pair(self) -> tuple[str, str, float] | None:
+        """(learned, fixed, guidance): the first pair that differs only in the variance, at
+        the largest guidance both ran; None if the run has none."""
+        learned = [m for m, k in self.kinds.items() if k["learned"]]
+        fixed = [m for m, k in self.kinds.items() if not k["learned"]]
+        for a in learned:
+            for b in fixed:
+                if not self.differences(a, b):
+                    return a, b, max(set(self.scales(a)) & set(self.scales(b)))
         return None
 
     def retention(self, model, guidance) -> tuple[np.ndarray, np.ndarray]:
@@ -127,6 +162,11 @@ def _retention_gap(a: tuple, b: tuple, seed: int) -> tuple[float, float, float]:
     return statistic_ci((*a, *b), stat, seed=seed)
 
 
+def _sign_verdict(ci) -> str:
+    """An interval of a difference: above 0 supports, below 0 contradicts."""
+    return SUPPORTED if ci[1] > 0 else CONTRADICTED if ci[2] < 0 else INCONCLUSIVE
+
+
 def _plain(x):
     """JSON-ready copy: tuples to lists, numpy scalars to floats, rounded to 4 places."""
     if isinstance(x, dict):
@@ -135,11 +175,13 @@ def _plain(x):
         return [_plain(v) for v in x]
     if isinstance(x, (float, np.floating)):
         return None if np.isnan(x) else round(float(x), 4)
+    if isinstance(x, np.bool_):
+        return bool(x)
     return x
 
 
 def _claim(key: str, verdict: str, evidence: list[str], numbers: dict) -> dict:
-    return {"id": key, "claim": CLAIMS[key], "verdict": verdict,
+    return {"id": key, "claim": CLAIMS[key], "verdict": verdict, "rule": RULES[key],
             "evidence": "; ".join(evidence) or "not tested: the run has no case for it", "numbers": _plain(numbers)}
 
 
@@ -161,6 +203,18 @@ def claim_a(run: _Run) -> dict:
     return _claim("a", combine(verdicts), ev, nums)
 
 
+def twice_verdict(ci) -> str:
+    """(b)'s rule on an interval of drop(UMS) / drop(URMS)."""
+    lo, hi = 2 / TWICE_BAND, 2 * TWICE_BAND
+    if np.isnan(ci[1]):
+        return INCONCLUSIVE
+    if lo <= ci[1] and ci[2] <= hi:
+        return SUPPORTED
+    if ci[2] < lo or ci[1] > hi:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
 def claim_b(run: _Run, seed: int) -> dict:
     verdicts, ev, nums = [], [], {}
     for m in run.fixed_latent():
@@ -177,8 +231,7 @@ def claim_b(run: _Run, seed: int) -> dict:
             drop_r = b.mean() - r.mean()
             return min((b.mean() - u.mean()) / drop_r, 100.0) if drop_r > 1e-9 else 100.0
         ci = statistic_ci((base, ums, urms), ratio, seed=seed)
-        verdicts.append(INCONCLUSIVE if np.isnan(ci[1]) else CONTRADICTED if not ci[1] <= 2 <= ci[2]
-                        else SUPPORTED if ci[1] > 1 else INCONCLUSIVE)
+        verdicts.append(twice_verdict(ci))
         ev.append(f"{m}: drop(UMS)/drop(URMS) over levels {', '.join(f'{x:+.2f}' for x in common)} = {_fmt(ci)}")
         nums[m] = {"ratio": ci, "levels": common}
     return _claim("b", combine(verdicts), ev, nums)
@@ -205,18 +258,20 @@ def claim_d(run: _Run) -> dict:
     verdicts, ev, nums = [], [], {}
     for m in run.fixed_latent():
         g = run.guided(m)
-        base = _rate(run.hits(m, g, "none"))
-        rels = []
-        for shift in ("UMS", "URMS", "SDS"):
-            for lv in run.levels(m, g, shift):
-                if 0 < lv <= 0.1 + 1e-9:
-                    r = _rate(run.hits(m, g, shift, lv))
-                    rels.append(relation(r, base))
-                    ev.append(f"{m} {shift} {lv:+.2f} → {_fmt(r)} (unshifted {_fmt(base)})")
-                    nums[f"{m} {shift} {lv:+.2f}"] = r
-        if rels:
-            verdicts.append(SUPPORTED if "above" in rels else CONTRADICTED if all(r == "below" for r in rels)
-                            else INCONCLUSIVE)
+        base = run.hits(m, g, "none")
+        k0, n0 = int(base.sum()), len(base)
+        tested = [(shift, lv) for shift in MEAN_SHIFTS for lv in run.levels(m, g, shift) if 0 < lv <= SMALL + 1e-9]
+        if not tested or n0 == 0:
+            continue
+        hits = [run.hits(m, g, shift, lv) for shift, lv in tested]
+        up = holm([above(int(h.sum()), len(h), k0, n0, "greater") for h in hits])
+        down = holm([above(int(h.sum()), len(h), k0, n0, "less") for h in hits])
+        verdicts.append(SUPPORTED if (up < 0.05).any() else CONTRADICTED if (down < 0.05).all() else INCONCLUSIVE)
+        for (shift, lv), h, pu, pd_ in zip(tested, hits, up, down):
+            r = _rate(h)
+            ev.append(f"{m} {shift} {lv:+.2f} → {_fmt(r)} (unshifted {_fmt(_rate(base))}; Holm p above {pu:.3f}, "
+                      f"below {pd_:.3f})")
+            nums[f"{m} {shift} {lv:+.2f}"] = {"rate": r, "p_above": pu, "p_below": pd_}
     return _claim("d", combine(verdicts), ev, nums)
 
 
@@ -227,47 +282,72 @@ def claim_e(run: _Run, seed: int) -> dict:
         if u is None:
             continue
         ci = _retention_gap(run.retention(m, g), run.retention(m, u), seed)
-        verdicts.append(SUPPORTED if ci[1] > 0 else CONTRADICTED if ci[2] < 0 else INCONCLUSIVE)
+        verdicts.append(_sign_verdict(ci))
         ev.append(f"{m}: retention under mean shifts, guidance {g:g} minus none = {_fmt(ci)}")
         nums[m] = ci
     return _claim("e", combine(verdicts), ev, nums)
 
 
+def _no_pair(run: _Run) -> str:
+    """Why the run has no pair for (f) and (i): what differs between its models."""
+    learned = [m for m, k in run.kinds.items() if k["learned"]]
+    fixed = [m for m, k in run.kinds.items() if not k["learned"]]
+    if not learned or not fixed:
+        return "the run needs a model whose sampler draws with a learned variance and one with a fixed variance"
+    return "no learned/fixed pair differs only in the variance (" + "; ".join(
+        f"{a} vs {b}: {', '.join(run.differences(a, b))} differ" for a in learned for b in fixed) + ")"
+
+
 def claim_f(run: _Run, seed: int) -> dict:
-    pair = run.learned_vs_fixed()
+    pair = run.variance_pair()
     if pair is None:
-        return _claim("f", INCONCLUSIVE, ["the run needs a learned-variance and a fixed-variance model"], {})
-    learned, fixed = pair
-    ci = _retention_gap(run.retention(learned, run.guided(learned) or run.unguided(learned)),
-                        run.retention(fixed, run.guided(fixed) or run.unguided(fixed)), seed)
-    verdict = SUPPORTED if ci[1] > 0 else CONTRADICTED if ci[2] < 0 else INCONCLUSIVE
-    ev = [f"retention under mean shifts, {learned} minus {fixed} = {_fmt(ci)}"]
-    # The paper's own comparison (pixel GLIDE vs latent SD) changes the space too: shown, not judged.
+        return _claim("f", INCONCLUSIVE, [_no_pair(run)], {})
+    learned, fixed, g = pair
+    ci = _retention_gap(run.retention(learned, g), run.retention(fixed, g), seed)
+    ev = [f"retention under mean shifts at guidance {g:g}, {learned} minus {fixed} = {_fmt(ci)}"]
+    # The paper's own comparison (pixel GLIDE vs latent SD) changes more than the variance: shown, not judged.
     for m, k in run.kinds.items():
-        if k["learned"] and not k["latent"] and m != learned:
-            other = _retention_gap(run.retention(m, run.guided(m) or run.unguided(m)),
-                                   run.retention(fixed, run.guided(fixed) or run.unguided(fixed)), seed)
-            ev.append(f"(space changes too, not judged) {m} minus {fixed} = {_fmt(other)}")
-    return _claim("f", verdict, ev, {"learned": learned, "fixed": fixed, "gap": ci})
+        if k["learned"] and m != learned and run.guided(m) is not None and run.guided(fixed) is not None:
+            other = _retention_gap(run.retention(m, run.guided(m)), run.retention(fixed, run.guided(fixed)), seed)
+            ev.append(f"(not judged: {', '.join(run.differences(m, fixed))} differ too) {m} minus {fixed} = "
+                      f"{_fmt(other)}")
+    return _claim("f", _sign_verdict(ci), ev, {"learned": learned, "fixed": fixed, "guidance": g, "gap": ci})
+
+
+def label_drops(run: _Run, model: str, guidance: float, level: float = 0.95) -> pd.DataFrame:
+    """Per label: unshifted and shifted hits, and the drop (unshifted minus shifted
+    accuracy) with its Newcombe interval at ``level``."""
+    d = run.rows(model, guidance)
+    rows = []
+    for label, g in d.groupby("label", sort=False):
+        base, shifted = g[g["shift"] == "none"]["top1"], g[g["shift"] != "none"]["top1"]
+        if len(base) and len(shifted):
+            drop = difference(int(base.sum()), len(base), int(shifted.sum()), len(shifted), level)
+            rows.append({"label": label, "base": base.mean(), "n_base": len(base), "shifted": shifted.mean(),
+                         "n_shifted": len(shifted), "drop": drop[0], "lo": drop[1], "hi": drop[2]})
+    return pd.DataFrame(rows)
 
 
 def claim_g(run: _Run) -> dict:
     verdicts, ev, nums = [], [], {}
     for m in run.fixed_latent():
-        d = run.rows(m, run.guided(m))
-        d = d[d["shift"] != "none"]
-        per = d.groupby("label")["top1"]
-        if per.ngroups < 2:
+        g = run.guided(m)
+        n_labels = run.rows(m, g)["label"].nunique()
+        if n_labels < 2:
             continue
-        level = 1 - 0.05 / per.ngroups
-        means = per.mean()
-        worst, best = means.idxmin(), means.idxmax()
-        lo = wilson(int(per.get_group(worst).sum()), per.get_group(worst).size, level)
-        hi = wilson(int(per.get_group(best).sum()), per.get_group(best).size, level)
-        verdicts.append(SUPPORTED if relation(lo, hi) == "below" else INCONCLUSIVE)
-        ev.append(f"{m}: least robust {worst} {_fmt(lo)}, most robust {best} {_fmt(hi)} "
-                  f"({100 * level:.1f}% intervals, Bonferroni over {per.ngroups} labels)")
-        nums[m] = {"least": [worst, *lo], "most": [best, *hi]}
+        level = 1 - 0.05 / n_labels
+        drops = label_drops(run, m, g, level)
+        if len(drops) < 2:
+            continue
+        least, most = drops.loc[drops["drop"].idxmin()], drops.loc[drops["drop"].idxmax()]
+        disjoint = drops["lo"].max() > drops["hi"].min()
+        verdicts.append(SUPPORTED if disjoint else INCONCLUSIVE)
+        ev.append(f"{m}: smallest drop {least['label']} {least['base']:.2f} → {least['shifted']:.2f}, "
+                  f"{_fmt((least['drop'], least['lo'], least['hi']))}; largest {most['label']} {most['base']:.2f} → "
+                  f"{most['shifted']:.2f}, {_fmt((most['drop'], most['lo'], most['hi']))} ({100 * level:.1f}% "
+                  f"intervals, Bonferroni over {n_labels} labels)")
+        nums[m] = {"least": [least["label"], least["drop"], least["lo"], least["hi"]],
+                   "most": [most["label"], most["drop"], most["lo"], most["hi"]]}
     return _claim("g", combine(verdicts), ev, nums)
 
 
@@ -301,22 +381,24 @@ def early_gap(step_distances: np.ndarray) -> np.ndarray:
 
 
 def claim_i(run: _Run, step_distances: dict[str, np.ndarray] | None, seed: int) -> dict:
-    pair = run.learned_vs_fixed()
-    if pair is None or not step_distances or any(m not in step_distances for m in pair):
-        return _claim("i", INCONCLUSIVE, ["the run needs step distances of a learned- and a fixed-variance model"], {})
-    learned, fixed = pair
+    pair = run.variance_pair()
+    if pair is None:
+        return _claim("i", INCONCLUSIVE, [_no_pair(run)], {})
+    learned, fixed, _ = pair
+    if not step_distances or any(m not in step_distances for m in (learned, fixed)):
+        return _claim("i", INCONCLUSIVE, [f"the run has no step distances of {learned} and {fixed}"], {})
     a, b = early_gap(step_distances[learned]), early_gap(step_distances[fixed])
     ci = statistic_ci((a, b), lambda x, y: x.mean() - y.mean(), seed=seed)
-    verdict = SUPPORTED if ci[1] > 0 else CONTRADICTED if ci[2] < 0 else INCONCLUSIVE
     ev = [f"early gap {learned} {a.mean():.2f}, {fixed} {b.mean():.2f}; difference {_fmt(ci)}"]
-    return _claim("i", verdict, ev, {"learned": float(a.mean()), "fixed": float(b.mean()), "difference": ci})
+    return _claim("i", _sign_verdict(ci), ev, {"learned": float(a.mean()), "fixed": float(b.mean()), "difference": ci})
 
 
 def evaluate_claims(df: pd.DataFrame, kinds: dict[str, dict], step_distances: dict[str, np.ndarray] | None = None,
-                seed: int = 0) -> list[dict]:
+                    seed: int = 0) -> list[dict]:
     """All nine claims on a run's per-image frame (``seed_shifts.run``). ``kinds``: model ->
-    ``{"latent": bool, "learned": bool}``; ``step_distances``: model -> ``(N, S)`` of the
-    unshifted trajectories. Returns ``[{"id", "claim", "verdict", "evidence", "numbers"}]``."""
+    ``{"latent": bool, "learned": bool, "sampler": str}`` (``seed_shifts.model_kinds``);
+    ``step_distances``: model -> ``(N, S)`` of the unshifted trajectories. Returns
+    ``[{"id", "claim", "verdict", "rule", "evidence", "numbers"}]``."""
     run = _Run(df, kinds)
     return [claim_a(run), claim_b(run, seed), claim_c(run), claim_d(run), claim_e(run, seed), claim_f(run, seed),
             claim_g(run), claim_h(run), claim_i(run, step_distances, seed)]

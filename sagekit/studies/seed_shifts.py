@@ -28,6 +28,21 @@ STUDY = "seed-shifts"
 PROMPT = "A photo of a {label}"
 RATES = ("top1", "top5", "colour", "shape")  # colour and shape exist on toy labels only
 
+# Sizes and grids a study parameter left at "auto" takes (``sagekit.studies.defaults``). "toy": sized for
+# the demo on a CPU; its latents need larger mean shifts than the paper's grid (toy top-1 at UMS -0.2 / +0.2
+# is still 0.69 / 0.94 of 32). "paper": paper 001 §4.1 (SD 2.1): every grid, ImageNet-100, "A photo of a
+# {label}", 100 images per prompt, guidance 7.5, 50 steps.
+PROTOCOLS = {
+    "toy": {"shifts": {"UMS": [-0.8, -0.4, -0.1, 0.1, 0.4, 0.8], "URMS": [-1.6, -0.8, 0.8, 1.6], "SDS": [-0.5, 0.5],
+                       "MS": [[-0.2, -0.1], [0.2, 0.1]], "PAS": [16, 64]},
+            "n_labels": 4, "seeds_per_cell": 1, "baseline_seeds_per_cell": 8, "guidance": [0.0, 1.0], "steps": 0},
+    "paper": {"shifts": "paper", "label_set": "imagenet100", "n_labels": 100, "seeds_per_cell": 100,
+              "baseline_seeds_per_cell": 100, "guidance": [7.5], "steps": 50},
+}
+# What the paper measured without a shift (§4.1): its anchor for a run of the paper protocol.
+PAPER_ANCHOR = {"top1": 0.71, "top5": 0.90, "model": "Stable Diffusion 2.1", "images_per_prompt": 100,
+                "judge": "ViT-H/14 SWAG (88.5% / 98.5% on ImageNet)"}
+
 
 def level_name(shift: str, level) -> str:
     """Readable level: ``"+0.10"``, ``"s=-0.1,c=+0.05"``, ``"n=16"``, ``"0"``."""
@@ -44,11 +59,12 @@ def level_name(shift: str, level) -> str:
 def build_cells(models: Sequence[str], shifts: dict[str, Sequence], labels: Sequence[str], seeds: Sequence[int],
                 guidance: Sequence[float], steps: int, judge: str, clip: str,
                 revisions: dict[str, str] | None = None, prompt: str = PROMPT,
-                baseline_seeds: Sequence[int] | None = None) -> list[dict]:
+                baseline_seeds: Sequence[int] | None = None, urms_draw: str = "element") -> list[dict]:
     """Every cell of the grid; the unshifted baseline (``shift="none"``) is always included,
     on ``baseline_seeds`` (default: ``seeds``; more of them give a tighter baseline).
     ``revisions`` (model -> weights fingerprint) goes into each cell's key, so results of
-    retrained weights never mix with old ones."""
+    retrained weights never mix with old ones. URMS cells also hold ``urms_draw``
+    (``sagekit.shifts.uniform_mean``)."""
     for name in shifts:
         if name not in SHIFTS:
             raise ValueError(f"unknown shift type {name!r}; known: {', '.join(SHIFTS)}")
@@ -64,7 +80,7 @@ def build_cells(models: Sequence[str], shifts: dict[str, Sequence], labels: Sequ
                             "steps": int(steps), "shift": shift,
                             "level": list(level) if isinstance(level, (list, tuple)) else level,
                             "label": label, "prompt": prompt.format(label=label), "seed": int(seed),
-                            "judge": judge, "clip": clip,
+                            "judge": judge, "clip": clip, **({"urms_draw": urms_draw} if shift == "URMS" else {}),
                         })
     return cells
 
@@ -84,7 +100,8 @@ def shifted_noise(gen: Generator, cells: list[dict]) -> torch.Tensor:
     """Initial noise of each cell's seed, with the cell's shift applied (CPU, float32)."""
     seeds = [c["seed"] for c in cells]
     z = gen.initial_noise(seeds)
-    return torch.cat([apply_shift(c["shift"], z[i:i + 1], c["level"], [c["seed"]]) for i, c in enumerate(cells)])
+    return torch.cat([apply_shift(c["shift"], z[i:i + 1], c["level"], [c["seed"]], c.get("urms_draw", "element"))
+                      for i, c in enumerate(cells)])
 
 
 def make_processor(generators: dict[str, Generator], judge: Judge, clip: ClipScorer):
@@ -188,8 +205,11 @@ def add_attribute_hits(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_kinds(generators: dict[str, Generator]) -> dict[str, dict]:
-    """model -> ``{"latent": bool, "learned": bool}`` (latent space; learned variance)."""
-    return {m: {"latent": bool(g.is_latent), "learned": bool(g.learned_variance)} for m, g in generators.items()}
+    """model -> ``{"latent": bool, "learned": bool, "sampler": str}``: latent space; whether
+    its sampler draws with a learned variance (a denoiser that predicts one, under a sampler
+    that uses it: PixArt's DPM-Solver drops it, so PixArt counts as fixed); the sampler's class."""
+    return {m: {"latent": bool(g.is_latent), "learned": bool(g.samples_learned_variance),
+                "sampler": type(g.scheduler).__name__} for m, g in generators.items()}
 
 
 def _level_value(shift: str, level) -> float:
@@ -244,9 +264,9 @@ def position_drift(df: pd.DataFrame) -> pd.DataFrame:
 
 @torch.no_grad()
 def trajectory(gen: Generator, prompt: str, seeds: Sequence[int], shift: str, level, guidance: float,
-               steps: int) -> torch.Tensor:
+               steps: int, urms_draw: str = "element") -> torch.Tensor:
     """Every state x_t from the seeds' noise under one shift: ``(steps + 1, N, C, h, w)`` on the CPU."""
-    cells = [{"seed": s, "shift": shift, "level": level} for s in seeds]
+    cells = [{"seed": s, "shift": shift, "level": level, "urms_draw": urms_draw} for s in seeds]
     emb = gen.encode_prompts([prompt] * len(seeds))
     return gen.denoise(shifted_noise(gen, cells), emb, guidance, steps, seeds=list(seeds), trajectory=True)[1]
 
@@ -326,11 +346,11 @@ def images_across_levels(df: pd.DataFrame, store: ResultStore, label: str, seed:
 
 def trajectory_distances(generators: dict[str, Generator], prompt: str, seeds: Sequence[int],
                          shifts: dict[str, Sequence], guidance: dict[str, float], steps: dict[str, int],
-                         unshifted: dict[str, torch.Tensor]) -> dict:
+                         unshifted: dict[str, torch.Tensor], urms_draw: str = "element") -> dict:
     """RMS distance at every timestep between the shifted and the unshifted trajectory of
     the same seeds (``unshifted``: :func:`unshifted_trajectories`), averaged over seeds, at
     the first and the last level of every shift: ``{model: {"SHIFT level": (steps + 1,)}}``."""
-    return {m: {f"{s} {level_name(s, lv)}": (trajectory(gen, prompt, seeds, s, lv, guidance[m], steps[m])
+    return {m: {f"{s} {level_name(s, lv)}": (trajectory(gen, prompt, seeds, s, lv, guidance[m], steps[m], urms_draw)
                                              - unshifted[m]).pow(2).mean(dim=(2, 3, 4)).sqrt().mean(1).numpy()
                 for s, levels in shifts.items() for lv in (levels[0], levels[-1])}
             for m, gen in generators.items()}
@@ -352,7 +372,7 @@ class Plan:
 
 def plan(generators: dict[str, Generator], shift_grid: dict[str, Sequence], labels: Sequence[str], seed: int,
          seeds_per_cell: int, baseline_seeds_per_cell: int, guidance: Sequence[float], steps: int, judge: str,
-         clip: str, revisions: dict[str, str]) -> Plan:
+         clip: str, revisions: dict[str, str], urms_draw: str = "element") -> Plan:
     """The grid of the study: guidance 0 means each model's default, steps 0 likewise; the
     unshifted baseline gets ``max(baseline_seeds_per_cell, seeds_per_cell)`` seeds."""
     steps_of = {m: steps or g.default_steps for m, g in generators.items()}
@@ -360,7 +380,7 @@ def plan(generators: dict[str, Generator], shift_grid: dict[str, Sequence], labe
     n_base = max(baseline_seeds_per_cell, seeds_per_cell)
     cells = [c for m in generators for c in build_cells(
         [m], shift_grid, labels, range(seed, seed + seeds_per_cell), scales[m], steps_of[m], judge, clip,
-        revisions=revisions, baseline_seeds=range(seed, seed + n_base))]
+        revisions=revisions, baseline_seeds=range(seed, seed + n_base), urms_draw=urms_draw)]
     return Plan(steps_of, scales, {m: float(s[0]) for m, s in scales.items()}, cells, n_base,
                 sum(len(v) for v in shift_grid.values()))
 
@@ -377,13 +397,47 @@ def conditions(shift_grid: dict[str, Sequence]) -> list[tuple[str, str]]:
     return [("none", "0")] + [(s, level_name(s, lv)) for s, lvs in shift_grid.items() for lv in lvs]
 
 
-def findings(models: Sequence[str], summary: pd.DataFrame, df: pd.DataFrame, verdicts: list[dict]) -> dict:
+def anchor_rows(summary: pd.DataFrame) -> list[dict]:
+    """Each model's unshifted top-1 and top-5 (Wilson 95% intervals) at its guided scale
+    beside paper 001's anchor; ``within``: whether the paper's figure lies in the interval."""
+    base = summary[(summary["shift"] == "none")]
+    rows = []
+    for _, r in base.iterrows():
+        within = all(r[f"{m}_lo"] <= PAPER_ANCHOR[m] <= r[f"{m}_hi"] for m in ("top1", "top5"))
+        rows.append({"model": r["model"], "guidance": float(r["guidance"]), "n": int(r["n"]),
+                     **{m + part: round(float(r[m + part]), 4) for m in ("top1", "top5") for part in ("", "_lo", "_hi")},
+                     "paper_top1": PAPER_ANCHOR["top1"], "paper_top5": PAPER_ANCHOR["top5"], "within": bool(within)})
+    return rows
+
+
+def anchor_text(summary: pd.DataFrame, protocol: str) -> str:
+    """Markdown: the paper's anchor beside this run's unshifted accuracy (protocol
+    ``"paper"``), or why it does not apply."""
+    from ..markup import Safe, md_text
+
+    head = md_text("Paper 001's anchor: {model}, {n} images per prompt over ImageNet-100, judged by {judge}: "
+                   "**{top1:.0%} top-1, {top5:.0%} top-5** unshifted.", model=PAPER_ANCHOR["model"],
+                   n=PAPER_ANCHOR["images_per_prompt"], judge=PAPER_ANCHOR["judge"], top1=PAPER_ANCHOR["top1"],
+                   top5=PAPER_ANCHOR["top5"])
+    if protocol != "paper":
+        return Safe(head + md_text(" This run used protocol {p!c}, so it is not comparable (`-p protocol='paper'` "
+                                   "runs the paper's).", p=protocol))
+    lines = [head, ""] + [md_text(
+        "- {model!c}, guidance {g:g}: top-1 {top1:.2f} [{top1_lo:.2f}, {top1_hi:.2f}], top-5 {top5:.2f} "
+        "[{top5_lo:.2f}, {top5_hi:.2f}] of {n} images: the paper's figures lie {where} these intervals.",
+        g=r["guidance"], where="within" if r["within"] else "outside", **r) for r in anchor_rows(summary)]
+    return Safe("\n".join(lines))
+
+
+def findings(models: Sequence[str], summary: pd.DataFrame, df: pd.DataFrame, verdicts: list[dict],
+             protocol: str = "") -> dict:
     """The study's findings (the common schema: ``models``, ``headline``, rates with their
     intervals in ``acc``; ``claims``: the paper's claims with their verdicts). Named
     ``findings``, not ``summarize``: :func:`summarize` is the per-condition table."""
     baseline = summary[summary["shift"] == "none"].set_index(["model", "guidance"])
     return {"models": list(models), "acc": findings_rows(summary),
-            "claims": [{k: v[k] for k in ("id", "claim", "verdict", "evidence", "numbers")} for v in verdicts],
+            "claims": [{k: v[k] for k in ("id", "claim", "verdict", "evidence", "rule", "numbers")} for v in verdicts],
+            "protocol": protocol, **({"anchor": anchor_rows(summary)} if protocol == "paper" else {}),
             "n_images": len(df),
             "headline": {f"{m} g={g:g} top1": round(float(b["top1"]), 3) for (m, g), b in baseline.iterrows()}
             | {"claims supported": sum(v["verdict"] == "supported" for v in verdicts)}}

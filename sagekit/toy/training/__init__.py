@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import timm
@@ -53,6 +53,17 @@ class TrainConfig:
     pixel_lr: float = 1e-3
     threads: int = 0  # 0: torch's default
     only: str = ""  # "" trains everything; "toy-latent-learned" only that model
+
+    def scaled(self, factor: float) -> "TrainConfig":
+        """Every data set size and step count times ``factor`` (at least 2 steps, and data
+        sets no smaller than the smallest that still cover every label and batch); batch
+        sizes and learning rates stay. ``factor`` 1 is this config."""
+        if factor == 1:
+            return self
+        floors = {"n_train": 400, "n_judge": 300, "n_test": 50}
+        sizes = {f.name: max(floors.get(f.name, 2), round(getattr(self, f.name) * factor)) for f in fields(self)
+                 if f.name.startswith("n_") or f.name.endswith("_steps")}
+        return replace(self, **sizes)
 
 
 ONLY_CHOICES = ("toy-latent-learned",)
