@@ -91,3 +91,18 @@ def test_display_name_shortens_local_folders_only(tmp_path):
     assert display_name(str(folder)) == "tiny-sdxl" and display_name("./models/sd") == "sd"
     assert display_name("stabilityai/stable-diffusion-xl-base-1.0") == "stabilityai/stable-diffusion-xl-base-1.0"
     assert display_name("toy-pixel") == "toy-pixel"
+
+
+def test_summaries_are_strict_json():
+    """json.dumps writes NaN as `NaN`, which is not JSON: findings and summaries go through
+    report.dumps, which writes null."""
+    import json
+    import math
+
+    import numpy as np
+
+    from sagekit.report import dumps
+
+    text = dumps({"acc": float("nan"), "hi": np.float32(0.5), "n": np.int64(3), "rows": [math.inf, (1, 2)]})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"acc": None, "hi": 0.5, "n": 3,
+                                                                         "rows": [None, [1, 2]]}

@@ -77,7 +77,9 @@ def test_study_report(study, tmp_path):
     summary = run_study(study, small(study, tmp_path), tmp_path, timeout=900)
     html = (tmp_path / summary["html"]).read_text()
     assert (tmp_path / summary["notebook"]).is_file()
-    saved = json.loads((tmp_path / summary["html"].replace(".html", ".json")).read_text())
+    # strict JSON: NaN (e.g. no poisoned concept at k = 0) is written as null, which every parser reads
+    saved = json.loads((tmp_path / summary["html"].replace(".html", ".json")).read_text(),
+                       parse_constant=lambda c: pytest.fail(f"the summary holds {c}, which is not JSON"))
     assert saved["findings"] and saved["versions"]["torch"] and saved["wall_seconds"] > 0
     executed = nbformat.read(tmp_path / summary["notebook"], as_version=4)
     assert not [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
