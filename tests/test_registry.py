@@ -11,7 +11,7 @@ from sagekit.toy.scenes import LABELS
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(UnknownModelError, match="toy, toy-latent-learned, toy-pixel"):
+    with pytest.raises(UnknownModelError, match="toy, toy-ddpm, toy-latent-learned, toy-pixel"):
         load_generator("nope")
     with pytest.raises(UnknownModelError, match="toy-ensemble"):
         load_judge("nope")
