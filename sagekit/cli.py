@@ -43,6 +43,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from .studies.defaults import AD_CLIP
+
     p = _Parser(prog="sagekit", description="Find and measure how text-to-image diffusion models fail.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -83,7 +85,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n-judge", type=int, default=1000, help="held-out images for judge accuracy")
     ad = sub.add_parser("ad", help="Alignment Difficulty of a folder of image + caption (.txt) pairs")
     ad.add_argument("folder")
-    ad.add_argument("--clip", default="open_clip:ViT-B-32:openai",
+    ad.add_argument("--clip", default=AD_CLIP,
                     help="CLIP model (default: OpenAI's ViT-B/32, the one the implosion paper's compute_AD.py uses and "
                          "its rescale constants were calibrated for)")
     ad.add_argument("--device", default="cpu")
@@ -297,11 +299,11 @@ def _cmd_run(args) -> int:
         params += [f"executor={args.executor!r}"] + ([f"address={args.address!r}"] if args.address else [])
     try:
         if args.check:
-            from .report import check_study
+            from .report import auto_resolved, check_study
 
             study, _, merged, resolved, images = check_study(args.study, params)
             print(_json({"study": study.id, "images": images, "parameters": resolved,
-                         "auto": sorted(k for k in merged if merged[k] != resolved[k])}))
+                         "auto": auto_resolved(merged, resolved)}))
             return 0
         summary = run_study(args.study, params, args.out, timeout=args.timeout, log_output=args.log_output,
                             announce=lambda line: print(f"sagekit: {line}", file=sys.stderr))
@@ -329,6 +331,8 @@ def _cmd_toy(args) -> int:
             problem = f"--only must be one of: {', '.join(ONLY_CHOICES)}; got {args.only!r}"
         if not problem and not 0 < args.scale <= 1:
             problem = f"--scale must be above 0 and at most 1, got {args.scale}"
+        if not problem and args.scale != 1 and args.out is None:
+            problem = "--scale trains a rougher world than the shipped one: give it its own --out folder"
         if not problem and args.only and not (out / "toy" / "vae").is_dir():
             problem = f"--only needs the trained toy VAE and text encoder in {out / 'toy'}; run `sagekit toy train` first"
         if problem:

@@ -38,7 +38,7 @@ from typing import Any, Iterator
 from .markup import clean_html
 from .studies import Study, get_study
 from .studies.defaults import is_auto, resolve
-from .studies.parameters import ParameterError, unwritable, validate
+from .studies.parameters import SCHEMAS, ListOf, ParameterError, unwritable, validate
 
 KERNEL_NAME = "sagekit-py311"
 FINDINGS_ENV = "SAGEKIT_FINDINGS"
@@ -131,7 +131,11 @@ def parse_parameters(study: Study, assignments: list[str]) -> dict[str, Any]:
         if key not in defaults:
             raise ParameterError(f"study {study.id!r} has no parameter {key!r}; its parameters: "
                                  + ", ".join(f"{k}={v!r}" for k, v in defaults.items()))
-        out[key] = _coerce(key, _parse_value(raw), defaults[key])
+        value = _coerce(key, _parse_value(raw), defaults[key])
+        if is_auto(defaults[key]) and isinstance(SCHEMAS[study.id].params.get(key), ListOf) \
+                and not isinstance(value, (list, tuple)):
+            value = [value]  # a single value for a list whose default is "auto"
+        out[key] = value
     return out
 
 
@@ -315,6 +319,11 @@ def _reserve_stem(out: Path, study: Study, stamp: str) -> str:
     raise FileExistsError(f"no free report name in {out}")
 
 
+def auto_resolved(merged: dict, resolved: dict) -> list[str]:
+    """The parameters whose "auto" took a value from the model's world or the protocol."""
+    return sorted(k for k, v in merged.items() if is_auto(v) and resolved[k] != v)
+
+
 def check_study(study_id: str, assignments: list[str] | None = None) -> tuple:
     """Everything ``sagekit run`` checks before a kernel starts, and nothing else:
     ``(study, given, merged, resolved, images)``: the study, the parameters given, merged
@@ -369,7 +378,7 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
         stem = _reserve_stem(out, study, stamp)
         summary = {
             "study": study.id, "question": study.question, "started": stamp,
-            "parameters": resolved, "auto": sorted(k for k, v in merged.items() if is_auto(v) and resolved[k] != v),
+            "parameters": resolved, "auto": auto_resolved(merged, resolved),
             "estimated_images": images,
             "versions": versions(), "wall_seconds": round(wall, 1),
             "html": f"{stem}.html", "notebook": f"{stem}.ipynb", "findings": findings,

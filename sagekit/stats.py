@@ -58,15 +58,6 @@ def relation(a: tuple[float, float, float], b: tuple[float, float, float]) -> st
     return "overlap"
 
 
-def difference(k1: int, n1: int, k2: int, n2: int, level: float = 0.95) -> tuple[float, float, float]:
-    """Difference of two independent rates k1/n1 - k2/n2 and Newcombe's hybrid score
-    interval (method 10: from the two Wilson intervals); all NaN when a count is 0."""
-    p1, l1, u1 = wilson(k1, n1, level)
-    p2, l2, u2 = wilson(k2, n2, level)
-    d = p1 - p2
-    return d, d - float(np.hypot(p1 - l1, u2 - p2)), d + float(np.hypot(u1 - p1, p2 - l2))
-
-
 def holm(pvalues) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error over all of ``pvalues``): the
     i-th smallest is multiplied by (m - i), then made non-decreasing, then capped at 1."""

@@ -54,8 +54,14 @@ def test_a_real_model_is_refused_before_work_when_a_default_is_not_on_this_machi
 def test_models_of_both_worlds_need_their_judges_named(tiny_sd):
     base = STUDIES["seed-shifts"].path.parent
     mixed = {**defaults("seed-shifts"), "models": ["toy", str(tiny_sd)]}
-    with pytest.raises(ParameterError, match="mix the toy world and real models"):
+    with pytest.raises(ParameterError, match=r"mix the toy world \(toy\) and real models \(.*tiny-sd\)"):
         validate("seed-shifts", mixed, base)
+    # named, they need no world; the protocol's sizes need none either
+    named = {**mixed, "judge": "toy-ensemble", "clip": "toy-clip", "label_set": "toy", "protocol": "toy"}
+    assert resolve("seed-shifts", named)["n_labels"] == 4
+    # a typo is not a real model in disguise: the message names it
+    with pytest.raises(ParameterError, match=r"real models \(toy-ddpn\)"):
+        validate("seed-shifts", {**mixed, "models": ["toy", "toy-ddpn"]}, base)
 
 
 def test_implosion_on_a_real_model_needs_its_data(tiny_sd, real_world):
@@ -94,3 +100,23 @@ def _concept_judge(tmp_path):
     from sagekit.testing import save_random_timm_judge
 
     return save_random_timm_judge(tmp_path / "judge", ["dog", "cat", "car", "bus", "tree", "boat"])
+
+
+@pytest.mark.parametrize("study", ["prompt-failures", "distorted-latents", "unrelated-latents", "adversarial-tokens",
+                                   "seed-shifts", "implosion"])
+def test_each_notebook_resolves_every_auto_it_declares(study):
+    """A notebook's fill(...) names every world-dependent parameter its parameters cell leaves
+    at "auto" (one it missed would reach the library as the string "auto")."""
+    import ast
+
+    import nbformat
+
+    from sagekit.studies.defaults import world_dependent
+
+    nb = nbformat.read(STUDIES[study].path, as_version=4)
+    calls = [n for c in nb.cells if c.cell_type == "code" for n in ast.walk(ast.parse(c.source))
+             if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "fill"]
+    assert len(calls) == 1 and calls[0].args[0].value == study
+    named = {kw.arg for kw in calls[0].keywords}
+    auto = {k for k, v in defaults(study).items() if v == "auto" and k in world_dependent(study)}
+    assert auto <= named and ({"model", "models"} & named)

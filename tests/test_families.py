@@ -292,12 +292,13 @@ def test_the_cli_exits_2_with_the_families_and_writes_nothing(img2img, tmp_path,
     assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
-def test_the_seed_shift_study_writes_a_report_for_a_tiny_sdxl_folder(tiny_sdxl, tmp_path):
-    """The issue's end-to-end check: `sagekit run seed-shifts` on an SDXL-architecture folder."""
+def test_the_seed_shift_study_writes_a_report_for_a_tiny_sdxl_folder(tiny_sdxl, tmp_path, real_world):
+    """The issue's end-to-end check: `sagekit run seed-shifts` on an SDXL-architecture folder
+    (judged by the real world's defaults: here the stand-ins of the README's hub models)."""
     out = tmp_path / "out"
     assert main(["run", "seed-shifts", "-p", f"models=[{str(tiny_sdxl)!r}]", "-p", "n_labels=2", "-p", "seeds_per_cell=1",
                  "-p", "shifts={'UMS': [-0.2, 0.2]}", "-p", "baseline_seeds_per_cell=2", "-p", "trajectory_seeds=2",
-                 "-p", "steps=3", "--out", str(out)]) == 0
+                 "-p", "steps=3", "-p", "guidance=[0.0, 1.0]", "--out", str(out)]) == 0
     summary = json.loads(next(out.glob("seed-shifts-*.json")).read_text())
     rows = summary["findings"]["acc"]
     assert {r["model"] for r in rows} == {str(tiny_sdxl)} and {r["shift"] for r in rows} == {"none", "UMS"}

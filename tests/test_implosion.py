@@ -63,3 +63,21 @@ def test_finetune_changes_only_what_it_should_on_a_tiny_sd_pipeline(tiny_sd, tra
     if trainable == "cross-attention":
         assert all("attn2.to_k" in n or "attn2.to_v" in n for n in changed)
     assert all(torch.equal(p, before[n]) for n, p in gen.unet.named_parameters())  # the original is untouched
+
+
+def test_budget_rules_and_the_fine_tunes_they_share():
+    from sagekit.studies.implosion import allocation, rules_of, sweep_plan
+
+    assert rules_of("both") == ["per-concept", "total"] and rules_of("total") == ["total"]
+    with pytest.raises(ValueError):
+        rules_of("each")
+    assert allocation("per-concept", 3, 400, 100) == [100, 100, 100] and allocation("total", 3, 400, 0) == [134, 133, 133]
+    plan = sweep_plan([0, 1, 2, 4], 400, "both")  # per concept: 400 // 4 = 100, so the rules meet at k = 4
+    assert plan[("per-concept", 2, False)] == ((100, 100), False) and plan[("total", 2, False)] == ((200, 200), False)
+    assert plan[("per-concept", 4, False)] == plan[("total", 4, False)]
+    assert plan[("total", 0, False)] == plan[("per-concept", 0, True)] == ((), True)  # k = 0 is its own control
+    # 16 rows, 11 fine-tunes: k = 0 once, k = 1 and 2 four times (rule x control), k = 4 twice
+    assert len(plan) == 16 and len(set(plan.values())) == 1 + 4 + 4 + 2
+    # when the budget does not divide by max(ks), the rules do not meet
+    odd = sweep_plan([0, 3], 100, "both")
+    assert odd[("per-concept", 3, False)] != odd[("total", 3, False)]

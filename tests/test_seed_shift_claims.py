@@ -187,3 +187,26 @@ def test_a_model_counts_as_learned_variance_only_when_its_sampler_draws_with_it(
     assert all({k: kinds[m][k] for k in same} == same for m in ("toy-ddpm", "toy-latent-learned"))
     assert {(g.default_steps, g.default_guidance) for n, g in gens.items() if n != "toy" and n != "pixart"} == {(15, 5.0)}
     assert kinds["toy"]["sampler"] == "DPMSolverMultistepScheduler"
+
+
+def test_images_that_share_their_noise_count_once_and_a_zero_shift_is_no_shift():
+    """Sixteen shift levels of one seed are one draw of noise, not sixteen: pooled per image,
+    a brittle and a robust label looked decisively different with one seed a side."""
+    from sagekit.studies.seed_shift_claims import _Run
+
+    def label_rows(label, right, seeds):
+        base = [{"model": "sd", "guidance": 5.0, "shift": "none", "level": 0, "level_value": 0.0, "label": label,
+                 "seed": s, "top1": True, "cx": 0.5} for s in range(20)]
+        shifted = [{"model": "sd", "guidance": 5.0, "shift": "UMS", "level": lv, "level_value": lv, "label": label,
+                    "seed": s, "top1": right, "cx": 0.5} for lv in np.linspace(-0.8, 0.8, 16) for s in range(seeds)]
+        return base + shifted
+
+    one_seed = frame(label_rows("brittle", False, 1), label_rows("robust", True, 1))
+    assert verdict(evaluate_claims(one_seed, {"sd": KINDS["sd"]}), "g") == "inconclusive"
+    many = frame(label_rows("brittle", False, 20), label_rows("robust", True, 20))
+    assert verdict(evaluate_claims(many, {"sd": KINDS["sd"]}), "g") == "supported"
+    # the paper's grids hold level 0 (and MS (0, 0)): those cells are the unshifted image again
+    zero = frame(cells("sd", 5.0, "none", 0, 90), cells("sd", 5.0, "UMS", 0.0, 90), cells("sd", 5.0, "UMS", 0.2, 10))
+    zero["level"] = zero["level_value"]
+    run = _Run(pd.concat([zero, zero.iloc[:1].assign(shift="MS", level=[[0.0, 0.0]])]), {"sd": KINDS["sd"]})
+    assert run.levels("sd", 5.0, "UMS") == [0.2] and run.rows("sd", 5.0, "MS").empty

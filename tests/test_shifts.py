@@ -80,3 +80,18 @@ def test_a_grid_is_named_paper_or_given():
     assert grid({"SDS": [0.1]}) == {"SDS": [0.1]}
     with pytest.raises(ValueError, match="'paper' or a dict"):
         grid("papers")
+
+
+def test_urms_draws_per_element_or_per_image(z):
+    """Per element (the default) the mean moves by alpha/2 and the spread grows; per image the
+    whole latent moves by one draw alpha*u: its spread is unchanged, and so is a sample's
+    shift when its batch changes."""
+    seeds = list(range(z.shape[0]))
+    element, image = apply_shift("URMS", z, 1.0, seeds), apply_shift("URMS", z, 1.0, seeds, urms_draw="image")
+    moved = (image - z).flatten(1)
+    assert torch.allclose(moved, moved[:, :1].expand_as(moved)) and ((moved[:, 0] >= 0) & (moved[:, 0] <= 1)).all()
+    assert torch.allclose(image.flatten(1).std(1), z.flatten(1).std(1), atol=1e-5)
+    assert (element - z).flatten(1).std(1).min() > 0.2  # U[0, 1] per element: std 0.29
+    assert torch.equal(apply_shift("URMS", z[1:2], 1.0, seeds[1:2], urms_draw="image"), image[1:2])
+    with pytest.raises(ValueError, match="per element or per image"):
+        apply_shift("URMS", z, 1.0, seeds, urms_draw="channel")

@@ -30,3 +30,14 @@ def test_bootstrap_interval_is_seeded_and_covers_the_mean():
     mean, lo, hi = mean_ci(x)
     assert lo < mean < hi and hi - lo < 2.5 and mean_ci(x) == (mean, lo, hi)
     assert mean_ci([4.0]) == (4.0, 4.0, 4.0) and mean_ci([2.0, 2.0]) == (2.0, 2.0, 2.0)
+
+
+def test_holm_adjusts_step_down_and_fisher_is_one_sided():
+    from sagekit.stats import above, holm
+
+    # sorted 0.005, 0.01, 0.03, 0.04: times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04, then non-decreasing
+    assert np.allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    assert np.allclose(holm([0.5, 0.9]), [1.0, 1.0]) and holm([0.02]).tolist() == [0.02]
+    # 60/100 against 40/100: above one way, not the other
+    assert above(60, 100, 40, 100, "greater") < 0.01 and above(60, 100, 40, 100, "less") > 0.99
+    assert above(40, 100, 60, 100, "less") == pytest.approx(above(60, 100, 40, 100, "greater"))

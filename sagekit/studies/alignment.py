@@ -94,18 +94,20 @@ def _load_rgb(path: Path, size: tuple[int, int]):
 
 
 @torch.no_grad()
-def folder_ad(folder, clip: str = "open_clip:ViT-B-32:openai", device: str = "cpu",
+def folder_ad(folder, clip: str = "", device: str = "cpu",
               batch_size: int = 64, alpha: float = 0.8) -> dict:
     """AD of a folder of (image, caption) pairs under a CLIP model (``sagekit.models``
     name; an open_clip model whose weights are not on this machine fails at once with
     how to get them). Also counts the images without a caption and the captions without
-    an image, which are left out."""
+    an image, which are left out. ``clip`` "": OpenAI's ViT-B/32, the paper's."""
     import numpy as np
 
     from ..models.registry import load_clip_embedder
 
+    from .defaults import AD_CLIP
+
     found = read_pairs(folder)
-    embedder = load_clip_embedder(clip, device)
+    embedder = load_clip_embedder(clip or AD_CLIP, device)
     img, txt = [], []
     for i in range(0, len(found.pairs), batch_size):
         chunk = found.pairs[i:i + batch_size]

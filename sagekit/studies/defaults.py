@@ -20,6 +20,7 @@ it before a kernel starts (so that what will load is checked), and each notebook
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 AUTO = "auto"
@@ -69,12 +70,16 @@ def world_of_models(params: dict) -> str:
     from .parameters import ParameterError
 
     names = params["models"] if "models" in params else [params.get("model", "")]
-    worlds = {world_of(n) for n in names if isinstance(n, str)}
-    if len(worlds) > 1:
-        auto = ", ".join(k for k, v in params.items() if is_auto(v))
-        raise ParameterError(f"the models mix the toy world and real models, so the 'auto' parameters ({auto}) have "
-                             "no default: name each one (-p judge=... and so on)")
-    return worlds.pop() if worlds else TOY
+    by_world: dict[str, list[str]] = {}
+    for n in names:
+        if isinstance(n, str):
+            by_world.setdefault(world_of(n), []).append(n)
+    if len(by_world) > 1:
+        auto = ", ".join(k for k, v in params.items() if is_auto(v) and k in WORLD_DEFAULTS[TOY])
+        raise ParameterError(f"the models mix the toy world ({', '.join(by_world[TOY])}) and real models "
+                             f"({', '.join(by_world[REAL])}), so the 'auto' parameters ({auto}) have no default: "
+                             "name each one (-p judge=... and so on)")
+    return next(iter(by_world), TOY)
 
 
 def world_dependent(study: str) -> set[str]:
@@ -94,7 +99,10 @@ def resolve(study: str, params: dict[str, Any]) -> dict[str, Any]:
     if not any(is_auto(v) for k, v in params.items() if k in keys):
         return dict(params)
     out = dict(params)
-    world = world_of_models({k: v for k, v in params.items() if k in keys or k in ("model", "models")})
+    # the models' world matters only to a world default (or to the protocol's choice)
+    needs_world = any(is_auto(v) for k, v in params.items() if k in WORLD_DEFAULTS[TOY] or k == "protocol")
+    world = world_of_models({k: v for k, v in params.items() if k in keys or k in ("model", "models")}) \
+        if needs_world else TOY
     protocols = _protocols(study)
     if protocols and "protocol" in out:
         if is_auto(out["protocol"]):
@@ -102,9 +110,9 @@ def resolve(study: str, params: dict[str, Any]) -> dict[str, Any]:
         if out["protocol"] not in protocols:
             raise ParameterError(f"parameter 'protocol' must be one of 'auto', {', '.join(map(repr, protocols))}, "
                                  f"got {out['protocol']!r}")
-        out.update({k: v for k, v in protocols[out["protocol"]].items() if is_auto(out.get(k))})
+        out.update({k: copy.deepcopy(v) for k, v in protocols[out["protocol"]].items() if is_auto(out.get(k))})
     table = {**WORLD_DEFAULTS[world], **STUDY_DEFAULTS.get((study, world), {})}
-    out.update({k: table[k] for k, v in out.items() if is_auto(v) and k in table})
+    out.update({k: copy.deepcopy(table[k]) for k, v in out.items() if is_auto(v) and k in table})
     left = [k for k, v in out.items() if is_auto(v) and k in keys]
     if left:
         raise ParameterError(f"parameter {left[0]!r} is 'auto' but study {study!r} has no default for it in the "

@@ -105,10 +105,21 @@ def rules_of(budget_rule: str) -> list[str]:
     return [budget_rule]
 
 
-def per_concept_default(budget: int, ks) -> int:
-    """The per-concept rule's pairs per concept when not given: ``budget // max(ks)``, so
-    that both rules poison the same pairs at the largest k."""
-    return max(1, budget // max(max(ks), 1))
+def per_concept_of(budget: int, ks, per_concept: int = 0) -> int:
+    """The per-concept rule's pairs per concept: ``per_concept``, or when 0 ``budget //
+    max(ks)``, so that both rules poison the same pairs at the largest k when the budget
+    divides evenly by it."""
+    return per_concept or max(1, budget // max(max(ks), 1))
+
+
+def sweep_plan(ks, budget: int, budget_rule: str, per_concept: int = 0) -> dict[tuple[str, int, bool], tuple]:
+    """Every row a sweep reports, ``(rule, k, control)``, mapped to the fine-tuning set it
+    needs: ``(poisoned pairs per concept, clean)``. Rows that need the same set share one
+    fine-tune (``set(plan.values())``): k = 0 is clean, so it is its own control and the same
+    under both rules, and the rules meet where they allot the same counts."""
+    per_concept = per_concept_of(budget, ks, per_concept)
+    return {(rule, k, control): (tuple(allocation(rule, k, budget, per_concept)), control or k == 0)
+            for rule in rules_of(budget_rule) for k in ks for control in (False, True)}
 
 
 def allocation(rule: str, k: int, budget: int, per_concept: int) -> list[int]:
@@ -301,11 +312,6 @@ class PointSettings:
     data: str = ""
     rank: int = 4
     batch_size: int = 64
-    per_concept: int = 1  # the per-concept rule's pairs per concept
-
-    def counts(self, rule: str, k: int) -> list[int]:
-        """Poisoned pairs per concept of the point (rule, k)."""
-        return allocation(rule, k, self.budget, self.per_concept)
 
 
 def run_point(gen: Generator, judge: Judge, clip: ClipScorer, counts: list[int], control: bool, cfg: PointSettings,
@@ -363,15 +369,10 @@ def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train
     the details (images, predictions, attention maps) keyed ``(rule, k, control)``."""
     from tqdm.auto import tqdm
 
-    per_concept = per_concept or per_concept_default(budget, ks)
     cfg = PointSettings(split or split_concepts(max(ks), seed), n_train, budget, steps, lr, trainable, list(seeds),
-                        guidance, sample_steps, seed, attention_seeds, data, rank, batch_size, per_concept)
-    jobs = [(rule, k, control) for rule in rules_of(budget_rule) for k in ks for control in (False, True)]
-
-    def point(rule, k, control) -> tuple:  # what determines a point's training set: counts, and clean or not
-        return tuple(cfg.counts(rule, k)), control or k == 0
-
-    points = [{"counts": list(c), "control": ctl} for c, ctl in dict.fromkeys(point(*j) for j in jobs)]
+                        guidance, sample_steps, seed, attention_seeds, data, rank, batch_size)
+    plan = sweep_plan(ks, budget, budget_rule, per_concept)
+    points = [{"counts": list(c), "control": ctl} for c, ctl in dict.fromkeys(plan.values())]
     results: dict[tuple, tuple[dict, dict]] = {}
     bar = tqdm(total=len(points), desc="fine-tunes", disable=not progress, leave=False)
     if executor is None or executor.name == "local":
@@ -390,8 +391,8 @@ def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train
             bar.update()
     bar.close()
     rows, details = [], {}
-    for rule, k, control in jobs:  # in the order of rules and ks, whatever order the points finished in
-        row, det = results[point(rule, k, control)]
+    for (rule, k, control), point in plan.items():  # in the order of rules and ks, whatever order they finished in
+        row, det = results[point]
         rows.append({"rule": rule, **row, "control": control})
         details[(rule, k, control)] = det
     return pd.DataFrame(rows), details
@@ -467,8 +468,8 @@ def plan_text(split: ConceptSplit, budget: int, ks: list[int], budget_rule: str 
               per_concept: int = 0) -> dict:
     """What the report says about the plan: the poisoned pairs ("a → b, ..."), the
     unpoisoned concepts, and per rule the poisoned pairs per concept at each k > 0."""
-    per_concept = per_concept or per_concept_default(budget, ks)
-    per_k = "; ".join(f"{rule}: " + ", ".join(f"k={k} {allocation(rule, k, budget, per_concept)}" for k in ks if k)
+    plan = sweep_plan(ks, budget, budget_rule, per_concept)
+    per_k = "; ".join(f"{rule}: " + ", ".join(f"k={k} {list(plan[(rule, k, False)][0])}" for k in ks if k)
                       for rule in rules_of(budget_rule))
     return {"pairs": ", ".join(f"{a} → {b}" for a, b in split.pairs), "unpoisoned": ", ".join(split.unpoisoned),
             "per_k": per_k}

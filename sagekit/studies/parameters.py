@@ -383,7 +383,7 @@ def _tokens_rules(p: dict) -> None:
 
 def _implosion_rules(p: dict) -> None:
     from ..models.registry import world_of
-    from .implosion import MAX_K, per_concept_default, rules_of
+    from .implosion import MAX_K, rules_of, sweep_plan
 
     if p["data"]:
         _poisoned_folder_rules(p)
@@ -399,25 +399,22 @@ def _implosion_rules(p: dict) -> None:
     if "total" in rules and max(p["ks"]) > p["budget"]:
         raise ParameterError(f"parameter 'budget' ({p['budget']}) must give every poisoned concept at least one "
                              f"pair: it must be at least max(ks) = {max(p['ks'])}")
-    if "total" in rules and p["budget"] > p["n_train"]:
-        raise ParameterError(f"parameter 'budget' ({p['budget']}) must be at most 'n_train' ({p['n_train']})")
-    per_concept = p["per_concept"] or per_concept_default(p["budget"], p["ks"])
-    if "per-concept" in rules and per_concept * max(p["ks"]) > p["n_train"]:
-        raise ParameterError(f"the per-concept rule poisons {per_concept} pairs for each of max(ks) = {max(p['ks'])} "
-                             f"concepts, more than 'n_train' ({p['n_train']}): lower 'per_concept' or raise 'n_train'")
+    for (rule, k, _), (counts, _) in sweep_plan(p["ks"], p["budget"], p["budget_rule"], p["per_concept"]).items():
+        if sum(counts) > p["n_train"]:
+            raise ParameterError(f"the {rule} rule poisons {sum(counts)} pairs at k = {k}; they must be at most "
+                                 f"'n_train' ({p['n_train']}): lower 'budget' or 'per_concept', or raise 'n_train'")
     if p["attention_seeds"] > p["eval_seeds"]:
         raise ParameterError(f"parameter 'attention_seeds' ({p['attention_seeds']}) must be at most 'eval_seeds' "
                              f"({p['eval_seeds']})")
 
 
 def _poison_plans(p: dict) -> list[tuple[int, list[int]]]:
-    """``(k, poisoned pairs per concept)`` of every poisoned point of every budget rule (a
+    """``(k, poisoned pairs per concept)`` of every poisoned fine-tuning set of the sweep (a
     small k puts the whole total budget on few concepts; a large one needs many concepts)."""
-    from .implosion import allocation, per_concept_default, rules_of
+    from .implosion import sweep_plan
 
-    per_concept = p["per_concept"] or per_concept_default(p["budget"], p["ks"])
-    return [(k, allocation(rule, k, p["budget"], per_concept)) for rule in rules_of(p["budget_rule"])
-            for k in sorted(set(p["ks"])) if k]
+    plan = sweep_plan(p["ks"], p["budget"], p["budget_rule"], p["per_concept"])
+    return [(len(counts), list(counts)) for counts, clean in dict.fromkeys(plan.values()) if not clean]
 
 
 def _poisoned_folder_rules(p: dict) -> None:
@@ -432,14 +429,12 @@ def _poisoned_folder_rules(p: dict) -> None:
     try:
         data = read_folder(folder)
         split = plan_split(max(p["ks"]), p["seed"], str(folder), p["concepts"], p["unpoisoned"])
-        poisoned = [sum(map(len, choose_poison(data.captions, split.pairs[:k], counts, p["seed"])))
-                    for k, counts in _poison_plans(p)]
+        for k, counts in _poison_plans(p):
+            choose_poison(data.captions, split.pairs[:k], counts, p["seed"])
     except (PoisonError, ValueError) as e:
         raise ParameterError(f"data {p['data']!r}: {e}") from None
-    for n_poison in poisoned:
-        if p["n_train"] - n_poison > len(data.captions) - n_poison:
-            raise ParameterError(f"n_train ({p['n_train']}) needs {p['n_train'] - n_poison} clean pairs; "
-                                 f"{p['data']!r} has {len(data.captions) - n_poison} besides the poison")
+    if p["n_train"] > len(data.captions):  # the clean pairs and the poison come from the folder's own
+        raise ParameterError(f"n_train ({p['n_train']}) is more than the {len(data.captions)} pairs of {p['data']!r}")
     from ..models.registry import judge_label_names
 
     known = judge_label_names(p["judge"])
@@ -450,11 +445,12 @@ def _poisoned_folder_rules(p: dict) -> None:
 
 
 def _implosion_images(p: dict) -> int:
-    from .implosion import HELD_COLOURS, HELD_SHAPES, rules_of
+    from .implosion import HELD_COLOURS, HELD_SHAPES, sweep_plan
 
-    # every k > 0 runs twice per rule (poisoned and control); each run draws the unpoisoned concepts and its k sources
+    # each fine-tune (rows that share a training set share one) draws the unpoisoned concepts and its k sources
     evaluated = len(p["unpoisoned"]) if p["data"] else HELD_COLOURS * HELD_SHAPES
-    return sum((evaluated + k) * p["eval_seeds"] * (2 * len(rules_of(p["budget_rule"])) if k else 1) for k in p["ks"])
+    runs = set(sweep_plan(p["ks"], p["budget"], p["budget_rule"], p["per_concept"]).values())
+    return sum((evaluated + len(counts)) * p["eval_seeds"] for counts, _ in runs)
 
 
 def _ray_installed(p: dict) -> None:
@@ -532,12 +528,20 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
+def _whose_default(study_id: str, name: str, params: dict) -> str:
+    from .defaults import WORLD_DEFAULTS, world_of_models
+
+    if name in WORLD_DEFAULTS["toy"]:
+        return f"the {world_of_models(params)} world's default"
+    return "the protocol's value"
+
+
 def validate(study_id: str, params: dict[str, Any], base: Path) -> int:
     """Check every parameter of a study (defaults merged with overrides) against its
     schema, after every ``"auto"`` took its value (``sagekit.studies.defaults``); ``base``
     is the notebook's folder (relative paths start there). Returns the estimated number of
     images; raises ParameterError."""
-    from .defaults import is_auto, resolve, world_dependent, world_of_models
+    from .defaults import is_auto, resolve, world_dependent
 
     schema = SCHEMAS[study_id]
     unknown = [name for name in params if name not in schema.params]
@@ -551,7 +555,7 @@ def validate(study_id: str, params: dict[str, Any], base: Path) -> int:
         except ParameterError as e:
             if not is_auto(params[name]) or name not in world_dependent(study_id):
                 raise
-            raise ParameterError(f"{e} (it was 'auto': the {world_of_models(params)} world's default; "
+            raise ParameterError(f"{e} (it was 'auto': {_whose_default(study_id, name, params)}; "
                                  f"name another with -p {name}=...)") from None
     params = resolved
     if schema.cross:

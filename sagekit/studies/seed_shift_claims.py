@@ -13,7 +13,11 @@ setting ((e) compares guided and unguided); (f) and (i) compare a model whose sa
 draws with a learned variance against one that differs from it only in the variance.
 
 ``acc`` is top-1 accuracy with a Wilson interval; "retention" is the accuracy under the
-mean shifts UMS and URMS divided by the unshifted accuracy (bootstrap interval).
+mean shifts UMS and URMS divided by the unshifted accuracy (bootstrap interval). Where a
+rule pools several shift levels, the unit is a (label, seed): its images at the pooled
+levels share their noise, so they are averaged first and the units resampled, never the
+images as if each were independent. Cells whose shift is the identity (level 0 in the
+paper's grid) are not shifted and count with none.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..stats import above, difference, holm, mean_ci, relation, statistic_ci, wilson
+from ..stats import above, holm, mean_ci, relation, statistic_ci, wilson
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 MEAN_SHIFTS = ("UMS", "URMS")
@@ -50,7 +54,8 @@ _PAIR = ("a learned-variance model against a fixed-variance one that differs fro
 RULES = {
     "a": f"{_SD}, for UMS and URMS: accuracy at the most negative and at the most positive level each lies below the "
          "unshifted accuracy (Wilson 95% intervals disjoint). Contradicted when a level lies above it.",
-    "b": f"{_SD}: drop(UMS) / drop(URMS), the accuracy lost over the levels both shifts ran, bootstrap 95% interval. "
+    "b": f"{_SD}: drop(UMS) / drop(URMS), the accuracy lost over the levels both shifts ran, bootstrap 95% interval "
+         "over (label, seed) units. "
          f"Supported when the interval lies within [{2 / TWICE_BAND:.2f}, {2 * TWICE_BAND:.2f}] (a factor "
          f"{TWICE_BAND:g} around 2, so it excludes 1); contradicted when it lies wholly outside that band.",
     "c": f"{_SD}: SDS at +a lies below SDS at -a (Wilson 95% intervals disjoint), a the largest level run with both "
@@ -59,12 +64,13 @@ RULES = {
          "tests, Holm-corrected over the levels tested (SDS left out: it moves the spread, not the mean). Supported "
          "when some level is above (adjusted p < 0.05); contradicted when every level is below.",
     "e": f"{_SD.replace(' at its guided scale', '')}: retention with guidance minus retention without, bootstrap "
-         "95% interval above 0 (below 0: contradicted).",
+         "95% interval over (label, seed) units above 0 (below 0: contradicted).",
     "f": f"Retention of {_PAIR}, at a guidance both ran: the learned model's minus the fixed one's, bootstrap 95% "
          "interval above 0 (below 0: contradicted).",
-    "g": f"{_SD}: each label's drop, its unshifted accuracy minus its accuracy over all shifted images, with a "
-         "Newcombe interval at 1 - 0.05/L (Bonferroni over L labels). Supported when two labels' drop intervals are "
-         "disjoint; never contradicted (equal drops cannot be shown).",
+    "g": f"{_SD}: each label's drop, its unshifted accuracy minus its accuracy over all shifted images (each seed's "
+         "mean over the shifts, so that a seed's images count once), with a bootstrap interval over seeds at "
+         "1 - 0.05/L (Bonferroni over L labels). Supported when two labels' drop intervals are disjoint; never "
+         "contradicted (equal drops cannot be shown).",
     "h": f"{_SD}: mean signed horizontal move of the object's centre (edge-energy centroid) from the unshifted image "
          "of the same label and seed, bootstrap 95% intervals: above 0 at the most positive URMS level and below 0 at "
          "the most negative one.",
@@ -96,7 +102,9 @@ class _Run:
     """Lookup of a run's per-image frame by model, guidance, shift and level."""
 
     def __init__(self, df: pd.DataFrame, kinds: dict[str, dict]):
-        self.df, self.kinds = df, kinds
+        levels = df["level"] if "level" in df else df["level_value"]
+        same = [s != "none" and is_identity(s, lv) for s, lv in zip(df["shift"], levels)]
+        self.df, self.kinds = df[~np.asarray(same, dtype=bool)], kinds  # a shift of 0 is no shift
 
     def scales(self, model: str) -> list[float]:
         return sorted(self.df[self.df["model"] == model]["guidance"].unique())
@@ -149,9 +157,27 @@ class _Run:
         return None
 
     def retention(self, model, guidance) -> tuple[np.ndarray, np.ndarray]:
+        """Unshifted hits, and each (label, seed)'s mean hit under the mean shifts."""
         base = self.hits(model, guidance, "none")
         shifted = self.rows(model, guidance)
-        return base, shifted[shifted["shift"].isin(MEAN_SHIFTS)]["top1"].to_numpy(dtype=float)
+        return base, unit_means(shifted[shifted["shift"].isin(MEAN_SHIFTS)])
+
+
+def is_identity(shift: str, level) -> bool:
+    """Whether a shift at ``level`` leaves the noise as it is (UMS, URMS, SDS at 0; MS at
+    (0, 0); PAS of 0 positions): the paper's grids hold such cells."""
+    if shift == "none":
+        return True
+    values = level if isinstance(level, (list, tuple, np.ndarray)) else [level]
+    return all(float(v) == 0 for v in values)
+
+
+def unit_means(rows: pd.DataFrame) -> np.ndarray:
+    """Mean top-1 hit of each (label, seed) over the rows: one value per unit of independent
+    noise."""
+    if rows.empty:
+        return np.zeros(0)
+    return rows.groupby(["label", "seed"], sort=False)["top1"].mean().to_numpy(dtype=float)
 
 
 def _retention_gap(a: tuple, b: tuple, seed: int) -> tuple[float, float, float]:
@@ -223,8 +249,8 @@ def claim_b(run: _Run, seed: int) -> dict:
         if not common:
             continue
         base = run.hits(m, g, "none")
-        ums = np.concatenate([run.hits(m, g, "UMS", lv) for lv in common])
-        urms = np.concatenate([run.hits(m, g, "URMS", lv) for lv in common])
+        ums = unit_means(pd.concat([run.rows(m, g, "UMS", lv) for lv in common]))
+        urms = unit_means(pd.concat([run.rows(m, g, "URMS", lv) for lv in common]))
 
         def ratio(b, u, r):
             # Ratios past 100 (URMS drop near zero) count as 100, so percentiles stay finite.
@@ -314,21 +340,23 @@ def claim_f(run: _Run, seed: int) -> dict:
     return _claim("f", _sign_verdict(ci), ev, {"learned": learned, "fixed": fixed, "guidance": g, "gap": ci})
 
 
-def label_drops(run: _Run, model: str, guidance: float, level: float = 0.95) -> pd.DataFrame:
-    """Per label: unshifted and shifted hits, and the drop (unshifted minus shifted
-    accuracy) with its Newcombe interval at ``level``."""
+def label_drops(run: _Run, model: str, guidance: float, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Per label: the unshifted accuracy over its seeds, the shifted one over its seeds
+    (each seed's mean over every shift), and the drop between them with its bootstrap
+    interval at ``level`` (the seeds resampled; NaN with fewer than two seeds a side)."""
     d = run.rows(model, guidance)
     rows = []
     for label, g in d.groupby("label", sort=False):
-        base, shifted = g[g["shift"] == "none"]["top1"], g[g["shift"] != "none"]["top1"]
+        base = g[g["shift"] == "none"]["top1"].to_numpy(dtype=float)
+        shifted = unit_means(g[g["shift"] != "none"])
         if len(base) and len(shifted):
-            drop = difference(int(base.sum()), len(base), int(shifted.sum()), len(shifted), level)
+            drop = statistic_ci((base, shifted), lambda b, s_: b.mean() - s_.mean(), level=level, seed=seed)
             rows.append({"label": label, "base": base.mean(), "n_base": len(base), "shifted": shifted.mean(),
-                         "n_shifted": len(shifted), "drop": drop[0], "lo": drop[1], "hi": drop[2]})
+                         "n_seeds": len(shifted), "drop": drop[0], "lo": drop[1], "hi": drop[2]})
     return pd.DataFrame(rows)
 
 
-def claim_g(run: _Run) -> dict:
+def claim_g(run: _Run, seed: int = 0) -> dict:
     verdicts, ev, nums = [], [], {}
     for m in run.fixed_latent():
         g = run.guided(m)
@@ -336,11 +364,11 @@ def claim_g(run: _Run) -> dict:
         if n_labels < 2:
             continue
         level = 1 - 0.05 / n_labels
-        drops = label_drops(run, m, g, level)
+        drops = label_drops(run, m, g, level, seed)
         if len(drops) < 2:
             continue
         least, most = drops.loc[drops["drop"].idxmin()], drops.loc[drops["drop"].idxmax()]
-        disjoint = drops["lo"].max() > drops["hi"].min()
+        disjoint = bool(drops["lo"].max() > drops["hi"].min())  # False when an interval is NaN
         verdicts.append(SUPPORTED if disjoint else INCONCLUSIVE)
         ev.append(f"{m}: smallest drop {least['label']} {least['base']:.2f} → {least['shifted']:.2f}, "
                   f"{_fmt((least['drop'], least['lo'], least['hi']))}; largest {most['label']} {most['base']:.2f} → "
@@ -401,4 +429,4 @@ def evaluate_claims(df: pd.DataFrame, kinds: dict[str, dict], step_distances: di
     ``[{"id", "claim", "verdict", "rule", "evidence", "numbers"}]``."""
     run = _Run(df, kinds)
     return [claim_a(run), claim_b(run, seed), claim_c(run), claim_d(run), claim_e(run, seed), claim_f(run, seed),
-            claim_g(run), claim_h(run), claim_i(run, step_distances, seed)]
+            claim_g(run, seed), claim_h(run), claim_i(run, step_distances, seed)]
