@@ -125,7 +125,7 @@ def test_learned_and_fixed_variance_must_differ_in_nothing_else():
                cells("glide-latent", 5.0, "none", 0, 80), cells("glide-latent", 5.0, "UMS", 0.2, 10))
     # the earlier rule compared toy (DPM-Solver, 10 steps) with toy-latent-learned (DDPM, 15 steps)
     other_sampler = {**KINDS, "sd": {**KINDS["sd"], "sampler": "DPMSolverMultistepScheduler"}}
-    claims = evaluate_claims(df, other_sampler, {"glide-latent": np.ones((4, 10)), "sd": np.ones((4, 10))})
+    claims = evaluate_claims(df, other_sampler, {"glide-latent": np.ones((12, 10)), "sd": np.ones((12, 10))})
     assert {verdict(claims, "f"), verdict(claims, "i")} == {"inconclusive"}
     assert "sampler differ" in {c["id"]: c for c in claims}["f"]["evidence"]
     steps = pd.concat([df.assign(steps=np.where(df["model"] == "sd", 10, 15))])
@@ -161,7 +161,7 @@ def test_every_claim_prints_its_rule():
 
 def test_early_gap_of_a_learned_sampler():
     rng = np.random.default_rng(0)
-    even = 1 + 0.05 * rng.standard_normal((8, 20))
+    even = 1 + 0.05 * rng.standard_normal((12, 20))
     jumpy = even.copy()
     jumpy[:, :2] *= 4
     assert early_gap(even).mean() == pytest.approx(1, abs=0.05) and early_gap(jumpy).mean() > 2
@@ -169,6 +169,9 @@ def test_early_gap_of_a_learned_sampler():
     claims = evaluate_claims(df, KINDS, {"glide-latent": jumpy, "sd": even})
     assert verdict(claims, "i") == "supported"
     assert verdict(evaluate_claims(df, KINDS, {"glide-latent": even, "sd": jumpy}), "i") == "contradicted"
+    # four seeds a side (the toy demo's trajectories): no interval, so no verdict
+    few = evaluate_claims(df, KINDS, {"glide-latent": jumpy[:4], "sd": even[:4]})
+    assert verdict(few, "i") == "inconclusive" and "fewer than 10 independent units" in few[-1]["evidence"]
 
 
 def test_a_model_counts_as_learned_variance_only_when_its_sampler_draws_with_it(tmp_path):

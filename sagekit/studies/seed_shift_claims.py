@@ -13,7 +13,8 @@ setting ((e) compares guided and unguided); (f) and (i) compare a model whose sa
 draws with a learned variance against one that differs from it only in the variance.
 
 ``acc`` is top-1 accuracy with a Wilson interval; "retention" is the accuracy under the
-mean shifts UMS and URMS divided by the unshifted accuracy (bootstrap interval). Where a
+mean shifts UMS and URMS divided by the unshifted accuracy (bootstrap interval; none with
+fewer than :data:`MIN_UNITS` independent units a side, so such a claim stays inconclusive). Where a
 rule pools several shift levels, the unit is a (label, seed): its images at the pooled
 levels share their noise, so they are averaged first and the units resampled, never the
 images as if each were independent. Cells whose shift is the identity (level 0 in the
@@ -34,6 +35,9 @@ MEAN_SHIFTS = ("UMS", "URMS")
 # (b): "about twice" is a ratio within this factor of 2, i.e. in [2 / 1.5, 2 * 1.5] = [1.33, 3]
 TWICE_BAND = 1.5
 SMALL = 0.1  # (d): a small positive shift is a level in (0, SMALL]
+# A bootstrap interval needs this many independent units (images, (label, seed) means, seeds) a side:
+# a percentile bootstrap of four units, the toy demo's, reads far narrower than the truth.
+MIN_UNITS = 10
 
 CLAIMS = {
     "a": "accuracy falls for both signs of a mean shift",
@@ -90,7 +94,17 @@ def combine(verdicts: Sequence[str]) -> str:
 
 
 def _fmt(ci) -> str:
+    if np.isnan(ci[1]):
+        return f"{ci[0]:.2f} (no interval: fewer than {MIN_UNITS} independent units a side)"
     return f"{ci[0]:.2f} [{ci[1]:.2f}, {ci[2]:.2f}]"
+
+
+def _ci(samples, statistic, seed: int, level: float = 0.95) -> tuple[float, float, float]:
+    """:func:`sagekit.stats.statistic_ci`, with no interval (NaN) when a sample has fewer than
+    :data:`MIN_UNITS` values: a percentile bootstrap of a handful of units is too narrow."""
+    if min(len(x) for x in samples) < MIN_UNITS:
+        return float(statistic(*(np.asarray(x, dtype=float) for x in samples))), float("nan"), float("nan")
+    return statistic_ci(samples, statistic, level=level, seed=seed)
 
 
 def _rate(hits) -> tuple[float, float, float]:
@@ -185,7 +199,7 @@ def _retention_gap(a: tuple, b: tuple, seed: int) -> tuple[float, float, float]:
         return (float("nan"),) * 3
     def stat(base_a, shift_a, base_b, shift_b):
         return shift_a.mean() / max(base_a.mean(), 1e-9) - shift_b.mean() / max(base_b.mean(), 1e-9)
-    return statistic_ci((*a, *b), stat, seed=seed)
+    return _ci((*a, *b), stat, seed)
 
 
 def _sign_verdict(ci) -> str:
@@ -256,7 +270,7 @@ def claim_b(run: _Run, seed: int) -> dict:
             # Ratios past 100 (URMS drop near zero) count as 100, so percentiles stay finite.
             drop_r = b.mean() - r.mean()
             return min((b.mean() - u.mean()) / drop_r, 100.0) if drop_r > 1e-9 else 100.0
-        ci = statistic_ci((base, ums, urms), ratio, seed=seed)
+        ci = _ci((base, ums, urms), ratio, seed)
         verdicts.append(twice_verdict(ci))
         ev.append(f"{m}: drop(UMS)/drop(URMS) over levels {', '.join(f'{x:+.2f}' for x in common)} = {_fmt(ci)}")
         nums[m] = {"ratio": ci, "levels": common}
@@ -350,7 +364,7 @@ def label_drops(run: _Run, model: str, guidance: float, level: float = 0.95, see
         base = g[g["shift"] == "none"]["top1"].to_numpy(dtype=float)
         shifted = unit_means(g[g["shift"] != "none"])
         if len(base) and len(shifted):
-            drop = statistic_ci((base, shifted), lambda b, s_: b.mean() - s_.mean(), level=level, seed=seed)
+            drop = _ci((base, shifted), lambda b, s_: b.mean() - s_.mean(), seed, level)
             rows.append({"label": label, "base": base.mean(), "n_base": len(base), "shifted": shifted.mean(),
                          "n_seeds": len(shifted), "drop": drop[0], "lo": drop[1], "hi": drop[2]})
     return pd.DataFrame(rows)
@@ -416,7 +430,7 @@ def claim_i(run: _Run, step_distances: dict[str, np.ndarray] | None, seed: int) 
     if not step_distances or any(m not in step_distances for m in (learned, fixed)):
         return _claim("i", INCONCLUSIVE, [f"the run has no step distances of {learned} and {fixed}"], {})
     a, b = early_gap(step_distances[learned]), early_gap(step_distances[fixed])
-    ci = statistic_ci((a, b), lambda x, y: x.mean() - y.mean(), seed=seed)
+    ci = _ci((a, b), lambda x, y: x.mean() - y.mean(), seed)
     ev = [f"early gap {learned} {a.mean():.2f}, {fixed} {b.mean():.2f}; difference {_fmt(ci)}"]
     return _claim("i", _sign_verdict(ci), ev, {"learned": float(a.mean()), "fixed": float(b.mean()), "difference": ci})
 
