@@ -100,7 +100,7 @@ SHIFTS: dict[str, Callable] = {
 FORMULAS = {
     "UMS": "uniform mean shift: z + α_c",
     "URMS": "uniform random mean shift: z + α_u·u, u ~ U[0, 1] per element (the mean moves by α_u/2; "
-            "`urms_draw=\"image\"`: one u per image)",
+            "with urms_draw \"image\": one u per image)",
     "SDS": "standard-deviation shift: (1 − α_s)·z",
     "MS": "mixed shift: (1 − α_s)·z + α_c, level (α_s, α_c)",
     "PAS": "arrangement shift: the first n values of each channel, in raster order from the top left, sorted",
