@@ -1,6 +1,6 @@
 """Names -> models. The one place that knows where weights live.
 
-Generators: ``"toy"``, ``"toy-latent-learned"``, ``"toy-pixel"``, a local diffusers folder, or a hub id already in
+Generators: ``"toy"``, ``"toy-ddpm"``, ``"toy-latent-learned"``, ``"toy-pixel"``, a local diffusers folder, or a hub id already in
 the local Hugging Face cache (``org/name``). Judges: ``"toy-resnet"``, ``"toy-mobilenet"``,
 ``"toy-edge"``, ``"toy-clip"`` (zero-shot), ``"toy-ensemble"``, ``"timm:<model>"``,
 ``"hf:<hub id or folder>"``, ``"open_clip:<arch>:<pretrained tag or file>"``, and two ways to
