@@ -466,3 +466,35 @@ def share_heatmap(table: pd.DataFrame, title: str, label: str = "share"):
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def word_probe_figure(result: dict, title: str):
+    """The word probe's images of one pair (columns: seeds): A's own image, with B's word
+    states put in, with B's end states put in, and the shape word's attention map over A's
+    own image (bright: attended)."""
+    shown = result["images"]
+    maps = shown["shape_word_maps"]
+    maps = maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
+    heat = torch.from_numpy(matplotlib.colormaps["inferno"](maps.numpy())[..., :3]).permute(0, 3, 1, 2).float()
+    overlay = 0.35 * shown["own"] + 0.65 * heat
+    a, b = result["pairs"][0]
+    rows = [f"'{a}'", f"words of '{b}'", f"<eos>.. of '{b}'", f"'{a.split()[1]}' attention"]
+    images = torch.cat([shown["own"], shown["word_swap"], shown["end_swap"], overlay])
+    return show_grid(images, ncol=len(maps), row_labels=rows, title=title, scale=3, cell_inches=0.9)
+
+
+def failure_vs_frequency(table: pd.DataFrame, title: str):
+    """Failure rate of each prompt against how many training captions held its words
+    (log scale; 0 drawn at 0.5), coloured by its commonest failure category."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    seen = table.captions.clip(lower=0.5)
+    for category, part in table.groupby(table.category.replace("", "none failed")):
+        ax.scatter(seen[part.index], part.failure_rate, label=category, s=28, alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("training captions holding the prompt's words")
+    ax.set_ylabel("failure rate on fresh seeds")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

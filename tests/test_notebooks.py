@@ -25,7 +25,7 @@ imp_keys = ("k", "budget", "control", "ad", "poisoned_hit", "unpoisoned_acc", "u
 def small(study, tmp_path):
     """Small parameters: every notebook runs in the fast test set."""
     return {
-        "toy-world": ["per_label=1", "n_judge=200", "grid_labels=4", "per_probe=1"],
+        "toy-world": ["per_label=1", "n_judge=200", "grid_labels=4", "per_probe=1", "probe_pairs=2", "probe_seeds=2"],
         "seed-shifts": ["n_labels=4", "seeds_per_cell=1", "shifts={'UMS': [-0.2, 0.2], 'PAS': [64]}",
                         "baseline_seeds_per_cell=2", "trajectory_seeds=2",
                         f"store_dir={str(tmp_path / 'store')!r}"],
@@ -98,6 +98,11 @@ def test_study_report(study, tmp_path):
         assert [p["probe"] for p in f["probes"]] == ["plain", "context word", "unseen pair", "count", "relation",
                                                      "rare word"]
         assert all(p["n"] >= 4 and p["lo"] <= p["acc"] <= p["hi"] for p in f["probes"])
+        words = f["word_probes"]
+        assert [w["model"] for w in words] == ["toy", "toy-latent-learned", "toy-pixel"]
+        assert all(w["n"] == 4 and w[f"{k}_lo"] <= w[k] <= w[f"{k}_hi"] for w in words
+                   for k in ("word_swap", "end_swap", "own"))
+        assert "attention ratio" in html.lower() or "attention inside the object" in html
     if study == "seed-shifts":
         rows = saved["findings"]["acc"]
         assert {r["shift"] for r in rows} == {"none", "UMS", "PAS"}

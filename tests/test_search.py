@@ -306,6 +306,34 @@ def test_an_empty_scene_judge_makes_nothing_unrelated_and_not_distorted():
         UnrelatedGoal(ens, empty=FixedJudge("c", [[0.5, 0.5]] * 2, labels=("a", "b")))
 
 
+def test_a_realism_judge_makes_distorted_images_damaged_and_unrelated_ones_natural():
+    """Images 0 and 1 show something else confidently (dog at 0.8); image 0 looks clean
+    ("real" 0.9), image 1 damaged (0.2). Images 2 and 3: judges unsure, clean and damaged."""
+    import json
+
+    from sagekit.search import DistortedGoal, goal_from_spec
+
+    sure, unsure = [0.1, 0.8, 0.1], [0.3, 0.4, 0.3]
+    ens = fixed_ensemble([sure, sure, unsure, unsure], [sure, sure, unsure, unsure])
+    real = FixedJudge("realism", [[0.9, 0.1], [0.2, 0.8], [0.9, 0.1], [0.2, 0.8]], labels=("real", "corrupted"))
+    x, target = torch.zeros(4, 3, 4, 4), torch.tensor([0, 0, 0, 0])
+    assert UnrelatedGoal(ens, 0.5).found(x, target).tolist() == [True, True, False, False]
+    assert UnrelatedGoal(ens, 0.5, realism=real).found(x, target).tolist() == [True, False, False, False]
+    assert DistortedGoal(ens, 0.5).found(x, target).tolist() == [False, False, True, True]
+    assert DistortedGoal(ens, 0.5, realism=real).found(x, target).tolist() == [False, False, False, True]
+    # the terms: distorted adds p(real) to be lowered, unrelated subtracts it (weighted) to be raised
+    p_real = torch.tensor([0.9, 0.2, 0.9, 0.2])
+    assert torch.allclose(DistortedGoal(ens, realism=real).loss(x, target), DistortedGoal(ens).loss(x, target) + p_real)
+    assert torch.allclose(UnrelatedGoal(ens, weight=2.0, realism=real).loss(x, target),
+                          UnrelatedGoal(ens, weight=2.0).loss(x, target) - 2.0 * p_real)
+    spec = json.loads(json.dumps(DistortedGoal(ens, 0.45, realism=real).spec()))
+    assert spec == {"goal": "DistortedGoal", "low_confidence": 0.45, "realism": "realism"}
+    again = goal_from_spec(spec, ens, {"realism": real}.__getitem__)
+    assert again.realism is real and again.found(x, target).tolist() == [False, False, False, True]
+    with pytest.raises(ValueError, match="real"):
+        DistortedGoal(ens, realism=FixedJudge("c", [[0.5, 0.5]] * 4, labels=("a", "b")))
+
+
 def test_a_shared_latent_is_found_only_when_every_prompt_fails(tiny):
     """Prompt independence by construction: one latent, several prompts, one verdict."""
     from sagekit.studies.latent_search import search_shared_latents

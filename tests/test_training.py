@@ -137,3 +137,36 @@ def test_check_finite_names_the_diverged_stage():
         model.weight[0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="toy UNet diverged.*weight"):
         check_finite(model, "toy UNet")
+
+
+def test_end_states_are_replaced_only_from_eos_on_and_only_at_their_rate():
+    from sagekit.toy.training.diffusion import _replace_ends
+
+    b, length, d = 400, 10, 3
+    cond = torch.arange(b, dtype=torch.float32).view(b, 1, 1).expand(b, length, d).clone()
+    cond[:, :, 1] = torch.arange(length, dtype=torch.float32)  # channel 1: the position
+    eos = torch.randint(3, 8, (b,), generator=torch.Generator().manual_seed(0))
+    uncond = torch.full((1, length, d), -1.0)
+    g = torch.Generator().manual_seed(1)
+    masked = _replace_ends(cond, eos, uncond, "mask", 0.5, g)
+    shuffled = _replace_ends(cond, eos, uncond, "shuffle", 0.5, g)
+    for out in (masked, shuffled):
+        changed = (out != cond).flatten(1).any(1)
+        assert 0.4 < changed.float().mean() < 0.6
+        for i in range(b):  # the word states stay; from eos on, all or nothing is replaced
+            e = int(eos[i])
+            assert torch.equal(out[i, :e], cond[i, :e])
+    rows = torch.nonzero((masked != cond).flatten(1).any(1)).flatten()
+    assert all((masked[i, int(eos[i]):] == -1).all() for i in rows.tolist())
+    for i in torch.nonzero((shuffled != cond).flatten(1).any(1)).flatten().tolist():
+        donor = int(shuffled[i, int(eos[i]), 0])
+        # another prompt's states, read from its own eos on
+        assert donor != i and int(shuffled[i, int(eos[i]), 1]) == int(eos[donor])
+    assert torch.equal(_replace_ends(cond, eos, uncond, "shuffle", 0.0, g), cond)
+
+
+def test_bad_reading_levers_are_refused():
+    with pytest.raises(ValueError):
+        TrainConfig(end_states="drop")
+    with pytest.raises(ValueError):
+        TrainConfig(end_states="mask", end_rate=1.5)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sagekit.toy.attributes import RELATIONS, attribute_targets, corrupt, scored_examples
-from sagekit.toy.grammar import SYNONYMS, names, place_named, vocabulary
+from sagekit.toy.grammar import NUMBERS, SYNONYMS, CaptionNoise, names, objects_named, place_named, vocabulary
 from sagekit.toy.scenes import BACKGROUNDS, COLOURS, LABELS, PLURALS, SHAPES
 from sagekit.toy.text import MAX_LENGTH, build_tokenizer
 from sagekit.toy.world import WorldConfig, bias_table, make_dataset, relabel
@@ -79,7 +79,7 @@ def test_the_biases_are_what_their_parameters_say():
     assert held <= set(fair.labels.tolist())
     fair_night = [s for s in fair.scenes if list(BACKGROUNDS)[s.background] == "night"]
     assert np.mean([SHAPES[s.things[0].shape] == "star" for s in fair_night]) < 0.25
-    assert len(bias_table(cfg)) == 4 and "60%" in bias_table(cfg).value[0]
+    assert len(bias_table(cfg)) == 4 + len(cfg.caption_noise.rates()) and "60%" in bias_table(cfg).value[0]
 
 
 @pytest.mark.parametrize("bad", [dict(kinds={"one": 1.0}), dict(companions={"moon": "circle"}),
@@ -164,3 +164,63 @@ def test_only_the_pairing_of_place_and_shape_is_biased():
     shapes = np.bincount([s.things[0].shape for s in data.scenes], minlength=len(SHAPES)) / len(data.scenes)
     colours = np.bincount([s.things[0].colour for s in data.scenes], minlength=len(COLOURS)) / len(data.scenes)
     assert np.abs(shapes - 1 / len(SHAPES)).max() < 0.03 and np.abs(colours - 1 / len(COLOURS)).max() < 0.03
+
+
+NUMBERS_OF = NUMBERS
+NOISY = CaptionNoise(absent_object=0.2, late_object=0.2, colour_swap=0.3, wrong_count=0.3, wrong_relation=0.3)
+
+
+def test_captions_name_their_objects_in_order():
+    data = make_dataset(2000, 10, WorldConfig())
+    for s, c in zip(data.scenes, data.captions):
+        named = objects_named(c)
+        if s.kind in ("one", "many"):
+            assert named == [s.things[0].name], c
+        elif s.kind == "two":
+            assert sorted(named) == sorted(t.name for t in s.things), c
+        else:
+            assert named == [], c
+
+
+def test_caption_noise_is_what_its_rates_say():
+    """Each kind of wrong caption occurs at its rate (within sampling error) and says what
+    its name says; with no noise the same scenes are worded as before."""
+    clean = make_dataset(4000, 8, WorldConfig())
+    noisy = make_dataset(4000, 8, WorldConfig(caption_noise=NOISY))
+    assert torch.equal(clean.images, noisy.images)  # captions only
+    one = [(s, c) for s, c in zip(noisy.scenes, noisy.captions) if s.kind == "one"]
+    named = [objects_named(c) for _, c in one]
+    two_named = [(s, n) for (s, _), n in zip(one, named) if len(n) == 2]
+    assert abs(len(two_named) / len(one) - 0.4) < 0.04  # absent + late objects
+    drawn_first = np.mean([n[0].split()[1] == SHAPES[s.things[0].shape] for s, n in two_named])
+    assert abs(drawn_first - 0.5) < 0.08  # absent (drawn named first) and late (drawn named last) alike
+    assert all(len(n) == 1 for s, c in zip(clean.scenes, clean.captions) if s.kind == "one" for n in [objects_named(c)])
+    many = [(s, c) for s, c in zip(noisy.scenes, noisy.captions) if s.kind == "many"]
+    wrong = np.mean([NUMBERS_OF[s.count] not in c.split() for s, c in many])
+    assert abs(wrong - 0.3) < 0.08
+    assert WorldConfig(caption_noise=NOISY).unbiased().caption_noise == CaptionNoise()
+    rows = bias_table(WorldConfig(caption_noise=NOISY))
+    assert rows[rows.parameter == "caption_noise.colour_swap"].value.item() == "30%"
+
+
+def test_swapped_colours_and_reversed_relations_are_false_of_the_scene():
+    noisy = make_dataset(3000, 9, WorldConfig(caption_noise=CaptionNoise(colour_swap=1.0)))
+    clean = make_dataset(3000, 9, WorldConfig())
+    for s, c, c0 in zip(noisy.scenes, noisy.captions, clean.captions):
+        if s.kind == "two" and s.things[0].colour != s.things[1].colour and s.things[0].shape != s.things[1].shape:
+            first = SHAPES[s.things[0].shape]
+            got = [n for n in objects_named(c) if n.split()[1] == first]
+            assert got and got[0].split()[0] == list(COLOURS)[s.things[1].colour], (c, c0)
+    flipped = make_dataset(3000, 9, WorldConfig(caption_noise=CaptionNoise(wrong_relation=1.0)))
+    n = 0
+    for s, c, c0 in zip(flipped.scenes, flipped.captions, clean.captions):
+        if s.kind == "two" and any(r in c for r in ("left of", "right of", "above", "below")):
+            assert c != c0  # the objects swapped sides of the same relation word
+            n += 1
+    assert n > 100
+
+
+@pytest.mark.parametrize("bad", [dict(absent_object=1.2), dict(wrong_count=-0.1), dict(absent_object=0.6, late_object=0.6)])
+def test_bad_caption_noise_is_refused(bad):
+    with pytest.raises(ValueError):
+        CaptionNoise(**bad)

@@ -174,8 +174,9 @@ def build_training_set(pairs: list[tuple[str, str]], n_train: int, budget: int |
         if control:
             captions += extra.captions
         else:
+            world = WorldConfig()
             captions += describe_all([relabel(s, ia) for s in extra.scenes], seed + 1000 + i,
-                                     WorldConfig().synonym_rate)
+                                     world.synonym_rate, world.caption_noise)
         images.append(extra.images)
         img_l.append(extra.labels)
         cap_l.append(extra.labels if control else torch.full((n,), ia))

@@ -464,8 +464,9 @@ def _ray_installed(p: dict) -> None:
 SCHEMAS: dict[str, Schema] = {
     "toy-world": Schema(
         {"per_label": Int(1, 1000), "n_judge": COUNT, "grid_labels": Int(1, 36), "per_probe": Int(1, 1000),
-         "seed": SEED},
-        lambda p: 36 * p["per_label"] * 6 + 9 * p["n_judge"] + 120 * p["per_probe"]),
+         "probe_pairs": Int(1, 1000), "probe_seeds": Int(1, 1000), "seed": SEED},
+        lambda p: 36 * p["per_label"] * 6 + 9 * p["n_judge"] + 120 * p["per_probe"]
+        + 9 * p["probe_pairs"] * p["probe_seeds"]),
     "prompt-failures": Schema(
         {**COMMON, "verifier": ModelName("ensemble"), "clip": ModelName("clip"), "lm": ModelName("lm"),
          "label_set": LabelSet(), "n_labels": LABELS_N, "max_words": Int(1, 32), "top_k": Int(1, 1000),

@@ -61,12 +61,13 @@ def autoencoder() -> AutoencoderKL:
     )
 
 
-def latent_unet(learned_variance: bool = False) -> UNet2DConditionModel:
+def latent_unet(learned_variance: bool = False, text_embed: bool = True) -> UNet2DConditionModel:
     """Epsilon-predicting UNet on 16x16x4 latents (the Stable Diffusion design, small).
 
-    ``addition_embed_type="text"`` pools the prompt into the time embedding, a global
-    conditioning path beside cross-attention that makes the small model learn prompts
-    many times sooner on a CPU budget. ``learned_variance`` doubles the output channels
+    ``addition_embed_type="text"`` (``text_embed``) pools the prompt into the time
+    embedding, a global conditioning path beside cross-attention that makes the small
+    model learn prompts many times sooner on a CPU budget, and, with the causal encoder's
+    end states, lets it draw without reading words (see ``sagekit.toy.probe``). ``learned_variance`` doubles the output channels
     (epsilon and the variance interpolation, as in GLIDE): paper 001's "latent-GLIDE",
     which differs from the fixed-variance model in nothing else.
     """
@@ -76,11 +77,11 @@ def latent_unet(learned_variance: bool = False) -> UNet2DConditionModel:
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=TEXT_DIM, attention_head_dim=8, norm_num_groups=16,
-        addition_embed_type="text",
+        addition_embed_type="text" if text_embed else None,
     )
 
 
-def pixel_unet() -> UNet2DConditionModel:
+def pixel_unet(text_embed: bool = True) -> UNet2DConditionModel:
     """Pixel-space UNet with learned variance (the GLIDE design): 6 output channels,
     epsilon and the interpolation between the two variance bounds."""
     return UNet2DConditionModel(
@@ -89,7 +90,7 @@ def pixel_unet() -> UNet2DConditionModel:
         down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
         cross_attention_dim=TEXT_DIM, attention_head_dim=8, norm_num_groups=8,
-        addition_embed_type="text",
+        addition_embed_type="text" if text_embed else None,
     )
 
 

@@ -156,20 +156,26 @@ def world_mix(n: int = 20000, seed: int = 0, by: str = "shape") -> pd.DataFrame:
     return table.reindex(columns=names, fill_value=0.0)
 
 
-def summarize(results: dict, judges: pd.DataFrame, training: dict, probes: pd.DataFrame | None = None) -> dict:
+def summarize(results: dict, judges: pd.DataFrame, training: dict, probes: pd.DataFrame | None = None,
+              word_probes: pd.DataFrame | None = None) -> dict:
     """The toy-world report's findings (the common schema: ``models``, ``headline``, ...);
-    ``judges``, ``generation`` and ``probes`` are rows for the report's bullet lists."""
+    ``judges``, ``generation``, ``probes`` and ``word_probes`` are rows for the report's
+    bullet lists."""
     gen_acc = {m: {mode: results[(m, mode)]["acc"] for mode in ("guided", "unguided")} for m in GENERATORS}
     graded = judges[judges.judge != "toy-clip"]
     return {"models": list(GENERATORS), "judge_acc": dict(zip(judges.judge, judges.acc)), "gen_acc": gen_acc,
             "training_seconds": training["total_seconds"],
             "judges": judges.to_dict("records"),
             "probes": [] if probes is None else probes.to_dict("records"),
+            "word_probes": [] if word_probes is None else word_probes.to_dict("records"),
             "generation": [{"model": m, "mode": mode, **{k: v for k, v in r.items()
                                                          if k not in ("images", "targets", "pred")}}
                            for (m, mode), r in results.items()],
             "headline": {**{f"{m} guided": gen_acc[m]["guided"] for m in GENERATORS},
-                         "min judge": float(np.min(graded.acc)), "max ECE": float(np.max(graded.ece))}}
+                         "min judge": float(np.min(graded.acc)), "max ECE": float(np.max(graded.ece)),
+                         **({} if word_probes is None else {
+                             f"{r['model']} {k}": r[k] for r in word_probes.to_dict("records")
+                             for k in ("word_swap", "end_swap", "attention_ratio")})}}
 
 
 def _probe_prompts(per_prompt: int, seed: int) -> list[dict]:

@@ -14,6 +14,8 @@ words with two senses.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import numpy as np
 
 from .scenes import BACKGROUNDS, COLOURS, PLURALS, SHAPES, Scene
@@ -34,9 +36,48 @@ SINGLE = ("a photo of {np}", "a photo of {np}", "{np}", "a photo of {np} {place}
           "a picture of {np} {place}")
 MANY = ("{n} {c} {ss}", "a photo of {n} {c} {ss}", "{n} {c} {ss} {place}", "{place} , {n} {c} {ss}")
 TWO = ("{a} {rel} {b}", "a photo of {a} {rel} {b}", "{a} {rel} {b} {place}", "{a} and {b}")
+PAIRED = ("{a} and {b}", "a photo of {a} and {b}", "{a} and {b} {place}")  # captions naming two objects
 EMPTY = ("a photo of {noun}", "{noun}", "an empty {noun}", "just {noun}")
 FILLER = ("a", "an", "the", "photo", "drawing", "picture", "of", "on", "in", "at", "and", "just", "empty",
           "small", "big", ",", "left", "right", "top", "bottom", "center", "next", "to", "above", "below")
+
+
+@dataclass(frozen=True)
+class CaptionNoise:
+    """How often a caption is wrong the way alt-text is wrong (each a share of the captions
+    it can apply to). Real captions are written by people about what they noticed; a model
+    trained on them learns loose binding, and the failures follow:
+
+    - ``absent_object`` (one object): the caption names a second object the image lacks
+      ("a red circle and a blue star" over a lone red circle) -> late objects neglected;
+    - ``late_object`` (one object): the caption names another object first and the drawn
+      one late ("a blue star and a red circle" over a lone red circle) -> a later object
+      takes the earlier one's place;
+    - ``colour_swap`` (two objects): each object's colour word attached to the other ->
+      attribute leakage;
+    - ``wrong_count`` (several alike): two for three, three for two -> counts drift;
+    - ``wrong_relation`` (two objects): the relation reversed ("left of" for "right of") ->
+      relations ignored.
+    """
+
+    absent_object: float = 0.0
+    late_object: float = 0.0
+    colour_swap: float = 0.0
+    wrong_count: float = 0.0
+    wrong_relation: float = 0.0
+
+    def __post_init__(self):
+        for f in fields(self):
+            if not 0 <= getattr(self, f.name) <= 1:
+                raise ValueError(f"caption noise {f.name} is a share in [0, 1], got {getattr(self, f.name)!r}")
+        if self.absent_object + self.late_object > 1:
+            raise ValueError("absent_object + late_object is a share of one-object captions: at most 1")
+
+    def rates(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+NO_NOISE = CaptionNoise()
 
 
 def _pick(rng: np.random.Generator, options):
@@ -60,8 +101,29 @@ def _noun_phrase(colour: str, shape: str, size: str, rng: np.random.Generator, s
     return f"a {c} {s}"
 
 
-def describe(scene: Scene, rng: np.random.Generator, synonym_rate: float = 0.05) -> str:
-    """One caption of ``scene``, drawn with ``rng``. Every caption is true of its scene."""
+def _other_label(scene: Scene, draws: np.ndarray) -> tuple[str, str]:
+    """(colour, shape) of an object not in the scene, from two uniform ``draws``: another
+    shape, any colour. A function of the draws and the first object, so a relabelled scene
+    is worded alike."""
+    first = scene.things[0]
+    shape = (first.shape + 1 + int(draws[0] * (len(SHAPES) - 1))) % len(SHAPES)
+    colour = int(draws[1] * len(COLOURS)) % len(COLOURS)
+    return list(COLOURS)[colour], SHAPES[shape]
+
+
+def describe(scene: Scene, rng: np.random.Generator, synonym_rate: float = 0.05,
+             noise: CaptionNoise = NO_NOISE) -> str:
+    """One caption of ``scene``, drawn with ``rng``. Without ``noise`` every caption is true
+    of its scene; with it, a share is wrong in the ways :class:`CaptionNoise` names.
+    (Every caption draws the same noise numbers first, whatever its scene, so that the
+    words after them do not depend on the noise rates' effect on other captions.)"""
+    if noise == NO_NOISE:
+        return _describe(scene, rng, synonym_rate, NO_NOISE, None)
+    return _describe(scene, rng, synonym_rate, noise, rng.random(7))
+
+
+def _describe(scene: Scene, rng: np.random.Generator, synonym_rate: float, noise: CaptionNoise,
+              u: np.ndarray | None) -> str:
     bg = list(BACKGROUNDS)[scene.background]
     place = _pick(rng, PLACES[bg])
     colours = list(COLOURS)
@@ -71,18 +133,33 @@ def describe(scene: Scene, rng: np.random.Generator, synonym_rate: float = 0.05)
     colour, shape = colours[first.colour], SHAPES[first.shape]
     if scene.kind == "one":
         np_ = _noun_phrase(colour, shape, first.size, rng, synonym_rate)
-        return _pick(rng, SINGLE).format(np=np_, place=place, pos=scene.position)
+        caption = _pick(rng, SINGLE).format(np=np_, place=place, pos=scene.position)
+        if u is not None and u[0] < noise.absent_object + noise.late_object:
+            # worded as a two-object scene is: the absent object named after the drawn one,
+            # or before it (the drawn one late)
+            other = "a {} {}".format(*_other_label(scene, u[4:6]))
+            a, b = (np_, other) if u[0] < noise.absent_object else (other, np_)
+            caption = PAIRED[int(u[6] * len(PAIRED))].format(a=a, b=b, place=place)
+        return caption
     if scene.kind == "many":
-        return _pick(rng, MANY).format(n=NUMBERS[scene.count], c=_word(colour, rng, synonym_rate),
+        count = scene.count
+        if u is not None and u[1] < noise.wrong_count:
+            count = 5 - count  # two <-> three
+        return _pick(rng, MANY).format(n=NUMBERS[count], c=_word(colour, rng, synonym_rate),
                                        ss=PLURALS[shape], place=place)
     second = scene.things[1]
+    colour_b = colours[second.colour]
+    if u is not None and u[2] < noise.colour_swap:
+        colour, colour_b = colour_b, colour
     a = _noun_phrase(colour, shape, "small", rng, synonym_rate, sized=False)
-    b = _noun_phrase(colours[second.colour], SHAPES[second.shape], "small", rng, synonym_rate, sized=False)
+    b = _noun_phrase(colour_b, SHAPES[second.shape], "small", rng, synonym_rate, sized=False)
     template = _pick(rng, TWO)
     if template == "{a} and {b}":
         joined = "plus" if rng.random() < synonym_rate else "and"
         return f"{a} {joined} {b}"
     rel, first_named_first = _pick(rng, RELATION_WORDS[scene.axis])
+    if u is not None and u[3] < noise.wrong_relation and rel != "next to":
+        first_named_first = not first_named_first  # the relation word no longer holds
     if not first_named_first:
         a, b = b, a
     return template.format(a=a, b=b, rel=rel, place=place)
@@ -112,3 +189,22 @@ def place_named(caption: str) -> str | None:
     if words and words[-1] in BACKGROUNDS and not any(w in PLURALS.values() or w in SHAPES for w in words):
         return words[-1]
     return None
+
+
+def objects_named(caption: str) -> list[str]:
+    """The labels a caption names, in order: each shape word (or synonym, or plural) with
+    the colour word just before it ("red circle") or after "in" ("circle in red"); a shape
+    named without a colour gives "None {shape}". "plus" before "a" is the conjunction."""
+    words = caption.split() + ["", ""]
+    colour_of = {w: c for c in COLOURS for w in (c, SYNONYMS.get(c)) if w}
+    shape_of = {w: s for s in SHAPES for w in (s, SYNONYMS.get(s), PLURALS[s]) if w}
+    out = []
+    for i, w in enumerate(words[:-2]):
+        shape = shape_of.get(w)
+        if shape is None or (w == "plus" and words[i + 1] in ("a", "an")):
+            continue
+        colour = colour_of.get(words[i - 1]) if i else None
+        if colour is None and words[i + 1] == "in":
+            colour = colour_of.get(words[i + 2])
+        out.append(f"{colour} {shape}")
+    return out

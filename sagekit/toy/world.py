@@ -16,6 +16,10 @@ named field of :class:`WorldConfig`, documented with the failure it is there to 
 - ``synonym_rate`` (rare words): how often a caption uses a rare synonym ("crimson",
   "disc"); two of them have a second sense elsewhere ("sand" is a background and a
   colour, "plus" is a shape and a conjunction), see :mod:`sagekit.toy.grammar`.
+- ``caption_noise`` (alt-text): captions wrong the way people's captions are wrong (an
+  object named that the image lacks, colours on the wrong object, wrong counts and
+  relations, the drawn object named late), each at its own rate, see
+  :class:`sagekit.toy.grammar.CaptionNoise`.
 - ``kinds``: how often a scene is empty, one object, two or three of the same object
   (counting), or two different objects side by side (spatial relations, attribute binding).
 
@@ -32,7 +36,7 @@ from multiprocessing import Pool
 import numpy as np
 import torch
 
-from .grammar import describe
+from .grammar import NO_NOISE, CaptionNoise, describe
 from .scenes import BACKGROUNDS, LABELS, POSITIONS, RADIUS, SHAPES, Scene, Thing, render
 
 KINDS = ("empty", "one", "many", "two")
@@ -52,10 +56,12 @@ class WorldConfig:
     held_out: tuple = ("green heart", "blue star", "magenta triangle", "cyan circle")
     synonym_rate: float = 0.05
     big_rate: float = 0.7  # lone objects: share drawn big (the rest small)
+    caption_noise: CaptionNoise = NO_NOISE
 
     def unbiased(self) -> "WorldConfig":
-        """The same world without co-occurrences or held-out pairs: what judges learn from."""
-        return replace(self, companion_rate=0.0, held_out=())
+        """The same world without co-occurrences, held-out pairs or wrong captions: what
+        judges and CLIP learn from."""
+        return replace(self, companion_rate=0.0, held_out=(), caption_noise=NO_NOISE)
 
     def __post_init__(self):
         if set(self.kinds) != set(KINDS) or any(p < 0 for p in self.kinds.values()) or sum(self.kinds.values()) <= 0:
@@ -151,12 +157,13 @@ class SceneBatch:
         return torch.tensor([s.label for s in self.scenes], dtype=torch.long)
 
 
-def describe_all(scenes: list[Scene], seed: int, synonym_rate: float) -> list[str]:
+def describe_all(scenes: list[Scene], seed: int, synonym_rate: float,
+                 noise: CaptionNoise = NO_NOISE) -> list[str]:
     """Captions of ``scenes`` from their own random stream (``[seed, 1]``), so a scene does
     not depend on how it is described, and the same scenes relabelled (:func:`relabel`)
     are worded alike."""
     words = np.random.default_rng([seed, 1])
-    return [describe(s, words, synonym_rate) for s in scenes]
+    return [describe(s, words, synonym_rate, noise) for s in scenes]
 
 
 def relabel(scene: Scene, label: int) -> Scene:
@@ -173,6 +180,16 @@ def _render_chunk(args: tuple[list[Scene], int]) -> np.ndarray:
     return np.stack([render(s, resolution) for s in scenes])
 
 
+def draw_scenes(n: int, seed: int, config: WorldConfig | None = None, kind: str | None = None,
+                labels: list[int] | None = None) -> tuple[list[Scene], list[str]]:
+    """The scenes and captions of :func:`make_dataset` with the same arguments, without
+    drawing the images (what a training statistic needs)."""
+    cfg = config or WorldConfig()
+    rng = np.random.default_rng(seed)
+    scenes = [sample_scene(rng, cfg, kind, None if labels is None else int(labels[i])) for i in range(n)]
+    return scenes, describe_all(scenes, seed, cfg.synonym_rate, cfg.caption_noise)
+
+
 def make_dataset(n: int, seed: int, config: WorldConfig | None = None, resolution: int = 32,
                  kind: str | None = None, labels: list[int] | None = None, workers: int = 1) -> SceneBatch:
     """Draw ``n`` scenes, their images and captions, deterministically from ``seed``.
@@ -180,10 +197,7 @@ def make_dataset(n: int, seed: int, config: WorldConfig | None = None, resolutio
     ``kind`` fixes the kind of every scene; ``labels`` (length ``n``) the first object's
     label. ``workers`` > 1 renders in a process pool; the result does not depend on it.
     """
-    cfg = config or WorldConfig()
-    rng = np.random.default_rng(seed)
-    scenes = [sample_scene(rng, cfg, kind, None if labels is None else int(labels[i])) for i in range(n)]
-    captions = describe_all(scenes, seed, cfg.synonym_rate)
+    scenes, captions = draw_scenes(n, seed, config, kind, labels)
     chunks = [scenes[i:i + 2048] for i in range(0, n, 2048)]
     if workers > 1 and len(chunks) > 1:
         with Pool(workers) as pool:
@@ -192,6 +206,15 @@ def make_dataset(n: int, seed: int, config: WorldConfig | None = None, resolutio
         arrays = [_render_chunk((c, resolution)) for c in chunks]
     images = torch.from_numpy(np.concatenate(arrays)).permute(0, 3, 1, 2).contiguous()
     return SceneBatch(images=images, captions=captions, scenes=scenes)
+
+
+NOISE_EFFECTS = {
+    "absent_object": "one-object captions naming a second object the image lacks: late objects neglected",
+    "late_object": "one-object captions naming another object first: a later word takes the object's place",
+    "colour_swap": "two-object captions with the colours swapped: attribute leakage",
+    "wrong_count": "'two' for three and 'three' for two: counts drift",
+    "wrong_relation": "two-object captions with the relation reversed: relations ignored",
+}
 
 
 def bias_table(cfg: WorldConfig | None = None):
@@ -212,6 +235,8 @@ def bias_table(cfg: WorldConfig | None = None):
         {"bias": "rare words", "parameter": "synonym_rate",
          "value": f"{cfg.synonym_rate:.0%}: " + ", ".join(f"{v} ({k})" for k, v in SYNONYMS.items()),
          "produces": "words seen a few hundred times; 'sand' (a place, a colour) and 'plus' (a shape, 'and') have two senses"},
+        *[{"bias": "wrong captions", "parameter": f"caption_noise.{name}", "value": f"{rate:.0%}",
+           "produces": NOISE_EFFECTS[name]} for name, rate in cfg.caption_noise.rates().items()],
         {"bias": "scene mix", "parameter": "kinds",
          "value": ", ".join(f"{k} {v:.0%}" for k, v in cfg.kinds.items()),
          "produces": "counting, spatial relations and binding two objects' attributes are rarer than one object"},

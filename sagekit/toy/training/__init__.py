@@ -51,8 +51,20 @@ class TrainConfig:
     pixel_steps: int = 1800  # world 2 pilot: 0.578 of 192 images right at 1800 (below the 0.85 bar)
     pixel_batch: int = 64
     pixel_lr: float = 1e-3
+    # How the UNets learn to read the prompt (toy world 3, ``sagekit.toy.probe``): the pooled
+    # text embedding added to the time embedding (a global path beside cross-attention), and
+    # what happens to the states from <eos> on for ``end_rate`` of the training prompts
+    # ("keep", "mask": the empty prompt's, "shuffle": another prompt's).
+    text_embed: bool = True
+    end_states: str = "keep"
+    end_rate: float = 0.0
     threads: int = 0  # 0: torch's default
     only: str = ""  # "" trains everything; "toy-latent-learned" only that model
+
+    def __post_init__(self):
+        if self.end_states not in ("keep", "mask", "shuffle") or not 0 <= self.end_rate <= 1:
+            raise ValueError(f"end_states must be keep, mask or shuffle and end_rate in [0, 1]; got "
+                             f"{self.end_states!r}, {self.end_rate!r}")
 
     def scaled(self, factor: float) -> "TrainConfig":
         """Every data set size and step count times ``factor`` (at least 2 steps, and data
@@ -77,6 +89,20 @@ def _encode_text(text_encoder: CLIPTextModel, tokenizer, captions: list[str], ba
                         truncation=True, return_tensors="pt").input_ids
         out.append(text_encoder(ids).last_hidden_state)
     return torch.cat(out)
+
+
+def _eos_positions(tokenizer, captions: list[str]) -> torch.Tensor:
+    """Where each caption's ``<eos>`` sits ``(N,)``."""
+    ids = tokenizer(captions, padding="max_length", max_length=MAX_LENGTH, truncation=True,
+                    return_tensors="pt").input_ids
+    return (ids == tokenizer.eos_token_id).int().argmax(1)
+
+
+def _reading(cfg: "TrainConfig", tokenizer, captions: list[str]) -> dict:
+    """``train_unet``'s keyword arguments for how the UNet learns to read the prompt."""
+    if cfg.end_states == "keep":
+        return {}
+    return {"end_states": cfg.end_states, "end_rate": cfg.end_rate, "eos_index": _eos_positions(tokenizer, captions)}
 
 
 def train_toy_world(out_dir: str | Path, config: TrainConfig | None = None) -> dict:
@@ -136,19 +162,21 @@ def train_toy_world(out_dir: str | Path, config: TrainConfig | None = None) -> d
     with timer("latent_unet"):
         latents = _encode_latents(vae, data.images)
     with timer("latent_unet_train"):
-        unet = train_unet(arch.latent_unet(), arch.train_scheduler(False), latents, text, uncond,
-                          cfg.seed + 500, cfg.latent_steps, cfg.latent_batch, cfg.latent_lr)
+        unet = train_unet(arch.latent_unet(text_embed=cfg.text_embed), arch.train_scheduler(False), latents, text,
+                          uncond, cfg.seed + 500, cfg.latent_steps, cfg.latent_batch, cfg.latent_lr,
+                          **_reading(cfg, tokenizer, data.captions))
     check_finite(unet, "toy UNet")
     _save_latent(tmp / "toy", vae, text_encoder, tokenizer, unet, learned=False)
     with timer("latent_learned_unet_train"):
-        _train_latent_learned(tmp, cfg, latents, text, uncond, vae, text_encoder, tokenizer)
+        _train_latent_learned(tmp, cfg, latents, text, uncond, vae, text_encoder, tokenizer, data.captions)
     del latents
 
     with timer("pixel_unet_train"):
         pixels = data.images.float() / 127.5 - 1
         # fp32: bf16 autocast measured 10% slower per step on this CPU (0.53 vs 0.49 s at batch 64)
-        punet = train_unet(arch.pixel_unet(), arch.train_scheduler(True), pixels, text, uncond,
-                           cfg.seed + 600, cfg.pixel_steps, cfg.pixel_batch, cfg.pixel_lr)
+        punet = train_unet(arch.pixel_unet(text_embed=cfg.text_embed), arch.train_scheduler(True), pixels, text,
+                           uncond, cfg.seed + 600, cfg.pixel_steps, cfg.pixel_batch, cfg.pixel_lr,
+                           **_reading(cfg, tokenizer, data.captions))
     check_finite(punet, "toy-pixel UNet")
     IFPipeline(
         tokenizer=tokenizer, text_encoder=text_encoder, unet=punet.half(),
@@ -220,11 +248,13 @@ def _save_latent(path: Path, vae, text_encoder, tokenizer, unet, learned: bool) 
     ).save_pretrained(path, safe_serialization=True)
 
 
-def _train_latent_learned(out: Path, cfg: TrainConfig, latents, text, uncond, vae, text_encoder, tokenizer) -> None:
+def _train_latent_learned(out: Path, cfg: TrainConfig, latents, text, uncond, vae, text_encoder, tokenizer,
+                          captions: list[str]) -> None:
     """The latent-GLIDE of paper 001: ``toy``'s VAE, UNet layout, data and step budget,
     with a learned variance trained by the variational bound (as ``toy-pixel``)."""
-    unet = train_unet(arch.latent_unet(learned_variance=True), arch.train_scheduler(True), latents, text, uncond,
-                      cfg.seed + 700, cfg.latent_steps, cfg.latent_batch, cfg.latent_lr, pixels=False)
+    unet = train_unet(arch.latent_unet(learned_variance=True, text_embed=cfg.text_embed), arch.train_scheduler(True),
+                      latents, text, uncond, cfg.seed + 700, cfg.latent_steps, cfg.latent_batch, cfg.latent_lr,
+                      pixels=False, **_reading(cfg, tokenizer, captions))
     check_finite(unet, "toy-latent-learned UNet")
     _save_latent(out / "toy-latent-learned", vae, text_encoder, tokenizer, unet, learned=True)
 
@@ -256,7 +286,7 @@ def train_only(out_dir: str | Path, config: TrainConfig) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     with timer("latent_learned_unet_train"):
-        _train_latent_learned(tmp, cfg, latents, text, uncond, vae, text_encoder, tokenizer)
+        _train_latent_learned(tmp, cfg, latents, text, uncond, vae, text_encoder, tokenizer, data.captions)
     final = out / cfg.only
     if final.exists():
         shutil.rmtree(final)

@@ -21,7 +21,8 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
                uncond: torch.Tensor, seed: int, steps: int, batch_size: int = 64, lr: float = 1e-3,
                cond_dropout: float = 0.1, ema_decay: float = 0.998, bf16: bool = False,
                log_every: int = 0, trainable: str = "all", progress_bar: bool = True,
-               pixels: bool = True) -> UNet2DConditionModel:
+               pixels: bool = True, end_states: str = "keep", end_rate: float = 0.0,
+               eos_index: torch.Tensor | None = None) -> UNet2DConditionModel:
     """x0: training targets ``(N, C, H, W)`` (scaled latents or pixels in [-1, 1]);
     text: their prompt embeddings ``(N, L, D)``; uncond: the empty prompt's ``(1, L, D)``.
     A fraction ``cond_dropout`` of prompts is replaced by the empty one, for guidance.
@@ -46,6 +47,8 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
         x = x0[idx]
         cond = text[idx].clone()
         drop = torch.rand(len(idx), generator=g) < cond_dropout
+        if end_states != "keep":
+            cond = _replace_ends(cond, eos_index[idx], uncond, end_states, end_rate, g)
         cond[drop] = uncond[0]
         noise = torch.randn(x.shape, generator=g)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=g)
@@ -70,6 +73,29 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
     if ema is not None:
         ema.copy_to(params)
     return unet.eval()
+
+
+def _replace_ends(cond: torch.Tensor, eos: torch.Tensor, uncond: torch.Tensor, how: str, rate: float,
+                  g: torch.Generator) -> torch.Tensor:
+    """For a share ``rate`` of rows, the states from ``<eos>`` on (``eos`` ``(B,)`` its
+    positions) are replaced: ``"mask"`` by the empty prompt's states there, ``"shuffle"``
+    by another row's states from its own ``<eos>`` on. A causal text encoder writes the
+    whole prompt into those states; made unreliable, they stop being the easy path, and
+    the UNet learns to read the word states instead."""
+    b, length = cond.shape[:2]
+    pick = torch.rand(b, generator=g) < rate
+    donor = torch.randperm(b, generator=g)
+    out = cond.clone()
+    for i in torch.nonzero(pick).flatten().tolist():
+        e = int(eos[i])
+        if how == "mask":
+            out[i, e:] = uncond[0, e:]
+        else:
+            j = int(donor[i])
+            k = int(eos[j])
+            src = torch.arange(length - e) + k
+            out[i, e:] = cond[j, src.clamp_max(length - 1)]
+    return out
 
 
 def trainable_parameters(unet: UNet2DConditionModel, which: str) -> list[torch.nn.Parameter]:

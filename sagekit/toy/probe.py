@@ -1,0 +1,180 @@
+"""Does a toy generator read words? The word probe of toy world 3.
+
+Stable Diffusion's UNet cross-attends to every token's state: a word's attention map
+covers the thing it names, and putting another word's state in its place draws the other
+thing (prompt-to-prompt editing rests on both). A small model can instead learn to read
+only the text encoder's end summary (the states from ``<eos>`` on, which a causal encoder
+fills with the whole prompt). Three measures tell the two apart, on pairs of prompts
+"a photo of a {A}" / "a photo of a {B}" (two labels that differ in shape and colour):
+
+- **word swap**: A's prompt states with B's colour and shape word states put in: share of
+  images whose drawn object is no longer A (a model that reads words draws B);
+- **end swap**: A's states with B's states from ``<eos>`` on: share no longer A (a model that
+  reads only words keeps A);
+- **attention**: on A's own images, the shape word's cross-attention mass inside the drawn
+  object (pixels of A's colour), over the object's share of the image: 1 = no better
+  than uniform.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..models.attention_maps import token_maps
+from ..stats import wilson
+from .scenes import COLOURS, LABELS, SHAPES
+from .world import WorldConfig
+
+PROMPT = "a photo of a {label}"
+# A pixel belongs to the drawn object when it is this close (RGB, 0-255) to the object's
+# colour: every background is darker than every object colour by more than this.
+COLOUR_RADIUS = 70.0
+
+
+def swap_pairs(n: int, seed: int) -> list[tuple[int, int]]:
+    """``n`` (A, B) label index pairs of the learned labels that differ in shape and colour."""
+    held = set(WorldConfig().held_out)
+    seen = [i for i, l in enumerate(LABELS) if l not in held]
+    rng = np.random.default_rng([seed, 31])
+    pairs = []
+    while len(pairs) < n:
+        a, b = (int(x) for x in rng.choice(seen, 2, replace=False))
+        if a % len(SHAPES) != b % len(SHAPES) and a // len(SHAPES) != b // len(SHAPES):
+            pairs.append((a, b))
+    return pairs
+
+
+def _positions(gen, prompt: str) -> dict[str, int | list[int]]:
+    """Token positions of the colour word, the shape word and ``<eos>`` in ``prompt``."""
+    tok = gen.tokenizers[0]
+    ids = tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids
+    words = tok.convert_ids_to_tokens(ids)
+    colour, shape = prompt.split()[-2:]
+    return {"colour": words.index(colour), "shape": words.index(shape), "eos": words.index(tok.eos_token)}
+
+
+def mask_of(images: torch.Tensor, label: int) -> torch.Tensor:
+    """Pixels of ``label``'s colour: images ``(N, 3, H, W)`` in [0, 1] -> bool ``(N, H, W)``."""
+    rgb = torch.tensor(list(COLOURS.values())[label // len(SHAPES)], dtype=torch.float32).view(1, 3, 1, 1)
+    return (images * 255 - rgb).norm(dim=1) < COLOUR_RADIUS
+
+
+@torch.no_grad()
+def word_probe(gen, judge, pairs: int = 24, seeds_per_pair: int = 4, seed: int = 0,
+               guidance: float | None = None, steps: int | None = None) -> dict:
+    """The three measures on ``pairs`` label pairs x ``seeds_per_pair`` seeds each.
+
+    Returns ``{"word_swap", "end_swap", "own"}`` each ``{"changed", "donor", "n", "lo", "hi"}``
+    (shares of images not judged A / judged B, Wilson interval of ``changed``) and
+    ``"attention"`` ``{"ratio" (median over A's images judged right with an object mask),
+    "mean", "n", "spread"}``; ``"images"`` holds the own, word swap and end swap images of
+    the first pair's seeds and the shape word's maps on the own ones, for the report."""
+    rows = swap_pairs(pairs, seed)
+    prompts_a = [PROMPT.format(label=LABELS[a]) for a, _ in rows]
+    prompts_b = [PROMPT.format(label=LABELS[b]) for _, b in rows]
+    pos = _positions(gen, prompts_a[0])  # every probe prompt has the same layout
+    emb_a, emb_b = gen.encode_prompts(prompts_a), gen.encode_prompts(prompts_b)
+    words = emb_a.hidden.clone()
+    words[:, [pos["colour"], pos["shape"]]] = emb_b.hidden[:, [pos["colour"], pos["shape"]]]
+    ends = emb_a.hidden.clone()
+    ends[:, pos["eos"]:] = emb_b.hidden[:, pos["eos"]:]
+    seeds = [seed * 1000 + 17 * i + k for i in range(len(rows)) for k in range(seeds_per_pair)]
+    noise = gen.initial_noise(seeds)
+    a = torch.tensor([r[0] for r in rows]).repeat_interleave(seeds_per_pair)
+    b = torch.tensor([r[1] for r in rows]).repeat_interleave(seeds_per_pair)
+    out, shown = {}, {}
+    for name, hidden in (("own", emb_a.hidden), ("word_swap", words), ("end_swap", ends)):
+        emb = type(emb_a)(hidden.repeat_interleave(seeds_per_pair, 0))
+        images, maps = _draw(gen, noise, emb, seeds, guidance, steps, attention=name == "own")
+        top = judge(images).argmax(-1)
+        changed, donor = int((top != a).sum()), int((top == b).sum())
+        share, lo, hi = wilson(changed, len(top))
+        out[name] = {"changed": round(share, 4), "donor": round(donor / len(top), 4), "n": len(top),
+                     "lo": round(lo, 4), "hi": round(hi, 4)}
+        shown[name] = images[:seeds_per_pair]
+        if maps is not None:
+            out["attention"] = _attention(maps, images, a, top, pos["shape"])
+            shown["shape_word_maps"] = maps[:seeds_per_pair, pos["shape"]]
+    out["images"] = shown
+    out["pairs"] = [(LABELS[x], LABELS[y]) for x, y in rows]
+    return out
+
+
+def _draw(gen, noise, emb, seeds, guidance, steps, attention: bool, batch: int = 48):
+    images, maps = [], []
+    for i in range(0, len(seeds), batch):
+        part = emb[slice(i, i + batch)]
+        if attention:
+            with gen.capture_attention() as recorded:
+                lat = gen.denoise(noise[i:i + batch], part, guidance, steps, seeds=seeds[i:i + batch])
+            maps.append(_conditional_maps(recorded, len(part), gen.image_size))
+        else:
+            lat = gen.denoise(noise[i:i + batch], part, guidance, steps, seeds=seeds[i:i + batch])
+        images.append(gen.decode(lat).cpu())
+    return torch.cat(images), (torch.cat(maps) if attention else None)
+
+
+def _conditional_maps(recorded: dict, n: int, size: int) -> torch.Tensor:
+    """Token maps ``(n, L, size, size)`` of the conditional half of guided calls (the
+    batch is [unconditional, conditional] when guidance is on)."""
+    maps = token_maps(recorded, size)
+    return maps[-n:]
+
+
+def attention_ratio(word_map: torch.Tensor, mask: torch.Tensor) -> float:
+    """A word's attention mass inside ``mask`` over the mask's share of the image: 1 for a
+    uniform map, ``1 / share`` for one wholly inside. word_map ``(H, W)`` >= 0; mask bool
+    ``(H, W)``, not empty."""
+    share = mask.float().mean().item()
+    if share == 0:
+        raise ValueError("the mask is empty")
+    mass = word_map[mask].sum().item() / word_map.sum().clamp_min(1e-12).item()
+    return mass / share
+
+
+def _attention(maps: torch.Tensor, images: torch.Tensor, a: torch.Tensor, top: torch.Tensor, token: int) -> dict:
+    """Median over images judged A (with pixels of A's colour) of the shape word's
+    :func:`attention_ratio` inside A's colour mask; ``spread``: its mean normalised entropy."""
+    from ..models.attention_maps import spread
+
+    word = maps[:, token]
+    ratios = []
+    for i in range(len(images)):
+        mask = mask_of(images[i:i + 1], int(a[i]))[0]
+        if int(top[i]) == int(a[i]) and mask.any():
+            ratios.append(attention_ratio(word[i], mask))
+    return {"ratio": round(float(np.median(ratios)), 3) if ratios else float("nan"),
+            "mean": round(float(np.mean(ratios)), 3) if ratios else float("nan"), "n": len(ratios),
+            "spread": round(float(spread(word).mean()), 4)}
+
+
+def probe_table(result: dict) -> pd.DataFrame:
+    """One row per measure of :func:`word_probe` for the report."""
+    rows = []
+    for name, what in (("own", "A's own states"), ("word_swap", "B's colour and shape word states put in"),
+                       ("end_swap", "B's states from <eos> on put in")):
+        r = result[name]
+        rows.append({"conditioning": what, "not A": r["changed"], "lo": r["lo"], "hi": r["hi"], "drawn as B": r["donor"],
+                     "n": r["n"]})
+    return pd.DataFrame(rows)
+
+
+def word_probes(models, pairs: int = 12, seeds_per_pair: int = 4, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """:func:`word_probe` of each toy generator (by name) at its default sampler and
+    guidance, judged by the object judge ensemble. Returns one row per model (word swap,
+    end swap and own: share of images not drawn as A, with intervals; the attention ratio)
+    and ``{model: result}``."""
+    from ..models.registry import load_generator, load_judge
+
+    judge = load_judge("toy-ensemble")
+    rows, results = [], {}
+    for model in models:
+        r = results[model] = word_probe(load_generator(model), judge, pairs, seeds_per_pair, seed)
+        row = {"model": model}
+        for k in ("word_swap", "end_swap", "own"):
+            row.update({k: r[k]["changed"], f"{k}_lo": r[k]["lo"], f"{k}_hi": r[k]["hi"]})
+        rows.append({**row, "n": r["own"]["n"], "attention_ratio": r["attention"]["ratio"],
+                     "attention_n": r["attention"]["n"], "attention_spread": r["attention"]["spread"]})
+    return pd.DataFrame(rows), results
