@@ -124,10 +124,11 @@ def show_label_grids(results: dict, labels: Sequence[str], shown: Sequence[int],
         plt.show()
 
 
-def show_prompt_failures(found: Sequence[dict], judge, limit: int = 8) -> None:
-    """One row per failing prompt of ``found`` (at most ``limit``): its images on the fresh
-    seeds, each labelled with the judge's prediction (green: the prompt's label is seen)."""
-    fails = [r for r in found if r.get("failure", True)][:limit]
+def show_prompt_failures(found: Sequence[dict], judge, limit: int = 8, failing_only: bool = True) -> None:
+    """One row per failing prompt of ``found`` (every searched prompt with ``failing_only``
+    False; at most ``limit``): its images on the fresh seeds, each labelled with the
+    judge's prediction (green: the prompt's label is seen)."""
+    fails = [r for r in found if r.get("failure", True) or not failing_only][:limit]
     if not fails:
         from IPython.display import display
 
@@ -137,7 +138,8 @@ def show_prompt_failures(found: Sequence[dict], judge, limit: int = 8) -> None:
     for r in fails:
         pred = judge(r["images"]).argmax(-1)
         show_grid(r["images"], ncol=len(r["images"]), marks=(pred == judge.label_index(r["label"])).tolist(),
-                  title=f'"{r["prompt"]}" — fails on {r["failure_rate"]:.0%} of seeds, perplexity {r["perplexity"]:.1f}',
+                  title=f'"{r["prompt"]}" — fails on {r["failure_rate"]:.0%} of seeds, perplexity {r["perplexity"]:.1f}'
+                        + ("" if r.get("failure", True) else " (not a failure)"),
                   col_labels=[judge.labels[j] for j in pred.tolist()], cell_inches=0.8, scale=3)
         plt.show()
 
@@ -483,14 +485,22 @@ def word_probe_figure(result: dict, title: str):
     return show_grid(images, ncol=len(maps), row_labels=rows, title=title, scale=3, cell_inches=0.9)
 
 
-def failure_vs_frequency(table: pd.DataFrame, title: str):
+def failure_vs_frequency(table: pd.DataFrame | None, title: str):
     """Failure rate of each prompt against how many training captions held its words
-    (log scale; 0 drawn at 0.5), coloured by its commonest failure category."""
+    (log scale where they span a decade; 0 drawn at 0.5), coloured by its commonest
+    failure category. None (no
+    training data to look in: a real model) draws nothing."""
+    if table is None:
+        return None
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     seen = table.captions.clip(lower=0.5)
     for category, part in table.groupby(table.category.replace("", "none failed")):
         ax.scatter(seen[part.index], part.failure_rate, label=category, s=28, alpha=0.8)
-    ax.set_xscale("log")
+    if seen.max() >= 10 * seen.min():  # a log axis only where the counts span a decade
+        ax.set_xscale("log")
+        # plain numbers: the module turns mathtext off, and log ticks are written in it
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("training captions holding the prompt's words")
     ax.set_ylabel("failure rate on fresh seeds")
     ax.set_ylim(-0.05, 1.05)

@@ -165,6 +165,14 @@ def test_study_report(study, tmp_path):
         assert {p["label"] for p in saved["findings"]["prompts"]} == {"red circle", "magenta heart"}
         assert 0 <= saved["findings"]["baseline_classes_with_failure"] <= 1
         assert {p["label"] for p in saved["findings"]["baseline"]} == {"red circle", "magenta heart"}
+        from sagekit.toy.explain import CATEGORIES
+
+        explained = f["explained"]
+        assert [e["prompt"] for e in explained] == [p["prompt"] for p in f["prompts"]]
+        # two images per prompt, each in one category; a failing prompt's commonest is a failure's
+        assert all(sum(e[c] for c in CATEGORIES) == 2 and e["category"] in CATEGORIES[:-1] + ("",) for e in explained)
+        assert all(e["with_label"] <= e["captions"] for e in explained)
+        assert sum(f["categories"].values()) == f["found"]
     if study == "adversarial-tokens":
         f = saved["findings"]
         assert 0 <= f["token_success"] <= 1 and -1 <= f["text_cosine"] <= 1 and "clip_delta" in f

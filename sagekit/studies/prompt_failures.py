@@ -385,6 +385,40 @@ def store_failures(store, gen: Generator, goal: RobustGoal, verifier: Ensemble |
     return keep(store, cases, images), [r["prompt"] for r in fails], images
 
 
+def explain(found: list[dict], model: str, device: str = "cpu") -> pd.DataFrame | None:
+    """Each searched prompt explained, in the toy world (:func:`sagekit.toy.explain.explain`:
+    the category of each image's failure by the attribute judges, and how often the
+    prompt's words met in the training captions); None for a real model, whose prompts
+    have no parse and whose training data is not at hand."""
+    from ..models.registry import world_of
+
+    if world_of(model) != "toy":
+        return None
+    from ..toy.explain import explain as explain_toy, load_judges
+
+    return explain_toy(found, load_judges(device))
+
+
+def explanation_table(explained: pd.DataFrame | None) -> pd.DataFrame | None:
+    """:func:`explain`'s table to read: per prompt its failure rate, its images' categories
+    as one "category n, ..." cell, and its training counts."""
+    if explained is None:
+        return None
+    from ..toy.explain import CATEGORIES
+
+    images = [", ".join(f"{c} {int(r[c])}" for c in CATEGORIES if r[c]) for _, r in explained.iterrows()]
+    return explained.assign(images=images)[["label", "prompt", "failure_rate", "images", "captions", "with_label",
+                                            "most_drawn"]]
+
+
+def category_counts(explained: pd.DataFrame | None, found: list[dict]) -> dict[str, int]:
+    """How many failing prompts have each commonest category (empty without explanations)."""
+    if explained is None:
+        return {}
+    failing = explained[[bool(r["failure"]) for r in found]]
+    return failing.category.value_counts().to_dict()
+
+
 def tag_counts(store) -> dict[str, int]:
     """How often each cause of the taxonomy was tagged (verdicts left out)."""
     frame = store.frame(STUDY)
@@ -394,14 +428,15 @@ def tag_counts(store) -> dict[str, int]:
 
 def summarize(found: list[dict], baseline: list[dict], labels: list[str], model: str, lm, lm_tokenizer,
               template: str = "A photo of a {label}", tags: dict | None = None,
-              agreement: dict | None = None) -> dict:
+              agreement: dict | None = None, explained: pd.DataFrame | None = None) -> dict:
     """The study's findings (the schema every study's ``summarize`` returns: ``models``,
     ``headline`` (short numbers for the index page), study fields; a rate as
     ``{"k", "n", "rate", "lo", "hi"}`` with its 95% Wilson interval).
 
     ``found``: :func:`search_prompts` rows; ``baseline``: :func:`continuation_baseline`
     rows; ``tags``: the people's taxonomy counts and ``agreement`` their verdicts'
-    agreement with the judges (``verdicts.agreement``), when any."""
+    agreement with the judges (``verdicts.agreement``), when any; ``explained``:
+    :func:`explain`'s table (toy world), whose categories are counted."""
     def share(k, n):
         rate, lo, hi = wilson(k, n)
         return {"k": int(k), "n": int(n), "rate": rate, "lo": lo, "hi": hi}
@@ -424,6 +459,8 @@ def summarize(found: list[dict], baseline: list[dict], labels: list[str], model:
                                         "verified", "perplexity")} for r in found],
         "baseline": [{k: r[k] for k in ("label", "prompt", "failure_rate", "perplexity")} for r in baseline],
         "taxonomy": dict(tags or {}), "agreement": agreement,
+        "categories": category_counts(explained, found),
+        "explained": [] if explained is None else explained.to_dict("records"),
     }
     # the older report fields, kept for readers of earlier summaries
     out["classes_with_failure"] = out["labels_verified"]["rate"]
@@ -457,4 +494,7 @@ def findings_text(findings: dict, top_k: int, fail_fraction: float, eval_seeds: 
                 "with one: {iv}.", p=findings["perplexity_baseline"], iv=interval(findings["baseline_labels"]),
                 k=findings["baseline_failures"]["k"], n=findings["baseline_failures"]["n"]),
     ]
+    if findings.get("categories"):
+        lines.append(md_text("- Why the failing prompts fail (their commonest category by the attribute judges): "
+                             "{cats}.", cats=", ".join(f"{c} {n}" for c, n in findings["categories"].items())))
     return Safe("\n".join(lines))

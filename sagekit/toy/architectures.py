@@ -61,7 +61,8 @@ def autoencoder() -> AutoencoderKL:
     )
 
 
-def latent_unet(learned_variance: bool = False, text_embed: bool = True) -> UNet2DConditionModel:
+def latent_unet(learned_variance: bool = False, text_embed: bool = True, fine_attention: bool = False
+                ) -> UNet2DConditionModel:
     """Epsilon-predicting UNet on 16x16x4 latents (the Stable Diffusion design, small).
 
     ``addition_embed_type="text"`` (``text_embed``) pools the prompt into the time
@@ -74,8 +75,9 @@ def latent_unet(learned_variance: bool = False, text_embed: bool = True) -> UNet
     return UNet2DConditionModel(
         sample_size=RESOLUTION // 2, in_channels=4, out_channels=8 if learned_variance else 4,
         block_out_channels=(48, 96, 96), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        down_block_types=("CrossAttnDownBlock2D" if fine_attention else "DownBlock2D", "CrossAttnDownBlock2D",
+                          "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D" if fine_attention else "UpBlock2D"),
         cross_attention_dim=TEXT_DIM, attention_head_dim=8, norm_num_groups=16,
         addition_embed_type="text" if text_embed else None,
     )

@@ -150,15 +150,18 @@ def _attention(maps: torch.Tensor, images: torch.Tensor, a: torch.Tensor, top: t
             "spread": round(float(spread(word).mean()), 4)}
 
 
-def probe_table(result: dict) -> pd.DataFrame:
-    """One row per measure of :func:`word_probe` for the report."""
-    rows = []
-    for name, what in (("own", "A's own states"), ("word_swap", "B's colour and shape word states put in"),
-                       ("end_swap", "B's states from <eos> on put in")):
-        r = result[name]
-        rows.append({"conditioning": what, "not A": r["changed"], "lo": r["lo"], "hi": r["hi"], "drawn as B": r["donor"],
-                     "n": r["n"]})
-    return pd.DataFrame(rows)
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`word_probes`' table to read: each share as "rate [lo, hi]"."""
+    cell = lambda r, k: f"{r[k]:.2f} [{r[k + '_lo']:.2f}, {r[k + '_hi']:.2f}]"
+    return pd.DataFrame({
+        "model": table.model,
+        "word swap: not A": [cell(r, "word_swap") for _, r in table.iterrows()],
+        "end swap: not A": [cell(r, "end_swap") for _, r in table.iterrows()],
+        "own states: not A": [cell(r, "own") for _, r in table.iterrows()],
+        "images": table.n,
+        "attention ratio": table.attention_ratio.round(2),
+        "of images": table.attention_n,
+    })
 
 
 def word_probes(models, pairs: int = 12, seeds_per_pair: int = 4, seed: int = 0) -> tuple[pd.DataFrame, dict]:
