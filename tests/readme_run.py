@@ -21,7 +21,7 @@ from pathlib import Path
 
 # Per study, sizes small enough for the fast test set (the README's grids, models and judges stay).
 SIZES = {
-    "toy-world": ["per_label=1", "n_judge=100", "grid_labels=4", "per_probe=1"],
+    "toy-world": ["per_label=1", "n_judge=100", "grid_labels=4", "per_probe=1", "probe_pairs=2", "probe_seeds=2"],
     "prompt-failures": ["n_labels=1", "max_words=1", "top_k=2", "rescore=1", "iterations=1", "train_seeds=1",
                         "eval_seeds=1", "search_steps=2", "steps=2", "k=1", "baseline_prompts=1"],
     "distorted-latents": ["n_labels=1", "heldout=1", "latents=1", "iterations=1", "compare_iterations=1",
