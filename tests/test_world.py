@@ -166,7 +166,6 @@ def test_only_the_pairing_of_place_and_shape_is_biased():
     assert np.abs(shapes - 1 / len(SHAPES)).max() < 0.03 and np.abs(colours - 1 / len(COLOURS)).max() < 0.03
 
 
-NUMBERS_OF = NUMBERS
 NOISY = CaptionNoise(absent_object=0.2, late_object=0.2, colour_swap=0.3, wrong_count=0.3, wrong_relation=0.3)
 
 
@@ -196,7 +195,7 @@ def test_caption_noise_is_what_its_rates_say():
     assert abs(drawn_first - 0.5) < 0.08  # absent (drawn named first) and late (drawn named last) alike
     assert all(len(n) == 1 for s, c in zip(clean.scenes, clean.captions) if s.kind == "one" for n in [objects_named(c)])
     many = [(s, c) for s, c in zip(noisy.scenes, noisy.captions) if s.kind == "many"]
-    wrong = np.mean([NUMBERS_OF[s.count] not in c.split() for s, c in many])
+    wrong = np.mean([NUMBERS[s.count] not in c.split() for s, c in many])
     assert abs(wrong - 0.3) < 0.08
     assert WorldConfig(caption_noise=NOISY).unbiased().caption_noise == CaptionNoise()
     rows = bias_table(WorldConfig(caption_noise=NOISY))

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..models.attention_maps import token_maps
+from ..models.attention_maps import spread, token_maps
 from ..stats import wilson
 from .scenes import COLOURS, LABELS, SHAPES
 from .world import WorldConfig
@@ -109,18 +109,12 @@ def _draw(gen, noise, emb, seeds, guidance, steps, attention: bool, batch: int =
         if attention:
             with gen.capture_attention() as recorded:
                 lat = gen.denoise(noise[i:i + batch], part, guidance, steps, seeds=seeds[i:i + batch])
-            maps.append(_conditional_maps(recorded, len(part), gen.image_size))
+            # the last rows are the conditional half of guided calls ([unconditional, conditional])
+            maps.append(token_maps(recorded, gen.image_size)[-len(part):])
         else:
             lat = gen.denoise(noise[i:i + batch], part, guidance, steps, seeds=seeds[i:i + batch])
         images.append(gen.decode(lat).cpu())
     return torch.cat(images), (torch.cat(maps) if attention else None)
-
-
-def _conditional_maps(recorded: dict, n: int, size: int) -> torch.Tensor:
-    """Token maps ``(n, L, size, size)`` of the conditional half of guided calls (the
-    batch is [unconditional, conditional] when guidance is on)."""
-    maps = token_maps(recorded, size)
-    return maps[-n:]
 
 
 def attention_ratio(word_map: torch.Tensor, mask: torch.Tensor) -> float:
@@ -137,8 +131,6 @@ def attention_ratio(word_map: torch.Tensor, mask: torch.Tensor) -> float:
 def _attention(maps: torch.Tensor, images: torch.Tensor, a: torch.Tensor, top: torch.Tensor, token: int) -> dict:
     """Median over images judged A (with pixels of A's colour) of the shape word's
     :func:`attention_ratio` inside A's colour mask; ``spread``: its mean normalised entropy."""
-    from ..models.attention_maps import spread
-
     word = maps[:, token]
     ratios = []
     for i in range(len(images)):
