@@ -138,6 +138,9 @@ def test_study_report(study, tmp_path):
         assert f["residual_speedup"] > 0 and f["residual_speedup_bound"] == pytest.approx(4 * 10 / (10 + 2 * 2))
         assert {m["mode"] for m in f["modes"]} == {"exact", "residual"}
         assert set(f["headline"]) >= {"found", "verified"}
+        # the toy world's realism judge is part of the goal (low realism / a natural image)
+        wanted = "requires low realism: True" if study == "distorted-latents" else "requires a real-looking image: True"
+        assert wanted in html_text(html)
         if study == "distorted-latents":
             assert fv["searched"] == 2 and len(f["prompts"]) == 2
             assert set(f["realism"]) == set(f["heldout_failed"]) == {"found", "original"}

@@ -332,6 +332,11 @@ def test_a_realism_judge_makes_distorted_images_damaged_and_unrelated_ones_natur
     assert again.realism is real and again.found(x, target).tolist() == [False, False, False, True]
     with pytest.raises(ValueError, match="real"):
         DistortedGoal(ens, realism=FixedJudge("c", [[0.5, 0.5]] * 4, labels=("a", "b")))
+    # what the latent studies put in their goals: the realism judge when asked, never a CLIP distance
+    from sagekit.studies.latent_search import goal_realism
+
+    assert goal_realism(real, True) is real and goal_realism(real, False) is None
+    assert goal_realism(FixedJudge("clip-like", [[0.5, 0.5]] * 4, labels=("a", "b")), True) is None
 
 
 def test_a_shared_latent_is_found_only_when_every_prompt_fails(tiny):

@@ -170,3 +170,5 @@ def test_bad_reading_levers_are_refused():
         TrainConfig(end_states="drop")
     with pytest.raises(ValueError):
         TrainConfig(end_states="mask", end_rate=1.5)
+    with pytest.raises(ValueError, match="grounding"):
+        TrainConfig(grounding=-0.1)

@@ -21,10 +21,11 @@ import torch.nn.functional as F
 
 class CrossAttentionRecorder:
     """A diffusers attention processor that records ``(B, Q, L)`` head-averaged attention
-    probabilities into ``maps[name]`` (one entry per call) and returns the usual output."""
+    probabilities into ``maps[name]`` (one entry per call) and returns the usual output.
+    ``keep_grad``: keep them on the graph, on their device (for a loss on the maps)."""
 
-    def __init__(self, maps: dict, name: str):
-        self.maps, self.name = maps, name
+    def __init__(self, maps: dict, name: str, keep_grad: bool = False):
+        self.maps, self.name, self.keep_grad = maps, name, keep_grad
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
         residual = hidden_states
@@ -39,8 +40,8 @@ class CrossAttentionRecorder:
         key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
         value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
         probs = attn.get_attention_scores(query, key, attention_mask)  # (B * heads, Q, L)
-        self.maps.setdefault(self.name, []).append(
-            probs.detach().float().view(b, attn.heads, q_len, -1).mean(1).cpu())
+        mean = probs.float().view(b, attn.heads, q_len, -1).mean(1)
+        self.maps.setdefault(self.name, []).append(mean if self.keep_grad else mean.detach().cpu())
         out = attn.batch_to_head_dim(torch.bmm(probs, value))
         out = attn.to_out[1](attn.to_out[0](out))
         if attn.residual_connection:
@@ -49,12 +50,12 @@ class CrossAttentionRecorder:
 
 
 @contextmanager
-def capture_cross_attention(unet):
+def capture_cross_attention(unet, keep_grad: bool = False):
     """Within the block, every UNet call appends each cross-attention layer's maps to the
-    yielded dict ``{layer name: [ (B, Q, L), ... ]}``."""
+    yielded dict ``{layer name: [ (B, Q, L), ... ]}`` (on the graph with ``keep_grad``)."""
     maps: dict[str, list[torch.Tensor]] = {}
     original = unet.attn_processors
-    unet.set_attn_processor({name: CrossAttentionRecorder(maps, name) if "attn2" in name else proc
+    unet.set_attn_processor({name: CrossAttentionRecorder(maps, name, keep_grad) if "attn2" in name else proc
                              for name, proc in original.items()})
     try:
         yield maps

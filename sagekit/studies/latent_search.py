@@ -362,6 +362,15 @@ def rate(k: int, n: int) -> dict:
 
 
 @torch.no_grad()
+def goal_realism(scorer, use: bool):
+    """The realism judge a latent goal should require (toy world 3's searches), or None:
+    ``scorer`` when ``use`` and it is a judge with labels real/corrupted; a CLIP realism
+    measure (the real world's) gives a distance, not a verdict, so no goal can require it."""
+    from ..realism import REALISM_LABELS
+
+    return scorer if use and tuple(getattr(scorer, "labels", ())) == REALISM_LABELS else None
+
+
 def realism_reference(gen: Generator, scorer, labels: list[str], n: int = 64, seed: int = 0,
                       guidance: float | None = None, steps: int | None = None, prompt: str = "A photo of a {label}"
                       ) -> RealismReference:

@@ -481,7 +481,7 @@ SCHEMAS: dict[str, Schema] = {
                                   + p["baseline_prompts"] * p["eval_seeds"]),
         _judged_and_verified),
     "distorted-latents": Schema(
-        {**LATENT, "realism": ModelName("realism"), "empty": ModelName("empty", optional=True),
+        {**LATENT, "realism": ModelName("realism"), "realism_goal": Flag(), "empty": ModelName("empty", optional=True),
          "heldout": Int(1, 1000), "latents": SEEDS_N, "low_confidence": PROB,
          "reference_images": Int(2, 100_000), **SEARCHES},
         lambda p: p["latents"] * (_n_labels(p) * (p["iterations"] + 3) + 2 * p["heldout"]) + 2 * p["compare_iterations"]
@@ -489,7 +489,7 @@ SCHEMAS: dict[str, Schema] = {
         _distorted_rules),
     "unrelated-latents": Schema(
         {**LATENT, "seeds_per_label": SEEDS_N, "confidence": PROB, "realism": ModelName("realism"),
-         "empty": ModelName("empty", optional=True), "reference_images": Int(2, 100_000), **SEARCHES},
+         "realism_goal": Flag(), "empty": ModelName("empty", optional=True), "reference_images": Int(2, 100_000), **SEARCHES},
         lambda p: _n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 3) + 2 * p["compare_iterations"]
         + p["reference_images"],
         _k_within_steps),

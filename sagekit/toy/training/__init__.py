@@ -27,6 +27,7 @@ from ..world import WorldConfig, make_dataset
 from .autoencoder import reconstruct, train_autoencoder
 from .common import Timer, check_finite
 from .diffusion import train_unet
+from .grounding import grounding_targets
 from .judges import calibrate, scores, timm_model, train_judge, train_realism_judge
 from .text_models import lm_corpus, train_caption_lm, train_clip
 
@@ -58,6 +59,8 @@ class TrainConfig:
     text_embed: bool = True
     end_states: str = "keep"
     end_rate: float = 0.0
+    # Weight of the word-grounding loss on the UNets' cross-attention (``grounding.py``); 0: none.
+    grounding: float = 0.0
     threads: int = 0  # 0: torch's default
     only: str = ""  # "" trains everything; "toy-latent-learned" only that model
 
@@ -65,6 +68,8 @@ class TrainConfig:
         if self.end_states not in ("keep", "mask", "shuffle") or not 0 <= self.end_rate <= 1:
             raise ValueError(f"end_states must be keep, mask or shuffle and end_rate in [0, 1]; got "
                              f"{self.end_states!r}, {self.end_rate!r}")
+        if not self.grounding >= 0:
+            raise ValueError(f"grounding is a loss weight >= 0, got {self.grounding!r}")
 
     def scaled(self, factor: float) -> "TrainConfig":
         """Every data set size and step count times ``factor`` (at least 2 steps, and data
@@ -98,11 +103,16 @@ def _eos_positions(tokenizer, captions: list[str]) -> torch.Tensor:
     return (ids == tokenizer.eos_token_id).int().argmax(1)
 
 
-def _reading(cfg: "TrainConfig", tokenizer, captions: list[str]) -> dict:
-    """``train_unet``'s keyword arguments for how the UNet learns to read the prompt."""
-    if cfg.end_states == "keep":
-        return {}
-    return {"end_states": cfg.end_states, "end_rate": cfg.end_rate, "eos_index": _eos_positions(tokenizer, captions)}
+def _reading(cfg: "TrainConfig", tokenizer, data) -> dict:
+    """``train_unet``'s keyword arguments for how the UNet learns to read the prompts of
+    ``data`` (a ``SceneBatch``)."""
+    kw = {}
+    if cfg.end_states != "keep":
+        kw.update(end_states=cfg.end_states, end_rate=cfg.end_rate, eos_index=_eos_positions(tokenizer, data.captions))
+    if cfg.grounding > 0:
+        kw.update(grounding=cfg.grounding,
+                  grounding_targets=grounding_targets(data.scenes, data.captions, tokenizer, data.images))
+    return kw
 
 
 def train_toy_world(out_dir: str | Path, config: TrainConfig | None = None) -> dict:
@@ -161,22 +171,21 @@ def train_toy_world(out_dir: str | Path, config: TrainConfig | None = None) -> d
 
     with timer("latent_unet"):
         latents = _encode_latents(vae, data.images)
+        reading = _reading(cfg, tokenizer, data)
     with timer("latent_unet_train"):
         unet = train_unet(arch.latent_unet(text_embed=cfg.text_embed), arch.train_scheduler(False), latents, text,
-                          uncond, cfg.seed + 500, cfg.latent_steps, cfg.latent_batch, cfg.latent_lr,
-                          **_reading(cfg, tokenizer, data.captions))
+                          uncond, cfg.seed + 500, cfg.latent_steps, cfg.latent_batch, cfg.latent_lr, **reading)
     check_finite(unet, "toy UNet")
     _save_latent(tmp / "toy", vae, text_encoder, tokenizer, unet, learned=False)
     with timer("latent_learned_unet_train"):
-        _train_latent_learned(tmp, cfg, latents, text, uncond, vae, text_encoder, tokenizer, data.captions)
+        _train_latent_learned(tmp, cfg, latents, text, uncond, vae, text_encoder, tokenizer, reading)
     del latents
 
     with timer("pixel_unet_train"):
         pixels = data.images.float() / 127.5 - 1
         # fp32: bf16 autocast measured 10% slower per step on this CPU (0.53 vs 0.49 s at batch 64)
         punet = train_unet(arch.pixel_unet(text_embed=cfg.text_embed), arch.train_scheduler(True), pixels, text,
-                           uncond, cfg.seed + 600, cfg.pixel_steps, cfg.pixel_batch, cfg.pixel_lr,
-                           **_reading(cfg, tokenizer, data.captions))
+                           uncond, cfg.seed + 600, cfg.pixel_steps, cfg.pixel_batch, cfg.pixel_lr, **reading)
     check_finite(punet, "toy-pixel UNet")
     IFPipeline(
         tokenizer=tokenizer, text_encoder=text_encoder, unet=punet.half(),
@@ -249,12 +258,12 @@ def _save_latent(path: Path, vae, text_encoder, tokenizer, unet, learned: bool) 
 
 
 def _train_latent_learned(out: Path, cfg: TrainConfig, latents, text, uncond, vae, text_encoder, tokenizer,
-                          captions: list[str]) -> None:
+                          reading: dict) -> None:
     """The latent-GLIDE of paper 001: ``toy``'s VAE, UNet layout, data and step budget,
     with a learned variance trained by the variational bound (as ``toy-pixel``)."""
     unet = train_unet(arch.latent_unet(learned_variance=True, text_embed=cfg.text_embed), arch.train_scheduler(True),
                       latents, text, uncond, cfg.seed + 700, cfg.latent_steps, cfg.latent_batch, cfg.latent_lr,
-                      pixels=False, **_reading(cfg, tokenizer, captions))
+                      pixels=False, **reading)
     check_finite(unet, "toy-latent-learned UNet")
     _save_latent(out / "toy-latent-learned", vae, text_encoder, tokenizer, unet, learned=True)
 
@@ -286,7 +295,8 @@ def train_only(out_dir: str | Path, config: TrainConfig) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     with timer("latent_learned_unet_train"):
-        _train_latent_learned(tmp, cfg, latents, text, uncond, vae, text_encoder, tokenizer, data.captions)
+        _train_latent_learned(tmp, cfg, latents, text, uncond, vae, text_encoder, tokenizer,
+                              _reading(cfg, tokenizer, data))
     final = out / cfg.only
     if final.exists():
         shutil.rmtree(final)

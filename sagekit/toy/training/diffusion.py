@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.training_utils import EMAModel
 
+from ...models.attention_maps import capture_cross_attention
 from .common import progress, seeded_batches, warmup_cosine
+from .grounding import grounding_loss
 from .vlb import vlb_term
 
 
@@ -22,14 +24,19 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
                cond_dropout: float = 0.1, ema_decay: float = 0.998, bf16: bool = False,
                log_every: int = 0, trainable: str = "all", progress_bar: bool = True,
                pixels: bool = True, end_states: str = "keep", end_rate: float = 0.0,
-               eos_index: torch.Tensor | None = None) -> UNet2DConditionModel:
+               eos_index: torch.Tensor | None = None, grounding: float = 0.0,
+               grounding_targets: tuple[torch.Tensor, torch.Tensor] | None = None) -> UNet2DConditionModel:
     """x0: training targets ``(N, C, H, W)`` (scaled latents or pixels in [-1, 1]);
     text: their prompt embeddings ``(N, L, D)``; uncond: the empty prompt's ``(1, L, D)``.
     A fraction ``cond_dropout`` of prompts is replaced by the empty one, for guidance.
     ``trainable``: ``"all"`` or ``"cross-attention"`` (only the key/value projections of
     the cross-attention layers, the cheap fine-tuning). ``ema_decay`` 0 disables EMA.
     ``pixels``: whether x0 are pixels (for the variational bound of learned variance).
+    ``grounding`` > 0 adds that weight times :func:`grounding_loss` on the cross-attention
+    maps, with ``grounding_targets`` = :func:`grounding_targets` of the training set.
     Returns the (EMA) weights."""
+    if grounding > 0 and grounding_targets is None:
+        raise ValueError("grounding needs grounding_targets (token colours and colour masks)")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
     learned = unet.config.out_channels == 2 * unet.config.in_channels
@@ -39,37 +46,42 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
     ema = EMAModel(params, decay=ema_decay, use_ema_warmup=True, power=0.75) if ema_decay > 0 else None
     batches = seeded_batches(len(x0), batch_size, steps, seed)
     unet.train()
-    bar = progress(steps, "unet (learned variance)" if learned else "unet")
-    if not progress_bar:
-        bar = range(steps)
-    for step in bar:
-        idx = next(batches)
-        x = x0[idx]
-        cond = text[idx].clone()
-        drop = torch.rand(len(idx), generator=g) < cond_dropout
-        if end_states != "keep":
-            cond = _replace_ends(cond, eos_index[idx], uncond, end_states, end_rate, g)
-        cond[drop] = uncond[0]
-        noise = torch.randn(x.shape, generator=g)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=g)
-        xt = scheduler.add_noise(x, noise, t)
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        with ctx:
-            out = unet(xt, t, cond).sample
-        out = out.float()
-        eps = out[:, : x.shape[1]]
-        loss = F.mse_loss(eps, noise)
-        if learned:
-            loss = loss + vlb_term(scheduler, x, xt, t, eps, out[:, x.shape[1]:], pixels=pixels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        if ema is not None:
-            ema.step(params)
-        if log_every and step % log_every == 0:
-            print(f"step {step} loss {loss.item():.4f}")
+    bar = progress(steps, "unet (learned variance)" if learned else "unet") if progress_bar else range(steps)
+    recording = capture_cross_attention(unet, keep_grad=True) if grounding > 0 else contextlib.nullcontext({})
+    with recording as maps:
+        for step in bar:
+            idx = next(batches)
+            x = x0[idx]
+            cond = text[idx].clone()
+            drop = torch.rand(len(idx), generator=g) < cond_dropout
+            if end_states != "keep":
+                cond = _replace_ends(cond, eos_index[idx], uncond, end_states, end_rate, g)
+            cond[drop] = uncond[0]
+            noise = torch.randn(x.shape, generator=g)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=g)
+            xt = scheduler.add_noise(x, noise, t)
+            maps.clear()
+            ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+            with ctx:
+                out = unet(xt, t, cond).sample
+            out = out.float()
+            eps = out[:, : x.shape[1]]
+            loss = F.mse_loss(eps, noise)
+            if learned:
+                loss = loss + vlb_term(scheduler, x, xt, t, eps, out[:, x.shape[1]:], pixels=pixels)
+            if grounding > 0:
+                words = grounding_targets[0][idx].clone()
+                words[drop] = -1  # the empty prompt names nothing
+                loss = loss + grounding * grounding_loss(maps, words, grounding_targets[1][idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            if ema is not None:
+                ema.step(params)
+            if log_every and step % log_every == 0:
+                print(f"step {step} loss {loss.item():.4f}")
     if ema is not None:
         ema.copy_to(params)
     return unet.eval()
