@@ -58,6 +58,16 @@ def test_only_the_learned_latent_model_is_retrained(tmp_path):
     assert main(["toy", "train", "--only", "toy-latent-learned", "--out", str(tmp_path / "empty")]) == 2
 
 
+def test_grounding_reaches_every_unet_and_nothing_else(tmp_path):
+    """``TrainConfig.grounding`` changes the three UNets and leaves every other weight as it was."""
+    plain, grounded = tmp_path / "plain", tmp_path / "grounded"
+    train_toy_world(plain, TrainConfig(seed=1, **TINY))
+    train_toy_world(grounded, TrainConfig(seed=1, grounding=1.0, **TINY))
+    changed = {f.relative_to(plain).as_posix() for f in plain.rglob("*.safetensors")
+               if f.read_bytes() != (grounded / f.relative_to(plain)).read_bytes()}
+    assert changed == {f"{m}/unet/diffusion_pytorch_model.safetensors" for m in ("toy", "toy-latent-learned", "toy-pixel")}
+
+
 def test_another_seed_trains_another_model():
     from sagekit.toy.attributes import training_targets
     from sagekit.toy.training.judges import train_judge
