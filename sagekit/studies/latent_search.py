@@ -361,7 +361,6 @@ def rate(k: int, n: int) -> dict:
     return {"k": int(k), "n": int(n), "rate": r, "lo": lo, "hi": hi}
 
 
-@torch.no_grad()
 def goal_realism(scorer, use: bool):
     """The realism judge a latent goal should require (toy world 3's searches), or None:
     ``scorer`` when ``use`` and it is a judge with labels real/corrupted; a CLIP realism
@@ -371,6 +370,7 @@ def goal_realism(scorer, use: bool):
     return scorer if use and tuple(getattr(scorer, "labels", ())) == REALISM_LABELS else None
 
 
+@torch.no_grad()
 def realism_reference(gen: Generator, scorer, labels: list[str], n: int = 64, seed: int = 0,
                       guidance: float | None = None, steps: int | None = None, prompt: str = "A photo of a {label}"
                       ) -> RealismReference:

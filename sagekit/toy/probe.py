@@ -55,10 +55,16 @@ def _positions(gen, prompt: str) -> dict[str, int | list[int]]:
     return {"colour": words.index(colour), "shape": words.index(shape), "eos": words.index(tok.eos_token)}
 
 
+def near_colours(pixels: torch.Tensor) -> torch.Tensor:
+    """Which pixels have each object colour: pixels ``(N, 3, H, W)`` in 0-255 -> bool
+    ``(N, len(COLOURS), H, W)`` (within :data:`COLOUR_RADIUS` of the colour)."""
+    rgb = torch.tensor(list(COLOURS.values()), dtype=torch.float32)  # (colours, 3)
+    return (pixels[:, None] - rgb[None, :, :, None, None]).norm(dim=2) < COLOUR_RADIUS
+
+
 def mask_of(images: torch.Tensor, label: int) -> torch.Tensor:
     """Pixels of ``label``'s colour: images ``(N, 3, H, W)`` in [0, 1] -> bool ``(N, H, W)``."""
-    rgb = torch.tensor(list(COLOURS.values())[label // len(SHAPES)], dtype=torch.float32).view(1, 3, 1, 1)
-    return (images * 255 - rgb).norm(dim=1) < COLOUR_RADIUS
+    return near_colours(images * 255)[:, label // len(SHAPES)]
 
 
 @torch.no_grad()

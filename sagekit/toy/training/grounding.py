@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..grammar import SYNONYMS
+from ..probe import near_colours
 from ..scenes import COLOURS, PLURALS, SHAPES, Scene
 
 COLOUR_NAMES = tuple(COLOURS)
@@ -37,25 +38,23 @@ def _names(scene: Scene) -> dict[str, int]:
 
 
 def grounding_targets(scenes: list[Scene], captions: list[str], tokenizer, images: torch.Tensor,
-                      side: int = 16, radius: float = 70.0) -> tuple[torch.Tensor, torch.Tensor]:
+                      side: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """What each caption token should attend to.
 
     Returns ``token_colour`` ``(N, L)`` int8 (the colour index of the object a token names,
     -1 for a word that names none of the scene's objects: fillers, places, a named object
     the image lacks) and ``colour_masks`` ``(N, 6, side, side)`` uint8 (0-255: the share
-    of each cell covered by pixels within ``radius`` of that colour). images ``(N, 3, H, W)``
-    uint8."""
+    of each cell covered by pixels of that colour, ``sagekit.toy.probe.near_colours``).
+    images ``(N, 3, H, W)`` uint8."""
     ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True).input_ids
     token_colour = np.full((len(captions), tokenizer.model_max_length), -1, dtype=np.int8)
     for i, (scene, row) in enumerate(zip(scenes, ids)):
         named = _names(scene)
         for t, word in enumerate(tokenizer.convert_ids_to_tokens(row)):
             token_colour[i, t] = named.get(word, -1)
-    rgb = torch.tensor(list(COLOURS.values()), dtype=torch.float32)  # (6, 3)
     masks = []
     for chunk in images.split(4096):
-        x = chunk.float()
-        near = ((x[:, None] - rgb[None, :, :, None, None]).norm(dim=2) < radius).float()  # (n, 6, H, W)
+        near = near_colours(chunk.float()).float()  # (n, 6, H, W)
         masks.append((F.adaptive_avg_pool2d(near, side) * 255).round().to(torch.uint8))
     return torch.from_numpy(token_colour), torch.cat(masks)
 
@@ -65,8 +64,9 @@ def grounding_loss(maps: dict[str, list[torch.Tensor]], token_colour: torch.Tens
     """Mean over cross-attention layers and grounded tokens of the share of the token's
     attention that falls outside its object (TokenCompose's token loss), each cell counted
     inside by the share of it the object covers: near 0 when every named word attends only
-    to cells its object fills, about 1 - the object's area share for a uniform map. maps ``{layer: [(B, Q, L)]}`` with grad;
-    token_colour ``(B, L)``; colour_masks ``(B, 6, S, S)`` uint8."""
+    to cells its object fills, about 1 - the object's area share for a uniform map.
+    maps ``{layer: [(B, Q, L)]}`` with grad; token_colour ``(B, L)``; colour_masks
+    ``(B, 6, S, S)`` uint8."""
     rows, tokens = torch.nonzero(token_colour >= 0, as_tuple=True)
     if len(rows) == 0:
         return torch.zeros(())
