@@ -53,6 +53,16 @@ def test_only_the_learned_latent_model_is_retrained(tmp_path):
     gen = load_generator(str(folder / "toy-latent-learned"))
     assert gen.learned_variance and gen.scheduler.config.variance_type == "learned_range"
     assert not gen.scheduler.config.clip_sample  # latents are not bounded to [-1, 1]
+    # --only generators: the caption LM and the three UNets anew; judges, CLIP, VAE and text encoder stay
+    files = {f: f.read_bytes() for f in folder.rglob("*.safetensors")}
+    retrained = {f: b for f, b in files.items() if f.parent.name == "unet" or "caption-lm" in f.parts}
+    kept = {f: b for f, b in files.items() if f not in retrained}
+    assert len(retrained) == 4 and {"judges", "clip", "vae", "text_encoder"} <= {p for f in kept for p in f.parts}
+    log = train_only(folder, TrainConfig(seed=3, only="generators", lm_tails="phrases", **TINY))
+    assert {f: f.read_bytes() for f in kept} == kept
+    assert all(f.read_bytes() != b for f, b in retrained.items())
+    assert {"caption_lm", "latent_unet_train", "latent_learned_unet_train", "pixel_unet_train"} <= set(log["seconds"])
+    assert log["config"]["lm_tails"] == "phrases" and not list(folder.glob(".*partial"))
     # bad --only values and a folder without a trained toy are refused before any work
     assert main(["toy", "train", "--only", "toy-pixel", "--out", str(folder)]) == 2
     assert main(["toy", "train", "--only", "toy-latent-learned", "--out", str(tmp_path / "empty")]) == 2
@@ -182,3 +192,38 @@ def test_bad_reading_levers_are_refused():
         TrainConfig(end_states="mask", end_rate=1.5)
     with pytest.raises(ValueError, match="grounding"):
         TrainConfig(grounding=-0.1)
+
+
+def test_the_caption_lm_reads_the_continuations_people_write():
+    """``lm_corpus(tails="phrases")``: a free sequence is a whole caption and then a second
+    object, a relation to one, a count of others or a place, each as the grammar words it;
+    "words" keeps toy world 2's uniform tails; other tails are refused."""
+    from sagekit.toy.grammar import PLACES, objects_named
+    from sagekit.toy.training.text_models import lm_corpus
+
+    captions = ["a photo of a red circle", "a blue star on the grass", "two green hearts"] * 200
+    free = lm_corpus(captions, ["x"], seed=0, free_share=1.0, tails="phrases")
+    places = {p for phrases in PLACES.values() for p in phrases}
+    kinds = set()
+    for caption, text in zip(captions, free):
+        assert text.startswith(caption + " ")
+        tail = text[len(caption) + 1:]
+        first = tail.split()[0]
+        if tail in places:
+            kinds.add("place")
+            continue
+        named = objects_named(tail)
+        assert len(named) == 1 and "None" not in named[0], tail  # one object, with its colour
+        kinds.add({"and": "object or count", "plus": "object or count"}.get(first, "relation"))
+        assert first in ("and", "plus", "left", "right", "next", "above", "below"), tail
+    assert kinds == {"place", "object or count", "relation"}
+    assert any({"two", "three"} & set(t.split()[-3:]) for t in free)  # counts ("and two red circles")
+    # share: about a quarter of the captions get a tail by default
+    some = lm_corpus(captions, ["x"], seed=0, tails="phrases")
+    assert 0.2 < sum(a != b for a, b in zip(captions, some)) / len(captions) < 0.3
+    words = lm_corpus(captions, ["x"], seed=0, free_share=1.0)
+    assert all(t.split()[-1] == "x" for t in words)
+    with pytest.raises(ValueError):
+        lm_corpus(captions, ["x"], seed=0, tails="sentences")
+    with pytest.raises(ValueError):
+        TrainConfig(lm_tails="sentences")

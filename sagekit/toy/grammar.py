@@ -165,6 +165,25 @@ def _describe(scene: Scene, rng: np.random.Generator, synonym_rate: float, noise
     return template.format(a=a, b=b, rel=rel, place=place)
 
 
+def continuation(rng: np.random.Generator) -> str:
+    """A phrase people append to a caption, drawn with ``rng``: a second object ("and a blue
+    star", "plus a teal box"), a relation to one ("left of a green square"), a count of
+    others ("and two red circles") or a place ("in the water"). The caption LM reads
+    captions with such tails (:func:`sagekit.toy.training.text_models.lm_corpus`), so the
+    words it proposes in the prompt search are those of the alt-text that real models fail on."""
+    colour, shape = _pick(rng, list(COLOURS)), _pick(rng, SHAPES)
+    np_ = _noun_phrase(colour, shape, "small", rng, synonym_rate=0.05, sized=False)
+    kind = _pick(rng, ("object", "relation", "count", "place"))
+    if kind == "object":
+        return f"{_pick(rng, ('and', 'and', 'plus'))} {np_}"
+    if kind == "relation":
+        rel, _ = _pick(rng, RELATION_WORDS["horizontal"] + RELATION_WORDS["vertical"])
+        return f"{rel} {np_}"
+    if kind == "count":
+        return f"and {_pick(rng, list(NUMBERS.values()))} {colour} {PLURALS[shape]}"
+    return _pick(rng, PLACES[_pick(rng, list(PLACES))])
+
+
 def vocabulary() -> list[str]:
     """Every word the grammar can write, in a fixed order."""
     words = list(FILLER) + list(COLOURS) + list(SHAPES) + list(PLURALS.values()) + list(BACKGROUNDS)

@@ -61,13 +61,18 @@ class TrainConfig:
     end_rate: float = 0.0
     # Weight of the word-grounding loss on the UNets' cross-attention (``grounding.py``); 0: none.
     grounding: float = 0.0
+    # What the caption LM reads after a share of the captions (``lm_corpus``): "words"
+    # (uniform words, toy world 2) or "phrases" (second objects, relations, counts, places).
+    lm_tails: str = "words"
     threads: int = 0  # 0: torch's default
-    only: str = ""  # "" trains everything; "toy-latent-learned" only that model
+    only: str = ""  # "" trains everything; one of ONLY_CHOICES retrains just that (``train_only``)
 
     def __post_init__(self):
         if self.end_states not in ("keep", "mask", "shuffle") or not 0 <= self.end_rate <= 1:
             raise ValueError(f"end_states must be keep, mask or shuffle and end_rate in [0, 1]; got "
                              f"{self.end_states!r}, {self.end_rate!r}")
+        if self.lm_tails not in ("words", "phrases"):
+            raise ValueError(f"lm_tails must be words or phrases, got {self.lm_tails!r}")
         if not self.grounding >= 0:
             raise ValueError(f"grounding is a loss weight >= 0, got {self.grounding!r}")
 
@@ -83,7 +88,9 @@ class TrainConfig:
         return replace(self, **sizes)
 
 
-ONLY_CHOICES = ("toy-latent-learned",)
+# ``--only``: one model, or every generator (the caption LM and the three UNets: what a
+# change of captions or reading levers retrains; the judges, CLIP and VAE stay).
+ONLY_CHOICES = ("toy-latent-learned", "generators")
 
 
 @torch.no_grad()
@@ -146,20 +153,10 @@ def train_toy_world(out_dir: str | Path, config: TrainConfig | None = None) -> d
     clip.save_pretrained(tmp / "clip")
     tokenizer.save_pretrained(tmp / "clip")
 
-    with timer("caption_lm"):
-        corpus = lm_corpus(data.captions, vocabulary()[4:], cfg.seed + 301)
-        lm = train_caption_lm(corpus, tokenizer, cfg.seed + 300, steps=cfg.lm_steps)
-    check_finite(lm, "caption LM")
-    lm.save_pretrained(tmp / "caption-lm")
-    tokenizer.save_pretrained(tmp / "caption-lm")
-
     # The CLIP text tower, frozen, is the text encoder of both generators.
     text_encoder = CLIPTextModel(arch.text_config())
     text_encoder.load_state_dict(clip.text_model.state_dict())
     text_encoder.eval().requires_grad_(False)
-    with timer("encode_text"):
-        text = _encode_text(text_encoder, tokenizer, data.captions)
-        uncond = _encode_text(text_encoder, tokenizer, [""])
 
     with timer("vae"):
         vae = train_autoencoder(data, cfg.seed + 400, steps=cfg.vae_steps)
@@ -168,30 +165,7 @@ def train_toy_world(out_dir: str | Path, config: TrainConfig | None = None) -> d
     single = [i for i, s in enumerate(test.scenes) if s.kind in ("one", "many")]
     log["vae_recon_judge_acc"] = scores(resnet, reconstruct(vae, test.float_images()[single]),
                                         test.labels[single])["acc"]
-
-    with timer("latent_unet"):
-        latents = _encode_latents(vae, data.images)
-        reading = _reading(cfg, tokenizer, data)
-    with timer("latent_unet_train"):
-        unet = train_unet(arch.latent_unet(text_embed=cfg.text_embed), arch.train_scheduler(False), latents, text,
-                          uncond, cfg.seed + 500, cfg.latent_steps, cfg.latent_batch, cfg.latent_lr, **reading)
-    check_finite(unet, "toy UNet")
-    _save_latent(tmp / "toy", vae, text_encoder, tokenizer, unet, learned=False)
-    with timer("latent_learned_unet_train"):
-        _train_latent_learned(tmp, cfg, latents, text, uncond, vae, text_encoder, tokenizer, reading)
-    del latents
-
-    with timer("pixel_unet_train"):
-        pixels = data.images.float() / 127.5 - 1
-        # fp32: bf16 autocast measured 10% slower per step on this CPU (0.53 vs 0.49 s at batch 64)
-        punet = train_unet(arch.pixel_unet(text_embed=cfg.text_embed), arch.train_scheduler(True), pixels, text,
-                           uncond, cfg.seed + 600, cfg.pixel_steps, cfg.pixel_batch, cfg.pixel_lr, **reading)
-    check_finite(punet, "toy-pixel UNet")
-    IFPipeline(
-        tokenizer=tokenizer, text_encoder=text_encoder, unet=punet.half(),
-        scheduler=arch.sample_scheduler(True), safety_checker=None, feature_extractor=None,
-        watermarker=None, requires_safety_checker=False,
-    ).save_pretrained(tmp / "toy-pixel", safe_serialization=True)
+    _train_generators(tmp, cfg, data, tokenizer, text_encoder, vae, timer, GENERATOR_PARTS)
 
     log["seconds"] = timer.seconds
     log["total_seconds"] = round(sum(v for k, v in timer.seconds.items()), 1)
@@ -257,25 +231,68 @@ def _save_latent(path: Path, vae, text_encoder, tokenizer, unet, learned: bool) 
     ).save_pretrained(path, safe_serialization=True)
 
 
-def _train_latent_learned(out: Path, cfg: TrainConfig, latents, text, uncond, vae, text_encoder, tokenizer,
-                          reading: dict) -> None:
-    """The latent-GLIDE of paper 001: ``toy``'s VAE, UNet layout, data and step budget,
-    with a learned variance trained by the variational bound (as ``toy-pixel``)."""
-    unet = train_unet(arch.latent_unet(learned_variance=True, text_embed=cfg.text_embed), arch.train_scheduler(True),
-                      latents, text, uncond, cfg.seed + 700, cfg.latent_steps, cfg.latent_batch, cfg.latent_lr,
-                      pixels=False, **reading)
-    check_finite(unet, "toy-latent-learned UNet")
-    _save_latent(out / "toy-latent-learned", vae, text_encoder, tokenizer, unet, learned=True)
+GENERATOR_PARTS = ("caption-lm", "toy", "toy-latent-learned", "toy-pixel")
+
+
+def _train_generators(out: Path, cfg: TrainConfig, data, tokenizer, text_encoder, vae, timer,
+                      parts: tuple[str, ...]) -> None:
+    """Train the ``parts`` (of :data:`GENERATOR_PARTS`) on the world ``data`` with the frozen
+    ``text_encoder`` and ``vae``, and save each under ``out/<part>``."""
+    if "caption-lm" in parts:
+        with timer("caption_lm"):
+            corpus = lm_corpus(data.captions, vocabulary()[4:], cfg.seed + 301, tails=cfg.lm_tails)
+            lm = train_caption_lm(corpus, tokenizer, cfg.seed + 300, steps=cfg.lm_steps)
+        check_finite(lm, "caption LM")
+        lm.save_pretrained(out / "caption-lm")
+        tokenizer.save_pretrained(out / "caption-lm")
+    with timer("encode_text"):
+        text = _encode_text(text_encoder, tokenizer, data.captions)
+        uncond = _encode_text(text_encoder, tokenizer, [""])
+    with timer("latent_unet"):
+        latents = _encode_latents(vae, data.images)
+        reading = _reading(cfg, tokenizer, data)
+    if "toy" in parts:
+        with timer("latent_unet_train"):
+            unet = train_unet(arch.latent_unet(text_embed=cfg.text_embed), arch.train_scheduler(False), latents,
+                              text, uncond, cfg.seed + 500, cfg.latent_steps, cfg.latent_batch, cfg.latent_lr,
+                              **reading)
+        check_finite(unet, "toy UNet")
+        _save_latent(out / "toy", vae, text_encoder, tokenizer, unet, learned=False)
+    if "toy-latent-learned" in parts:
+        # The latent-GLIDE of paper 001: toy's VAE, UNet layout, data and step budget, with a
+        # learned variance trained by the variational bound (as toy-pixel).
+        with timer("latent_learned_unet_train"):
+            unet = train_unet(arch.latent_unet(learned_variance=True, text_embed=cfg.text_embed),
+                              arch.train_scheduler(True), latents, text, uncond, cfg.seed + 700, cfg.latent_steps,
+                              cfg.latent_batch, cfg.latent_lr, pixels=False, **reading)
+        check_finite(unet, "toy-latent-learned UNet")
+        _save_latent(out / "toy-latent-learned", vae, text_encoder, tokenizer, unet, learned=True)
+    del latents
+    if "toy-pixel" in parts:
+        with timer("pixel_unet_train"):
+            pixels = data.images.float() / 127.5 - 1
+            # fp32: bf16 autocast measured 10% slower per step on this CPU (0.53 vs 0.49 s at batch 64)
+            punet = train_unet(arch.pixel_unet(text_embed=cfg.text_embed), arch.train_scheduler(True), pixels,
+                               text, uncond, cfg.seed + 600, cfg.pixel_steps, cfg.pixel_batch, cfg.pixel_lr,
+                               **reading)
+        check_finite(punet, "toy-pixel UNet")
+        IFPipeline(
+            tokenizer=tokenizer, text_encoder=text_encoder, unet=punet.half(),
+            scheduler=arch.sample_scheduler(True), safety_checker=None, feature_extractor=None,
+            watermarker=None, requires_safety_checker=False,
+        ).save_pretrained(out / "toy-pixel", safe_serialization=True)
 
 
 def train_only(out_dir: str | Path, config: TrainConfig) -> dict:
-    """Retrain one model (``config.only``) on the VAE and text encoder already in
-    ``out_dir/toy``; the other weights stay. Returns the updated training log. (The shipped
-    VAE is stored in fp16, so its latents differ from a full run's fp32 ones in the last
-    bits; the data, seed and step budget are the same.)"""
+    """Retrain some models (``config.only``: ``"toy-latent-learned"``, or ``"generators"``:
+    the caption LM and the three UNets) on the VAE and text encoder already in
+    ``out_dir/toy``; the judges, CLIP and VAE stay. Returns the updated training log. (The
+    shipped VAE is stored in fp16, so its latents differ from a full run's fp32 ones in the
+    last bits; the data, seed and step budget are the same.)"""
     cfg = config
     if cfg.only not in ONLY_CHOICES:
         raise ValueError(f"--only must be one of {', '.join(ONLY_CHOICES)}, got {cfg.only!r}")
+    parts = GENERATOR_PARTS if cfg.only == "generators" else (cfg.only,)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
@@ -286,26 +303,23 @@ def train_only(out_dir: str | Path, config: TrainConfig) -> dict:
     timer = Timer()
     with timer("data"):
         data = make_dataset(cfg.n_train, cfg.seed, WorldConfig(), workers=2)
-    with timer("encode_text"):
-        text = _encode_text(text_encoder, tokenizer, data.captions)
-        uncond = _encode_text(text_encoder, tokenizer, [""])
-    with timer("latent_unet"):
-        latents = _encode_latents(vae, data.images)
     tmp = out / f".{cfg.only}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    with timer("latent_learned_unet_train"):
-        _train_latent_learned(tmp, cfg, latents, text, uncond, vae, text_encoder, tokenizer,
-                              _reading(cfg, tokenizer, data))
-    final = out / cfg.only
-    if final.exists():
-        shutil.rmtree(final)
-    (tmp / cfg.only).rename(final)
+    _train_generators(tmp, cfg, data, tokenizer, text_encoder, vae, timer, parts)
+    # Replace the old weights only once every part trained.
+    for part in parts:
+        final = out / part
+        if final.exists():
+            shutil.rmtree(final)
+        (tmp / part).rename(final)
     shutil.rmtree(tmp)
     log_path = out / "training.json"
     log = json.loads(log_path.read_text()) if log_path.exists() else {"seconds": {}}
-    log["seconds"]["latent_learned_unet_train"] = timer.seconds["latent_learned_unet_train"]
+    trained = {k: v for k, v in timer.seconds.items() if k.endswith("_train") or k == "caption_lm"}
+    log["seconds"].update(trained)
     log["total_seconds"] = round(sum(log["seconds"].values()), 1)
+    log["config"] = {**log.get("config", {}), **{k: v for k, v in asdict(cfg).items() if k != "only"}}
     log_path.write_text(json.dumps(log, indent=2))
     return log
 

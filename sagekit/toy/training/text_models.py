@@ -11,7 +11,7 @@ from transformers import CLIPModel, GPT2LMHeadModel
 import numpy as np
 
 from ..architectures import caption_lm, clip_model
-from ..grammar import place_named
+from ..grammar import continuation, place_named
 from ..scenes import BACKGROUNDS
 from ..text import MAX_LENGTH
 from ..world import SceneBatch
@@ -74,20 +74,27 @@ def train_clip(data: SceneBatch, tokenizer, seed: int, steps: int = 500, batch_s
     return model.eval()
 
 
-def lm_corpus(captions: list[str], words: list[str], seed: int, free_share: float = 0.25) -> list[str]:
+def lm_corpus(captions: list[str], words: list[str], seed: int, free_share: float = 0.25,
+              tails: str = "words") -> list[str]:
     """The caption model's reading: the captions, and for a ``free_share`` of them a free
-    sequence instead: the caption's first 2 to 6 words, then 1 to 4 words drawn uniformly
-    from ``words``. So the model's likely continuations reach past what the grammar says,
-    to words the generator handles badly."""
+    sequence instead, so the model's likely continuations reach past what the grammar says.
+    ``tails="words"`` (toy world 2): the caption's first 2 to 6 words, then 1 to 4 words
+    drawn uniformly from ``words``. ``tails="phrases"`` (toy world 3): the whole caption,
+    then a :func:`~sagekit.toy.grammar.continuation` (a second object, a relation, a count,
+    a place), the continuations people write and real models fail on."""
+    if tails not in ("words", "phrases"):
+        raise ValueError(f"tails must be 'words' or 'phrases', got {tails!r}")
     rng = np.random.default_rng(seed)
     out = []
     for c in captions:
         if rng.random() >= free_share:
             out.append(c)
-            continue
-        head = c.split()[: int(rng.integers(2, 7))]
-        tail = [words[int(i)] for i in rng.integers(len(words), size=int(rng.integers(1, 5)))]
-        out.append(" ".join(head + tail))
+        elif tails == "phrases":
+            out.append(f"{c} {continuation(rng)}")
+        else:
+            head = c.split()[: int(rng.integers(2, 7))]
+            tail = [words[int(i)] for i in rng.integers(len(words), size=int(rng.integers(1, 5)))]
+            out.append(" ".join(head + tail))
     return out
 
 
