@@ -29,7 +29,7 @@ from .common import Timer, check_finite
 from .diffusion import train_unet
 from .grounding import grounding_targets
 from .judges import calibrate, scores, timm_model, train_judge, train_realism_judge
-from .text_models import lm_corpus, train_caption_lm, train_clip
+from .text_models import LM_TAILS, lm_corpus, train_caption_lm, train_clip
 
 
 @dataclass
@@ -71,8 +71,8 @@ class TrainConfig:
         if self.end_states not in ("keep", "mask", "shuffle") or not 0 <= self.end_rate <= 1:
             raise ValueError(f"end_states must be keep, mask or shuffle and end_rate in [0, 1]; got "
                              f"{self.end_states!r}, {self.end_rate!r}")
-        if self.lm_tails not in ("words", "phrases"):
-            raise ValueError(f"lm_tails must be words or phrases, got {self.lm_tails!r}")
+        if self.lm_tails not in LM_TAILS:
+            raise ValueError(f"lm_tails must be one of {LM_TAILS}, got {self.lm_tails!r}")
         if not self.grounding >= 0:
             raise ValueError(f"grounding is a loss weight >= 0, got {self.grounding!r}")
 

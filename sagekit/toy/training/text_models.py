@@ -18,6 +18,8 @@ from ..world import SceneBatch
 from .common import augment, progress, seeded_batches, warmup_cosine
 
 CLIP_MEAN, CLIP_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+# What follows a caption in the caption LM's free sequences (:func:`lm_corpus`).
+LM_TAILS = ("words", "phrases")
 
 
 def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
@@ -82,8 +84,8 @@ def lm_corpus(captions: list[str], words: list[str], seed: int, free_share: floa
     drawn uniformly from ``words``. ``tails="phrases"`` (toy world 3): the whole caption,
     then a :func:`~sagekit.toy.grammar.continuation` (a second object, a relation, a count,
     a place), the continuations people write and real models fail on."""
-    if tails not in ("words", "phrases"):
-        raise ValueError(f"tails must be 'words' or 'phrases', got {tails!r}")
+    if tails not in LM_TAILS:
+        raise ValueError(f"tails must be one of {LM_TAILS}, got {tails!r}")
     rng = np.random.default_rng(seed)
     out = []
     for c in captions:
