@@ -74,9 +74,9 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default=None, help="weights folder (default: the package's toy/weights)")
     train.add_argument("--only", default="", metavar="MODEL",
-                       help="retrain just these on the existing VAE and text encoder: toy-latent-learned (its "
-                            "UNet took 1043 s of the 4560 in training.json) or generators (the caption LM and the "
-                            "three UNets; the judges, CLIP and VAE stay)")
+                       help="retrain just this on the existing VAE and text encoder: caption-lm, toy, "
+                            "toy-latent-learned or toy-pixel, or generators (the caption LM and the three UNets; the "
+                            "judges, CLIP and VAE stay); training.json has each one's seconds")
     train.add_argument("--scale", type=float, default=1.0,
                        help="every data set size and step count times this (at least 2 steps; 1, the default, "
                             "reproduces the shipped weights; 0.01 trains a rough world in about a minute)")

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .markup import clean_html
+from .stats import rate_text
 from .studies import Study, get_study
 from .studies.defaults import is_auto, resolve
 from .studies.parameters import SCHEMAS, ListOf, ParameterError, unwritable, validate
@@ -394,6 +395,8 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         value = f"{value:.3g}"
+    elif isinstance(value, dict) and set(value) == {"k", "n", "rate", "lo", "hi"}:
+        value = rate_text(value)  # a rate of the findings: its count and interval
     elif isinstance(value, (dict, list)):
         value = json.dumps(value, default=str)
     return html.escape(str(value))

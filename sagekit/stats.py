@@ -18,6 +18,17 @@ def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
     return k / n, float(ci.low), float(ci.high)
 
 
+def rate(k: int, n: int) -> dict:
+    """A rate as findings carry it: ``{"k", "n", "rate", "lo", "hi"}`` (Wilson 95%)."""
+    r, lo, hi = wilson(int(k), int(n))
+    return {"k": int(k), "n": int(n), "rate": r, "lo": lo, "hi": hi}
+
+
+def rate_text(r: dict) -> str:
+    """A :func:`rate` to read: "5/8 = 0.62 [0.31, 0.86]"."""
+    return f"{r['k']}/{r['n']} = {r['rate']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]"
+
+
 def mean_ci(values, level: float = 0.95, seed: int = 0, n_resamples: int = 2000) -> tuple[float, float, float]:
     """Mean of ``values`` and its percentile bootstrap interval (seeded); with fewer than
     two values, or all of them equal, the interval is the mean itself."""

@@ -16,7 +16,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from .stats import wilson
+from .stats import rate
 
 VERDICTS = ("model failed", "judges erred", "unsure")
 PREFIX = "verdict:"
@@ -55,13 +55,9 @@ def agreement(frame: pd.DataFrame) -> dict | None:
     model_failed = said["verdict"] == VERDICTS[0]
     verified = said["verified"].astype(bool)
 
-    def share(k, n):
-        rate, lo, hi = wilson(int(k), int(n))
-        return {"k": int(k), "n": int(n), "rate": rate, "lo": lo, "hi": hi}
-
-    return {"judged": len(said), "people_and_ensemble": share(model_failed.sum(), len(said)),
-            "people_and_verifier": share((model_failed == verified).sum(), len(said)),
-            "verifier_and_ensemble": share(verified.sum(), len(said))}
+    return {"judged": len(said), "people_and_ensemble": rate(model_failed.sum(), len(said)),
+            "people_and_verifier": rate((model_failed == verified).sum(), len(said)),
+            "verifier_and_ensemble": rate(verified.sum(), len(said))}
 
 
 def agreement_table(found: dict | None):

@@ -1,5 +1,6 @@
 """Poison builder, and fine-tuning that works on any Generator (a tiny random SD one here)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -81,3 +82,25 @@ def test_budget_rules_and_the_fine_tunes_they_share():
     # when the budget does not divide by max(ks), the rules do not meet
     odd = sweep_plan([0, 3], 100, "both")
     assert odd[("per-concept", 3, False)] != odd[("total", 3, False)]
+
+
+def test_localisation_reads_the_shape_words_attention_on_the_toy_object_only():
+    """The clean model's word attention (issue #31's measure in the implosion report): a map
+    on the drawn object reads its inverse area share, a uniform one 1; a wrong image or a
+    label the toy world does not know is not counted."""
+    from sagekit.studies.implosion import localisation
+    from sagekit.toy.probe import mask_of
+    from sagekit.toy.scenes import SHAPES, Scene, Thing, render
+
+    label = "red circle"
+    i = LABELS.index(label)
+    scene = Scene(0, (Thing(i % len(SHAPES), i // len(SHAPES), "big", 0.5, 0.5, 0.28),), "one")
+    image = torch.from_numpy(render(scene, 32).copy()).permute(2, 0, 1).float()[None] / 255
+    mask = mask_of(image, i)[0]
+    on_object = torch.stack([torch.ones(32, 32), mask.float()])[None]  # (1, 2, H, W): colour map, shape map
+    uniform = torch.ones(1, 2, 32, 32)
+    share = mask.float().mean().item()
+    assert localisation(image, on_object, [label], torch.tensor([True])) == pytest.approx(1 / share)
+    assert localisation(image, uniform, [label], torch.tensor([True])) == pytest.approx(1.0)
+    assert np.isnan(localisation(image, on_object, [label], torch.tensor([False])))
+    assert np.isnan(localisation(image, on_object, ["goldfinch"], torch.tensor([True])))

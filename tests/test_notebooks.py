@@ -144,6 +144,9 @@ def test_study_report(study, tmp_path):
         if study == "distorted-latents":
             assert fv["searched"] == 2 and len(f["prompts"]) == 2
             assert set(f["realism"]) == set(f["heldout_failed"]) == {"found", "original"}
+            best = f["best_latent"]
+            assert (best is None) == (fv["success"] == 0)
+            assert best is None or best["distorted"]["n"] == saved["parameters"]["heldout"]
         else:
             assert fv["searched"] == 2 and 0 <= f["success_rate"] <= f["classes_with_failure"] <= 1
             r = f["realism"]
@@ -161,6 +164,10 @@ def test_study_report(study, tmp_path):
         assert at[("total", 2, False)] == {**at[("per-concept", 2, False)], "rule": "total"}  # one run, two rows
         assert at[("total", 1, False)]["ad"] != at[("per-concept", 1, False)]["ad"]
         assert set(saved["findings"]["ad_rises_every_step"]) == {"per-concept", "total"}
+        head = saved["findings"]["headline"]
+        hit = head["poisoned drawn as target k=2 (total)"]
+        assert (hit["k"], hit["n"]) == (round(at[("total", 2, False)]["poisoned_hit"] * 4), 4)
+        assert head["control acc k=2 (total)"]["n"] == 8 and hit["lo"] <= hit["rate"] <= hit["hi"]
     if study == "prompt-failures":
         f = saved["findings"]
         assert f["verified"] <= f["found"] <= f["searched"] == 2 and f["labels_verified"]["n"] == 2
@@ -176,8 +183,14 @@ def test_study_report(study, tmp_path):
         assert all(sum(e[c] for c in CATEGORIES) == 2 and e["category"] in CATEGORIES[:-1] + ("",) for e in explained)
         assert all(e["with_label"] <= e["captions"] for e in explained)
         assert sum(f["categories"].values()) == f["found"]
+        head = f["headline"]
+        assert head["labels searched"] == 2 and head["labels with a verified failing prompt"] == f["labels_verified"]
+        assert head["labels failing for the LM's likeliest continuations"] == f["baseline_labels"]
     if study == "adversarial-tokens":
         f = saved["findings"]
         assert 0 <= f["token_success"] <= 1 and -1 <= f["text_cosine"] <= 1 and "clip_delta" in f
         assert list(f["by_target"]) == ["red circle", "cyan star"] and f["best_target"] in f["by_target"]
         assert f["token_success"] == pytest.approx(sum(t["success"] for t in f["by_target"].values()) / 2, abs=1e-3)
+        best = f["headline"]["best target's held-out success"]
+        assert best == f["best_target_success"] and best["n"] == f["success"]["n"] // 2
+        assert best["rate"] == pytest.approx(f["by_target"][f["best_target"]]["success"], abs=1e-3)

@@ -39,3 +39,15 @@ def test_index_escapes_every_string(tmp_path):
     page = write_index(tmp_path).read_text()
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert 'href="s-1.html"' in page
+
+
+def test_index_shows_a_headline_rate_with_its_count_and_interval(tmp_path):
+    from sagekit.stats import rate
+
+    (tmp_path / "s-1.json").write_text(json.dumps({
+        "study": "prompt-failures", "started": "20260101-000000", "wall_seconds": 3.0, "html": "s-1.html",
+        "parameters": {}, "findings": {"headline": {"labels": rate(5, 8), "other": {"k": 1}}, "models": ["toy"]},
+    }))
+    page = write_index(tmp_path).read_text()
+    assert "labels: 5/8 = 0.62 [0.31, 0.86]" in page
+    assert "other: {&quot;k&quot;: 1}" in page  # any other dict stays JSON

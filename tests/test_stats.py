@@ -41,3 +41,26 @@ def test_holm_adjusts_step_down_and_fisher_is_one_sided():
     # 60/100 against 40/100: above one way, not the other
     assert above(60, 100, 40, 100, "greater") < 0.01 and above(60, 100, 40, 100, "less") > 0.99
     assert above(40, 100, 60, 100, "less") == pytest.approx(above(60, 100, 40, 100, "greater"))
+
+
+def test_a_rate_carries_its_count_and_interval_and_reads_as_one():
+    from sagekit.stats import rate, rate_text
+
+    r = rate(5, 8)
+    assert (r["k"], r["n"], r["rate"]) == (5, 8, 0.625) and r["lo"] < 0.625 < r["hi"]
+    assert rate_text(r) == "5/8 = 0.62 [0.31, 0.86]"
+    assert rate(0, 0)["n"] == 0 and np.isnan(rate(0, 0)["rate"])
+
+
+def test_the_best_distorted_latent_is_the_one_that_distorts_most_held_out_prompts():
+    import pandas as pd
+
+    from sagekit.studies.distorted_latents import best_latent
+
+    rows = pd.DataFrame({"latent": [0, 0, 0, 1, 1, 1], "seed": [7, 7, 7, 9, 9, 9],
+                         "distorted": [True, False, False, True, True, False],
+                         "realism": [0.5, 0.4, 0.3, 0.02, 0.04, 0.9]})
+    best = best_latent(rows)
+    assert (best["latent"], best["seed"]) == (1, 9) and best["distorted"]["k"] == 2 and best["distorted"]["n"] == 3
+    assert best["realism"] == pytest.approx(0.04)
+    assert best_latent(rows.iloc[:0]) is None

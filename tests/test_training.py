@@ -63,8 +63,13 @@ def test_only_the_learned_latent_model_is_retrained(tmp_path):
     assert all(f.read_bytes() != b for f, b in retrained.items())
     assert {"caption_lm", "latent_unet_train", "latent_learned_unet_train", "pixel_unet_train"} <= set(log["seconds"])
     assert log["config"]["lm_tails"] == "phrases" and not list(folder.glob(".*partial"))
+    # --only caption-lm: the LM alone, no UNet touched
+    files = {f: f.read_bytes() for f in folder.rglob("*.safetensors")}
+    log = train_only(folder, TrainConfig(seed=4, only="caption-lm", **TINY))
+    changed = {f for f, b in files.items() if f.read_bytes() != b}
+    assert changed and all("caption-lm" in f.parts for f in changed) and log["seconds"]["caption_lm"] > 0
     # bad --only values and a folder without a trained toy are refused before any work
-    assert main(["toy", "train", "--only", "toy-pixel", "--out", str(folder)]) == 2
+    assert main(["toy", "train", "--only", "judges", "--out", str(folder)]) == 2
     assert main(["toy", "train", "--only", "toy-latent-learned", "--out", str(tmp_path / "empty")]) == 2
 
 
@@ -185,11 +190,43 @@ def test_end_states_are_replaced_only_from_eos_on_and_only_at_their_rate():
     assert torch.equal(_replace_ends(cond, eos, uncond, "shuffle", 0.0, g), cond)
 
 
+def test_mask_then_shuffle_masks_the_ends_before_the_switch_and_shuffles_them_after():
+    """The reading curriculum: the UNet sees the empty prompt's end states for the first
+    ``end_switch`` of the steps, then another prompt's."""
+    from sagekit.toy import architectures as arch
+    from sagekit.toy.training.diffusion import train_unet
+
+    n, length, steps, eos = 8, 6, 6, 3
+    text = torch.randn(n, length, arch.TEXT_DIM, generator=torch.Generator().manual_seed(0))
+    uncond = torch.zeros(1, length, arch.TEXT_DIM)
+    seen = []
+    unet = arch.latent_unet()
+    unet.register_forward_pre_hook(lambda m, args: seen.append(args[2].detach().clone()))
+    train_unet(unet, arch.train_scheduler(False), torch.randn(n, 4, 16, 16), text, uncond, 0, steps, batch_size=4,
+               cond_dropout=0.0, ema_decay=0, progress_bar=False, end_states="mask-then-shuffle", end_rate=1.0,
+               eos_index=torch.full((n,), eos), end_switch=0.5)
+    assert len(seen) == steps
+    for step, cond in enumerate(seen):
+        words = cond[:, :eos]
+        ends = cond[:, eos:]
+        # the words are always some prompt's own; the ends are the empty prompt's, then prompts' ends
+        assert all(any(torch.equal(w, t) for t in text[:, :eos]) for w in words)
+        if step < steps // 2:
+            assert (ends == 0).all()
+        else:
+            assert all(any(torch.equal(e, t) for t in text[:, eos:]) for e in ends)
+    with pytest.raises(ValueError, match="end_states"):
+        train_unet(unet, arch.train_scheduler(False), torch.randn(n, 4, 16, 16), text, uncond, 0, 1, batch_size=4,
+                   progress_bar=False, end_states="drop", eos_index=torch.full((n,), eos))
+
+
 def test_bad_reading_levers_are_refused():
     with pytest.raises(ValueError):
         TrainConfig(end_states="drop")
     with pytest.raises(ValueError):
         TrainConfig(end_states="mask", end_rate=1.5)
+    with pytest.raises(ValueError, match="end_switch"):
+        TrainConfig(end_states="mask-then-shuffle", end_switch=2.0)
     with pytest.raises(ValueError, match="grounding"):
         TrainConfig(grounding=-0.1)
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..search import Checkpoint, SearchState, TargetGoal, TokenRows, signed_descent
-from ..stats import wilson
+from ..stats import rate
 from .prompt_failures import X_TOKEN, Y_TOKEN
 
 STUDY = "adversarial-tokens"
@@ -292,15 +292,21 @@ def summarize(results: dict[str, TokenEvaluation], labels, model: str) -> dict:
     every target's prompts × seeds, mean text cosine and CLIP-score change, per target."""
     ev = evaluation_frame(results)
     by = per_target(ev, labels)
-    rate, lo, hi = wilson(int(ev["success"].sum()), len(ev))
-    v_rate, v_lo, v_hi = wilson(int(ev["verified"].sum()), len(ev))
     best = str(by["success"].idxmax())
+    mine = ev[ev["target"] == best]
     out = {"models": [model], "targets": list(results),
-           "success": {"k": int(ev["success"].sum()), "n": len(ev), "rate": rate, "lo": lo, "hi": hi},
-           "verified": {"k": int(ev["verified"].sum()), "n": len(ev), "rate": v_rate, "lo": v_lo, "hi": v_hi},
-           "token_success": rate, "text_cosine": float(ev["text_cosine"].mean()),
+           "success": rate(ev["success"].sum(), len(ev)), "verified": rate(ev["verified"].sum(), len(ev)),
+           "text_cosine": float(ev["text_cosine"].mean()),
            "clip_delta": float(ev["clip_delta"].mean()), "by_target": by.round(4).to_dict("index"),
-           "best_target": best, "worst_target": str(by["success"].idxmin())}
-    out["headline"] = {"token_success": round(rate, 3), "verified": round(v_rate, 3), "best_target_success": round(float(by.loc[best, "success"]), 3),
-                       "text_cosine": round(out["text_cosine"], 3)}
+           "best_target": best, "worst_target": str(by["success"].idxmin()),
+           "best_target_success": rate(mine["success"].sum(), len(mine)),
+           "best_target_verified": rate(mine["verified"].sum(), len(mine))}
+    out["token_success"] = out["success"]["rate"]
+    # the study's target (issue #31): one target's held-out success, verified, with the
+    # prompt's text embedding kept close; the CLIP-score change beside it
+    out["headline"] = {"best target": best, "best target's held-out success": out["best_target_success"],
+                       "best target's verified success": out["best_target_verified"],
+                       "all targets' held-out success": out["success"],
+                       "best target's text cosine": round(float(mine["text_cosine"].mean()), 3),
+                       "CLIP-score change": round(out["clip_delta"], 3)}
     return out

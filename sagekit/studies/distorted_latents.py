@@ -20,7 +20,8 @@ from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..realism import RealismReference
 from ..search import DistortedGoal
-from .latent_search import LatentSearchConfig, SharedLatentResult, found_verified, merge, rate, search_shared_latents
+from ..stats import rate
+from .latent_search import LatentSearchConfig, SharedLatentResult, found_verified, merge, search_shared_latents
 
 PROMPT = "A photo of a {label}"
 
@@ -86,6 +87,31 @@ def heldout_test(gen: Generator, goal: DistortedGoal, result: SharedLatentResult
                                        "realism"])
 
 
+def best_latent(found: pd.DataFrame) -> dict | None:
+    """Of :func:`heldout_test`'s rows for some found latents, the latent whose images are
+    distorted for the most held-out prompts: ``{"latent", "seed", "distorted" (a rate),
+    "realism" (median)}``, or None without rows."""
+    if found.empty:
+        return None
+    by = found.groupby("latent").agg(k=("distorted", "sum"), n=("distorted", "size"), seed=("seed", "first"),
+                                     realism=("realism", "median"))
+    i = by["k"].idxmax()
+    return {"latent": int(i), "seed": int(by.loc[i, "seed"]), "distorted": rate(by.loc[i, "k"], by.loc[i, "n"]),
+            "realism": float(by.loc[i, "realism"])}
+
+
+def best_latent_text(best: dict | None):
+    """:func:`best_latent` as one Markdown bullet (``markup.Safe``, every value escaped)."""
+    from ..markup import md_text
+
+    if best is None:
+        return md_text("- No latent was both verified and certified, so no latent stands alone on held-out prompts.")
+    return md_text("- The best latent (seed {seed}) distorts **{d[k]} of {d[n]}** held-out prompts ({d[rate]:.2f}, "
+                   "95% CI [{d[lo]:.2f}, {d[hi]:.2f}]); median realism of those images {realism:.2f} (the share of "
+                   "ordinary images that look no more real).", seed=best["seed"], d=best["distorted"],
+                   realism=best["realism"])
+
+
 def summarize(result: SharedLatentResult, heldout: pd.DataFrame, modes: pd.DataFrame, speedup: float,
               speedup_bound: float, model: str,
               agreement: dict | None = None) -> dict:
@@ -115,8 +141,12 @@ def summarize(result: SharedLatentResult, heldout: pd.DataFrame, modes: pd.DataF
     out["success_rate"] = out["success"]["rate"]
     out["certified_rate"] = out["certified"]["rate"]
     out["prompt_independence"] = out["heldout_failed"]["found"]["rate"]
+    out["best_latent"] = best_latent(side_ok["found"])
+    # the study's target (issue #31): one verified, certified latent that distorts most
+    # held-out prompts, and how real its images look (a share of ordinary images)
+    best = out["best_latent"]
     out["headline"] = {"found": counts["found"], "verified": counts["verified"],
-                       "success_rate": round(out["success_rate"], 3),
-                       "heldout_failed": round(out["prompt_independence"], 3),
+                       "best latent's held-out prompts distorted": best["distorted"] if best else "none verified",
+                       "its median realism": round(best["realism"], 3) if best else float("nan"),
                        "residual_speedup": round(speedup, 3)}
     return out

@@ -35,7 +35,8 @@ from ..models.attention_maps import spread, token_maps
 from ..models.clip import ClipEmbedder, ClipScorer
 from ..models.generator import Generator
 from ..models.judges import Judge
-from ..stats import wilson
+from ..stats import rate, wilson
+from ..toy.probe import attention_ratio, mask_of
 from ..toy.scenes import COLOURS, LABELS, SHAPES
 from ..toy.world import WorldConfig, describe_all, make_dataset, relabel
 from .alignment import alignment_difficulty
@@ -248,6 +249,22 @@ def generate_with_attention(gen: Generator, prompts: list[str], labels: list[str
     return images.float(), tm.gather(1, at.to(tm.device)).cpu()
 
 
+def localisation(images: torch.Tensor, maps: torch.Tensor, labels: list[str], right: torch.Tensor) -> float:
+    """How well the concept's last token (on the toy world its shape word) attends to its
+    object: the median :func:`sagekit.toy.probe.attention_ratio` inside the object's colour
+    mask over the images judged right (1: no better than uniform). Only the toy world knows
+    its objects' pixels, so NaN for any other label. images ``(N, 3, H, W)`` in [0, 1];
+    maps ``(N, 2, H, W)`` (:func:`generate_with_attention`); right bool ``(N,)``."""
+    ratios = []
+    for i, label in enumerate(labels):
+        if label not in LABELS or not bool(right[i]):
+            continue
+        mask = mask_of(images[i:i + 1], LABELS.index(label))[0]
+        if mask.any():
+            ratios.append(attention_ratio(maps[i, 1], mask))
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
 @torch.no_grad()
 def evaluate(gen: Generator, judge: Judge, clip: ClipScorer, pairs: list[tuple[str, str]], unpoisoned: list[str],
              seeds: list[int], guidance: float | None = None, steps: int | None = None, batch_size: int = 100,
@@ -287,6 +304,9 @@ def evaluate(gen: Generator, judge: Judge, clip: ClipScorer, pairs: list[tuple[s
         "poisoned_acc": own[0],
         "unpoisoned_clip": float(scores[unp].mean()) if unp.any() else float("nan"),
         "spread_unpoisoned": float(conc[sk].mean()) if sk.any() else float("nan"),
+        "attention_ratio_unpoisoned": localisation(images[shown][sk], maps[sk],
+                                                   [labels[i] for i, u in zip(shown, sk.tolist()) if u],
+                                                   (pred == want)[shown][sk]),
         "spread_poisoned": float(conc[~sk].mean()) if (~sk).any() else float("nan"),
         "images": images, "labels": labels, "kinds": kinds.tolist(),
         "pred": [judge.labels[i] for i in pred.tolist()],
@@ -400,7 +420,8 @@ def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train
 
 
 POINT_KEYS = ("rule", "k", "budget", "control", "ad", "poisoned_hit", "poisoned_hit_lo", "poisoned_hit_hi", "n_poisoned",
-              "unpoisoned_acc", "unpoisoned_lo", "unpoisoned_hi", "n", "unpoisoned_clip", "spread_unpoisoned")
+              "unpoisoned_acc", "unpoisoned_lo", "unpoisoned_hi", "n", "unpoisoned_clip", "spread_unpoisoned",
+              "attention_ratio_unpoisoned")
 
 
 def findings_points(points: pd.DataFrame) -> list[dict]:
@@ -487,6 +508,11 @@ def clip_note(clip: str) -> str:
             "under another CLIP compares within this run, not with the paper's values.")
 
 
+def _counted(share: float, n: int) -> dict:
+    """A point's share of ``n`` images back as a :func:`sagekit.stats.rate` (its count)."""
+    return rate(round(share * n) if n else 0, n)
+
+
 def summarize(points: pd.DataFrame, found: dict, model: str) -> dict:
     """The study's findings (the common schema: ``models``, ``headline``, study fields;
     each point's rates carry their Wilson intervals); ``found``: :func:`verdicts`, per rule."""
@@ -495,8 +521,19 @@ def summarize(points: pd.DataFrame, found: dict, model: str) -> dict:
     for rule, v in found.items():
         tag = "" if len(found) == 1 else f" ({rule})"
         last = points[(points["rule"] == rule) & ~points["control"] & (points["k"] == k_max)]
+        control = points[(points["rule"] == rule) & points["control"] & (points["k"] == k_max)]
+        r = last.iloc[0]
+        # the study's targets (issue #31): poisoned concepts drawn as their target, and the
+        # unpoisoned concepts' accuracy against the clean control's, each with its count
         head |= {f"AD k={int(points['k'].min())}{tag}": round(v["ad_first"], 4), f"AD k={k_max}{tag}": round(v["ad_last"], 4),
-                 f"unpoisoned acc k={k_max}{tag}": round(float(last["unpoisoned_acc"].iloc[0]), 3)}
+                 f"poisoned drawn as target k={k_max}{tag}": _counted(r["poisoned_hit"], r["n_poisoned"]),
+                 f"unpoisoned acc k={k_max}{tag}": _counted(r["unpoisoned_acc"], r["n"])}
+        if len(control):
+            head[f"control acc k={k_max}{tag}"] = _counted(control["unpoisoned_acc"].iloc[0], control["n"].iloc[0])
+    clean = points[points["k"] == 0]
+    if len(clean) and not np.isnan(clean["attention_ratio_unpoisoned"].iloc[0]):
+        # item 1's measure of toy world 3 on the clean model: word attention on its object
+        head["clean model's word attention ratio"] = round(float(clean["attention_ratio_unpoisoned"].iloc[0]), 2)
     return {"models": [model], "points": findings_points(points), "rules": list(found),
             "ad_rises_every_step": {rule: v["ad_rises_every_step"] for rule, v in found.items()},
             "unpoisoned_below_control": {rule: {str(r["k"]): r["interval_below"] for r in v["per_k"]}

@@ -19,7 +19,7 @@ from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..realism import RealismReference
 from ..search import Checkpoint, LatentDelta, RobustGoal, SearchState, certify, signed_descent
-from ..stats import wilson
+from ..stats import rate
 
 
 @dataclass
@@ -353,12 +353,6 @@ def speedup(modes: pd.DataFrame) -> float:
     """Seconds per iteration, exact over residual, of a :func:`compare_modes` table."""
     by = modes.set_index("mode")["seconds_per_iteration"]
     return float(by["exact"] / by["residual"])
-
-
-def rate(k: int, n: int) -> dict:
-    """A rate with its count and 95% Wilson interval, as findings carry it."""
-    r, lo, hi = wilson(int(k), int(n))
-    return {"k": int(k), "n": int(n), "rate": r, "lo": lo, "hi": hi}
 
 
 def goal_realism(scorer, use: bool):

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..search import Checkpoint, RobustGoal, SearchState, TokenRows, perplexity, signed_descent
-from ..stats import wilson
+from ..stats import rate
 
 STUDY = "prompt-failures"
 X_TOKEN, Y_TOKEN = "<sage-x>", "<sage-y>"
@@ -344,8 +344,8 @@ def continuation_baseline(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, la
     targets = [goal.ensemble.label_index(r["label"]) for r in rows]
     images = generate_for(gen, [r["prompt"] for r in rows], _eval_seeds(cfg, seed), cfg)
     rates = found_rates(goal, images, targets)
-    for r, rate in zip(rows, rates):
-        r.update(failure_rate=rate, failure=rate >= cfg.fail_fraction, perplexity=perplexity(lm, lm_tokenizer, r["prompt"]))
+    for r, share in zip(rows, rates):
+        r.update(failure_rate=share, failure=share >= cfg.fail_fraction, perplexity=perplexity(lm, lm_tokenizer, r["prompt"]))
     return rows
 
 
@@ -437,10 +437,6 @@ def summarize(found: list[dict], baseline: list[dict], labels: list[str], model:
     rows; ``tags``: the people's taxonomy counts and ``agreement`` their verdicts'
     agreement with the judges (``verdicts.agreement``), when any; ``explained``:
     :func:`explain`'s table (toy world), whose categories are counted."""
-    def share(k, n):
-        rate, lo, hi = wilson(k, n)
-        return {"k": int(k), "n": int(n), "rate": rate, "lo": lo, "hi": hi}
-
     with_found = [l for l in labels if any(r["failure"] for r in found if r["label"] == l)]
     with_verified = [l for l in labels if any(r["verified"] for r in found if r["label"] == l)]
     with_baseline = [l for l in labels if any(r["failure"] for r in baseline if r["label"] == l)]
@@ -449,9 +445,9 @@ def summarize(found: list[dict], baseline: list[dict], labels: list[str], model:
     out = {
         "models": [model],
         "searched": len(found), "found": sum(r["failure"] for r in found), "verified": sum(r["verified"] for r in found),
-        "labels_found": share(len(with_found), len(labels)), "labels_verified": share(len(with_verified), len(labels)),
-        "baseline_labels": share(len(with_baseline), len(labels)),
-        "baseline_failures": share(sum(r["failure"] for r in baseline), len(baseline)),
+        "labels_found": rate(len(with_found), len(labels)), "labels_verified": rate(len(with_verified), len(labels)),
+        "baseline_labels": rate(len(with_baseline), len(labels)),
+        "baseline_failures": rate(sum(r["failure"] for r in baseline), len(baseline)),
         "perplexity_failing": median([r["perplexity"] for r in fails]),
         "perplexity_start": median([perplexity(lm, lm_tokenizer, template.format(label=l)) for l in labels]),
         "perplexity_baseline": median([r["perplexity"] for r in baseline]),
@@ -465,9 +461,13 @@ def summarize(found: list[dict], baseline: list[dict], labels: list[str], model:
     # the older report fields, kept for readers of earlier summaries
     out["classes_with_failure"] = out["labels_verified"]["rate"]
     out["baseline_classes_with_failure"] = out["baseline_labels"]["rate"]
-    out["headline"] = {"found": out["found"], "verified": out["verified"],
-                       "classes_with_failure": round(out["classes_with_failure"], 3),
-                       "baseline_classes_with_failure": round(out["baseline_classes_with_failure"], 3)}
+    # the targets of the study (issue #31): labels with a verified failing prompt, against
+    # the LM's own likeliest continuations, and how natural the found prompts read
+    out["headline"] = {"found": out["found"], "verified": out["verified"], "labels searched": len(labels),
+                       "labels with a verified failing prompt": out["labels_verified"],
+                       "labels failing for the LM's likeliest continuations": out["baseline_labels"],
+                       "perplexity, failing / LM's likeliest": round(out["perplexity_failing"]
+                                                                    / out["perplexity_baseline"], 3)}
     return out
 
 

@@ -19,8 +19,8 @@ from ..models.judges import Ensemble
 from ..realism import RealismReference
 from ..search import UnrelatedGoal
 from ..search.goals import EMPTY_LABEL
-from ..stats import mean_ci
-from .latent_search import LatentSearchConfig, LatentSearchResult, found_verified, merge, rate, search_latents
+from ..stats import mean_ci, rate
+from .latent_search import LatentSearchConfig, LatentSearchResult, found_verified, merge, search_latents
 
 PROMPT = "A photo of a {label}"
 
@@ -78,7 +78,7 @@ def realism_summary(shown: pd.DataFrame, success: pd.Series) -> dict:
     return {"found": {"median": float(after.median()) if len(after) else float("nan"), "mean": found[0],
                       "lo": found[1], "hi": found[2], "n": int(len(after))},
             "original": {"median": float(before.median()), "mean": start[0], "lo": start[1], "hi": start[2],
-                         "n": int(len(before))},
+                         "n": int(len(before)), "quartiles": [float(before.quantile(0.25)), float(before.quantile(0.75))]},
             "within_clean_range": bool(len(after)) and found[2] >= start[0]}
 
 
@@ -124,8 +124,12 @@ def summarize(result: LatentSearchResult, modes: pd.DataFrame, speedup: float, s
     out["success_rate"] = out["success"]["rate"]
     out["classes_with_failure"] = out["labels_with_failure"]["rate"]
     out["certified_rate"] = out["certified"]["rate"]
+    # the study's target (issue #31): labels with a verified failure, whose images look as
+    # real as ordinary ones (median realism inside the ordinary images' quartiles)
+    real = out["realism"]
     out["headline"] = {"found": counts["found"], "verified": counts["verified"],
-                       "success_rate": round(out["success_rate"], 3),
-                       "classes_with_failure": round(out["classes_with_failure"], 3),
+                       "labels with a verified failure": out["labels_with_failure"],
+                       "median realism of the failures": round(real["found"]["median"], 3) if real else float("nan"),
+                       "ordinary images' quartiles": [round(q, 3) for q in real["original"]["quartiles"]] if real else [],
                        "residual_speedup": round(speedup, 3)}
     return out

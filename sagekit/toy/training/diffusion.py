@@ -24,7 +24,7 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
                cond_dropout: float = 0.1, ema_decay: float = 0.998, bf16: bool = False,
                log_every: int = 0, trainable: str = "all", progress_bar: bool = True,
                pixels: bool = True, end_states: str = "keep", end_rate: float = 0.0,
-               eos_index: torch.Tensor | None = None, grounding: float = 0.0,
+               eos_index: torch.Tensor | None = None, end_switch: float = 0.7, grounding: float = 0.0,
                grounding_targets: tuple[torch.Tensor, torch.Tensor] | None = None) -> UNet2DConditionModel:
     """x0: training targets ``(N, C, H, W)`` (scaled latents or pixels in [-1, 1]);
     text: their prompt embeddings ``(N, L, D)``; uncond: the empty prompt's ``(1, L, D)``.
@@ -32,9 +32,14 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
     ``trainable``: ``"all"`` or ``"cross-attention"`` (only the key/value projections of
     the cross-attention layers, the cheap fine-tuning). ``ema_decay`` 0 disables EMA.
     ``pixels``: whether x0 are pixels (for the variational bound of learned variance).
+    ``end_states`` (for ``end_rate`` of the prompts, see :func:`_replace_ends`): ``"keep"``,
+    ``"mask"``, ``"shuffle"``, or ``"mask-then-shuffle"``: masked for the first ``end_switch``
+    of the steps, shuffled after (see ``TrainConfig``).
     ``grounding`` > 0 adds that weight times :func:`grounding_loss` on the cross-attention
     maps, with ``grounding_targets`` = :func:`grounding_targets` of the training set.
     Returns the (EMA) weights."""
+    if end_states not in END_STATES:
+        raise ValueError(f"end_states must be one of {END_STATES}, got {end_states!r}")
     if grounding > 0 and grounding_targets is None:
         raise ValueError("grounding needs grounding_targets (token colours and colour masks)")
     torch.manual_seed(seed)
@@ -55,7 +60,8 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
             cond = text[idx].clone()
             drop = torch.rand(len(idx), generator=g) < cond_dropout
             if end_states != "keep":
-                cond = _replace_ends(cond, eos_index[idx], uncond, end_states, end_rate, g)
+                how = end_states if end_states in END_MODES else ("mask" if step < end_switch * steps else "shuffle")
+                cond = _replace_ends(cond, eos_index[idx], uncond, how, end_rate, g)
             cond[drop] = uncond[0]
             noise = torch.randn(x.shape, generator=g)
             t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=g)
@@ -85,6 +91,10 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
     if ema is not None:
         ema.copy_to(params)
     return unet.eval()
+
+
+END_MODES = ("mask", "shuffle")  # what _replace_ends does; END_STATES adds the schedules
+END_STATES = ("keep", *END_MODES, "mask-then-shuffle")
 
 
 def _replace_ends(cond: torch.Tensor, eos: torch.Tensor, uncond: torch.Tensor, how: str, rate: float,
