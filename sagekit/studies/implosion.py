@@ -36,7 +36,7 @@ from ..models.clip import ClipEmbedder, ClipScorer
 from ..models.generator import Generator
 from ..models.judges import Judge
 from ..stats import rate, wilson
-from ..toy.probe import attention_ratio, mask_of
+from ..toy.probe import object_attention
 from ..toy.scenes import COLOURS, LABELS, SHAPES
 from ..toy.world import WorldConfig, describe_all, make_dataset, relabel
 from .alignment import alignment_difficulty
@@ -255,13 +255,9 @@ def localisation(images: torch.Tensor, maps: torch.Tensor, labels: list[str], ri
     mask over the images judged right (1: no better than uniform). Only the toy world knows
     its objects' pixels, so NaN for any other label. images ``(N, 3, H, W)`` in [0, 1];
     maps ``(N, 2, H, W)`` (:func:`generate_with_attention`); right bool ``(N,)``."""
-    ratios = []
-    for i, label in enumerate(labels):
-        if label not in LABELS or not bool(right[i]):
-            continue
-        mask = mask_of(images[i:i + 1], LABELS.index(label))[0]
-        if mask.any():
-            ratios.append(attention_ratio(maps[i, 1], mask))
+    toy = [i for i, label in enumerate(labels) if label in LABELS]
+    ratios = object_attention(maps[toy, 1], images[toy], torch.tensor([LABELS.index(labels[i]) for i in toy]),
+                              right[toy])
     return float(np.median(ratios)) if ratios else float("nan")
 
 

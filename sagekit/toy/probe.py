@@ -134,15 +134,26 @@ def attention_ratio(word_map: torch.Tensor, mask: torch.Tensor) -> float:
     return mass / share
 
 
+def object_attention(word_maps: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
+                     right: torch.Tensor) -> list[float]:
+    """:func:`attention_ratio` of each image's word map inside its label's colour mask, over
+    the images judged right that show pixels of that colour. word_maps ``(N, H, W)``; images
+    ``(N, 3, H, W)`` in [0, 1]; labels ``(N,)`` label indices; right bool ``(N,)``."""
+    ratios = []
+    for i in range(len(images)):
+        if not bool(right[i]):
+            continue
+        mask = mask_of(images[i:i + 1], int(labels[i]))[0]
+        if mask.any():
+            ratios.append(attention_ratio(word_maps[i], mask))
+    return ratios
+
+
 def _attention(maps: torch.Tensor, images: torch.Tensor, a: torch.Tensor, top: torch.Tensor, token: int) -> dict:
     """Median over images judged A (with pixels of A's colour) of the shape word's
     :func:`attention_ratio` inside A's colour mask; ``spread``: its mean normalised entropy."""
     word = maps[:, token]
-    ratios = []
-    for i in range(len(images)):
-        mask = mask_of(images[i:i + 1], int(a[i]))[0]
-        if int(top[i]) == int(a[i]) and mask.any():
-            ratios.append(attention_ratio(word[i], mask))
+    ratios = object_attention(word, images, a, top == a)
     return {"ratio": round(float(np.median(ratios)), 3) if ratios else float("nan"),
             "mean": round(float(np.mean(ratios)), 3) if ratios else float("nan"), "n": len(ratios),
             "spread": round(float(spread(word).mean()), 4)}

@@ -56,8 +56,8 @@ class TrainConfig:
     # what happens to the states from <eos> on for ``end_rate`` of the training prompts
     # ("keep", "mask": the empty prompt's, "shuffle": another prompt's, "mask-then-shuffle":
     # masked for the first ``end_switch`` of the steps, then shuffled). Masked ends carry no
-    # prompt, so the UNet learns the words fast (a pilot: 0.70 right at 3000 steps against
-    # 0.27 shuffled), but at sampling time the real ends are new to it and move the image
+    # prompt, so the UNet learns the words fast (pilots: 0.70 right at 3000 steps against
+    # 0.15-0.27 shuffled), but at sampling time the real ends are new to it and move the image
     # (end swap 0.90); shuffled ends are ordinary states that say nothing, and 1200 steps of
     # them after the masked 3000 taught the UNet to ignore them (end swap 0.21, word swap 1.00).
     text_embed: bool = True
