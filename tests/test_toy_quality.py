@@ -57,3 +57,25 @@ def test_a_caption_lm_that_speaks_the_captions():
     with torch.no_grad():
         top = lm(torch.tensor([ids])).logits[0, -1].topk(12).indices.tolist()
     assert {"at", "on", "in"} & set(tok.convert_ids_to_tokens(top))  # a place may follow
+
+
+# The shipped UNets were trained before the reading curriculum: the toy's word swap is 0.19,
+# its end swap 1.00 (README, "Does a generator read words?"). strict: the test fails the day
+# a retrained generator passes, so the marker comes off with the new weights.
+NOT_YET_READING = pytest.mark.xfail(strict=True, reason="trained before the reading curriculum (#31)")
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=NOT_YET_READING) for m in ("toy", "toy-latent-learned", "toy-pixel")])
+def test_generators_read_the_words_of_the_prompt(model):
+    """Issue #31's probe: the object words' states decide what is drawn (swapping them
+    changes the object in >= 90% of images), the end states do not (<= 50%), and the shape
+    word attends to the drawn object (its attention inside the object's colour mask >= 2x
+    the mask's share of the image)."""
+    from sagekit.toy.probe import word_probes
+
+    table, _ = word_probes([model], pairs=12, seeds_per_pair=4)
+    r = table.iloc[0]
+    assert r.n == 48 and r.attention_n >= 12, r
+    assert r.word_swap >= 0.90, r
+    assert r.end_swap <= 0.50, r
+    assert r.attention_ratio >= 2.0, r

@@ -1,6 +1,7 @@
 """Toy training is deterministic by seed, writes loadable safetensors, and its losses are right."""
 
 import hashlib
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,7 +11,12 @@ from sagekit.toy.training import TrainConfig, train_toy_world
 from sagekit.toy.training.vlb import vlb_term
 
 TINY = dict(n_train=400, n_judge=300, n_test=50, judge_steps=2, object_judge_steps=2, relation_steps=2, clip_steps=2, lm_steps=2,
-            vae_steps=2, latent_steps=2, latent_batch=8, pixel_steps=2, pixel_batch=8)
+            vae_steps=2)
+
+
+def tiny(**kw) -> TrainConfig:
+    """A seconds-long world: every step count 2, UNet batches of 8, the recipes' reading levers kept."""
+    return TrainConfig(**TINY, **kw).with_unets(steps=2, batch=8)
 
 
 def _digest(folder):
@@ -23,8 +29,8 @@ def _digest(folder):
 
 def test_training_is_a_function_of_the_seed(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    train_toy_world(a, TrainConfig(seed=1, **TINY))
-    train_toy_world(b, TrainConfig(seed=1, **TINY))
+    train_toy_world(a, tiny(seed=1))
+    train_toy_world(b, tiny(seed=1))
     assert _digest(a) == _digest(b)
     assert not (tmp_path / "a.partial").exists()
     from sagekit.models.registry import load_generator, load_toy_judge_dir
@@ -43,10 +49,13 @@ def test_only_the_learned_latent_model_is_retrained(tmp_path):
     from sagekit.toy.training import train_only
 
     folder = tmp_path / "w"
-    train_toy_world(folder, TrainConfig(seed=1, **TINY))
+    train_toy_world(folder, tiny(seed=1))
     before = {f: f.read_bytes() for f in folder.rglob("*.safetensors") if "toy-latent-learned" not in f.parts}
     old = (folder / "toy-latent-learned" / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
-    log = train_only(folder, TrainConfig(seed=2, only="toy-latent-learned", **TINY))
+    cfg = tiny(seed=2, only="toy-latent-learned")
+    cfg.unets["toy"] = replace(cfg.unets["toy"], lr=0.5)  # toy is not retrained: the log keeps its recipe
+    log = train_only(folder, cfg)
+    assert log["config"]["seed"] == 2 and log["config"]["unets"]["toy"]["lr"] == 1e-3
     assert {f: f.read_bytes() for f in before} == before
     assert (folder / "toy-latent-learned" / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() != old
     assert log["seconds"]["latent_learned_unet_train"] > 0 and not list(folder.glob(".*partial"))
@@ -58,14 +67,14 @@ def test_only_the_learned_latent_model_is_retrained(tmp_path):
     retrained = {f: b for f, b in files.items() if f.parent.name == "unet" or "caption-lm" in f.parts}
     kept = {f: b for f, b in files.items() if f not in retrained}
     assert len(retrained) == 4 and {"judges", "clip", "vae", "text_encoder"} <= {p for f in kept for p in f.parts}
-    log = train_only(folder, TrainConfig(seed=3, only="generators", lm_tails="phrases", **TINY))
+    log = train_only(folder, tiny(seed=3, only="generators", lm_tails="phrases"))
     assert {f: f.read_bytes() for f in kept} == kept
     assert all(f.read_bytes() != b for f, b in retrained.items())
     assert {"caption_lm", "latent_unet_train", "latent_learned_unet_train", "pixel_unet_train"} <= set(log["seconds"])
     assert log["config"]["lm_tails"] == "phrases" and not list(folder.glob(".*partial"))
     # --only caption-lm: the LM alone, no UNet touched
     files = {f: f.read_bytes() for f in folder.rglob("*.safetensors")}
-    log = train_only(folder, TrainConfig(seed=4, only="caption-lm", **TINY))
+    log = train_only(folder, tiny(seed=4, only="caption-lm"))
     changed = {f for f, b in files.items() if f.read_bytes() != b}
     assert changed and all("caption-lm" in f.parts for f in changed) and log["seconds"]["caption_lm"] > 0
     # bad --only values and a folder without a trained toy are refused before any work
@@ -76,8 +85,8 @@ def test_only_the_learned_latent_model_is_retrained(tmp_path):
 def test_grounding_reaches_every_unet_and_nothing_else(tmp_path):
     """``TrainConfig.grounding`` changes the three UNets and leaves every other weight as it was."""
     plain, grounded = tmp_path / "plain", tmp_path / "grounded"
-    train_toy_world(plain, TrainConfig(seed=1, **TINY))
-    train_toy_world(grounded, TrainConfig(seed=1, grounding=1.0, **TINY))
+    train_toy_world(plain, tiny(seed=1))
+    train_toy_world(grounded, tiny(seed=1).with_unets(grounding=1.0))
     changed = {f.relative_to(plain).as_posix() for f in plain.rglob("*.safetensors")
                if f.read_bytes() != (grounded / f.relative_to(plain)).read_bytes()}
     assert changed == {f"{m}/unet/diffusion_pytorch_model.safetensors" for m in ("toy", "toy-latent-learned", "toy-pixel")}
@@ -221,14 +230,36 @@ def test_mask_then_shuffle_masks_the_ends_before_the_switch_and_shuffles_them_af
 
 
 def test_bad_reading_levers_are_refused():
+    from sagekit.toy.training import UNetRecipe
+
     with pytest.raises(ValueError):
-        TrainConfig(end_states="drop")
+        UNetRecipe(100, end_states="drop")
     with pytest.raises(ValueError):
-        TrainConfig(end_states="mask", end_rate=1.5)
+        UNetRecipe(100, end_states="mask", end_rate=1.5)
     with pytest.raises(ValueError, match="end_switch"):
-        TrainConfig(end_states="mask-then-shuffle", end_switch=2.0)
+        UNetRecipe(100, end_states="mask-then-shuffle", end_switch=2.0)
     with pytest.raises(ValueError, match="grounding"):
-        TrainConfig(grounding=-0.1)
+        TrainConfig().with_unets(grounding=-0.1)
+    with pytest.raises(ValueError, match="lr"):
+        UNetRecipe(100, lr=0.0)
+    with pytest.raises(ValueError, match="unets"):  # every UNet has its recipe
+        TrainConfig(unets={"toy": UNetRecipe(100)})
+
+
+def test_the_defaults_reproduce_the_shipped_weights_and_scale_per_recipe():
+    """``TrainConfig()`` is the config the shipped folder's log records (one recipe per
+    UNet); ``scaled`` scales each recipe's steps and nothing else of it."""
+    import json
+    from dataclasses import asdict
+
+    from sagekit.models.registry import TOY_DIR
+
+    shipped = json.loads((TOY_DIR / "training.json").read_text())["config"]
+    cfg = TrainConfig()
+    assert {k: v for k, v in asdict(cfg).items() if k != "only"} == shipped
+    half = cfg.scaled(0.5)
+    assert {k: r.steps for k, r in half.unets.items()} == {k: round(r.steps / 2) for k, r in cfg.unets.items()}
+    assert {k: replace(r, steps=1) for k, r in half.unets.items()} == {k: replace(r, steps=1) for k, r in cfg.unets.items()}
 
 
 def test_the_caption_lm_reads_the_continuations_people_write():

@@ -34,7 +34,7 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
     ``pixels``: whether x0 are pixels (for the variational bound of learned variance).
     ``end_states`` (for ``end_rate`` of the prompts, see :func:`_replace_ends`): ``"keep"``,
     ``"mask"``, ``"shuffle"``, or ``"mask-then-shuffle"``: masked for the first ``end_switch``
-    of the steps, shuffled after (see ``TrainConfig``).
+    of the steps, shuffled after (see ``UNetRecipe``).
     ``grounding`` > 0 adds that weight times :func:`grounding_loss` on the cross-attention
     maps, with ``grounding_targets`` = :func:`grounding_targets` of the training set.
     Returns the (EMA) weights."""
