@@ -256,11 +256,13 @@ def test_latent_searches_run_on_ray_workers_with_the_same_results(cluster, searc
 
     s = searchers
     cfg = latent_search.LatentSearchConfig(iterations=2, steps=4)
+    # Goals no image can meet, so that every search runs its 2 iterations whatever the toy
+    # weights draw (a search stops at the first image that meets its goal).
     if study == "unrelated":
-        goal, module, seeds = UnrelatedGoal(s["judges"]), unrelated_latents, [0]
+        goal, module, seeds = UnrelatedGoal(s["judges"], confidence=1.01), unrelated_latents, [0]
         labels = ["red circle", "blue square", "green triangle"]
     else:
-        goal, module, seeds = DistortedGoal(s["judges"]), distorted_latents, [0, 1, 2]
+        goal, module, seeds = DistortedGoal(s["judges"], low_confidence=0.0), distorted_latents, [0, 1, 2]
         labels = ["red circle", "blue square"]
     local, remote = _both(lambda ex: module.search(s["gen"], goal, labels, seeds, cfg, verifier=s["verifier"],
                                                    executor=ex, per_task=1, progress=False))
@@ -300,7 +302,7 @@ def test_a_search_whose_worker_is_killed_resumes_from_its_checkpoint(cluster, se
     from sagekit.studies import latent_search, unrelated_latents
 
     s = searchers
-    goal = UnrelatedGoal(s["judges"])
+    goal = UnrelatedGoal(s["judges"], confidence=1.01)  # never met: the search must still be running at 2
     cfg = latent_search.LatentSearchConfig(iterations=5, steps=4)
     pairs = [("red circle", 0)]
     settings = {"cfg": cfg, "prompt": unrelated_latents.PROMPT}

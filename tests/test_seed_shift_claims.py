@@ -134,6 +134,10 @@ def test_learned_and_fixed_variance_must_differ_in_nothing_else():
     assert "guidance differ" in {c["id"]: c for c in evaluate_claims(guidance, KINDS)}["f"]["evidence"]
     same = df.assign(steps=15)
     assert verdict(evaluate_claims(same, KINDS), "f") == "contradicted"
+    # the toy world knows how each UNet trained: two recipes are two models, not one variance apart
+    recipes = {m: {**k, "recipe": {"steps": 3000 if m == "sd" else 9000}} for m, k in KINDS.items()}
+    claims = {c["id"]: c for c in evaluate_claims(same, recipes)}
+    assert claims["f"]["verdict"] == "inconclusive" and "training recipe differ" in claims["f"]["evidence"]
 
 
 def test_robustness_by_class_is_each_labels_drop_from_its_own_baseline():
@@ -190,6 +194,9 @@ def test_a_model_counts_as_learned_variance_only_when_its_sampler_draws_with_it(
     assert all({k: kinds[m][k] for k in same} == same for m in ("toy-ddpm", "toy-latent-learned"))
     assert {(g.default_steps, g.default_guidance) for n, g in gens.items() if n != "toy" and n != "pixart"} == {(15, 5.0)}
     assert kinds["toy"]["sampler"] == "DPMSolverMultistepScheduler"
+    # each toy model's training recipe is the shipped log's; toy-ddpm's is toy's, a real model's unknown
+    assert kinds["toy-ddpm"]["recipe"] == kinds["toy"]["recipe"] and kinds["toy"]["recipe"]["steps"] >= 1
+    assert kinds["pixart"]["recipe"] is None
 
 
 def test_images_that_share_their_noise_count_once_and_a_zero_shift_is_no_shift():

@@ -219,6 +219,17 @@ def load_generator(name: str, device: str | torch.device = "cpu", dtype: torch.d
     return compile_denoiser(gen) if compile else gen
 
 
+def training_recipe(name: str) -> dict | None:
+    """How a toy model's UNet was trained: its ``TrainConfig.unets`` entry in the shipped
+    ``training.json`` (``toy-ddpm`` shares ``toy``'s); None for any other model (a real
+    checkpoint's recipe is not known here) or a log without recipes."""
+    part = TOY_GENERATORS.get(name)
+    log = TOY_DIR / "training.json"
+    if part is None or not log.exists():
+        return None
+    return json.loads(log.read_text()).get("config", {}).get("unets", {}).get(part)
+
+
 def weights_fingerprint(path: Path) -> str:
     """A short id of the weights in a folder: the commit of a hub snapshot, else a hash of
     every safetensors file's name, size and first and last MiB (cheap even for SD)."""

@@ -53,8 +53,9 @@ CLAIMS = {
 
 _SD = "Per fixed-variance latent model at its guided scale (model, guidance, steps and labels fixed)"
 _PAIR = ("a learned-variance model against a fixed-variance one that differs from it only in the variance: the "
-         "same space (latent or pixel), sampler class, steps and guidance (a model counts as learned only when its "
-         "sampler draws with the predicted variance: DDPM with learned_range; PixArt's DPM-Solver drops it)")
+         "same space (latent or pixel), sampler class, steps, guidance and, where known, training recipe (a model "
+         "counts as learned only when its sampler draws with the predicted variance: DDPM with learned_range; "
+         "PixArt's DPM-Solver drops it)")
 RULES = {
     "a": f"{_SD}, for UMS and URMS: accuracy at the most negative and at the most positive level each lies below the "
          "unshifted accuracy (Wilson 95% intervals disjoint). Contradicted when a level lies above it.",
@@ -156,7 +157,9 @@ class _Run:
         ka, kb = self.kinds[a], self.kinds[b]
         out = [what for what, differs in (("space", ka["latent"] != kb["latent"]),
                                           ("sampler", ka.get("sampler") != kb.get("sampler")),
-                                          ("steps", self.steps(a) != self.steps(b))) if differs]
+                                          ("steps", self.steps(a) != self.steps(b)),
+                                          # two UNets trained differently differ in more than the variance
+                                          ("training recipe", ka.get("recipe") != kb.get("recipe"))) if differs]
         return out + ([] if set(self.scales(a)) & set(self.scales(b)) else ["guidance"])
 
     def variance_pair(self) -> tuple[str, str, float] | None:

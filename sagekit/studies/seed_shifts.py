@@ -205,11 +205,16 @@ def add_attribute_hits(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_kinds(generators: dict[str, Generator]) -> dict[str, dict]:
-    """model -> ``{"latent": bool, "learned": bool, "sampler": str}``: latent space; whether
-    its sampler draws with a learned variance (a denoiser that predicts one, under a sampler
-    that uses it: PixArt's DPM-Solver drops it, so PixArt counts as fixed); the sampler's class."""
+    """model -> ``{"latent": bool, "learned": bool, "sampler": str, "recipe": dict | None}``:
+    latent space; whether its sampler draws with a learned variance (a denoiser that predicts
+    one, under a sampler that uses it: PixArt's DPM-Solver drops it, so PixArt counts as
+    fixed); the sampler's class; how its UNet was trained, where known (the toy world's
+    ``TrainConfig.unets`` entry, :func:`sagekit.models.registry.training_recipe`)."""
+    from ..models.registry import training_recipe
+
     return {m: {"latent": bool(g.is_latent), "learned": bool(g.samples_learned_variance),
-                "sampler": type(g.scheduler).__name__} for m, g in generators.items()}
+                "sampler": type(g.scheduler).__name__, "recipe": training_recipe(g.name)}
+            for m, g in generators.items()}
 
 
 def _level_value(shift: str, level) -> float:

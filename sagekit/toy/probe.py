@@ -59,7 +59,10 @@ def near_colours(pixels: torch.Tensor) -> torch.Tensor:
     """Which pixels have each object colour: pixels ``(N, 3, H, W)`` in 0-255 -> bool
     ``(N, len(COLOURS), H, W)`` (within :data:`COLOUR_RADIUS` of the colour)."""
     rgb = torch.tensor(list(COLOURS.values()), dtype=torch.float32)  # (colours, 3)
-    return (pixels[:, None] - rgb[None, :, :, None, None]).norm(dim=2) < COLOUR_RADIUS
+    # squared distances against the squared radius: the same test, 13x faster than
+    # Tensor.norm over a middle dimension (0.072 against 0.94 s per 512 images; the grounding
+    # masks of 60k training images are computed before every reading run)
+    return (pixels[:, None] - rgb[None, :, :, None, None]).pow_(2).sum(2) < COLOUR_RADIUS ** 2
 
 
 def mask_of(images: torch.Tensor, label: int) -> torch.Tensor:
