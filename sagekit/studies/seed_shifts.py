@@ -19,6 +19,7 @@ from ..markup import display_name
 from ..models.clip import ClipScorer
 from ..models.generator import Generator
 from ..models.judges import Judge, sobel_edges
+from ..models.registry import training_recipe
 from ..shifts import SHIFTS, apply_shift
 from ..stats import mean_ci, wilson
 from ..store import ResultStore, to_uint8
@@ -210,8 +211,6 @@ def model_kinds(generators: dict[str, Generator]) -> dict[str, dict]:
     one, under a sampler that uses it: PixArt's DPM-Solver drops it, so PixArt counts as
     fixed); the sampler's class; how its UNet was trained, where known (the toy world's
     ``TrainConfig.unets`` entry, :func:`sagekit.models.registry.training_recipe`)."""
-    from ..models.registry import training_recipe
-
     return {m: {"latent": bool(g.is_latent), "learned": bool(g.samples_learned_variance),
                 "sampler": type(g.scheduler).__name__, "recipe": training_recipe(g.name)}
             for m, g in generators.items()}
