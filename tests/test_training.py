@@ -72,6 +72,7 @@ def test_only_the_learned_latent_model_is_retrained(tmp_path):
     assert all(f.read_bytes() != b for f, b in retrained.items())
     assert {"caption_lm", "latent_unet_train", "latent_learned_unet_train", "pixel_unet_train"} <= set(log["seconds"])
     assert log["config"]["lm_tails"] == "phrases" and not list(folder.glob(".*partial"))
+    assert not (folder / ".checkpoints").exists()  # the UNets' training states go once they are saved
     # --only caption-lm: the LM alone, no UNet touched
     files = {f: f.read_bytes() for f in folder.rglob("*.safetensors")}
     log = train_only(folder, tiny(seed=4, only="caption-lm"))
@@ -227,6 +228,54 @@ def test_mask_then_shuffle_masks_the_ends_before_the_switch_and_shuffles_them_af
     with pytest.raises(ValueError, match="end_states"):
         train_unet(unet, arch.train_scheduler(False), torch.randn(n, 4, 16, 16), text, uncond, 0, 1, batch_size=4,
                    progress_bar=False, end_states="drop", eos_index=torch.full((n,), eos))
+
+
+def test_an_interrupted_unet_training_resumes_to_the_weights_of_an_unbroken_one(tmp_path, capsys):
+    """A crash mid-training loses at most ``checkpoint_every`` steps: the rerun restores the
+    weights, EMA, AdamW moments, schedule and random streams, and ends bit-identical to a
+    run that never stopped. A checkpoint of another run (here another learning rate) is
+    not resumed."""
+    from sagekit.toy import architectures as arch
+    from sagekit.toy.training.diffusion import train_unet
+
+    n, length, steps = 8, 6, 6
+    text = torch.randn(n, length, arch.TEXT_DIM, generator=torch.Generator().manual_seed(0))
+    x0 = torch.randn(n, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    uncond = torch.zeros(1, length, arch.TEXT_DIM)
+    kw = dict(batch_size=4, cond_dropout=0.5, progress_bar=False, end_states="mask-then-shuffle", end_rate=0.5,
+              eos_index=torch.full((n,), 3), end_switch=0.5)
+
+    def run(checkpoint=None, crash_at=None, lr=1e-3):
+        torch.manual_seed(7)  # the same initial UNet for every run
+        unet = arch.latent_unet()
+        calls = []
+
+        def count(module, args):
+            calls.append(1)
+            if len(calls) == crash_at:
+                raise RuntimeError("power cut")
+
+        unet.register_forward_pre_hook(count)
+        try:
+            train_unet(unet, arch.train_scheduler(False), x0, text, uncond, 3, steps, lr=lr, checkpoint=checkpoint,
+                       checkpoint_every=2, **kw)
+        except RuntimeError:
+            return None, len(calls)
+        return unet.state_dict(), len(calls)
+
+    unbroken, _ = run()
+    folder = tmp_path / "ckpt"
+    assert run(folder, crash_at=4) == (None, 4)  # steps 0-2 ran, the state after step 2 is saved
+    assert folder.is_dir() and capsys.readouterr().err == ""
+    resumed, calls = run(folder)
+    assert calls == steps - 2 and "resuming the UNet training at step 2 of 6" in capsys.readouterr().err
+    assert resumed.keys() == unbroken.keys()
+    assert all(torch.equal(resumed[k], unbroken[k]) for k in unbroken)
+    fresh, calls = run(folder, lr=2e-3)  # the saved state is the finished lr=1e-3 run's: not this one
+    assert calls == steps and not all(torch.equal(fresh[k], unbroken[k]) for k in unbroken)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        train_unet(arch.latent_unet(), arch.train_scheduler(False), x0, text, uncond, 3, 1, checkpoint=folder,
+                   checkpoint_every=0, **kw)
 
 
 def test_bad_reading_levers_are_refused():

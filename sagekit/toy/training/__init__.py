@@ -209,12 +209,12 @@ def train_toy_world(out_dir: str | Path, config: TrainConfig | None = None) -> d
     single = [i for i, s in enumerate(test.scenes) if s.kind in ("one", "many")]
     log["vae_recon_judge_acc"] = scores(resnet, reconstruct(vae, test.float_images()[single]),
                                         test.labels[single])["acc"]
-    _train_generators(tmp, cfg, data, tokenizer, text_encoder, vae, timer, GENERATOR_PARTS)
+    _train_generators(tmp, cfg, data, tokenizer, text_encoder, vae, timer, GENERATOR_PARTS, out / CHECKPOINTS)
 
     log["seconds"] = timer.seconds
     log["total_seconds"] = round(sum(v for k, v in timer.seconds.items()), 1)
     (tmp / "training.json").write_text(json.dumps(log, indent=2))
-    # Replace the old weights only once everything trained.
+    # Replace the old weights (and the UNets' checkpoints) only once everything trained.
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -276,15 +276,19 @@ def _save_latent(path: Path, vae, text_encoder, tokenizer, unet, learned: bool) 
 
 
 GENERATOR_PARTS = ("caption-lm", *UNET_PARTS)
+# Where a weights folder keeps its UNets' training states while they train (``checkpoint.py``).
+CHECKPOINTS = ".checkpoints"
 # ``--only``: one generator part, or all of them (the caption LM and the three UNets: what a
 # change of captions or reading levers retrains; the judges, CLIP and VAE stay).
 ONLY_CHOICES = (*GENERATOR_PARTS, "generators")
 
 
 def _train_generators(out: Path, cfg: TrainConfig, data, tokenizer, text_encoder, vae, timer,
-                      parts: tuple[str, ...]) -> None:
+                      parts: tuple[str, ...], checkpoints: Path) -> None:
     """Train the ``parts`` (of :data:`GENERATOR_PARTS`) on the world ``data`` with the frozen
-    ``text_encoder`` and ``vae``, and save each under ``out/<part>``."""
+    ``text_encoder`` and ``vae``, and save each under ``out/<part>``. Each UNet's training
+    state is kept in ``checkpoints/<part>`` (see ``checkpoint.py``): a rerun after a crash
+    resumes it."""
     if "caption-lm" in parts:
         with timer("caption_lm"):
             corpus = lm_corpus(data.captions, vocabulary()[4:], cfg.seed + 301, tails=cfg.lm_tails)
@@ -303,7 +307,8 @@ def _train_generators(out: Path, cfg: TrainConfig, data, tokenizer, text_encoder
 
     def train(part: str, unet, scheduler, x0, seed: int, **kw):
         r = cfg.unets[part]
-        return train_unet(unet, scheduler, x0, text, uncond, seed, r.steps, r.batch, r.lr, **kw, **reading(r))
+        return train_unet(unet, scheduler, x0, text, uncond, seed, r.steps, r.batch, r.lr, **kw, **reading(r),
+                          checkpoint=checkpoints / part)
 
     if "toy" in parts:
         with timer("latent_unet_train"):
@@ -358,7 +363,7 @@ def train_only(out_dir: str | Path, config: TrainConfig) -> dict:
     tmp = out / f".{cfg.only}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _train_generators(tmp, cfg, data, tokenizer, text_encoder, vae, timer, parts)
+    _train_generators(tmp, cfg, data, tokenizer, text_encoder, vae, timer, parts, out / CHECKPOINTS)
     # Replace the old weights only once every part trained.
     for part in parts:
         final = out / part
@@ -366,6 +371,10 @@ def train_only(out_dir: str | Path, config: TrainConfig) -> dict:
             shutil.rmtree(final)
         (tmp / part).rename(final)
     shutil.rmtree(tmp)
+    for part in parts:
+        shutil.rmtree(out / CHECKPOINTS / part, ignore_errors=True)
+    if (out / CHECKPOINTS).is_dir() and not any((out / CHECKPOINTS).iterdir()):
+        (out / CHECKPOINTS).rmdir()
     log_path = out / "training.json"
     log = json.loads(log_path.read_text()) if log_path.exists() else {"seconds": {}}
     trained = {k: v for k, v in timer.seconds.items() if k.endswith("_train") or k == "caption_lm"}

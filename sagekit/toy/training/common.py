@@ -30,8 +30,9 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: int = 50
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def progress(steps: int, desc: str):
-    return tqdm(range(steps), desc=desc, mininterval=5.0, leave=False)
+def progress(steps: int, desc: str, start: int = 0):
+    """Steps ``start .. steps - 1`` under a progress bar (``start`` > 0: a resumed run)."""
+    return tqdm(range(start, steps), desc=desc, initial=start, total=steps, mininterval=5.0, leave=False)
 
 
 class Timer:

@@ -7,6 +7,9 @@ pixel one (learned variance, epsilon MSE + the variational bound, see ``vlb.py``
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +17,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.training_utils import EMAModel
 
 from ...models.attention_maps import capture_cross_attention
+from .checkpoint import load_training_state, save_training_state
 from .common import progress, seeded_batches, warmup_cosine
 from .grounding import grounding_loss
 from .vlb import vlb_term
@@ -25,7 +29,8 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
                log_every: int = 0, trainable: str = "all", progress_bar: bool = True,
                pixels: bool = True, end_states: str = "keep", end_rate: float = 0.0,
                eos_index: torch.Tensor | None = None, end_switch: float = 0.7, grounding: float = 0.0,
-               grounding_targets: tuple[torch.Tensor, torch.Tensor] | None = None) -> UNet2DConditionModel:
+               grounding_targets: tuple[torch.Tensor, torch.Tensor] | None = None,
+               checkpoint: Path | None = None, checkpoint_every: int = 250) -> UNet2DConditionModel:
     """x0: training targets ``(N, C, H, W)`` (scaled latents or pixels in [-1, 1]);
     text: their prompt embeddings ``(N, L, D)``; uncond: the empty prompt's ``(1, L, D)``.
     A fraction ``cond_dropout`` of prompts is replaced by the empty one, for guidance.
@@ -40,6 +45,8 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
     Returns the (EMA) weights."""
     if end_states not in END_STATES:
         raise ValueError(f"end_states must be one of {END_STATES}, got {end_states!r}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every!r}")
     if grounding > 0 and grounding_targets is None:
         raise ValueError("grounding needs grounding_targets (token colours and colour masks)")
     torch.manual_seed(seed)
@@ -49,9 +56,23 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = warmup_cosine(opt, steps, warmup=min(100, max(1, steps // 10)))
     ema = EMAModel(params, decay=ema_decay, use_ema_warmup=True, power=0.75) if ema_decay > 0 else None
+    fingerprint = _fingerprint(unet, x0, text, uncond, seed=seed, steps=steps, batch_size=batch_size, lr=lr,
+                               cond_dropout=cond_dropout, ema_decay=ema_decay, bf16=bf16, trainable=trainable,
+                               pixels=pixels, end_states=end_states, end_rate=end_rate, end_switch=end_switch,
+                               grounding=grounding)
+    start = 0
+    restored = checkpoint and load_training_state(checkpoint, fingerprint, unet, opt, sched, ema)
+    if restored:
+        start, rng = restored
+        g.set_state(rng["sampling"])
+        torch.set_rng_state(rng["torch"])
+        print(f"resuming the UNet training at step {start} of {steps} from {checkpoint}", file=sys.stderr)
     batches = seeded_batches(len(x0), batch_size, steps, seed)
+    for _ in range(start):
+        next(batches)
     unet.train()
-    bar = progress(steps, "unet (learned variance)" if learned else "unet") if progress_bar else range(steps)
+    desc = "unet (learned variance)" if learned else "unet"
+    bar = progress(steps, desc, start) if progress_bar else range(start, steps)
     recording = capture_cross_attention(unet, keep_grad=True) if grounding > 0 else contextlib.nullcontext({})
     with recording as maps:
         for step in bar:
@@ -88,9 +109,21 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
                 ema.step(params)
             if log_every and step % log_every == 0:
                 print(f"step {step} loss {loss.item():.4f}")
+            if checkpoint and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
+                save_training_state(checkpoint, step + 1, fingerprint, unet, opt, sched, ema,
+                                    {"sampling": g.get_state(), "torch": torch.get_rng_state()})
     if ema is not None:
         ema.copy_to(params)
     return unet.eval()
+
+
+def _fingerprint(unet: UNet2DConditionModel, x0: torch.Tensor, text: torch.Tensor, uncond: torch.Tensor,
+                 **arguments) -> dict:
+    """What a checkpoint must match to be resumed: the arguments, the UNet's layout and a
+    digest of the data (shapes and sums: another seed or data size changes them)."""
+    layout = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
+    data = [[list(t.shape), float(t.double().sum())] for t in (x0, text, uncond)]
+    return json.loads(json.dumps({**arguments, "unet": layout, "data": data}))
 
 
 END_MODES = ("mask", "shuffle")  # what _replace_ends does; END_STATES adds the schedules
