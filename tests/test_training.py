@@ -1,13 +1,13 @@
 """Toy training is deterministic by seed, writes loadable safetensors, and its losses are right."""
 
 import hashlib
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 import torch
 
 from sagekit.toy.architectures import train_scheduler
-from sagekit.toy.training import TrainConfig, train_toy_world
+from sagekit.toy.training import TrainConfig, UNetRecipe, train_toy_world
 from sagekit.toy.training.vlb import vlb_term
 
 TINY = dict(n_train=400, n_judge=300, n_test=50, judge_steps=2, object_judge_steps=2, relation_steps=2, clip_steps=2, lm_steps=2,
@@ -41,7 +41,7 @@ def test_training_is_a_function_of_the_seed(tmp_path):
     assert learned.is_latent and learned.learned_variance and learned.latent_shape == (4, 16, 16)
 
 
-def test_only_the_learned_latent_model_is_retrained(tmp_path):
+def test_only_the_learned_latent_model_is_retrained(tmp_path, monkeypatch):
     """`sagekit toy train --only toy-latent-learned`: a new model on the folder's own VAE
     and text encoder; everything else stays byte for byte."""
     from sagekit.cli import main
@@ -78,6 +78,41 @@ def test_only_the_learned_latent_model_is_retrained(tmp_path):
     log = train_only(folder, tiny(seed=4, only="caption-lm"))
     changed = {f for f, b in files.items() if f.read_bytes() != b}
     assert changed and all("caption-lm" in f.parts for f in changed) and log["seconds"]["caption_lm"] > 0
+    # a recipe's caption noise rewords that UNet's training captions (the same scenes) and no other's
+    from sagekit.toy import training
+    from sagekit.toy.grammar import NO_NOISE, CaptionNoise, objects_named
+    from sagekit.toy.scenes import COLOURS, SHAPES
+    from sagekit.toy.world import describe_all, make_dataset
+
+    data = make_dataset(400, 5)
+    assert describe_all(data.scenes, 5, 0.05, NO_NOISE) == data.captions  # the stream make_dataset words with
+    noise = CaptionNoise(colour_swap=1.0)
+    noisy = describe_all(data.scenes, 5, 0.05, noise)
+
+    def true_of_scene(caption, scene):  # names exactly the scene's colour-shape pairs
+        return set(objects_named(caption)) == {f"{list(COLOURS)[t.colour]} {SHAPES[t.shape]}" for t in scene.things}
+
+    two = [i for i, sc in enumerate(data.scenes)  # a colour swap shows where colours and shapes both differ
+           if sc.kind == "two" and sc.things[0].colour != sc.things[1].colour and sc.things[0].shape != sc.things[1].shape]
+    assert two and all(true_of_scene(data.captions[i], data.scenes[i]) for i in two)
+    assert not any(true_of_scene(noisy[i], data.scenes[i]) for i in two)
+    seen = []
+    real = training.train_unet
+
+    def spy(unet, scheduler, x0, text, *args, **kw):
+        seen.append(text)
+        return real(unet, scheduler, x0, text, *args, **kw)
+
+    monkeypatch.setattr(training, "train_unet", spy)
+    cfg = tiny(seed=5, only="generators")
+    cfg.unets["toy"] = replace(cfg.unets["toy"], caption_noise=noise)
+    log = train_only(folder, cfg)
+    toy_text, learned_text, pixel_text = seen
+    assert torch.equal(learned_text, pixel_text) and not torch.equal(toy_text, learned_text)
+    assert log["config"]["unets"]["toy"]["caption_noise"]["colour_swap"] == 1.0
+    assert log["config"]["unets"]["toy-pixel"]["caption_noise"] == asdict(NO_NOISE)
+    with pytest.raises(ValueError, match="caption_noise"):
+        UNetRecipe(100, caption_noise={"colour_swap": 0.5})
     # bad --only values and a folder without a trained toy are refused before any work
     assert main(["toy", "train", "--only", "judges", "--out", str(folder)]) == 2
     assert main(["toy", "train", "--only", "toy-latent-learned", "--out", str(tmp_path / "empty")]) == 2
@@ -273,6 +308,10 @@ def test_an_interrupted_unet_training_resumes_to_the_weights_of_an_unbroken_one(
     assert all(torch.equal(resumed[k], unbroken[k]) for k in unbroken)
     fresh, calls = run(folder, lr=2e-3)  # the saved state is the finished lr=1e-3 run's: not this one
     assert calls == steps and not all(torch.equal(fresh[k], unbroken[k]) for k in unbroken)
+    (folder / "state.safetensors").write_bytes(b"cut short")  # a damaged state is set aside, not fatal
+    again, calls = run(folder, lr=2e-3)
+    assert calls == steps and all(torch.equal(again[k], fresh[k]) for k in fresh)
+    assert "unreadable" in capsys.readouterr().err and (tmp_path / "ckpt.unreadable").is_dir()
     with pytest.raises(ValueError, match="checkpoint_every"):
         train_unet(arch.latent_unet(), arch.train_scheduler(False), x0, text, uncond, 3, 1, checkpoint=folder,
                    checkpoint_every=0, **kw)

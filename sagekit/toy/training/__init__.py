@@ -22,7 +22,8 @@ from transformers import CLIPTextModel, PreTrainedTokenizerFast
 from .. import architectures as arch
 from ..text import MAX_LENGTH, build_tokenizer, vocabulary
 from ..attributes import JUDGE_LABELS, JUDGE_SCENES, scored_examples, training_targets
-from ..world import WorldConfig, make_dataset
+from ..grammar import NO_NOISE, CaptionNoise
+from ..world import WorldConfig, describe_all, make_dataset
 from .autoencoder import reconstruct, train_autoencoder
 from .common import Timer, check_finite
 from .diffusion import END_STATES, train_unet
@@ -49,7 +50,10 @@ class UNetRecipe:
     swap 0.90); shuffled ends are ordinary states that say nothing, and 1200 steps of them
     after the masked 3000 taught the UNet to ignore them (end swap 0.21, word swap 1.00).
     ``grounding``: weight of the word-grounding loss on the cross-attention
-    (``grounding.py``); 0: none."""
+    (``grounding.py``); 0: none. ``caption_noise``: the UNet's training captions are
+    wrong at these rates the way alt-text is (``sagekit.toy.grammar.CaptionNoise``; the
+    same scenes and images, other words), so it learns the loose binding real models
+    learn; ``NO_NOISE``: every caption true."""
 
     steps: int
     batch: int = 64
@@ -59,8 +63,11 @@ class UNetRecipe:
     end_rate: float = 0.0
     end_switch: float = 0.7
     grounding: float = 0.0
+    caption_noise: CaptionNoise = NO_NOISE
 
     def __post_init__(self):
+        if not isinstance(self.caption_noise, CaptionNoise):
+            raise ValueError(f"caption_noise must be a CaptionNoise, got {self.caption_noise!r}")
         if self.end_states not in END_STATES or not 0 <= self.end_rate <= 1 or not 0 <= self.end_switch <= 1:
             raise ValueError(f"end_states must be one of {END_STATES}, end_rate and end_switch in [0, 1]; got "
                              f"{self.end_states!r}, {self.end_rate!r}, {self.end_switch!r}")
@@ -298,15 +305,21 @@ def _train_generators(out: Path, cfg: TrainConfig, data, tokenizer, text_encoder
         tokenizer.save_pretrained(out / "caption-lm")
     if not set(parts) - {"caption-lm"}:
         return
-    with timer("encode_text"):
-        text = _encode_text(text_encoder, tokenizer, data.captions)
-        uncond = _encode_text(text_encoder, tokenizer, [""])
+    uncond = _encode_text(text_encoder, tokenizer, [""])
     with timer("latent_unet"):
         latents = _encode_latents(vae, data.images)
-    reading = _Reading(tokenizer, data)
+    captioned: dict = {}  # caption noise -> (text states, _Reading) of the data captioned with it
 
     def train(part: str, unet, scheduler, x0, seed: int, **kw):
         r = cfg.unets[part]
+        if r.caption_noise not in captioned:
+            with timer("encode_text"):
+                captions = data.captions
+                if r.caption_noise != NO_NOISE:  # the same scenes, worded from the same stream
+                    captions = describe_all(data.scenes, cfg.seed, WorldConfig().synonym_rate, r.caption_noise)
+                text = _encode_text(text_encoder, tokenizer, captions)
+            captioned[r.caption_noise] = text, _Reading(tokenizer, replace(data, captions=captions))
+        text, reading = captioned[r.caption_noise]
         return train_unet(unet, scheduler, x0, text, uncond, seed, r.steps, r.batch, r.lr, **kw, **reading(r),
                           checkpoint=checkpoints / part)
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 
@@ -58,10 +60,20 @@ def load_training_state(folder: Path, fingerprint: dict, module: torch.nn.Module
     meta_path = folder / "state.json"
     if not meta_path.exists():
         return None
-    meta = json.loads(meta_path.read_text())
-    if meta["fingerprint"] != json.loads(json.dumps(fingerprint)):
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta["fingerprint"] != json.loads(json.dumps(fingerprint)):
+            return None
+        tensors = load_file(folder / "state.safetensors")
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
+        # A damaged state (a full disk, a copy cut short) must not stop the training: it is
+        # set aside, named, and the run starts over.
+        aside = folder.with_name(folder.name + ".unreadable")
+        shutil.rmtree(aside, ignore_errors=True)
+        folder.rename(aside)
+        print(f"the training state in {folder} is unreadable ({type(e).__name__}); moved to {aside}, "
+              "starting over", file=sys.stderr)
         return None
-    tensors = load_file(folder / "state.safetensors")
     module.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")})
     state: dict[int, dict] = {}
     for k, v in tensors.items():
