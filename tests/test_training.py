@@ -32,7 +32,7 @@ def test_training_is_a_function_of_the_seed(tmp_path):
     train_toy_world(a, tiny(seed=1))
     train_toy_world(b, tiny(seed=1))
     assert _digest(a) == _digest(b)
-    assert not (tmp_path / "a.partial").exists()
+    assert not (tmp_path / "a.partial").exists() and not (tmp_path / "a.checkpoints").exists()
     from sagekit.models.registry import load_generator, load_toy_judge_dir
 
     assert load_toy_judge_dir(a / "judges" / "edge").labels[0] == "red circle"
@@ -72,7 +72,7 @@ def test_only_the_learned_latent_model_is_retrained(tmp_path, monkeypatch):
     assert all(f.read_bytes() != b for f, b in retrained.items())
     assert {"caption_lm", "latent_unet_train", "latent_learned_unet_train", "pixel_unet_train"} <= set(log["seconds"])
     assert log["config"]["lm_tails"] == "phrases" and not list(folder.glob(".*partial"))
-    assert not (folder / ".checkpoints").exists()  # the UNets' training states go once they are saved
+    assert not (tmp_path / "w.checkpoints").exists()  # the UNets' training states go once their weights are saved
     # --only caption-lm: the LM alone, no UNet touched
     files = {f: f.read_bytes() for f in folder.rglob("*.safetensors")}
     log = train_only(folder, tiny(seed=4, only="caption-lm"))
@@ -306,6 +306,8 @@ def test_an_interrupted_unet_training_resumes_to_the_weights_of_an_unbroken_one(
     assert calls == steps - 2 and "resuming the UNet training at step 2 of 6" in capsys.readouterr().err
     assert resumed.keys() == unbroken.keys()
     assert all(torch.equal(resumed[k], unbroken[k]) for k in unbroken)
+    done, calls = run(folder)  # a finished state (a later part crashed): no step again, the same weights
+    assert calls == 0 and all(torch.equal(done[k], unbroken[k]) for k in unbroken)
     fresh, calls = run(folder, lr=2e-3)  # the saved state is the finished lr=1e-3 run's: not this one
     assert calls == steps and not all(torch.equal(fresh[k], unbroken[k]) for k in unbroken)
     (folder / "state.safetensors").write_bytes(b"cut short")  # a damaged state is set aside, not fatal

@@ -216,15 +216,16 @@ def train_toy_world(out_dir: str | Path, config: TrainConfig | None = None) -> d
     single = [i for i, s in enumerate(test.scenes) if s.kind in ("one", "many")]
     log["vae_recon_judge_acc"] = scores(resnet, reconstruct(vae, test.float_images()[single]),
                                         test.labels[single])["acc"]
-    _train_generators(tmp, cfg, data, tokenizer, text_encoder, vae, timer, GENERATOR_PARTS, out / CHECKPOINTS)
+    _train_generators(tmp, cfg, data, world, tokenizer, text_encoder, vae, timer, GENERATOR_PARTS, checkpoints_of(out))
 
     log["seconds"] = timer.seconds
     log["total_seconds"] = round(sum(v for k, v in timer.seconds.items()), 1)
     (tmp / "training.json").write_text(json.dumps(log, indent=2))
-    # Replace the old weights (and the UNets' checkpoints) only once everything trained.
+    # Replace the old weights only once everything trained; the UNets' states go after.
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
+    shutil.rmtree(checkpoints_of(out), ignore_errors=True)
     return log
 
 
@@ -283,14 +284,18 @@ def _save_latent(path: Path, vae, text_encoder, tokenizer, unet, learned: bool) 
 
 
 GENERATOR_PARTS = ("caption-lm", *UNET_PARTS)
-# Where a weights folder keeps its UNets' training states while they train (``checkpoint.py``).
-CHECKPOINTS = ".checkpoints"
+
+
+def checkpoints_of(weights: Path) -> Path:
+    """Where the UNets of the weights folder ``weights`` keep their training states while
+    they train (``checkpoint.py``): beside it, so nothing in it but weights."""
+    return weights.with_name(weights.name + ".checkpoints")
 # ``--only``: one generator part, or all of them (the caption LM and the three UNets: what a
 # change of captions or reading levers retrains; the judges, CLIP and VAE stay).
 ONLY_CHOICES = (*GENERATOR_PARTS, "generators")
 
 
-def _train_generators(out: Path, cfg: TrainConfig, data, tokenizer, text_encoder, vae, timer,
+def _train_generators(out: Path, cfg: TrainConfig, data, world: WorldConfig, tokenizer, text_encoder, vae, timer,
                       parts: tuple[str, ...], checkpoints: Path) -> None:
     """Train the ``parts`` (of :data:`GENERATOR_PARTS`) on the world ``data`` with the frozen
     ``text_encoder`` and ``vae``, and save each under ``out/<part>``. Each UNet's training
@@ -305,20 +310,19 @@ def _train_generators(out: Path, cfg: TrainConfig, data, tokenizer, text_encoder
         tokenizer.save_pretrained(out / "caption-lm")
     if not set(parts) - {"caption-lm"}:
         return
-    uncond = _encode_text(text_encoder, tokenizer, [""])
+    captioned: dict = {}  # caption noise -> (text states, _Reading) of the data captioned with it
+    with timer("encode_text"):
+        uncond = _encode_text(text_encoder, tokenizer, [""])
+        for noise in {cfg.unets[p].caption_noise for p in parts if p in UNET_PARTS}:
+            captions = data.captions
+            if noise != NO_NOISE:  # the same scenes, worded from the same stream as make_dataset's
+                captions = describe_all(data.scenes, cfg.seed, world.synonym_rate, noise)
+            captioned[noise] = _encode_text(text_encoder, tokenizer, captions), _Reading(tokenizer, replace(data, captions=captions))
     with timer("latent_unet"):
         latents = _encode_latents(vae, data.images)
-    captioned: dict = {}  # caption noise -> (text states, _Reading) of the data captioned with it
 
     def train(part: str, unet, scheduler, x0, seed: int, **kw):
         r = cfg.unets[part]
-        if r.caption_noise not in captioned:
-            with timer("encode_text"):
-                captions = data.captions
-                if r.caption_noise != NO_NOISE:  # the same scenes, worded from the same stream
-                    captions = describe_all(data.scenes, cfg.seed, WorldConfig().synonym_rate, r.caption_noise)
-                text = _encode_text(text_encoder, tokenizer, captions)
-            captioned[r.caption_noise] = text, _Reading(tokenizer, replace(data, captions=captions))
         text, reading = captioned[r.caption_noise]
         return train_unet(unet, scheduler, x0, text, uncond, seed, r.steps, r.batch, r.lr, **kw, **reading(r),
                           checkpoint=checkpoints / part)
@@ -372,11 +376,12 @@ def train_only(out_dir: str | Path, config: TrainConfig) -> dict:
     tokenizer = PreTrainedTokenizerFast.from_pretrained(base / "tokenizer")
     timer = Timer()
     with timer("data"):
-        data = make_dataset(cfg.n_train, cfg.seed, WorldConfig(), workers=2)
+        world = WorldConfig()
+        data = make_dataset(cfg.n_train, cfg.seed, world, workers=2)
     tmp = out / f".{cfg.only}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _train_generators(tmp, cfg, data, tokenizer, text_encoder, vae, timer, parts, out / CHECKPOINTS)
+    _train_generators(tmp, cfg, data, world, tokenizer, text_encoder, vae, timer, parts, checkpoints_of(out))
     # Replace the old weights only once every part trained.
     for part in parts:
         final = out / part
@@ -384,10 +389,12 @@ def train_only(out_dir: str | Path, config: TrainConfig) -> dict:
             shutil.rmtree(final)
         (tmp / part).rename(final)
     shutil.rmtree(tmp)
-    for part in parts:
-        shutil.rmtree(out / CHECKPOINTS / part, ignore_errors=True)
-    if (out / CHECKPOINTS).is_dir() and not any((out / CHECKPOINTS).iterdir()):
-        (out / CHECKPOINTS).rmdir()
+    states = checkpoints_of(out)
+    for part in parts:  # its state and any set aside
+        for name in (part, *(f"{part}.{suffix}" for suffix in ("old", "writing", "unreadable"))):
+            shutil.rmtree(states / name, ignore_errors=True)
+    if states.is_dir() and not any(states.iterdir()):
+        states.rmdir()
     log_path = out / "training.json"
     log = json.loads(log_path.read_text()) if log_path.exists() else {"seconds": {}}
     trained = {k: v for k, v in timer.seconds.items() if k.endswith("_train") or k == "caption_lm"}

@@ -7,6 +7,7 @@ pixel one (learned variance, epsilon MSE + the variational bound, see ``vlb.py``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -42,6 +43,10 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
     of the steps, shuffled after (see ``UNetRecipe``).
     ``grounding`` > 0 adds that weight times :func:`grounding_loss` on the cross-attention
     maps, with ``grounding_targets`` = :func:`grounding_targets` of the training set.
+    ``checkpoint``: a folder for the resumable training state (``checkpoint.py``), saved
+    every ``checkpoint_every`` steps and after the last; a call with the same arguments and
+    data resumes from it and ends with the weights of an unbroken run (on the same machine
+    and thread count: float sums depend on both).
     Returns the (EMA) weights."""
     if end_states not in END_STATES:
         raise ValueError(f"end_states must be one of {END_STATES}, got {end_states!r}")
@@ -56,7 +61,8 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = warmup_cosine(opt, steps, warmup=min(100, max(1, steps // 10)))
     ema = EMAModel(params, decay=ema_decay, use_ema_warmup=True, power=0.75) if ema_decay > 0 else None
-    fingerprint = _fingerprint(unet, x0, text, uncond, seed=seed, steps=steps, batch_size=batch_size, lr=lr,
+    data = {"x0": x0, "text": text, "uncond": uncond, "eos_index": eos_index, "grounding_targets": grounding_targets}
+    fingerprint = _fingerprint(unet, scheduler, data, seed=seed, steps=steps, batch_size=batch_size, lr=lr,
                                cond_dropout=cond_dropout, ema_decay=ema_decay, bf16=bf16, trainable=trainable,
                                pixels=pixels, end_states=end_states, end_rate=end_rate, end_switch=end_switch,
                                grounding=grounding)
@@ -65,7 +71,7 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
     if restored:
         start, rng = restored
         g.set_state(rng["sampling"])
-        torch.set_rng_state(rng["torch"])
+        torch.set_rng_state(rng["torch"])  # nothing draws from it today; a dropout layer would
         print(f"resuming the UNet training at step {start} of {steps} from {checkpoint}", file=sys.stderr)
     batches = seeded_batches(len(x0), batch_size, steps, seed)
     for _ in range(start):
@@ -117,13 +123,24 @@ def train_unet(unet: UNet2DConditionModel, scheduler, x0: torch.Tensor, text: to
     return unet.eval()
 
 
-def _fingerprint(unet: UNet2DConditionModel, x0: torch.Tensor, text: torch.Tensor, uncond: torch.Tensor,
-                 **arguments) -> dict:
-    """What a checkpoint must match to be resumed: the arguments, the UNet's layout and a
-    digest of the data (shapes and sums: another seed or data size changes them)."""
-    layout = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
-    data = [[list(t.shape), float(t.double().sum())] for t in (x0, text, uncond)]
-    return json.loads(json.dumps({**arguments, "unet": layout, "data": data}))
+def _fingerprint(unet: UNet2DConditionModel, scheduler, data: dict, **arguments) -> dict:
+    """What a checkpoint must match to be resumed: the arguments, the UNet's and the noise
+    scheduler's configs, and a sha256 of every data tensor's bytes (``data``: name ->
+    tensor, tuple of tensors or None), so that other data, even reordered, is another run."""
+    def digest(value) -> str | None:
+        if value is None:
+            return None
+        h = hashlib.sha256()
+        for t in value if isinstance(value, tuple) else (value,):
+            h.update(str((t.dtype, tuple(t.shape))).encode())
+            h.update(t.detach().contiguous().cpu().view(torch.uint8).numpy())  # the bytes, no copy
+        return h.hexdigest()
+
+    def public(config) -> dict:
+        return {k: v for k, v in dict(config).items() if not k.startswith("_")}
+
+    return json.loads(json.dumps({**arguments, "unet": public(unet.config), "scheduler": public(scheduler.config),
+                                  "data": {k: digest(v) for k, v in data.items()}}))
 
 
 END_MODES = ("mask", "shuffle")  # what _replace_ends does; END_STATES adds the schedules
