@@ -54,6 +54,15 @@ def save_training_state(folder: Path, step: int, fingerprint: dict, module: torc
     shutil.rmtree(old, ignore_errors=True)
 
 
+def discard_training_state(folder: Path) -> None:
+    """Delete the state in ``folder`` and any copy of it a save or a load left beside it."""
+    for f in (folder, *(_sibling(folder, suffix) for suffix in SIBLINGS)):
+        shutil.rmtree(f, ignore_errors=True)
+
+
+SIBLINGS = ("writing", "old", "unreadable")  # the folders beside a state: being written, replaced, set aside
+
+
 def _sibling(folder: Path, suffix: str) -> Path:
     return folder.with_name(f"{folder.name}.{suffix}")
 
