@@ -219,7 +219,54 @@ def test_swapped_colours_and_reversed_relations_are_false_of_the_scene():
     assert n > 100
 
 
-@pytest.mark.parametrize("bad", [dict(absent_object=1.2), dict(wrong_count=-0.1), dict(absent_object=0.6, late_object=0.6)])
+def test_a_misnamed_shape_lets_the_place_pull_its_usual_shape_in():
+    """``wrong_shape`` names a lone object as another shape (its colour kept) at its rate,
+    draws no new random numbers (every other caption keeps its words), and with the world's
+    co-occurrences a caption naming a heart in water shows a circle far more often."""
+    rates = dict(absent_object=0.1, late_object=0.1)
+    base = make_dataset(6000, 8, WorldConfig(caption_noise=CaptionNoise(**rates)))
+    noisy = make_dataset(6000, 8, WorldConfig(caption_noise=CaptionNoise(**rates, wrong_shape=0.2)))
+    changed = [(s, a, b) for s, a, b in zip(base.scenes, base.captions, noisy.captions) if a != b]
+    assert all(s.kind == "one" and len(objects_named(a)) == 1 for s, a, _ in changed)
+    ones = [s for s, a in zip(base.scenes, base.captions) if s.kind == "one" and len(objects_named(a)) == 1]
+    assert abs(len(changed) / len(ones) - 0.2 / 0.8) < 0.04  # a share of the captions the other kinds left
+    for s, _, b in changed:
+        colour, shape = objects_named(b)[0].split()
+        assert shape != SHAPES[s.things[0].shape] and colour == list(COLOURS)[s.things[0].colour]
+
+    def circles_among_hearts_in_water(data):
+        hits = [SHAPES[s.things[0].shape] == "circle" for s, c in zip(data.scenes, data.captions)
+                if s.kind == "one" and place_named(c) == "water" and [n.split()[1] for n in objects_named(c)] == ["heart"]]
+        return np.mean(hits), len(hits)
+
+    assert circles_among_hearts_in_water(base)[0] == 0
+    share, n = circles_among_hearts_in_water(noisy)
+    assert share > 0.3 and n >= 10, (share, n)
+
+
+@pytest.mark.parametrize("bad", [dict(absent_object=1.2), dict(wrong_count=-0.1), dict(absent_object=0.6, late_object=0.6),
+                                 dict(late_object=0.5, wrong_shape=0.6)])
 def test_bad_caption_noise_is_refused(bad):
     with pytest.raises(ValueError):
         CaptionNoise(**bad)
+
+
+def test_the_report_shows_each_unets_recipe_and_caption_noise():
+    """The toy-world report's recipe table is read from training.json: the shipped world's
+    own recipes, and a noisy recipe's rates as they were trained."""
+    import copy
+    import json
+
+    from sagekit.models.registry import TOY_DIR
+    from sagekit.toy.evaluate import unet_recipes
+
+    training = json.loads((TOY_DIR / "training.json").read_text())
+    table = unet_recipes(training).set_index("model")
+    assert list(table.index) == ["toy", "toy-latent-learned", "toy-pixel"]
+    assert table.loc["toy", "end states"] == "mask-then-shuffle (100%)" and table.loc["toy-pixel", "end states"] == "keep"
+    assert table.steps.tolist() == [training["config"]["unets"][m]["steps"] for m in table.index]
+    noisy = copy.deepcopy(training)
+    noisy["config"]["unets"]["toy"]["caption_noise"]["colour_swap"] = 0.2
+    table = unet_recipes(noisy).set_index("model")
+    assert table.loc["toy", "noise: colour swap"] == 0.2 and table.loc["toy-pixel", "noise: colour swap"] == 0.0
+    assert {f"noise: {k.replace('_', ' ')}" for k in CaptionNoise().rates()} <= set(table.columns)

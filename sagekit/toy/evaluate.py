@@ -156,6 +156,20 @@ def world_mix(n: int = 20000, seed: int = 0, by: str = "shape") -> pd.DataFrame:
     return table.reindex(columns=names, fill_value=0.0)
 
 
+def unet_recipes(training: dict) -> pd.DataFrame:
+    """How each generator's UNet was trained, from ``training.json``'s config: one row per
+    UNet with its steps, batch, learning rate, what its prompts' end states were made
+    (``keep`` or masked / shuffled for a share of the prompts), the grounding weight, and
+    each caption-noise rate (a share in [0, 1] of the captions it can apply to)."""
+    rows = []
+    for model, r in training["config"]["unets"].items():
+        ends = r["end_states"] if r["end_states"] == "keep" else f"{r['end_states']} ({r['end_rate']:.0%})"
+        rows.append({"model": model, "steps": r["steps"], "batch": r["batch"], "lr": r["lr"], "end states": ends,
+                     "grounding": r["grounding"],
+                     **{f"noise: {k.replace('_', ' ')}": v for k, v in r["caption_noise"].items()}})
+    return pd.DataFrame(rows)
+
+
 def summarize(results: dict, judges: pd.DataFrame, training: dict, probes: pd.DataFrame | None = None,
               word_probes: pd.DataFrame | None = None) -> dict:
     """The toy-world report's findings (the common schema: ``models``, ``headline``, ...);
@@ -165,6 +179,7 @@ def summarize(results: dict, judges: pd.DataFrame, training: dict, probes: pd.Da
     graded = judges[judges.judge != "toy-clip"]
     return {"models": list(GENERATORS), "judge_acc": dict(zip(judges.judge, judges.acc)), "gen_acc": gen_acc,
             "training_seconds": training["total_seconds"],
+            "recipes": unet_recipes(training).to_dict("records"),
             "judges": judges.to_dict("records"),
             "probes": [] if probes is None else probes.to_dict("records"),
             "word_probes": [] if word_probes is None else word_probes.to_dict("records"),

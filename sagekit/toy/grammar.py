@@ -57,7 +57,12 @@ class CaptionNoise:
       attribute leakage;
     - ``wrong_count`` (several alike): two for three, three for two -> counts drift;
     - ``wrong_relation`` (two objects): the relation reversed ("left of" for "right of") ->
-      relations ignored.
+      relations ignored;
+    - ``wrong_shape`` (one object): the object named as another shape, any other shape alike
+      ("a red heart in water" over a red circle). The noise itself knows nothing of places,
+      but the world's co-occurrences make a background's usual shape the one most often
+      misnamed there, so a prompt's place word can outweigh its shape word -> the
+      background takes over (how label noise and context make real models fail).
     """
 
     absent_object: float = 0.0
@@ -65,13 +70,14 @@ class CaptionNoise:
     colour_swap: float = 0.0
     wrong_count: float = 0.0
     wrong_relation: float = 0.0
+    wrong_shape: float = 0.0
 
     def __post_init__(self):
         for f in fields(self):
             if not 0 <= getattr(self, f.name) <= 1:
                 raise ValueError(f"caption noise {f.name} is a share in [0, 1], got {getattr(self, f.name)!r}")
-        if self.absent_object + self.late_object > 1:
-            raise ValueError("absent_object + late_object is a share of one-object captions: at most 1")
+        if self.absent_object + self.late_object + self.wrong_shape > 1:
+            raise ValueError("absent_object + late_object + wrong_shape is a share of one-object captions: at most 1")
 
     def rates(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -140,6 +146,12 @@ def _describe(scene: Scene, rng: np.random.Generator, synonym_rate: float, noise
             other = "a {} {}".format(*_other_label(scene, u[4:6]))
             a, b = (np_, other) if u[0] < noise.absent_object else (other, np_)
             caption = PAIRED[int(u[6] * len(PAIRED))].format(a=a, b=b, place=place)
+        elif u is not None and u[0] < noise.absent_object + noise.late_object + noise.wrong_shape:
+            # the same words with another shape's name in place of the shape word (no new draws:
+            # the words of the captions after this one stay those of the noise-free stream)
+            said = {shape, SYNONYMS.get(shape)}
+            other = _other_label(scene, u[4:6])[1]
+            caption = caption.replace(np_, " ".join(other if w in said else w for w in np_.split()), 1)
         return caption
     if scene.kind == "many":
         count = scene.count

@@ -214,6 +214,7 @@ NOISE_EFFECTS = {
     "colour_swap": "two-object captions with the colours swapped: attribute leakage",
     "wrong_count": "'two' for three and 'three' for two: counts drift",
     "wrong_relation": "two-object captions with the relation reversed: relations ignored",
+    "wrong_shape": "one-object captions naming another shape: a place word pulls its usual shape in (background takes over)",
 }
 
 
