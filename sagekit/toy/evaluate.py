@@ -158,15 +158,20 @@ def world_mix(n: int = 20000, seed: int = 0, by: str = "shape") -> pd.DataFrame:
 
 def unet_recipes(training: dict) -> pd.DataFrame:
     """How each generator's UNet was trained, from ``training.json``'s config: one row per
-    UNet with its steps, batch, learning rate, what its prompts' end states were made
-    (``keep`` or masked / shuffled for a share of the prompts), the grounding weight, and
-    each caption-noise rate (a share in [0, 1] of the captions it can apply to)."""
+    UNet with its steps, batch, learning rate, whether it has the pooled text embedding,
+    what its prompts' end states were made (``keep``, or masked / shuffled for a share of
+    the prompts; mask-then-shuffle masks for the first ``end_switch`` of the steps), the
+    grounding weight, and each caption-noise rate (a share in [0, 1] of the captions it can
+    apply to). Empty for a log without recipes."""
     rows = []
-    for model, r in training["config"]["unets"].items():
-        ends = r["end_states"] if r["end_states"] == "keep" else f"{r['end_states']} ({r['end_rate']:.0%})"
-        rows.append({"model": model, "steps": r["steps"], "batch": r["batch"], "lr": r["lr"], "end states": ends,
-                     "grounding": r["grounding"],
-                     **{f"noise: {k.replace('_', ' ')}": v for k, v in r["caption_noise"].items()}})
+    for model, r in training.get("config", {}).get("unets", {}).items():
+        ends = r["end_states"]
+        if ends != "keep":
+            ends += f" ({r['end_rate']:.0%} of prompts" + (
+                f", masked for the first {r['end_switch']:.0%} of the steps)" if ends == "mask-then-shuffle" else ")")
+        rows.append({"model": model, "steps": r["steps"], "batch": r["batch"], "lr": r["lr"],
+                     "pooled text": r.get("text_embed", False), "end states": ends, "grounding": r["grounding"],
+                     **{f"noise: {k.replace('_', ' ')}": v for k, v in r.get("caption_noise", {}).items()}})
     return pd.DataFrame(rows)
 
 
@@ -174,12 +179,12 @@ def summarize(results: dict, judges: pd.DataFrame, training: dict, probes: pd.Da
               word_probes: pd.DataFrame | None = None) -> dict:
     """The toy-world report's findings (the common schema: ``models``, ``headline``, ...);
     ``judges``, ``generation``, ``probes`` and ``word_probes`` are rows for the report's
-    bullet lists."""
+    bullet lists; ``recipes`` is each UNet's ``TrainConfig.unets`` entry as trained."""
     gen_acc = {m: {mode: results[(m, mode)]["acc"] for mode in ("guided", "unguided")} for m in GENERATORS}
     graded = judges[judges.judge != "toy-clip"]
     return {"models": list(GENERATORS), "judge_acc": dict(zip(judges.judge, judges.acc)), "gen_acc": gen_acc,
             "training_seconds": training["total_seconds"],
-            "recipes": unet_recipes(training).to_dict("records"),
+            "recipes": training.get("config", {}).get("unets", {}),
             "judges": judges.to_dict("records"),
             "probes": [] if probes is None else probes.to_dict("records"),
             "word_probes": [] if word_probes is None else word_probes.to_dict("records"),

@@ -148,7 +148,7 @@ def _describe(scene: Scene, rng: np.random.Generator, synonym_rate: float, noise
             caption = PAIRED[int(u[6] * len(PAIRED))].format(a=a, b=b, place=place)
         elif u is not None and u[0] < noise.absent_object + noise.late_object + noise.wrong_shape:
             # the same words with another shape's name in place of the shape word (no new draws:
-            # the words of the captions after this one stay those of the noise-free stream)
+            # every other caption keeps the words it has at wrong_shape 0, the other rates alike)
             said = {shape, SYNONYMS.get(shape)}
             other = _other_label(scene, u[4:6])[1]
             caption = caption.replace(np_, " ".join(other if w in said else w for w in np_.split()), 1)

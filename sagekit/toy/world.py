@@ -18,7 +18,8 @@ named field of :class:`WorldConfig`, documented with the failure it is there to 
   colour, "plus" is a shape and a conjunction), see :mod:`sagekit.toy.grammar`.
 - ``caption_noise`` (alt-text): captions wrong the way people's captions are wrong (an
   object named that the image lacks, colours on the wrong object, wrong counts and
-  relations, the drawn object named late), each at its own rate, see
+  relations, the drawn object named late, a lone object named as another shape), each at
+  its own rate, see
   :class:`sagekit.toy.grammar.CaptionNoise`.
 - ``kinds``: how often a scene is empty, one object, two or three of the same object
   (counting), or two different objects side by side (spatial relations, attribute binding).
