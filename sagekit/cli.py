@@ -285,12 +285,12 @@ def _cmd_bench_ray(args) -> int:
 
 def _cmd_run(args) -> int:
     from .report import ParameterError, StudyFailed, run_study
-    from .studies.parameters import SCHEMAS
+    from .studies import STUDIES
 
     params = list(args.param)
     if args.executor is not None or args.address is not None:
-        takes = [s for s, schema in SCHEMAS.items() if "executor" in schema.params]
-        if args.study in SCHEMAS and args.study not in takes:
+        takes = [s for s, study in STUDIES.items() if "executor" in study.schema.params]
+        if args.study in STUDIES and args.study not in takes:
             print(f"sagekit: error: study {args.study!r} runs in this process only; --executor and --address apply "
                   f"to: {', '.join(takes)}", file=sys.stderr)
             return EXIT_USAGE

@@ -92,8 +92,8 @@ def sampler_key(gen: Generator, name: str) -> str | None:
 
 def settings(gen: Generator, guidance: float | None, steps: int | None, scheduler: str | None = None) -> dict:
     """The sampling settings of a case as numbers (a study's None means the model default)."""
-    return {"sampler": sampler_name(gen, scheduler), "steps": int(steps or gen.default_steps),
-            "guidance": float(gen.default_guidance if guidance is None else guidance),
+    return {"sampler": sampler_name(gen, scheduler), "steps": gen.steps_of(steps),
+            "guidance": gen.guidance_of(guidance),
             "revision": getattr(gen, "revision", "")}
 
 

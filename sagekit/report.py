@@ -39,7 +39,7 @@ from .markup import clean_html
 from .stats import rate_text
 from .studies import Study, get_study
 from .studies.defaults import is_auto, resolve
-from .studies.parameters import SCHEMAS, ListOf, ParameterError, unwritable, validate
+from .studies.parameters import ListOf, ParameterError, unwritable, validate
 
 KERNEL_NAME = "sagekit-py311"
 FINDINGS_ENV = "SAGEKIT_FINDINGS"
@@ -54,8 +54,9 @@ class StudyFailed(RuntimeError):
 
 # ---------------------------------------------------------------------------- parameters
 def notebook_parameters(path: Path) -> dict[str, Any]:
-    """Defaults of the notebook's ``parameters`` cell: {name: value}. The cell holds
-    literals only (papermill practice), so it is read with ``ast``, not executed."""
+    """What the notebook's ``parameters`` cell says: {name: value} (the cell is written from
+    the study's declaration, and a test compares the two). It holds literals only, so it
+    is read with ``ast``, not executed."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -122,7 +123,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 
 def parse_parameters(study: Study, assignments: list[str]) -> dict[str, Any]:
     """``["key=value", ...]`` -> validated {key: value} (only the given keys)."""
-    defaults = notebook_parameters(study.path)
+    declared = study.schema.params
+    defaults = study.schema.defaults
     out = {}
     for item in assignments:
         if "=" not in item:
@@ -133,7 +135,7 @@ def parse_parameters(study: Study, assignments: list[str]) -> dict[str, Any]:
             raise ParameterError(f"study {study.id!r} has no parameter {key!r}; its parameters: "
                                  + ", ".join(f"{k}={v!r}" for k, v in defaults.items()))
         value = _coerce(key, _parse_value(raw), defaults[key])
-        if is_auto(defaults[key]) and isinstance(SCHEMAS[study.id].params.get(key), ListOf) \
+        if is_auto(defaults[key]) and isinstance(declared[key].rule, ListOf) \
                 and not isinstance(value, (list, tuple)):
             value = [value]  # a single value for a list whose default is "auto"
         out[key] = value
@@ -332,7 +334,7 @@ def check_study(study_id: str, assignments: list[str] | None = None) -> tuple:
     generates. Raises ``KeyError`` or :class:`ParameterError`."""
     study = get_study(study_id)
     params = parse_parameters(study, assignments or [])
-    merged = {**notebook_parameters(study.path), **params}
+    merged = {**study.schema.defaults, **params}
     images = validate(study.id, merged, study.path.parent)
     return study, params, merged, resolve(study.id, merged), images
 

@@ -62,9 +62,9 @@ def rewrite(argv: list[str]) -> list[str]:
                 continue
             keep.append(argv[i])
             i += 1
-        from sagekit.studies.parameters import SCHEMAS
+        from sagekit.studies import STUDIES
 
-        takes = SCHEMAS[study].params if study in SCHEMAS else {}
+        takes = STUDIES[study].schema.params if study in STUDIES else {}
         extra = SIZES.get(study, []) + (["device='cpu'"] if "device" in takes else [])
         if study in STORES:
             extra.append(f"store_dir={str(_tmp() / 'stores' / study)!r}")

@@ -298,7 +298,7 @@ def test_the_seed_shift_study_writes_a_report_for_a_tiny_sdxl_folder(tiny_sdxl, 
     out = tmp_path / "out"
     assert main(["run", "seed-shifts", "-p", f"models=[{str(tiny_sdxl)!r}]", "-p", "n_labels=2", "-p", "seeds_per_cell=1",
                  "-p", "shifts={'UMS': [-0.2, 0.2]}", "-p", "baseline_seeds_per_cell=2", "-p", "trajectory_seeds=2",
-                 "-p", "steps=3", "-p", "guidance=[0.0, 1.0]", "--out", str(out)]) == 0
+                 "-p", "steps=3", "-p", "guidance=[None, 1.0]", "--out", str(out)]) == 0
     summary = json.loads(next(out.glob("seed-shifts-*.json")).read_text())
     rows = summary["findings"]["acc"]
     assert {r["model"] for r in rows} == {str(tiny_sdxl)} and {r["shift"] for r in rows} == {"none", "UMS"}

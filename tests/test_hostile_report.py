@@ -50,7 +50,7 @@ def hostile_report(tmp_path_factory):
     shutil.copytree(TOY_DIR / "clip", clip)
     out = root / "out"
     summary = run_study("seed-shifts", [
-        f"models=[{str(model)!r}]", "guidance=[0.0]", "shifts={'UMS': [0.1]}", "n_labels=2",
+        f"models=[{str(model)!r}]", "guidance=[None]", "shifts={'UMS': [0.1]}", "n_labels=2",
         f"label_set={str(root / 'labels.txt')!r}", f"judge={'timm:' + str(judge)!r}", f"clip={'hf:' + str(clip)!r}",
         f"store_dir={str(root / 'store')!r}"], out, timeout=900)
     return out / summary["html"], {"model": str(model), "judge": "timm:" + str(judge), "clip": "hf:" + str(clip),

@@ -24,25 +24,27 @@ imp_keys = ("k", "budget", "control", "ad", "poisoned_hit", "unpoisoned_acc", "u
 
 
 def small(study, tmp_path):
-    """Small parameters: every notebook runs in the fast test set."""
-    return {
-        "toy-world": ["per_label=1", "n_judge=200", "grid_labels=4", "per_probe=1", "probe_pairs=2", "probe_seeds=2"],
-        "seed-shifts": ["n_labels=4", "seeds_per_cell=1", "shifts={'UMS': [-0.2, 0.2], 'PAS': [64]}",
-                        "baseline_seeds_per_cell=2", "trajectory_seeds=2",
-                        f"store_dir={str(tmp_path / 'store')!r}"],
-        "prompt-failures": ["n_labels=2", "max_words=1", "top_k=3", "iterations=2", "eval_seeds=2", "train_seeds=1",
-                            "search_steps=3", "baseline_prompts=1",
-                            f"store_dir={str(tmp_path / 'store')!r}"],
-        "distorted-latents": ["n_labels=2", "latents=2", "iterations=3", "compare_iterations=1", "heldout=2", "reference_images=8",
-                              f"store_dir={str(tmp_path / 'store')!r}"],
-        "unrelated-latents": ["n_labels=2", "iterations=3", "compare_iterations=1", "reference_images=8",
-                              f"store_dir={str(tmp_path / 'store')!r}"],
-        "adversarial-tokens": ["targets=['red circle', 'cyan star']", "n_train_labels=2", "n_heldout_labels=2",
-                               "iterations=2", "batch=2", "eval_seeds=1", "search_steps=3", "examples=2",
-                               f"store_dir={str(tmp_path / 'store')!r}"],
-        "implosion": ["ks=[0, 1, 2]", "n_train=200", "budget=20", "budget_rule='both'", "finetune_steps=2",
-                      "eval_seeds=2", "attention_seeds=1"],
-    }[study]
+    """The declaration's small values (every notebook runs in the fast test set); every
+    folder parameter points into ``tmp_path``."""
+    from sagekit.studies.parameters import Folder, literal
+
+    schema = STUDIES[study].schema
+    values = {**schema.small(), **{n: str(tmp_path / "store") for n, p in schema.params.items()
+                                   if isinstance(p.rule, Folder)}}
+    return [f"{name}={literal(value)}" for name, value in values.items()]
+
+
+def test_parameters_cells_are_written_from_the_declarations():
+    """Each parameter is declared once, in its study's module; the notebook's cell is
+    written from it (python tools/parameter_cells.py)."""
+    from sagekit.report import notebook_parameters
+    from sagekit.studies.parameters import parameters_cell
+
+    for study in STUDIES.values():
+        nb = nbformat.read(study.path, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assert cell.source == parameters_cell(study.schema), f"{study.notebook}: run python tools/parameter_cells.py"
+        assert notebook_parameters(study.path) == study.schema.defaults
 
 
 def test_notebooks_are_committed_clean():
@@ -107,7 +109,7 @@ def test_study_report(study, tmp_path):
     if study == "seed-shifts":
         rows = saved["findings"]["acc"]
         assert {r["shift"] for r in rows} == {"none", "UMS", "PAS"}
-        # guidance 0 in the parameters means each model's default
+        # guidance None in the parameters means each model's default
         models = ("toy", "toy-ddpm", "toy-latent-learned", "toy-pixel")
         assert saved["parameters"]["protocol"] == "toy" and "protocol" in saved["auto"]
         assert {(r["model"], r["guidance"]) for r in rows} == {(m, g) for m in models for g in (TOY_SAMPLING[m][1], 1.0)}
@@ -141,7 +143,7 @@ def test_study_report(study, tmp_path):
         fv = f["found_verified"]
         assert fv["success"] <= fv["verified"] <= fv["found"] <= fv["searched"] == f["success"]["n"]
         assert f["success"]["k"] == fv["success"] and f["success"]["lo"] <= f["success_rate"] <= f["success"]["hi"]
-        steps = saved["parameters"]["steps"] or TOY_SAMPLING[saved["parameters"]["model"]][0]  # 0: the model's own
+        steps = saved["parameters"]["steps"] or TOY_SAMPLING[saved["parameters"]["model"]][0]  # None: the model's own
         assert f["residual_speedup"] > 0 and f["residual_speedup_bound"] == pytest.approx(4 * steps / (steps + 2 * 2))
         assert {m["mode"] for m in f["modes"]} == {"exact", "residual"}
         assert set(f["headline"]) >= {"found", "verified"}

@@ -8,13 +8,13 @@ import pytest
 from sagekit.cli import main
 from sagekit.report import notebook_parameters
 from sagekit.studies import STUDIES
-from sagekit.studies.parameters import MAX_IMAGES, SCHEMAS, ParameterError, validate
+from sagekit.studies.parameters import MAX_IMAGES, ParameterError, validate
 
 
 @pytest.mark.parametrize("study", sorted(STUDIES))
 def test_every_parameter_has_a_rule_and_the_defaults_pass(study):
-    defaults = notebook_parameters(STUDIES[study].path)
-    assert set(SCHEMAS[study].params) == set(defaults)
+    defaults = STUDIES[study].schema.defaults
+    assert defaults == notebook_parameters(STUDIES[study].path)
     images = validate(study, defaults, STUDIES[study].path.parent)
     assert 1 <= images <= MAX_IMAGES
 
@@ -28,7 +28,8 @@ BAD = [
     ("seed-shifts", "seeds_per_cell=0", "'seeds_per_cell' must be an integer from 1"),
     ("seed-shifts", "seeds_per_cell=1000000000", "'seeds_per_cell' must be an integer from 1 to 10000"),
     ("seed-shifts", "seeds_per_cell=5000", "would generate about"),
-    ("seed-shifts", "steps=-5", "'steps' must be an integer from 0"),
+    ("seed-shifts", "steps=-5", "'steps' must be an integer from 1 to 1000, or None (the model's default)"),
+    ("prompt-failures", "steps=0", "'steps' must be an integer from 1"),
     ("seed-shifts", "device='cuda:99'", "'device' is 'cuda:99'"),
     ("seed-shifts", "device='tpu'", "'device'"),
     ("seed-shifts", "shifts={'UMS': 'abc'}", "must be a list"),

@@ -30,7 +30,7 @@ def test_the_seed_shift_study_runs_on_ray_workers_from_the_command_line(tmp_path
     the local executor are stored."""
     from sagekit.cli import main
 
-    small = ["models=['toy']", "guidance=[0.0]", "n_labels=2", "shifts={'UMS': [0.4]}", "baseline_seeds_per_cell=2",
+    small = ["models=['toy']", "guidance=[None]", "n_labels=2", "shifts={'UMS': [0.4]}", "baseline_seeds_per_cell=2",
              "trajectory_seeds=1"]
     frames = {}
     for executor in ("local", "ray"):

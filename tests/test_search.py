@@ -113,10 +113,13 @@ def test_residual_speedup_bound():
 
 
 def test_bad_search_parameters_are_refused():
-    with pytest.raises(ValueError, match="mode"):
+    """A config built in Python obeys the study's declared rules, with the same message."""
+    with pytest.raises(ValueError, match="'mode' must be one of 'exact', 'residual'"):
         LatentSearchConfig(mode="approx")
-    with pytest.raises(ValueError, match="invalid"):
+    with pytest.raises(ValueError, match="'lr' must be a number above 0"):
         LatentSearchConfig(lr=-1)
+    with pytest.raises(ValueError, match="'steps' must be an integer from 1"):
+        LatentSearchConfig(steps=0)  # None, not 0, is the model's default
 
 
 class _Says(Judge):

@@ -9,9 +9,10 @@ import nbformat
 
 from sagekit import studies
 from sagekit.studies import Study
-from sagekit.studies.parameters import SCHEMAS, Choice, Float, Schema
+from sagekit.studies.parameters import Choice, Float, Parameter, Schema
 
 ID = "tiny-test-study"
+SCHEMA = Schema({"sleep": Parameter(Float(0, 600), 0.0), "fail": Parameter(Choice((True, False)), False)}, lambda p: 1)
 
 
 def register(folder, monkeypatch=None) -> Study:
@@ -25,14 +26,11 @@ def register(folder, monkeypatch=None) -> Study:
                 nbformat.v4.new_code_cell("import time\n\ntime.sleep(sleep)"),
                 nbformat.v4.new_code_cell("if fail:\n    raise ValueError('boom from the notebook')\nprint('done')")]
     nbformat.write(nb, folder / "tiny.ipynb")
-    study = Study(ID, "tiny.ipynb", "Does the runner run?", ready=True, folder=folder)
-    schema = Schema({"sleep": Float(0, 600), "fail": Choice((True, False))}, lambda p: 1)
+    study = Study(ID, "tiny.ipynb", "Does the runner run?", ready=True, folder=folder, module=__name__)
     if monkeypatch is None:
         studies.STUDIES[ID] = study
-        SCHEMAS[ID] = schema
     else:
         monkeypatch.setitem(studies.STUDIES, ID, study)
-        monkeypatch.setitem(SCHEMAS, ID, schema)
     return study
 
 

@@ -123,6 +123,15 @@ class Generator:
             module.eval().requires_grad_(False)
         self._prompt_cache: dict[str, PromptEmbeds] = {}
 
+    def steps_of(self, steps: int | None) -> int:
+        """Sampling steps, None meaning the model's default (the one place that sentinel
+        is resolved)."""
+        return self.default_steps if steps is None else int(steps)
+
+    def guidance_of(self, guidance: float | None) -> float:
+        """Guidance scale, None meaning the model's default."""
+        return self.default_guidance if guidance is None else float(guidance)
+
     # ------------------------------------------------------------------ family hooks
     def _encode(self, prompts: list[str]) -> PromptEmbeds:
         """Encode prompts with gradients (token overrides are applied by hooks)."""
@@ -350,7 +359,7 @@ class Generator:
             sched = self.scheduler.__class__.from_config(self.scheduler.config)
         else:
             sched = self.named_scheduler(name)
-        self._set_timesteps(sched, steps or self.default_steps)
+        self._set_timesteps(sched, self.steps_of(steps))
         return sched
 
     def other_sampler(self) -> str | None:
@@ -418,7 +427,7 @@ class Generator:
         latents ``(N, C, h, w)`` and, if ``trajectory``, ``(S+1, N, C, h, w)`` of every x_t
         on the CPU.
         """
-        guidance = self.default_guidance if guidance is None else guidance
+        guidance = self.guidance_of(guidance)
         sched = self.make_scheduler(scheduler, steps)
         generators = self._step_generators(seeds) if seeds is not None else torch.Generator().manual_seed(0)
         emb = embeddings.to(self.device)
@@ -457,7 +466,7 @@ class Generator:
             return self.denoise(z, embeddings, grad=True, **kw)
         if mode != "residual":
             raise ValueError(f"unknown gradient mode {mode!r}; choose 'exact' or 'residual'")
-        steps = kw.pop("steps", None) or self.default_steps
+        steps = self.steps_of(kw.pop("steps", None))
         if not 0 < k <= steps:
             raise ValueError(f"residual mode needs 0 < k <= steps, got k={k}, steps={steps}")
         z_dev = z.to(self.device)

@@ -16,6 +16,7 @@ Findings: a study module's ``summarize(...)`` returns the dict its notebook hand
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +32,16 @@ class Study:
     # The others run and are tested with small parameters but are still being tuned.
     ready: bool = False
     folder: Path = NOTEBOOKS  # where the notebook lives
+    module: str = ""  # the module whose SCHEMA declares the parameters (default: sagekit.studies.<id>)
 
     @property
     def path(self) -> Path:
         return Path(self.folder) / self.notebook
+
+    @property
+    def schema(self):
+        """The study's one declaration of its parameters (``parameters.Schema``)."""
+        return importlib.import_module(self.module or f"{__name__}.{self.id.replace('-', '_')}").SCHEMA
 
 
 STUDIES = {s.id: s for s in sorted([

@@ -20,35 +20,105 @@ from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..search import Checkpoint, SearchState, TargetGoal, TokenRows, signed_descent
 from ..stats import rate
+from . import common
+from .parameters import (Choice, Float, Int, ListOf, Parameter, ParameterError, Schema, Text,
+                         check_fields)
 from .prompt_failures import X_TOKEN, Y_TOKEN
 
 STUDY = "adversarial-tokens"
 ADV_TOKEN = "<sage-adv>"
 
 
+D = {  # the learning's own parameters; TokenConfig's fields take their defaults and rules from here
+    "objective": Parameter(Choice(("denoise", "judges")), "judges",
+                           '"judges" (SAGE\'s robust loss through the sampler, signed steps) or "denoise" (textual '
+                           "inversion's diffusion loss on the model's own target images)"),
+    "iterations": Parameter(common.ITERATIONS, 100, "judges: signed-gradient steps (SAGE: 100); denoise: Adam steps",
+                            small=2),
+    "lr": Parameter(common.LR, 0.05, "judges: signed step, in units of the token table's spread (SAGE: 0.05); "
+                    "denoise: Adam's"),
+    "bound": Parameter(Float(0, 100, lo_open=True), 2.5, "clamp of the token around the mean word, in spreads "
+                       "(SAGE: 2.5)"),
+    "batch": Parameter(Int(1, 1024), 4, "prompts (one fresh seed each) per step", small=2),
+    "examples": Parameter(Int(1, 10_000), 16, "denoise: target images the model drew and every judge accepts",
+                          small=2),
+    "mode": Parameter(common.MODE, "exact", 'judges: gradients "exact" or "residual" (last k steps)'),
+    "k": common.K,
+    "search_steps": Parameter(Int(1, 1000, none="steps"), 4, "judges: sampling steps while learning (the "
+                              "evaluation uses `steps`)", small=3),
+    "guidance": common.GUIDANCE,
+    "steps": common.STEPS,
+}
+
+
 @dataclass
 class TokenConfig:
-    """``objective``: ``"judges"`` (SAGE's robust loss through the sampler, signed steps
-    of ``lr`` spreads) or ``"denoise"`` (textual inversion's diffusion loss on images of
-    the target that the model drew itself, Adam with ``lr``). ``bound``: the clamp, in
-    units of the token table's spread (``TokenRows``)."""
+    """The learning's settings; defaults and rules are the study's declaration (:data:`D`).
+    ``objective``: ``"judges"`` (SAGE's robust loss through the sampler, signed steps of
+    ``lr`` spreads) or ``"denoise"`` (textual inversion's diffusion loss on images of the
+    target that the model drew itself, Adam with ``lr``). ``bound``: the clamp, in units
+    of the token table's spread (``TokenRows``)."""
 
-    objective: str = "judges"
-    lr: float = 0.05
-    iterations: int = 100
-    bound: float = 2.5
-    batch: int = 8               # prompts (one seed each) per iteration
-    examples: int = 16           # denoise: images of the target to learn from
-    mode: str = "exact"
-    k: int = 2
-    guidance: float | None = None
-    steps: int | None = None        # sampling steps of the evaluation (None: the model's default)
-    search_steps: int | None = None  # sampling steps while learning (None: ``steps``)
+    objective: str = D["objective"].default
+    lr: float = D["lr"].default
+    iterations: int = D["iterations"].default
+    bound: float = D["bound"].default
+    batch: int = D["batch"].default
+    examples: int = D["examples"].default
+    mode: str = D["mode"].default
+    k: int = D["k"].default
+    guidance: float | None = D["guidance"].default
+    steps: int | None = D["steps"].default                # sampling steps of the evaluation
+    search_steps: int | None = D["search_steps"].default  # sampling steps while learning (None: ``steps``)
 
     def __post_init__(self):
-        if (self.objective not in ("judges", "denoise") or self.mode not in ("exact", "residual") or self.lr <= 0
-                or self.iterations < 0 or self.batch < 1 or self.examples < 1):
-            raise ValueError(f"invalid adversarial token parameters: {asdict(self)}")
+        check_fields(D, asdict(self))
+
+
+def _images(p: dict) -> int:
+    return len(p["targets"]) * (p["iterations"] * p["batch"] + 4 * p["examples"]
+                                + 2 * p["n_heldout_labels"] * p["eval_seeds"])
+
+
+def _targets_are_judged(p: dict) -> None:
+    from ..models.registry import judge_label_names
+
+    known = judge_label_names(p["judge"])
+    if known is None:
+        return
+    for t in p["targets"]:
+        if t not in known:
+            raise ParameterError(f"target {t!r} is not a label of judge {p['judge']!r}")
+    if p["n_train_labels"] + p["n_heldout_labels"] > len(known) - 1:
+        raise ParameterError(f"n_train_labels + n_heldout_labels must be at most {len(known) - 1} "
+                             f"(the judge's other labels), got {p['n_train_labels'] + p['n_heldout_labels']}")
+
+
+def _rules(p: dict) -> None:
+    _targets_are_judged(p)
+    _targets_are_judged({**p, "judge": p["verifier"]})
+    common.verifier_shares_no_judge(p)
+
+
+SCHEMA = Schema({
+    "model": common.MODEL,
+    "judge": common.JUDGE,
+    "verifier": common.helped(common.VERIFIER, "held-out judges, never used in learning, confirm each success "
+                              "(toy: toy-clip)"),
+    "clip": common.helped(common.CLIP, "CLIP score with and without the token (toy: toy-clip)"),
+    "targets": Parameter(ListOf(Text(200), 1, 100, unique=True), "auto", "a list of the judge's labels, one token "
+                         "learned per target (toy: green square; real: goldfinch)", small=["red circle", "cyan star"]),
+    "n_train_labels": Parameter(Int(1, 1000), 16, "labels whose prompts train the token", small=2),
+    "n_heldout_labels": Parameter(Int(1, 1000), 8, "labels whose prompts test it", small=2),
+    **{name: D[name] for name in ("objective", "iterations", "lr", "bound", "batch", "examples", "mode", "k",
+                                  "search_steps", "guidance", "steps")},
+    "eval_seeds": Parameter(common.SEEDS, 4, "seeds per held-out prompt", small=1),
+    "store_dir": common.store_dir(STUDY),
+    "device": common.DEVICE,
+    "dtype": common.DTYPE,
+    **common.SEARCHES,
+    "seed": common.SEED,
+}, _images, _rules)
 
 
 def _token_rows(gen: Generator, cfg: TokenConfig) -> TokenRows:
@@ -113,8 +183,8 @@ def learn_adversarial_token(gen: Generator, goal: TargetGoal, target_label: str,
         return _learn_token_by_denoising(gen, goal, target_label, train_prompts, cfg, seed, progress)
     gen.add_tokens([ADV_TOKEN])
     token = _token_rows(gen, cfg)
-    steps = cfg.search_steps or cfg.steps or gen.default_steps
-    guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
+    steps = cfg.search_steps or gen.steps_of(cfg.steps)
+    guidance = gen.guidance_of(cfg.guidance)
     target = torch.tensor([goal.ensemble.label_index(target_label)] * cfg.batch)
 
     def objective(rows, index, it, grad):

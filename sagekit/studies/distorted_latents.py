@@ -21,9 +21,61 @@ from ..models.judges import Ensemble
 from ..realism import RealismReference
 from ..search import DistortedGoal
 from ..stats import rate
-from .latent_search import LatentSearchConfig, SharedLatentResult, found_verified, merge, search_shared_latents
+from .parameters import Flag, Int, ModelName, Parameter, ParameterError, Schema
+from . import common
+from .latent_search import PARAMETERS, LatentSearchConfig, SharedLatentResult, found_verified, merge, search_shared_latents
 
 PROMPT = "A photo of a {label}"
+STUDY = "distorted-latents"
+
+
+def _images(p: dict) -> int:
+    return (p["latents"] * (common.n_labels(p) * (p["iterations"] + 3) + 2 * p["heldout"])
+            + 2 * p["compare_iterations"] + p["reference_images"])
+
+
+def _rules(p: dict) -> None:
+    """The searched and the held-out labels are disjoint parts of the label set, and
+    every one of them is judged."""
+    from ..labels import get_label_set
+
+    size = len(get_label_set(p["label_set"]))
+    if p["n_labels"] + p["heldout"] > size:
+        raise ParameterError(f"n_labels + heldout must be at most {size} (the labels of {p['label_set']!r}), "
+                             f"got {p['n_labels'] + p['heldout']}")
+    common.k_within_steps(p)
+    common.judged_and_verified(p)
+    common.labels_are_judged({**p, "n_labels": size})
+    common.labels_are_judged({**p, "n_labels": size, "judge": p["verifier"]}, "verifier")
+
+
+SCHEMA = Schema({
+    "model": common.MODEL,
+    "judge": common.helped(common.JUDGE, "an Ensemble judge with an edge-map judge in it, to be robust (toy: "
+                           "toy-ensemble)"),
+    "verifier": common.helped(common.VERIFIER, "held-out judges, never used in the search, confirm each failure "
+                              "(toy: toy-clip)"),
+    "realism": common.REALISM,
+    "realism_goal": Parameter(Flag(), True, "a realism judge must also call the image corrupted (no effect with a "
+                              "CLIP realism)"),
+    "empty": Parameter(ModelName("empty", optional=True), "auto", 'a judge with a label "none": a clean empty scene '
+                       'is not distorted; "" for none (toy: toy-count)'),
+    "label_set": common.LABEL_SET,
+    "n_labels": common.helped(common.N_LABELS, "labels whose prompts every latent is optimised over, evenly spaced",
+                              small=2),
+    "heldout": Parameter(Int(1, 1000), 6, "labels the search never sees: the prompt-independence test", small=2),
+    "latents": Parameter(common.SEEDS, 2, "latents searched (one per seed)", small=2),
+    "reference_images": Parameter(Int(2, 100_000), 32, "ordinary images (fresh seeds) that realism is measured "
+                                  "against", small=8),
+    **PARAMETERS,
+    "low_confidence": Parameter(common.PROB, 0.5, '"distorted": every judge misses the label and the ensemble\'s '
+                                "top probability is below this"),
+    "store_dir": common.store_dir(STUDY),
+    "device": common.DEVICE,
+    "dtype": common.DTYPE,
+    **common.SEARCHES,
+    "seed": common.SEED,
+}, _images, _rules)
 
 
 def split(labels: list[str], n_search: int, n_heldout: int) -> tuple[list[str], list[str]]:

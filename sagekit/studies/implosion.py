@@ -39,8 +39,11 @@ from ..stats import rate, wilson
 from ..toy.probe import object_attention
 from ..toy.scenes import COLOURS, LABELS, SHAPES
 from ..toy.world import WorldConfig, describe_all, make_dataset, relabel
+from . import common
 from .alignment import alignment_difficulty
+from .parameters import Choice, Float, Int, ListOf, ModelName, Parameter, ParameterError, Schema, Text
 
+STUDY = "implosion"
 PROMPT = "a photo of a {label}"
 # The evaluation block: this many colours x shapes, never used by a poisoned pair.
 HELD_COLOURS = HELD_SHAPES = 2
@@ -535,3 +538,113 @@ def summarize(points: pd.DataFrame, found: dict, model: str) -> dict:
             "unpoisoned_below_control": {rule: {str(r["k"]): r["interval_below"] for r in v["per_k"]}
                                          for rule, v in found.items()},
             "headline": head}
+
+
+# ---------------------------------------------------------------------------- parameters
+def _poison_plans(p: dict) -> list[tuple[int, list[int]]]:
+    """``(k, poisoned pairs per concept)`` of every poisoned fine-tuning set of the sweep (a
+    small k puts the whole total budget on few concepts; a large one needs many concepts)."""
+    plan = sweep_plan(p["ks"], p["budget"], p["budget_rule"], p["per_concept"])
+    return [(len(counts), list(counts)) for counts, clean in dict.fromkeys(plan.values()) if not clean]
+
+
+def _folder_rules(p: dict) -> None:
+    """A folder run: the folder pairs up, the concepts parse and are mentioned, every k
+    has its pairs and its budget's images, the unpoisoned concepts are judged."""
+    from pathlib import Path
+
+    from ..models.registry import judge_label_names
+    from ..poisoning import PoisonError, choose_poison, read_folder
+    from . import STUDIES
+
+    folder = Path(p["data"]).expanduser()
+    folder = folder if folder.is_absolute() else STUDIES[STUDY].path.parent / folder
+    try:
+        data = read_folder(folder)
+        split = plan_split(max(p["ks"]), p["seed"], str(folder), p["concepts"], p["unpoisoned"])
+        for k, counts in _poison_plans(p):
+            choose_poison(data.captions, split.pairs[:k], counts, p["seed"])
+    except (PoisonError, ValueError) as e:
+        raise ParameterError(f"data {p['data']!r}: {e}") from None
+    if p["n_train"] > len(data.captions):  # the clean pairs and the poison come from the folder's own
+        raise ParameterError(f"n_train ({p['n_train']}) is more than the {len(data.captions)} pairs of {p['data']!r}")
+    known = judge_label_names(p["judge"])
+    missing = [c for c in list(p["unpoisoned"]) + [a for a, _ in split.pairs] + [b for _, b in split.pairs]
+               if known is not None and c not in known]
+    if missing:
+        raise ParameterError(f"judge {p['judge']!r} does not know the concepts {', '.join(map(repr, missing[:5]))}")
+
+
+def _rules(p: dict) -> None:
+    from ..models.registry import world_of
+
+    if p["data"]:
+        _folder_rules(p)
+    elif world_of(p["model"]) == "real":
+        raise ParameterError(f"parameter 'data' must name a folder of image + caption pairs (name.png + name.txt) for "
+                             f"a real model such as {p['model']!r}: the toy world's 32-pixel scenes are not its data")
+    elif p["concepts"] or p["unpoisoned"]:
+        raise ParameterError("parameters 'concepts' and 'unpoisoned' apply to a folder run: set 'data' too")
+    elif max(p["ks"]) > MAX_K:
+        raise ParameterError(f"parameter 'ks' may poison at most {MAX_K} concepts on the toy world "
+                             f"(its unpoisoned concepts share no word with a poisoned one), got {max(p['ks'])}")
+    if "total" in rules_of(p["budget_rule"]) and max(p["ks"]) > p["budget"]:
+        raise ParameterError(f"parameter 'budget' ({p['budget']}) must give every poisoned concept at least one "
+                             f"pair: it must be at least max(ks) = {max(p['ks'])}")
+    for (rule, k, _), (counts, _) in sweep_plan(p["ks"], p["budget"], p["budget_rule"], p["per_concept"]).items():
+        if sum(counts) > p["n_train"]:
+            raise ParameterError(f"the {rule} rule poisons {sum(counts)} pairs at k = {k}; they must be at most "
+                                 f"'n_train' ({p['n_train']}): lower 'budget' or 'per_concept', or raise 'n_train'")
+    if p["attention_seeds"] > p["eval_seeds"]:
+        raise ParameterError(f"parameter 'attention_seeds' ({p['attention_seeds']}) must be at most 'eval_seeds' "
+                             f"({p['eval_seeds']})")
+
+
+def _images(p: dict) -> int:
+    # each fine-tune (rows that share a training set share one) draws the unpoisoned concepts and its k sources
+    evaluated = len(p["unpoisoned"]) if p["data"] else HELD_COLOURS * HELD_SHAPES
+    runs = set(sweep_plan(p["ks"], p["budget"], p["budget_rule"], p["per_concept"]).values())
+    return sum((evaluated + len(counts)) * p["eval_seeds"] for counts, _ in runs)
+
+
+SCHEMA = Schema({
+    "model": common.MODEL,
+    "judge": Parameter(ModelName("judge"), "auto", "the classifier of what is drawn (toy: toy-ensemble)"),
+    "clip": common.helped(common.CLIP, "CLIP for AD and CLIP score (toy: toy-clip; real: OpenAI ViT-B/32, as "
+                          "compute_AD.py)"),
+    "data": Parameter(Text(4096, empty=True), "", "a folder of image + caption pairs (name.png + name.txt) to poison "
+                      "(a real model needs one); empty for the toy world"),
+    "concepts": Parameter(Text(4096, empty=True), "", 'with data: the poisoned pairs "A:B,C:D" (captions about A, '
+                          "images of B)"),
+    "unpoisoned": Parameter(ListOf(Text(200), 0, 1000, unique=True), [], "with data: the concepts evaluated (judge "
+                            "labels sharing no word with a pair)"),
+    "ks": Parameter(ListOf(Int(0, 1000), 1, 20, unique=True), [0, 1, 2, 4, 8], "numbers of poisoned concepts (at "
+                    f"most {MAX_K} on the toy world)", small=[0, 1, 2]),
+    "budget_rule": Parameter(Choice(("total", "per-concept", "both")), "total", '"total" (a fixed budget split over '
+                             'the k concepts: only k changes), "per-concept" (the paper\'s: a fixed number per '
+                             'concept, total poison grows with k) or "both"', small="both"),
+    "budget": Parameter(Int(1, 1_000_000), 1200, "total rule: poisoned pairs in all, split evenly over the k "
+                        "concepts", small=20),
+    "per_concept": Parameter(Int(0, 1_000_000, note=" (0: budget // max(ks))"), 0, "per-concept rule: poisoned pairs "
+                             "per concept (0: budget // max(ks), the rules meet there)"),
+    "n_train": Parameter(Int(1, 1_000_000), 2000, "fine-tuning pairs in all (clean + budget), the same at every k",
+                         small=200),
+    "finetune_steps": Parameter(Int(1, 100_000), 60, "fine-tuning steps per run", small=2),
+    "batch_size": Parameter(Int(1, 100_000), 64, "fine-tuning batch"),
+    "lr": Parameter(common.LR, 5e-4, "fine-tuning learning rate"),
+    "trainable": Parameter(Choice(("all", "cross-attention", "lora")), "auto", '"all", "cross-attention" (key/value '
+                           'projections) or "lora" (toy: all; real: lora)'),
+    "lora_rank": Parameter(Int(1, 4096, note=" (the LoRA adapters' rank)"), 4, 'the LoRA adapters\' rank (trainable '
+                           '"lora")'),
+    "eval_seeds": Parameter(common.SEEDS, 32, "generated images per evaluated concept and run", small=2),
+    "attention_seeds": Parameter(Int(1, 10_000), 2, "of those, images whose cross-attention is recorded", small=1),
+    "guidance": Parameter(Float(1, 100, note=" (1 = no guidance)"), 3.0, "classifier-free guidance of the "
+                          "evaluation (1: none)"),
+    "steps": common.STEPS,
+    "device": common.DEVICE,
+    "dtype": common.DTYPE,
+    "executor": common.helped(common.EXECUTOR["executor"], '"local", or "ray": the points (a fine-tune each) on Ray '
+                              "workers, one per GPU or CPU slot"),
+    "address": common.EXECUTOR["address"],
+    "seed": common.SEED,
+}, _images, _rules)

@@ -20,6 +20,24 @@ from ..models.judges import Ensemble
 from ..realism import RealismReference
 from ..search import Checkpoint, LatentDelta, RobustGoal, SearchState, certify, signed_descent
 from ..stats import rate
+from . import common
+from .parameters import Float, Int, Parameter, check_fields
+
+# The search's parameters, shared by the distorted- and unrelated-latents studies (their
+# configs' fields check against the same rules).
+PARAMETERS = {
+    "iterations": Parameter(common.ITERATIONS, 100, "signed-gradient iterations (SAGE: 100)", small=3),
+    "lr": Parameter(common.LR, 0.05, "step size (SAGE: 0.05)"),
+    "delta_bound": Parameter(Float(0, 10, lo_open=True), 1.0, "bound on |delta| elementwise (SAGE: 1)"),
+    "mode": Parameter(common.MODE, "residual", 'gradient mode of the search: "residual" or "exact"'),
+    "k": common.K,
+    "c": Parameter(Float(0, 10), 1.0, "residual: weight of z' - sg(z') at step t_k"),
+    "alpha": Parameter(Float(0, 0.5, lo_open=True), 0.01, "certificate level"),
+    "guidance": common.GUIDANCE,
+    "steps": common.STEPS,
+    "compare_iterations": Parameter(Int(1, 1000), 3,
+                                    "iteration budget of the exact-vs-residual comparison (one sample)", small=1),
+}
 
 
 @dataclass
@@ -37,10 +55,7 @@ class LatentSearchConfig:
     steps: int | None = None
 
     def __post_init__(self):
-        if self.mode not in ("exact", "residual"):
-            raise ValueError(f"mode must be 'exact' or 'residual', got {self.mode!r}")
-        if self.lr <= 0 or self.iterations < 0 or self.delta_bound <= 0 or self.k < 1 or not 0 < self.alpha < 1:
-            raise ValueError(f"invalid latent search parameters: {asdict(self)}")
+        check_fields(PARAMETERS, asdict(self))
 
 
 @dataclass
@@ -112,8 +127,8 @@ def search_latents(gen: Generator, goal: RobustGoal, prompts: list[str], targets
     (``failed_at_start``) is the model's own failure, not one the search found. With
     ``checkpoints`` (a folder) a killed search resumes where it stopped."""
     device = gen.device
-    steps = cfg.steps or gen.default_steps
-    guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
+    steps = gen.steps_of(cfg.steps)
+    guidance = gen.guidance_of(cfg.guidance)
     target = torch.tensor(targets)
     z0 = gen.initial_noise(seeds).to(device)
     latent = LatentDelta(z0, cfg.lr, cfg.delta_bound, cfg.alpha)
@@ -190,8 +205,8 @@ def search_shared_latents(gen: Generator, goal: RobustGoal, prompts: list[str], 
     The engine's parts as in :func:`search_latents`; ``verified``: the verifier's verdict
     on every prompt's image drawn again with another sampler."""
     device = gen.device
-    steps = cfg.steps or gen.default_steps
-    guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
+    steps = gen.steps_of(cfg.steps)
+    guidance = gen.guidance_of(cfg.guidance)
     n = len(prompts)
     target = torch.tensor(targets)
     z0 = gen.initial_noise(seeds).to(device)
@@ -270,8 +285,8 @@ def cost_per_iteration(gen: Generator, goal: RobustGoal, prompt: str, target: in
                        iterations: int = 3) -> dict:
     """Seconds and peak memory of one gradient iteration in ``cfg.mode`` (median of a few,
     one sample). Peak memory on CPU is the process's peak RSS, an upper bound."""
-    steps = cfg.steps or gen.default_steps
-    guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
+    steps = gen.steps_of(cfg.steps)
+    guidance = gen.guidance_of(cfg.guidance)
     z = gen.initial_noise([seed]).to(gen.device)
     emb = gen.encode_prompts([prompt])
     if gen.device.type == "cuda":
@@ -340,7 +355,7 @@ def compare_modes(gen: Generator, goal: RobustGoal, prompts: list[str], targets:
         c = LatentSearchConfig(**{**asdict(cfg), "mode": mode, "iterations": iterations})
         res = search_latents(gen, goal, prompts, targets, seeds, c, progress)
         cost = cost_per_iteration(gen, goal, prompts[0], targets[0], seeds[0], c, iterations=2)
-        rows.append({"mode": mode, "k": c.k if mode == "residual" else c.steps or gen.default_steps,
+        rows.append({"mode": mode, "k": c.k if mode == "residual" else gen.steps_of(c.steps),
                      "samples": len(res.table), "success_rate": float(res.table["success"].mean()),
                      "seconds_per_iteration": cost["seconds"],
                      "search_seconds_per_iteration": float(np.mean(res.seconds_per_iteration))

@@ -1,13 +1,16 @@
-"""What every study parameter may be: ranges, choice sets, names that must resolve.
+"""Parameter kinds, and how a study's one declaration of its parameters is used.
 
-A notebook's ``parameters`` cell gives each parameter its default (and so its type); the
-schema here gives what values are allowed. ``sagekit run`` checks both before a kernel
-starts, so bad input costs a one-line error instead of a traceback minutes later. Each
-study also estimates how many images its grid will generate, and grids beyond
-:data:`MAX_IMAGES` are refused.
+A study module declares each of its parameters once, as a :class:`Parameter` (kind,
+default, help, the fast tests' small value) in its :data:`SCHEMA`; everything else is
+derived from that: validation here, the notebook's ``parameters`` cell
+(:func:`parameters_cell`; a test fails when the two differ), the small sizes of the
+fast tests, the defaults ``sagekit run`` merges with ``-p`` overrides. ``sagekit run``
+checks every value before a kernel starts, so bad input costs a one-line error instead of
+a traceback minutes later. Each study also estimates how many images its grid will
+generate, and grids beyond :data:`MAX_IMAGES` are refused.
 
-Parameters shared by studies (``model``, ``judge``, ``device``, ``seed`` ...) are declared
-once and reused.
+``None`` is the one sentinel for "the model's default" (steps, guidance); the generator
+resolves it (``Generator.steps_of`` / ``guidance_of``).
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..shifts import URMS_DRAWS
-
 MAX_IMAGES = 2_000_000  # a week of an H100 at SD 1.5's batched ceiling; beyond that, split the grid
 
 
@@ -30,6 +31,10 @@ class ParameterError(ValueError):
 
 def _fail(name: str, message: str) -> ParameterError:
     return ParameterError(f"parameter {name!r} {message}")
+
+
+def _none(meaning: str) -> str:
+    return f", or None ({meaning})" if meaning else ""
 
 
 # ---------------------------------------------------------------------------- kinds
@@ -46,10 +51,13 @@ class Int(Param):
     lo: int
     hi: int
     note: str = ""
+    none: str = ""  # what None means, where None is allowed ("the model's default")
 
     def check(self, name, value, ctx):
+        if value is None and self.none:
+            return
         if not isinstance(value, int) or isinstance(value, bool) or not self.lo <= value <= self.hi:
-            raise _fail(name, f"must be an integer from {self.lo} to {self.hi}{self.note}, got {value!r}")
+            raise _fail(name, f"must be an integer from {self.lo} to {self.hi}{self.note}{_none(self.none)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -58,13 +66,16 @@ class Float(Param):
     hi: float
     lo_open: bool = False
     note: str = ""
+    none: str = ""  # what None means, where None is allowed
 
     def check(self, name, value, ctx):
+        if value is None and self.none:
+            return
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         ok = ok and (self.lo < value if self.lo_open else self.lo <= value) and value <= self.hi
         if not ok:
             lo = f"above {self.lo}" if self.lo_open else f"at least {self.lo}"
-            raise _fail(name, f"must be a number {lo} and at most {self.hi}{self.note}, got {value!r}")
+            raise _fail(name, f"must be a number {lo} and at most {self.hi}{self.note}{_none(self.none)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -263,194 +274,99 @@ class _Pair(Param):
         self.second.check(f"{name}[1]", value[1], ctx)
 
 
-def _grid(spec) -> dict:
-    from ..shifts import grid
-
-    return grid(spec)
+# ---------------------------------------------------------------------------- declarations
+_NO_SMALL = object()
 
 
-# ---------------------------------------------------------------------------- shared declarations
-COUNT = Int(1, 100_000)
-SEED = Int(0, 2**32 - 1)
-LABELS_N = Int(1, 1000, note=" (labels used, evenly spaced over the label set)")
-SEEDS_N = Int(1, 10_000)
-ITERATIONS = Int(1, 10_000)
-STEPS = Int(0, 1000, note=" (0 = the model's default)")
-SEARCH_STEPS = Int(1, 1000)
-GUIDANCE = Float(0, 100, note=" (0 = the model's default, 1 = no guidance)")
-LR = Float(0, 100, lo_open=True)
-PROB = Float(0, 1)
-MODE = Choice(("exact", "residual"))
-PRECISION = Choice(("auto", "float32", "float16", "bfloat16"))  # "auto": float16 on CUDA, float32 on CPU
-EXECUTOR = {"executor": Choice(("local", "ray")), "address": Text(400, empty=True)}  # studies that run on Ray
-SEARCHES = {**EXECUTOR, "per_task": Int(0, 100_000, note=" (0: one label, seed or target per Ray task)")}
-COMMON = {"model": ModelName("generator"), "judge": ModelName("ensemble"), "device": Device(), "seed": SEED,
-          "dtype": PRECISION}
-LATENT = {
-    **COMMON, "verifier": ModelName("ensemble"), "label_set": LabelSet(), "n_labels": LABELS_N,
-    "iterations": ITERATIONS, "lr": LR, "delta_bound": Float(0, 10, lo_open=True), "mode": MODE,
-    "k": Int(1, 1000, note=" (and at most steps)"), "c": Float(0, 10), "alpha": Float(0, 0.5, lo_open=True),
-    "guidance": GUIDANCE, "steps": STEPS, "compare_iterations": Int(1, 1000), "store_dir": Folder(),
-}
+@dataclass(frozen=True)
+class Parameter:
+    """One study parameter, declared once: its kind (the rule its values obey), default,
+    one line of help for the notebook, and ``small``: the value the fast tests run with
+    (unset: the default)."""
+
+    rule: Param
+    default: Any
+    help: str = ""
+    small: Any = _NO_SMALL
+
+    @property
+    def has_small(self) -> bool:
+        return self.small is not _NO_SMALL
 
 
 @dataclass(frozen=True)
 class Schema:
-    params: dict[str, Param]
+    """A study's parameters in notebook order, its image estimate and its rules between
+    parameters."""
+
+    params: dict[str, Parameter]
     estimate: Callable[[dict], int]  # images the grid generates, about
-    cross: Callable[[dict], None] | None = None  # rules between parameters
+    cross: Callable[[dict], None] | None = None  # rules between parameters, after each value passed its own
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {name: p.default for name, p in self.params.items()}
+
+    def small(self) -> dict[str, Any]:
+        """The fast tests' values of the parameters that have one."""
+        return {name: p.small for name, p in self.params.items() if p.has_small}
 
 
-def _n_labels(p: dict) -> int:
-    from ..labels import get_label_set
-
-    return min(p["n_labels"], len(get_label_set(p["label_set"])))
-
-
-def _labels_are_judged(p: dict, which: str = "judge") -> None:
-    """Every label the study prompts for must be one the judge (or ``which``) can see."""
-    from ..labels import pick
-    from ..models.registry import judge_label_names
-
-    known = judge_label_names(p["judge"])
-    if known is None:
-        return
-    missing = [l for l in pick(p["label_set"], p["n_labels"]) if l not in set(known)]
-    if missing:
-        raise ParameterError(f"label_set {p['label_set']!r} has labels that {which} {p['judge']!r} does not know: "
-                             + ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else ""))
+def check_fields(params: dict[str, Parameter], values: dict[str, Any]) -> None:
+    """Check the values of a config object's fields that are declared parameters (a
+    config built in Python obeys the notebook's rules); ParameterError (a ValueError)."""
+    for name, value in values.items():
+        if name in params:
+            params[name].rule.check(name, value, {})
 
 
-def _k_within_steps(p: dict) -> None:
-    if p["steps"] and p["k"] > p["steps"]:
-        raise ParameterError(f"parameter 'k' ({p['k']}) must be at most steps ({p['steps']})")
-    _judged_and_verified(p)
+HEADER = "# Parameters (papermill injects overrides below this cell)"
+AUTO_NOTE = ('# "auto" takes the model\'s world\'s value (README, "Defaults per world"): the toy world\'s own judges\n'
+             "# for a toy model, real ones for a diffusers folder or hub id; None: the model's default")
+_HELP_COLUMN = 36
+_WIDTH = 120
 
 
-def _distorted_rules(p: dict) -> None:
-    """The searched and the held-out labels are disjoint parts of the label set, and
-    every one of them is judged."""
-    from ..labels import get_label_set
+def literal(value: Any) -> str:
+    """``value`` as Python source, strings in double quotes (as the notebooks write them)."""
+    import json
 
-    size = len(get_label_set(p["label_set"]))
-    if p["n_labels"] + p["heldout"] > size:
-        raise ParameterError(f"n_labels + heldout must be at most {size} (the labels of {p['label_set']!r}), "
-                             f"got {p['n_labels'] + p['heldout']}")
-    _k_within_steps(p)
-    _labels_are_judged({**p, "n_labels": size})
-    _labels_are_judged({**p, "n_labels": size, "judge": p["verifier"]}, "verifier")
-
-
-def _judged_and_verified(p: dict) -> None:
-    _labels_are_judged(p)
-    _verifier_is_held_out(p)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(literal, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
-def _verifier_is_held_out(p: dict) -> None:
-    """The verifier shares no judge with the search's ensemble and sees every label."""
-    _verifier_is_shared_with_no_judge(p)
-    _labels_are_judged({**p, "judge": p["verifier"]}, "verifier")
+def parameters_cell(schema: Schema) -> str:
+    """The notebook's ``parameters`` cell, written from the declaration: ``name = default``
+    and its help as a comment beside it (above it when the value is long). papermill
+    reads the cell line by line, so help never holds an ``=``."""
+    import textwrap
+
+    lines = [HEADER]
+    if any(p.default == "auto" or p.default is None for p in schema.params.values()):
+        lines += AUTO_NOTE.splitlines()
+    for name, p in schema.params.items():
+        code = f"{name} = {literal(p.default)}"
+        if not p.help:
+            lines.append(code)
+        elif len(code) + 2 > _HELP_COLUMN:
+            lines += [f"# {line}" for line in textwrap.wrap(p.help, _WIDTH - 2)] + [code]
+        else:
+            wrapped = textwrap.wrap(p.help, _WIDTH - _HELP_COLUMN - 2)
+            lines.append(f"{code:<{_HELP_COLUMN}}# {wrapped[0]}")
+            lines += [f"{'':<{_HELP_COLUMN}}# {more}" for more in wrapped[1:]]
+    return "\n".join(lines)
 
 
-def _verifier_is_shared_with_no_judge(p: dict) -> None:
-    from ..models.registry import judge_leaves
-
-    shared = judge_leaves(p["verifier"]) & judge_leaves(p["judge"])
-    if shared:
-        raise ParameterError(f"parameter 'verifier' ({p['verifier']!r}) must hold no judge the search uses; "
-                             f"it shares {', '.join(sorted(shared))} with judge {p['judge']!r}")
-
-
-def _targets_are_judged(p: dict) -> None:
-    from ..models.registry import judge_label_names
-
-    known = judge_label_names(p["judge"])
-    if known is None:
-        return
-    for t in p["targets"]:
-        if t not in known:
-            raise ParameterError(f"target {t!r} is not a label of judge {p['judge']!r}")
-    if p["n_train_labels"] + p["n_heldout_labels"] > len(known) - 1:
-        raise ParameterError(f"n_train_labels + n_heldout_labels must be at most {len(known) - 1} "
-                             f"(the judge's other labels), got {p['n_train_labels'] + p['n_heldout_labels']}")
-
-
-def _tokens_rules(p: dict) -> None:
-    _targets_are_judged(p)
-    _targets_are_judged({**p, "judge": p["verifier"]})
-    _verifier_is_shared_with_no_judge(p)
-
-
-def _implosion_rules(p: dict) -> None:
-    from ..models.registry import world_of
-    from .implosion import MAX_K, rules_of, sweep_plan
-
-    if p["data"]:
-        _poisoned_folder_rules(p)
-    elif world_of(p["model"]) == "real":
-        raise ParameterError(f"parameter 'data' must name a folder of image + caption pairs (name.png + name.txt) for "
-                             f"a real model such as {p['model']!r}: the toy world's 32-pixel scenes are not its data")
-    elif p["concepts"] or p["unpoisoned"]:
-        raise ParameterError("parameters 'concepts' and 'unpoisoned' apply to a folder run: set 'data' too")
-    elif max(p["ks"]) > MAX_K:
-        raise ParameterError(f"parameter 'ks' may poison at most {MAX_K} concepts on the toy world "
-                             f"(its unpoisoned concepts share no word with a poisoned one), got {max(p['ks'])}")
-    rules = rules_of(p["budget_rule"])
-    if "total" in rules and max(p["ks"]) > p["budget"]:
-        raise ParameterError(f"parameter 'budget' ({p['budget']}) must give every poisoned concept at least one "
-                             f"pair: it must be at least max(ks) = {max(p['ks'])}")
-    for (rule, k, _), (counts, _) in sweep_plan(p["ks"], p["budget"], p["budget_rule"], p["per_concept"]).items():
-        if sum(counts) > p["n_train"]:
-            raise ParameterError(f"the {rule} rule poisons {sum(counts)} pairs at k = {k}; they must be at most "
-                                 f"'n_train' ({p['n_train']}): lower 'budget' or 'per_concept', or raise 'n_train'")
-    if p["attention_seeds"] > p["eval_seeds"]:
-        raise ParameterError(f"parameter 'attention_seeds' ({p['attention_seeds']}) must be at most 'eval_seeds' "
-                             f"({p['eval_seeds']})")
-
-
-def _poison_plans(p: dict) -> list[tuple[int, list[int]]]:
-    """``(k, poisoned pairs per concept)`` of every poisoned fine-tuning set of the sweep (a
-    small k puts the whole total budget on few concepts; a large one needs many concepts)."""
-    from .implosion import sweep_plan
-
-    plan = sweep_plan(p["ks"], p["budget"], p["budget_rule"], p["per_concept"])
-    return [(len(counts), list(counts)) for counts, clean in dict.fromkeys(plan.values()) if not clean]
-
-
-def _poisoned_folder_rules(p: dict) -> None:
-    """A folder run: the folder pairs up, the concepts parse and are mentioned, every k
-    has its pairs and its budget's images, the unpoisoned concepts are judged."""
-    from ..poisoning import PoisonError, choose_poison, read_folder
+def schema_of(study_id: str) -> Schema:
+    """The declaration of a study's parameters (its module's ``SCHEMA``)."""
     from . import STUDIES
-    from .implosion import plan_split
 
-    folder = Path(p["data"]).expanduser()
-    folder = folder if folder.is_absolute() else STUDIES["implosion"].path.parent / folder
-    try:
-        data = read_folder(folder)
-        split = plan_split(max(p["ks"]), p["seed"], str(folder), p["concepts"], p["unpoisoned"])
-        for k, counts in _poison_plans(p):
-            choose_poison(data.captions, split.pairs[:k], counts, p["seed"])
-    except (PoisonError, ValueError) as e:
-        raise ParameterError(f"data {p['data']!r}: {e}") from None
-    if p["n_train"] > len(data.captions):  # the clean pairs and the poison come from the folder's own
-        raise ParameterError(f"n_train ({p['n_train']}) is more than the {len(data.captions)} pairs of {p['data']!r}")
-    from ..models.registry import judge_label_names
-
-    known = judge_label_names(p["judge"])
-    missing = [c for c in list(p["unpoisoned"]) + [a for a, _ in split.pairs] + [b for _, b in split.pairs]
-               if known is not None and c not in known]
-    if missing:
-        raise ParameterError(f"judge {p['judge']!r} does not know the concepts {', '.join(map(repr, missing[:5]))}")
-
-
-def _implosion_images(p: dict) -> int:
-    from .implosion import HELD_COLOURS, HELD_SHAPES, sweep_plan
-
-    # each fine-tune (rows that share a training set share one) draws the unpoisoned concepts and its k sources
-    evaluated = len(p["unpoisoned"]) if p["data"] else HELD_COLOURS * HELD_SHAPES
-    runs = set(sweep_plan(p["ks"], p["budget"], p["budget_rule"], p["per_concept"]).values())
-    return sum((evaluated + len(counts)) * p["eval_seeds"] for counts, _ in runs)
+    return STUDIES[study_id].schema
 
 
 def _ray_installed(p: dict) -> None:
@@ -459,74 +375,6 @@ def _ray_installed(p: dict) -> None:
 
         if importlib.util.find_spec("ray") is None:
             raise ParameterError("parameter 'executor' is 'ray' but Ray is not installed: pip install 'sagekit[ray]'")
-
-
-SCHEMAS: dict[str, Schema] = {
-    "toy-world": Schema(
-        {"per_label": Int(1, 1000), "n_judge": COUNT, "grid_labels": Int(1, 36), "per_probe": Int(1, 1000),
-         "probe_pairs": Int(1, 1000), "probe_seeds": Int(1, 1000), "seed": SEED},
-        lambda p: 36 * p["per_label"] * 6 + 9 * p["n_judge"] + 120 * p["per_probe"]
-        + 9 * p["probe_pairs"] * p["probe_seeds"]),
-    "prompt-failures": Schema(
-        {**COMMON, "verifier": ModelName("ensemble"), "clip": ModelName("clip"), "lm": ModelName("lm"),
-         "label_set": LabelSet(), "n_labels": LABELS_N, "max_words": Int(1, 32), "top_k": Int(1, 1000),
-         "ban": Choice(("label", "label set")),
-         "rescore": Int(1, 1000), "project_every": Int(0, 100_000), "iterations": ITERATIONS, "lr": LR,
-         "bound": Float(0, 100, lo_open=True), "train_seeds": SEEDS_N, "eval_seeds": SEEDS_N,
-         "fail_fraction": Float(0, 1, lo_open=True), "mode": MODE, "k": Int(1, 1000), "search_steps": SEARCH_STEPS,
-         "guidance": GUIDANCE, "steps": STEPS, "baseline_prompts": Int(1, 1000), "baseline_min_prob": PROB,
-         "taxonomy": ListOf(Text(80), 1, 50, unique=True), "store_dir": Folder(), **SEARCHES},
-        lambda p: _n_labels(p) * (p["max_words"] * (p["train_seeds"] * (p["iterations"] + 1 + p["rescore"])
-                                                     + p["eval_seeds"])
-                                  + p["baseline_prompts"] * p["eval_seeds"]),
-        _judged_and_verified),
-    "distorted-latents": Schema(
-        {**LATENT, "realism": ModelName("realism"), "realism_goal": Flag(), "empty": ModelName("empty", optional=True),
-         "heldout": Int(1, 1000), "latents": SEEDS_N, "low_confidence": PROB,
-         "reference_images": Int(2, 100_000), **SEARCHES},
-        lambda p: p["latents"] * (_n_labels(p) * (p["iterations"] + 3) + 2 * p["heldout"]) + 2 * p["compare_iterations"]
-        + p["reference_images"],
-        _distorted_rules),
-    "unrelated-latents": Schema(
-        {**LATENT, "seeds_per_label": SEEDS_N, "confidence": PROB, "realism": ModelName("realism"),
-         "realism_goal": Flag(), "empty": ModelName("empty", optional=True), "reference_images": Int(2, 100_000), **SEARCHES},
-        lambda p: _n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 3) + 2 * p["compare_iterations"]
-        + p["reference_images"],
-        _k_within_steps),
-    "adversarial-tokens": Schema(
-        {**COMMON, "verifier": ModelName("ensemble"), "clip": ModelName("clip"), "targets": ListOf(Text(200), 1, 100, unique=True),
-         "n_train_labels": Int(1, 1000), "n_heldout_labels": Int(1, 1000), "objective": Choice(("denoise", "judges")),
-         "iterations": ITERATIONS, "lr": LR, "bound": Float(0, 100, lo_open=True), "batch": Int(1, 1024),
-         "examples": Int(1, 10_000), "mode": MODE, "k": Int(1, 1000), "search_steps": SEARCH_STEPS,
-         "guidance": GUIDANCE, "steps": STEPS, "eval_seeds": SEEDS_N, "store_dir": Folder(), **SEARCHES},
-        lambda p: len(p["targets"]) * (p["iterations"] * p["batch"] + 4 * p["examples"]
-                                       + 2 * p["n_heldout_labels"] * p["eval_seeds"]),
-        _tokens_rules),
-    "seed-shifts": Schema(
-        {"models": ListOf(ModelName("generator"), 1, 16, unique=True),
-         "guidance": ListOf(GUIDANCE, 1, 16, unique=True), "shifts": Shifts(), "label_set": LabelSet(),
-         "n_labels": LABELS_N, "seeds_per_cell": SEEDS_N, "steps": STEPS, "judge": ModelName("judge"),
-         "clip": ModelName("clip"), "batch_size": Int(0, 4096, note=" (0: from free GPU memory)"),
-         "store_dir": Folder(), "device": Device(), "dtype": PRECISION, "compile": Flag(), "seed": SEED,
-         **EXECUTOR, "baseline_seeds_per_cell": SEEDS_N, "trajectory_seeds": Int(1, 1000),
-         "protocol": Choice(("auto", "toy", "paper")), "urms_draw": Choice(URMS_DRAWS)},
-        lambda p: len(p["models"]) * len(p["guidance"]) * _n_labels(p)
-        * (max(p["baseline_seeds_per_cell"], p["seeds_per_cell"])
-           + p["seeds_per_cell"] * sum(len(v) for v in _grid(p["shifts"]).values())),
-        _labels_are_judged),
-    "implosion": Schema(
-        {**COMMON, "judge": ModelName("judge"), "clip": ModelName("clip"), "ks": ListOf(Int(0, 1000), 1, 20, unique=True),
-         "n_train": Int(1, 1_000_000), "budget": Int(1, 1_000_000),
-         "budget_rule": Choice(("total", "per-concept", "both")),
-         "per_concept": Int(0, 1_000_000, note=" (0: budget // max(ks))"), "finetune_steps": Int(1, 100_000),
-         "lr": LR, "trainable": Choice(("all", "cross-attention", "lora")), "eval_seeds": SEEDS_N,
-         "data": Text(4096, empty=True), "concepts": Text(4096, empty=True), "unpoisoned": ListOf(Text(200), 0, 1000, unique=True),
-         "lora_rank": Int(1, 4096, note=" (the LoRA adapters' rank)"), "batch_size": Int(1, 100_000),
-         "attention_seeds": Int(1, 10_000), "guidance": Float(1, 100, note=" (1 = no guidance)"),
-         "steps": STEPS, **EXECUTOR},
-        _implosion_images,
-        _implosion_rules),
-}
 
 
 def _whose_default(study_id: str, name: str, params: dict) -> str:
@@ -544,7 +392,7 @@ def validate(study_id: str, params: dict[str, Any], base: Path) -> int:
     images; raises ParameterError."""
     from .defaults import is_auto, resolve, world_dependent
 
-    schema = SCHEMAS[study_id]
+    schema = schema_of(study_id)
     unknown = [name for name in params if name not in schema.params]
     if unknown:
         raise ParameterError(f"study {study_id!r} declares no rule for parameter {unknown[0]!r}")
@@ -552,7 +400,7 @@ def validate(study_id: str, params: dict[str, Any], base: Path) -> int:
     ctx = {**resolved, "__base__": str(base)}
     for name, value in resolved.items():
         try:
-            schema.params[name].check(name, value, ctx)
+            schema.params[name].rule.check(name, value, ctx)
         except ParameterError as e:
             if not is_auto(params[name]) or name not in world_dependent(study_id):
                 raise

@@ -35,41 +35,95 @@ from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..search import Checkpoint, RobustGoal, SearchState, TokenRows, perplexity, signed_descent
 from ..stats import rate
+from . import common
+from .parameters import Choice, Float, Int, ListOf, ModelName, Parameter, Schema, Text, check_fields
 
 STUDY = "prompt-failures"
 X_TOKEN, Y_TOKEN = "<sage-x>", "<sage-y>"
 
 
+D = {  # the search's own parameters; PromptSearchConfig's fields take their defaults and rules from here
+    "max_words": Parameter(Int(1, 32), 2, "words appended at most",
+                           small=1),
+    "top_k": Parameter(Int(1, 1000), 8, "LM candidates per word", small=3),
+    "iterations": Parameter(common.ITERATIONS, 100, "signed-gradient iterations per word (SAGE: 100)", small=2),
+    "lr": Parameter(common.LR, 0.05, "signed step, in units of the token table's spread (SAGE: 0.05)"),
+    "bound": Parameter(Float(0, 100, lo_open=True), 2.5, "clamp of [x] and [y] around the mean word, in spreads "
+                       "(SAGE: 2.5)"),
+    "rescore": Parameter(Int(1, 1000), 3, "candidates re-scored by a forward pass after the first-order ranking"),
+    "project_every": Parameter(Int(0, 100_000), 0, "PEZ: the forward pass sees [x]'s nearest candidate every n "
+                               "iterations (0: never)"),
+    "train_seeds": Parameter(common.SEEDS, 1, "seeds the token embeddings are optimised on", small=1),
+    "eval_seeds": Parameter(common.SEEDS, 8, "M fresh seeds (SAGE-style failure test)", small=2),
+    "fail_fraction": Parameter(Float(0, 1, lo_open=True), 0.8, "share of the fresh seeds that must fail"),
+    "mode": Parameter(common.MODE, "exact", 'gradients while optimising: "exact" or "residual" (last k steps)'),
+    "k": common.helped(common.K, "residual: steps with gradient"),
+    "search_steps": Parameter(Int(1, 1000, none="steps"), 4, "sampling steps while optimising (the failure test "
+                              "uses `steps`)", small=3),
+    "guidance": common.GUIDANCE,
+    "steps": common.STEPS,
+}
+
+
 @dataclass
 class PromptSearchConfig:
-    """``lr`` and ``bound`` are in units of the token table's spread (``TokenRows``);
-    SAGE's 0.05 and 2.5 by default."""
+    """The search's settings; defaults and rules are the study's declaration (:data:`D`).
+    ``lr`` and ``bound`` are in units of the token table's spread (``TokenRows``)."""
 
-    lr: float = 0.05
-    iterations: int = 100
-    bound: float = 2.5
-    max_words: int = 3
-    top_k: int = 10             # LM candidates per word
-    rescore: int = 3            # candidates re-scored by a forward pass after the first-order ranking
-    project_every: int = 0      # PEZ: the forward pass sees the nearest candidate every n iterations (0: never)
-    train_seeds: int = 2        # seeds the embeddings are optimised on
-    eval_seeds: int = 8         # M fresh seeds for the failure test
-    fail_fraction: float = 0.8
-    mode: str = "exact"
-    k: int = 2
-    guidance: float | None = None
-    steps: int | None = None        # sampling steps of the failure test (None: the model's default)
-    search_steps: int | None = None  # sampling steps while optimising (None: ``steps``)
+    lr: float = D["lr"].default
+    iterations: int = D["iterations"].default
+    bound: float = D["bound"].default
+    max_words: int = D["max_words"].default
+    top_k: int = D["top_k"].default
+    rescore: int = D["rescore"].default
+    project_every: int = D["project_every"].default
+    train_seeds: int = D["train_seeds"].default
+    eval_seeds: int = D["eval_seeds"].default
+    fail_fraction: float = D["fail_fraction"].default
+    mode: str = D["mode"].default
+    k: int = D["k"].default
+    guidance: float | None = D["guidance"].default
+    steps: int | None = D["steps"].default              # sampling steps of the failure test
+    search_steps: int | None = D["search_steps"].default  # sampling steps while optimising (None: ``steps``)
     banned: tuple[str, ...] = ()    # words never candidates, for any label (besides the label's own)
 
     def __post_init__(self):
         self.banned = tuple(w.lower() for w in self.banned)
-        if self.mode not in ("exact", "residual"):
-            raise ValueError(f"mode must be 'exact' or 'residual', got {self.mode!r}")
-        if (self.lr <= 0 or self.iterations < 0 or self.bound <= 0 or self.max_words < 1 or self.top_k < 1
-                or self.rescore < 1 or self.project_every < 0 or self.train_seeds < 1 or self.eval_seeds < 1
-                or not 0 < self.fail_fraction <= 1):
-            raise ValueError(f"invalid prompt search parameters: {asdict(self)}")
+        check_fields(D, asdict(self))
+
+
+def _images(p: dict) -> int:
+    return common.n_labels(p) * (p["max_words"] * (p["train_seeds"] * (p["iterations"] + 1 + p["rescore"])
+                                                   + p["eval_seeds"])
+                                 + p["baseline_prompts"] * p["eval_seeds"])
+
+
+SCHEMA = Schema({
+    "model": common.MODEL,
+    "judge": common.JUDGE,
+    "verifier": common.VERIFIER,
+    "clip": common.helped(common.CLIP, "CLIP score of the found prompts (toy: toy-clip)"),
+    "lm": Parameter(ModelName("lm"), "auto", "the LM that proposes words: a causal LM folder / cached hub id "
+                    "(toy: the caption GPT-2)"),
+    "label_set": common.LABEL_SET,
+    "n_labels": common.helped(common.N_LABELS, "labels searched, evenly spaced over the label set", small=2),
+    **{name: D[name] for name in ("max_words", "top_k")},
+    "ban": Parameter(Choice(("label", "label set")), "label set",
+                     'words never proposed: "label" (its own words) or "label set" (any word naming a label)'),
+    **{name: D[name] for name in ("iterations", "lr", "bound", "rescore", "project_every", "train_seeds",
+                                  "eval_seeds", "fail_fraction", "mode", "k", "search_steps", "guidance", "steps")},
+    "baseline_prompts": Parameter(Int(1, 1000), 3, "natural baseline: the LM's likeliest continuations tested per "
+                                  "label", small=1),
+    "baseline_min_prob": Parameter(common.PROB, 0.05, "... each of whose words the LM gives at least this "
+                                   "probability"),
+    "taxonomy": Parameter(ListOf(Text(80), 1, 50, unique=True), common.TAXONOMY, "the tags a person may give a "
+                          "found prompt"),
+    "store_dir": common.store_dir(STUDY, "where prompts, their tags and the search checkpoints are kept"),
+    "device": common.DEVICE,
+    "dtype": common.DTYPE,
+    **common.SEARCHES,
+    "seed": common.SEED,
+}, _images, common.judged_and_verified)
 
 
 def _next_words(lm, tokenizer, prompt: str):
@@ -160,8 +214,8 @@ class _TokenObjective:
         self.gen, self.goal, self.prompts, self.target, self.cfg, self.snap = gen, goal, prompts, target, cfg, snap
         self.n = len(seeds)
         self.z = gen.initial_noise(seeds).to(gen.device)
-        self.steps = cfg.search_steps or cfg.steps or gen.default_steps
-        self.guidance = gen.default_guidance if cfg.guidance is None else cfg.guidance
+        self.steps = cfg.search_steps or gen.steps_of(cfg.steps)
+        self.guidance = gen.guidance_of(cfg.guidance)
 
     def _snapped(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """[x] as the forward pass sees it under PEZ: its nearest candidate, with the

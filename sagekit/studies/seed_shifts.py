@@ -20,10 +20,12 @@ from ..models.clip import ClipScorer
 from ..models.generator import Generator
 from ..models.judges import Judge, sobel_edges
 from ..models.registry import training_recipe
-from ..shifts import SHIFTS, apply_shift
+from ..shifts import SHIFTS, URMS_DRAWS, apply_shift
 from ..stats import mean_ci, wilson
 from ..store import ResultStore, to_uint8
 from ..sweep import run_sweep
+from . import common
+from .parameters import Choice, Flag, Int, ListOf, ModelName, Parameter, Schema, Shifts
 
 STUDY = "seed-shifts"
 PROMPT = "A photo of a {label}"
@@ -36,10 +38,57 @@ RATES = ("top1", "top5", "colour", "shape")  # colour and shape exist on toy lab
 PROTOCOLS = {
     "toy": {"shifts": {"UMS": [-0.8, -0.4, -0.1, 0.1, 0.4, 0.8], "URMS": [-1.6, -0.8, 0.8, 1.6], "SDS": [-0.5, 0.5],
                        "MS": [[-0.2, -0.1], [0.2, 0.1]], "PAS": [16, 64]},
-            "n_labels": 4, "seeds_per_cell": 1, "baseline_seeds_per_cell": 8, "guidance": [0.0, 1.0], "steps": 0},
+            "n_labels": 4, "seeds_per_cell": 1, "baseline_seeds_per_cell": 8, "guidance": [None, 1.0], "steps": None},
     "paper": {"shifts": "paper", "label_set": "imagenet100", "n_labels": 100, "seeds_per_cell": 100,
               "baseline_seeds_per_cell": 100, "guidance": [7.5], "steps": 50},
 }
+
+
+def _images(p: dict) -> int:
+    from ..shifts import grid
+
+    return (len(p["models"]) * len(p["guidance"]) * common.n_labels(p)
+            * (max(p["baseline_seeds_per_cell"], p["seeds_per_cell"])
+               + p["seeds_per_cell"] * sum(len(v) for v in grid(p["shifts"]).values())))
+
+
+SCHEMA = Schema({
+    "models": Parameter(ListOf(ModelName("generator"), 1, 16, unique=True), ["toy", "toy-ddpm", "toy-latent-learned", "toy-pixel"],
+                        "generator names, diffusers folders or cached hub ids"),
+    "protocol": Parameter(Choice(("auto", "toy", "paper")), "auto",
+                          'sizes and grid of every "auto" below: "toy" (for the toy world\'s CPU demo) or "paper" '
+                          '(paper 001\'s §4.1); "auto" is the models\' world\'s: toy or paper'),
+    "guidance": Parameter(ListOf(common.GUIDANCE_SCALE, 1, 16, unique=True), "auto",
+                          "a list of scales, None each model's default, 1.0 none (toy: [None, 1.0]; paper: [7.5])"),
+    "shifts": Parameter(Shifts(), "auto", '"paper" (the §4.1 grids) or a dict of shift to levels (toy: larger mean '
+                        "shifts, which the toy latents need; see seed_shifts.PROTOCOLS)",
+                        small={"UMS": [-0.2, 0.2], "PAS": [64]}),
+    "urms_draw": Parameter(Choice(URMS_DRAWS), "element",
+                           'URMS draws u in [0, 1] per "element" (the mean moves by α_u/2) or per "image"'),
+    "label_set": common.LABEL_SET,
+    "n_labels": common.helped(common.N_LABELS, "labels used, evenly spaced over the label set (toy: 4; paper: 100)",
+                              default="auto", small=4),
+    "seeds_per_cell": Parameter(common.SEEDS, "auto",
+                                "seeds per shifted (model, guidance, shift, level, label) (toy: 1; paper: 100)", small=1),
+    "baseline_seeds_per_cell": Parameter(common.SEEDS, "auto",
+                                         "seeds per unshifted (model, guidance, label) (toy: 8; paper: 100)", small=2),
+    "steps": common.helped(common.STEPS, "sampling steps, None each model's default (toy: None; paper: 50)",
+                           default="auto"),
+    "judge": Parameter(ModelName("judge"), "auto", "the classifier (toy: toy-ensemble; real: timm ViT-H/14, README)"),
+    "clip": common.helped(common.CLIP, "the CLIP scorer (toy: toy-clip; real: open_clip ViT-H-14)"),
+    "batch_size": Parameter(Int(0, 4096, note=" (0: from free GPU memory)"), 64,
+                            "images per batch; 0: as many as fit in free GPU memory"),
+    "store_dir": common.store_dir(STUDY, "results store; rerunning resumes from it"),
+    "trajectory_seeds": Parameter(Int(1, 1000), 4, "seeds per model for the trajectory analyses", small=2),
+    "device": common.DEVICE,
+    "dtype": common.DTYPE,
+    "compile": Parameter(Flag(), False, "torch.compile the denoisers (GPU sweeps: faster after a one-off compile)"),
+    "executor": common.helped(common.EXECUTOR["executor"],
+                              '"local", or "ray": the sweep\'s batches on Ray workers, one per GPU or CPU slot'),
+    "address": common.EXECUTOR["address"],
+    "seed": common.helped(common.SEED, "first seed"),
+}, _images, common.labels_are_judged)
+
 # What the paper measured without a shift (§4.1): its anchor for a run of the paper protocol.
 PAPER_ANCHOR = {"top1": 0.71, "top5": 0.90, "model": "Stable Diffusion 2.1", "images_per_prompt": 100,
                 "judge": "ViT-H/14 SWAG (88.5% / 98.5% on ImageNet)"}
@@ -363,7 +412,7 @@ def trajectory_distances(generators: dict[str, Generator], prompt: str, seeds: S
 @dataclass
 class Plan:
     """Everything the sweep needs, derived from the notebook's parameters: per model its
-    sampling steps and guidance scales (0 resolved to the model's default), the first
+    sampling steps and guidance scales (None resolved to the model's default), the first
     scale (the trajectory analyses'), and every cell of the grid."""
 
     steps: dict[str, int]
@@ -375,12 +424,12 @@ class Plan:
 
 
 def plan(generators: dict[str, Generator], shift_grid: dict[str, Sequence], labels: Sequence[str], seed: int,
-         seeds_per_cell: int, baseline_seeds_per_cell: int, guidance: Sequence[float], steps: int, judge: str,
-         clip: str, revisions: dict[str, str], urms_draw: str = "element") -> Plan:
-    """The grid of the study: guidance 0 means each model's default, steps 0 likewise; the
+         seeds_per_cell: int, baseline_seeds_per_cell: int, guidance: Sequence[float | None], steps: int | None,
+         judge: str, clip: str, revisions: dict[str, str], urms_draw: str = "element") -> Plan:
+    """The grid of the study: guidance None means each model's default, steps None likewise; the
     unshifted baseline gets ``max(baseline_seeds_per_cell, seeds_per_cell)`` seeds."""
-    steps_of = {m: steps or g.default_steps for m, g in generators.items()}
-    scales = {m: [g.default_guidance if s == 0 else s for s in guidance] for m, g in generators.items()}
+    steps_of = {m: g.steps_of(steps) for m, g in generators.items()}
+    scales = {m: [g.guidance_of(s) for s in guidance] for m, g in generators.items()}
     n_base = max(baseline_seeds_per_cell, seeds_per_cell)
     cells = [c for m in generators for c in build_cells(
         [m], shift_grid, labels, range(seed, seed + seeds_per_cell), scales[m], steps_of[m], judge, clip,

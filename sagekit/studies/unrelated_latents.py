@@ -20,9 +20,50 @@ from ..realism import RealismReference
 from ..search import UnrelatedGoal
 from ..search.goals import EMPTY_LABEL
 from ..stats import mean_ci, rate
-from .latent_search import LatentSearchConfig, LatentSearchResult, found_verified, merge, search_latents
+from .parameters import Flag, Int, ModelName, Parameter, Schema
+from . import common
+from .latent_search import PARAMETERS, LatentSearchConfig, LatentSearchResult, found_verified, merge, search_latents
 
 PROMPT = "A photo of a {label}"
+STUDY = "unrelated-latents"
+
+
+def _images(p: dict) -> int:
+    return (common.n_labels(p) * p["seeds_per_label"] * (p["iterations"] + 3) + 2 * p["compare_iterations"]
+            + p["reference_images"])
+
+
+def _rules(p: dict) -> None:
+    common.k_within_steps(p)
+    common.judged_and_verified(p)
+
+
+SCHEMA = Schema({
+    "model": common.MODEL,
+    "judge": common.helped(common.JUDGE, "an Ensemble judge with an edge-map judge in it, to be robust (toy: "
+                           "toy-ensemble)"),
+    "verifier": common.helped(common.VERIFIER, "held-out judges, never used in the search, confirm each failure "
+                              "(toy: toy-clip)"),
+    "realism": common.REALISM,
+    "realism_goal": Parameter(Flag(), True, "a realism judge must also call the image real (no effect with a CLIP "
+                              "realism)"),
+    "empty": Parameter(ModelName("empty", optional=True), "auto", 'a judge with a label "none": an empty scene is '
+                       'something else too; "" for none (toy: toy-count)'),
+    "label_set": common.LABEL_SET,
+    "n_labels": common.helped(common.N_LABELS, "labels searched, evenly spaced over the label set", default=4,
+                              small=2),
+    "seeds_per_label": Parameter(common.SEEDS, 1, "latents searched per label (one per seed)"),
+    "confidence": Parameter(common.PROB, 0.5, "the ensemble must agree on another label with at least this "
+                            "probability"),
+    "reference_images": Parameter(Int(2, 100_000), 32, "ordinary images (fresh seeds) that realism is measured "
+                                  "against", small=8),
+    **PARAMETERS,
+    "store_dir": common.store_dir(STUDY),
+    "device": common.DEVICE,
+    "dtype": common.DTYPE,
+    **common.SEARCHES,
+    "seed": common.SEED,
+}, _images, _rules)
 
 
 def _search_task(models, pairs: list[tuple[str, int]], cfg: LatentSearchConfig, prompt: str,

@@ -83,7 +83,7 @@ def generation_accuracy(model: str, guidance: float, per_label: int = 6, steps: 
     seen, n_shapes = ~held, len(SHAPES)
     right = pred == targets
     res = {
-        "model": model, "guidance": guidance, "steps": steps or gen.default_steps,
+        "model": model, "guidance": guidance, "steps": gen.steps_of(steps),
         "sampler": scheduler or type(gen.scheduler).__name__, "n": int(seen.sum()),
         "acc": round(right[seen].float().mean().item(), 4),
         "shape_acc": round((pred % n_shapes == targets % n_shapes)[seen].float().mean().item(), 4),

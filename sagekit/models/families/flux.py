@@ -96,7 +96,7 @@ class FluxGenerator(FlowMatchingGenerator):
         t = (t.expand(x.shape[0]) if t.dim() == 0 else t).to(x.dtype)
         g = None
         if self.denoiser.config.guidance_embeds:
-            g = torch.full((x.shape[0],), self.default_guidance if guidance is None else guidance,
+            g = torch.full((x.shape[0],), self.guidance_of(guidance),
                            device=x.device, dtype=torch.float32)
         text_ids = torch.zeros(cond.hidden.shape[1], 3, device=x.device, dtype=x.dtype)
         return self.denoiser(hidden_states=x, timestep=t / 1000, guidance=g, pooled_projections=cond.pooled,
