@@ -320,7 +320,7 @@ def _cmd_run(args) -> int:
 
 def _cmd_toy(args) -> int:
     if args.toy_command == "train":
-        from .models.registry import TOY_DIR
+        from .toy.names import TOY_DIR
         from .studies.parameters import unwritable
         from .toy.training import ONLY_CHOICES, TrainConfig, train_only, train_toy_world
 

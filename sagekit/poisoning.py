@@ -24,7 +24,33 @@ import torch
 
 from .store import new_folder, occupied
 from .studies.alignment import read_pairs
-from .studies.implosion import PoisonedSet, counts_of
+
+
+def budget_split(budget: int, k: int) -> list[int]:
+    """Poisoned pairs per concept: ``budget`` split as evenly as integers allow (the first
+    ``budget % k`` concepts get one more); sums to ``budget`` for every k >= 1."""
+    if k < 1:
+        return []
+    if budget < k:
+        raise ValueError(f"a budget of {budget} poisoned pairs cannot cover {k} concepts")
+    return [budget // k + (1 if i < budget % k else 0) for i in range(k)]
+
+
+@dataclass
+class PoisonedSet:
+    """images uint8 ``(N, 3, H, W)``; captions; what each image shows and what its caption
+    says (label indices); which pairs are poison."""
+
+    images: torch.Tensor
+    captions: list[str]
+    image_labels: torch.Tensor
+    caption_labels: torch.Tensor
+    poisoned: torch.Tensor
+
+
+def counts_of(budget: int | list[int], k: int) -> list[int]:
+    """Poisoned pairs per concept: a list as it is, a number split evenly over k."""
+    return list(budget) if isinstance(budget, (list, tuple)) else budget_split(budget, k)
 
 
 class PoisonError(ValueError):

@@ -39,7 +39,8 @@ from .markup import clean_html
 from .stats import rate_text
 from .studies import Study, get_study
 from .studies.defaults import is_auto, resolve
-from .studies.parameters import ListOf, ParameterError, unwritable, validate
+from .studies.parameters import ListOf, ParameterError, unwritable
+from .studies.validation import validate
 
 KERNEL_NAME = "sagekit-py311"
 FINDINGS_ENV = "SAGEKIT_FINDINGS"

@@ -6,7 +6,8 @@ import pytest
 from sagekit.report import notebook_parameters
 from sagekit.studies import STUDIES
 from sagekit.studies.defaults import AD_CLIP, REAL, REAL_CLIP, REAL_VERIFIER, TOY, WORLD_DEFAULTS, resolve
-from sagekit.studies.parameters import ParameterError, validate
+from sagekit.studies.parameters import ParameterError
+from sagekit.studies.validation import validate
 
 
 def defaults(study):

@@ -15,7 +15,7 @@ import shutil
 import pytest
 from chromium import dump_dom, require_chromium
 
-from sagekit.models.registry import TOY_DIR
+from sagekit.toy.names import TOY_DIR
 from sagekit.report import run_study
 from sagekit.toy.scenes import LABELS
 

@@ -108,13 +108,18 @@ def test_clip_score_is_100_times_clamped_cosine(random_open_clip):
 def test_ensemble_and_edge_specs_compose_any_judges(tmp_path):
     """`ensemble(rule):A*w+B+edge:C` builds the weighted ensemble SAGE uses from judges on
     disk (here random-weight timm folders saved as the hub saves them)."""
-    from sagekit.models.registry import load_ensemble, parse_ensemble, resolve_judge
+    from sagekit.models.judge_spec import parse_judge
+    from sagekit.models.registry import load_ensemble, resolve_judge
     from sagekit.testing import save_random_timm_judge
 
     a = save_random_timm_judge(tmp_path / "a", LABELS, seed=1)
     b = save_random_timm_judge(tmp_path / "b", LABELS, arch="mobilenetv3_small_050", seed=2)
     spec = f"ensemble(majority):timm:{a}*2+timm:{b}+edge(sobel):timm:{a}"
-    assert parse_ensemble(spec) == ("majority", [(f"timm:{a}", 2.0), (f"timm:{b}", 1.0), (f"edge(sobel):timm:{a}", 1.0)])
+    tree = parse_judge(spec)
+    assert (tree.kind, tree.rule) == ("ensemble", "majority")
+    assert [(m.text, m.kind, w) for m, w in tree.members] == [(f"timm:{a}", "timm", 2.0), (f"timm:{b}", "timm", 1.0),
+                                                             (f"edge(sobel):timm:{a}", "edge", 1.0)]
+    assert tree.members[2][0].inner.text == f"timm:{a}" and tree.leaves() == {f"timm:{a}", f"timm:{b}"}
     assert resolve_judge(spec) == [a, b, a]
     ens = load_judge(spec)
     assert isinstance(ens, Ensemble) and ens.rule == "majority" and ens.labels == LABELS

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from sagekit.cli import main
-from sagekit.models.registry import (TOY_DIR, ModelNotFoundError, UnsafeWeightsError, check_weights_folder,
+from sagekit.toy.names import TOY_DIR
+from sagekit.models.registry import (ModelNotFoundError, UnsafeWeightsError, check_weights_folder,
                                      load_caption_lm, load_clip_embedder, load_generator, load_judge, resolve_clip,
                                      resolve_generator, resolve_judge)
 

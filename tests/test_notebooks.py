@@ -7,7 +7,7 @@ import re
 import nbformat
 import pytest
 
-from sagekit.models.registry import TOY_SAMPLING
+from sagekit.toy.names import TOY_SAMPLING
 from sagekit.report import run_study
 from sagekit.studies import STUDIES
 
@@ -127,7 +127,7 @@ def test_study_report(study, tmp_path):
         assert {c["id"]: c["verdict"] for c in claims}["b"] == "inconclusive"
         # (f) and (i) compare toy-latent-learned with toy-ddpm, the model that differs from it in the variance
         # alone, while the two UNets were trained with one recipe; else the report says why there is no pair
-        from sagekit.models.registry import training_recipe
+        from sagekit.toy.names import training_recipe
 
         f = {c["id"]: c for c in claims}["f"]
         if training_recipe("toy") == training_recipe("toy-latent-learned"):

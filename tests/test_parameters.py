@@ -8,7 +8,8 @@ import pytest
 from sagekit.cli import main
 from sagekit.report import notebook_parameters
 from sagekit.studies import STUDIES
-from sagekit.studies.parameters import MAX_IMAGES, ParameterError, validate
+from sagekit.studies.parameters import ParameterError
+from sagekit.studies.validation import MAX_IMAGES, validate
 
 
 @pytest.mark.parametrize("study", sorted(STUDIES))

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from sagekit.models import ModelNotFoundError, UnknownModelError, load_generator, load_judge
-from sagekit.models.registry import TOY_DIR, load_clip_scorer
+from sagekit.models.registry import load_clip_scorer
+from sagekit.toy.names import TOY_DIR
 from sagekit.toy.scenes import LABELS
 
 
@@ -59,7 +60,8 @@ def test_toy_models_reload():
         judge = load_judge(name)
         assert judge.labels == LABELS
         assert not any(p.requires_grad for p in judge.parameters())
-    from sagekit.models.registry import TOY_ATTRIBUTE_JUDGES, judge_label_names, load_realism
+    from sagekit.models.registry import judge_label_names, load_realism
+    from sagekit.toy.names import TOY_ATTRIBUTE_JUDGES
     from sagekit.toy.attributes import JUDGE_LABELS
 
     for name in TOY_ATTRIBUTE_JUDGES:  # each attribute judge with its own labels, from config alone too

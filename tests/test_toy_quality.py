@@ -43,7 +43,7 @@ def test_a_caption_lm_that_speaks_the_captions():
     import torch
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from sagekit.models.registry import TOY_DIR
+    from sagekit.toy.names import TOY_DIR
     from sagekit.toy.scenes import SHAPES
 
     path = TOY_DIR / "caption-lm"

@@ -33,9 +33,9 @@ def test_training_is_a_function_of_the_seed(tmp_path):
     train_toy_world(b, tiny(seed=1))
     assert _digest(a) == _digest(b)
     assert not (tmp_path / "a.partial").exists() and not (tmp_path / "a.checkpoints").exists()
-    from sagekit.models.registry import load_generator, load_toy_judge_dir
+    from sagekit.models.registry import load_generator, load_judge_folder
 
-    assert load_toy_judge_dir(a / "judges" / "edge").labels[0] == "red circle"
+    assert load_judge_folder(a / "judges" / "edge", "toy-edge").labels[0] == "red circle"
     assert load_generator(str(a / "toy")).latent_shape == (4, 16, 16)
     learned = load_generator(str(a / "toy-latent-learned"))
     assert learned.is_latent and learned.learned_variance and learned.latent_shape == (4, 16, 16)
@@ -342,7 +342,7 @@ def test_the_defaults_reproduce_the_shipped_weights_and_scale_per_recipe():
     import json
     from dataclasses import asdict
 
-    from sagekit.models.registry import TOY_DIR
+    from sagekit.toy.names import TOY_DIR
 
     shipped = json.loads((TOY_DIR / "training.json").read_text())["config"]
     cfg = TrainConfig()

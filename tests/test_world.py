@@ -263,7 +263,7 @@ def test_the_report_shows_each_unets_recipe_and_caption_noise():
     import copy
     import json
 
-    from sagekit.models.registry import TOY_DIR
+    from sagekit.toy.names import TOY_DIR
     from sagekit.toy.evaluate import unet_recipes
 
     training = json.loads((TOY_DIR / "training.json").read_text())

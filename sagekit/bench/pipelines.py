@@ -97,7 +97,7 @@ def bench_model(arch: str, tmp: Path) -> BenchModel:
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     if arch == "toy":
-        from ..models.registry import TOY_DIR
+        from ..toy.names import TOY_DIR
 
         return BenchModel(TOY_DIR / "toy", "toy", 64, 25, 3.0, 8, "toy-ensemble")
     if arch == "tiny-sdxl":

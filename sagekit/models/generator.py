@@ -505,11 +505,12 @@ class Generator:
         want = sched.get_velocity(x0, noise, t) if sched.config.prediction_type == "v_prediction" else noise
         return torch.nn.functional.mse_loss(out, want)
 
-    def fine_tuned(self, images: torch.Tensor, captions: Sequence[str], steps: int, lr: float = 5e-4,
-                   trainable: str = "all", batch_size: int = 64, seed: int = 0, progress: bool = False) -> "Generator":
-        """A copy whose denoiser continued training on (uint8 images ``(N, 3, H, W)``,
-        captions); this generator is left as it was."""
-        raise NotImplementedError(f"fine-tuning is not implemented for {type(self).__name__}")
+    def fine_tune_data(self, images: torch.Tensor, captions: Sequence[str]) -> tuple:
+        """``(copy, latents, text states, empty prompt's states)``: a copy whose denoiser
+        may be trained on the images and captions (SD-layout UNets; any family trains LoRA
+        adapters instead, ``models.lora``)."""
+        raise NotImplementedError(f"fine-tuning the denoiser's own weights is not implemented for "
+                                  f"{type(self).__name__}; use LoRA (trainable 'lora')")
 
     def capture_attention(self):
         """Context manager recording the text attention maps of every denoiser call:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .parameters import ParameterError
+
 AUTO = "auto"
 TOY, REAL = "toy", "real"
 
@@ -56,19 +58,16 @@ def is_auto(value: Any) -> bool:
 
 
 def _protocols(study: str) -> dict[str, dict[str, Any]]:
-    if study == "seed-shifts":
-        from .seed_shifts import PROTOCOLS
+    """The study's named sets of values for "auto" (its declaration's ``protocols``)."""
+    from . import STUDIES
 
-        return PROTOCOLS
-    return {}
+    return STUDIES[study].schema.protocols if study in STUDIES else {}
 
 
 def world_of_models(params: dict) -> str:
     """The world of a study's model (``model``) or models (``models``); ParameterError if
     the models come from both worlds."""
     from ..models.registry import world_of
-    from .parameters import ParameterError
-
     names = params["models"] if "models" in params else [params.get("model", "")]
     by_world: dict[str, list[str]] = {}
     for n in names:
@@ -93,8 +92,6 @@ def resolve(study: str, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with every world-dependent ``"auto"`` replaced: first from the study's
     protocol, then from the world of its model(s). Raises ParameterError when a value has
     no default."""
-    from .parameters import ParameterError
-
     keys = world_dependent(study)
     if not any(is_auto(v) for k, v in params.items() if k in keys):
         return dict(params)

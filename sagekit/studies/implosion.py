@@ -36,8 +36,10 @@ from ..models.clip import ClipEmbedder, ClipScorer
 from ..models.generator import Generator
 from ..models.judges import Judge
 from ..stats import rate, wilson
+from ..poisoning import PoisonedSet, PoisonError, budget_split, choose_poison, counts_of, parse_concepts, read_folder
 from ..toy.probe import object_attention
 from ..toy.scenes import COLOURS, LABELS, SHAPES
+from ..toy.training.diffusion import train_unet
 from ..toy.world import WorldConfig, describe_all, make_dataset, relabel
 from . import common
 from .alignment import alignment_difficulty
@@ -84,8 +86,6 @@ def plan_split(k_max: int, seed: int = 0, data: str = "", concepts: str = "",
     are used at each k) and the ``unpoisoned`` concepts the user evaluates."""
     if not data:
         return split_concepts(k_max, seed)
-    from ..poisoning import parse_concepts
-
     pairs = parse_concepts(concepts)
     if k_max > len(pairs):
         raise ValueError(f"k = {k_max} needs {k_max} concept pairs; concepts names {len(pairs)}")
@@ -129,33 +129,6 @@ def sweep_plan(ks, budget: int, budget_rule: str, per_concept: int = 0) -> dict[
 def allocation(rule: str, k: int, budget: int, per_concept: int) -> list[int]:
     """Poisoned pairs for each of the k concepts under ``rule``."""
     return [per_concept] * k if rule == "per-concept" else budget_split(budget, k)
-
-
-def budget_split(budget: int, k: int) -> list[int]:
-    """Poisoned pairs per concept: ``budget`` split as evenly as integers allow (the first
-    ``budget % k`` concepts get one more); sums to ``budget`` for every k >= 1."""
-    if k < 1:
-        return []
-    if budget < k:
-        raise ValueError(f"a budget of {budget} poisoned pairs cannot cover {k} concepts")
-    return [budget // k + (1 if i < budget % k else 0) for i in range(k)]
-
-
-@dataclass
-class PoisonedSet:
-    """images uint8 ``(N, 3, H, W)``; captions; what each image shows and what its caption
-    says (label indices); which pairs are poison."""
-
-    images: torch.Tensor
-    captions: list[str]
-    image_labels: torch.Tensor
-    caption_labels: torch.Tensor
-    poisoned: torch.Tensor
-
-
-def counts_of(budget: int | list[int], k: int) -> list[int]:
-    """Poisoned pairs per concept: a list as it is, a number split evenly over k."""
-    return list(budget) if isinstance(budget, (list, tuple)) else budget_split(budget, k)
 
 
 def build_training_set(pairs: list[tuple[str, str]], n_train: int, budget: int | list[int], seed: int = 0,
@@ -223,7 +196,13 @@ def finetune(gen: Generator, data: PoisonedSet, steps: int = 100, lr: float = 5e
 
         return lora_fine_tuned(gen, data.images, data.captions, steps, lr, rank, batch_size=batch_size, seed=seed,
                                progress=progress)
-    return gen.fine_tuned(data.images, data.captions, steps, lr, trainable, batch_size, seed, progress)
+    tuned, x, text, uncond = gen.fine_tune_data(data.images, data.captions)
+    dev = tuned.denoiser.device
+    # the toy world's own UNet training loop, with the model's own noise schedule
+    train_unet(tuned.denoiser, gen.training_scheduler(), x.to(dev), text.to(dev), uncond.to(dev), seed, steps,
+               batch_size, lr, ema_decay=0, trainable=trainable, progress_bar=progress)
+    tuned.denoiser.requires_grad_(False).eval()
+    return tuned
 
 
 def concept_positions(gen: Generator, prompt: str, label: str) -> tuple[int, int]:
@@ -554,7 +533,6 @@ def _folder_rules(p: dict) -> None:
     from pathlib import Path
 
     from ..models.registry import judge_label_names
-    from ..poisoning import PoisonError, choose_poison, read_folder
     from . import STUDIES
 
     folder = Path(p["data"]).expanduser()

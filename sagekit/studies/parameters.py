@@ -6,8 +6,7 @@ derived from that: validation here, the notebook's ``parameters`` cell
 (:func:`parameters_cell`; a test fails when the two differ), the small sizes of the
 fast tests, the defaults ``sagekit run`` merges with ``-p`` overrides. ``sagekit run``
 checks every value before a kernel starts, so bad input costs a one-line error instead of
-a traceback minutes later. Each study also estimates how many images its grid will
-generate, and grids beyond :data:`MAX_IMAGES` are refused.
+a traceback minutes later.
 
 ``None`` is the one sentinel for "the model's default" (steps, guidance); the generator
 resolves it (``Generator.steps_of`` / ``guidance_of``).
@@ -18,12 +17,9 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-
-MAX_IMAGES = 2_000_000  # a week of an H100 at SD 1.5's batched ceiling; beyond that, split the grid
-
 
 class ParameterError(ValueError):
     """A ``-p key=value`` that the notebook does not take, of the wrong type or out of range."""
@@ -302,6 +298,7 @@ class Schema:
     params: dict[str, Parameter]
     estimate: Callable[[dict], int]  # images the grid generates, about
     cross: Callable[[dict], None] | None = None  # rules between parameters, after each value passed its own
+    protocols: dict[str, dict[str, Any]] = field(default_factory=dict)  # named sets of values for "auto"
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -360,58 +357,3 @@ def parameters_cell(schema: Schema) -> str:
             lines.append(f"{code:<{_HELP_COLUMN}}# {wrapped[0]}")
             lines += [f"{'':<{_HELP_COLUMN}}# {more}" for more in wrapped[1:]]
     return "\n".join(lines)
-
-
-def schema_of(study_id: str) -> Schema:
-    """The declaration of a study's parameters (its module's ``SCHEMA``)."""
-    from . import STUDIES
-
-    return STUDIES[study_id].schema
-
-
-def _ray_installed(p: dict) -> None:
-    if p.get("executor") == "ray":
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            raise ParameterError("parameter 'executor' is 'ray' but Ray is not installed: pip install 'sagekit[ray]'")
-
-
-def _whose_default(study_id: str, name: str, params: dict) -> str:
-    from .defaults import WORLD_DEFAULTS, world_of_models
-
-    if name in WORLD_DEFAULTS["toy"]:
-        return f"the {world_of_models(params)} world's default"
-    return "the protocol's value"
-
-
-def validate(study_id: str, params: dict[str, Any], base: Path) -> int:
-    """Check every parameter of a study (defaults merged with overrides) against its
-    schema, after every ``"auto"`` took its value (``sagekit.studies.defaults``); ``base``
-    is the notebook's folder (relative paths start there). Returns the estimated number of
-    images; raises ParameterError."""
-    from .defaults import is_auto, resolve, world_dependent
-
-    schema = schema_of(study_id)
-    unknown = [name for name in params if name not in schema.params]
-    if unknown:
-        raise ParameterError(f"study {study_id!r} declares no rule for parameter {unknown[0]!r}")
-    resolved = resolve(study_id, params)
-    ctx = {**resolved, "__base__": str(base)}
-    for name, value in resolved.items():
-        try:
-            schema.params[name].rule.check(name, value, ctx)
-        except ParameterError as e:
-            if not is_auto(params[name]) or name not in world_dependent(study_id):
-                raise
-            raise ParameterError(f"{e} (it was 'auto': {_whose_default(study_id, name, params)}; "
-                                 f"name another with -p {name}=...)") from None
-    params = resolved
-    if schema.cross:
-        schema.cross(params)
-    _ray_installed(params)
-    images = int(schema.estimate(params))
-    if images > MAX_IMAGES:
-        raise ParameterError(f"study {study_id!r} would generate about {images:,} images (the limit is "
-                             f"{MAX_IMAGES:,}); lower the counts, or split the grid over several runs")
-    return images

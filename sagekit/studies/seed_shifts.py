@@ -19,11 +19,11 @@ from ..markup import display_name
 from ..models.clip import ClipScorer
 from ..models.generator import Generator
 from ..models.judges import Judge, sobel_edges
-from ..models.registry import training_recipe
 from ..shifts import SHIFTS, URMS_DRAWS, apply_shift
 from ..stats import mean_ci, wilson
 from ..store import ResultStore, to_uint8
 from ..sweep import run_sweep
+from ..toy.names import training_recipe
 from . import common
 from .parameters import Choice, Flag, Int, ListOf, ModelName, Parameter, Schema, Shifts
 
@@ -87,7 +87,7 @@ SCHEMA = Schema({
                               '"local", or "ray": the sweep\'s batches on Ray workers, one per GPU or CPU slot'),
     "address": common.EXECUTOR["address"],
     "seed": common.helped(common.SEED, "first seed"),
-}, _images, common.labels_are_judged)
+}, _images, common.labels_are_judged, protocols=PROTOCOLS)
 
 # What the paper measured without a shift (§4.1): its anchor for a run of the paper protocol.
 PAPER_ANCHOR = {"top1": 0.71, "top5": 0.90, "model": "Stable Diffusion 2.1", "images_per_prompt": 100,
@@ -259,7 +259,7 @@ def model_kinds(generators: dict[str, Generator]) -> dict[str, dict]:
     latent space; whether its sampler draws with a learned variance (a denoiser that predicts
     one, under a sampler that uses it: PixArt's DPM-Solver drops it, so PixArt counts as
     fixed); the sampler's class; how its UNet was trained, where known (the toy world's
-    ``TrainConfig.unets`` entry, :func:`sagekit.models.registry.training_recipe`)."""
+    ``TrainConfig.unets`` entry, :func:`sagekit.toy.names.training_recipe`)."""
     return {m: {"latent": bool(g.is_latent), "learned": bool(g.samples_learned_variance),
                 "sampler": type(g.scheduler).__name__, "recipe": training_recipe(g.name)}
             for m, g in generators.items()}

@@ -101,7 +101,7 @@ def generation_results(models=GENERATORS, per_label: int = 6, seed: int = 0,
                        return_images: bool = False) -> dict[tuple[str, str], dict]:
     """:func:`generation_accuracy` of every model with its default guidance ("guided") and
     without guidance ("unguided"), keyed ``(model, mode)``."""
-    from ..models.registry import TOY_SAMPLING
+    from ..toy.names import TOY_SAMPLING
 
     return {(m, mode): generation_accuracy(m, g, per_label, seed=seed, return_images=return_images)
             for m in models for mode, g in (("guided", TOY_SAMPLING[m][1]), ("unguided", 1.0))}

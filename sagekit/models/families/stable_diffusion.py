@@ -36,13 +36,10 @@ class StableDiffusionGenerator(Generator):
     def predict(self, x: torch.Tensor, t, cond: PromptEmbeds, guidance: float | None = None) -> torch.Tensor:
         return self.denoiser(x, t, encoder_hidden_states=cond.hidden).sample.float()
 
-    def fine_tuned(self, images: torch.Tensor, captions: Sequence[str], steps: int, lr: float = 5e-4,
-                   trainable: str = "all", batch_size: int = 64, seed: int = 0, progress: bool = False) -> Generator:
-        """A copy whose UNet continued training on (uint8 images ``(N, 3, H, W)``, captions)
-        with the model's own noise schedule; this generator is left as it was.
-        ``trainable``: ``"all"`` or ``"cross-attention"`` (key/value projections only)."""
-        from ...toy.training.diffusion import train_unet
-
+    def fine_tune_data(self, images: torch.Tensor, captions: Sequence[str]) -> tuple:
+        """A copy whose UNet may be trained (this generator is left as it was), and what it
+        trains on: latents of uint8 images ``(N, 3, H, W)``, the captions' text states and
+        the empty prompt's, float32 on the CPU."""
         tuned = copy.copy(self)
         tuned.denoiser = copy.deepcopy(self.denoiser)
         tuned._prompt_cache = {}
@@ -51,8 +48,4 @@ class StableDiffusionGenerator(Generator):
             text = torch.cat([self.embed_prompts(captions[i:i + 500]).hidden.float().cpu()
                               for i in range(0, len(captions), 500)])
             uncond = self.uncond_embedding().hidden.float().cpu()
-        dev = tuned.denoiser.device
-        train_unet(tuned.denoiser, self.training_scheduler(), x.to(dev), text.to(dev), uncond.to(dev), seed, steps,
-                   batch_size, lr, ema_decay=0, trainable=trainable, progress_bar=progress)
-        tuned.denoiser.requires_grad_(False).eval()
-        return tuned
+        return tuned, x, text, uncond

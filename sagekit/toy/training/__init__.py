@@ -411,6 +411,6 @@ def train_only(out_dir: str | Path, config: TrainConfig) -> dict:
 
 
 def _load_timm_judge(path: Path):
-    from ...models.registry import load_toy_judge_dir
+    from ...models.registry import load_judge_folder
 
-    return load_toy_judge_dir(path)
+    return load_judge_folder(path, f"toy-{Path(path).name}")
