@@ -103,27 +103,29 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_same_results(tmp_path):
 
 
 class _SlowStore(ResultStore):
-    """A store whose commits take 0.2 s and note when they ran; one seed's batch fails."""
+    """A store that notes the order of events (``log``); a commit waits up to ``wait`` s for
+    the next batch's computation to start (it starts at once when the two overlap); one
+    seed's batch fails."""
 
-    def __init__(self, root, fail_seed=None):
+    def __init__(self, root, log, fail_seed=None, wait=0.0):
         super().__init__(root)
-        self.fail_seed, self.spans = fail_seed, []
+        self.log, self.fail_seed, self.wait = log, fail_seed, wait
 
     def put_batch(self, study, cells, metrics, images=None):
         if any(c["seed"] == self.fail_seed for c in cells):
             raise OSError("disk full")
-        t0 = time.perf_counter()
-        time.sleep(0.2)
-        keys = super().put_batch(study, cells, metrics, images)
-        self.spans.append((t0, time.perf_counter()))
-        return keys
+        n = sum(1 for e in self.log if e[0] == "store")
+        self.log.append(("store", n))
+        deadline = time.monotonic() + self.wait  # a bound on a wait that ends early, not a measured time
+        while ("compute", n + 1) not in self.log and time.monotonic() < deadline and n < 3:
+            time.sleep(0.01)
+        self.log.append(("stored", n))
+        return super().put_batch(study, cells, metrics, images)
 
 
-def _slow_process(spans):
+def _process(log):
     def process(batch):
-        t0 = time.perf_counter()
-        time.sleep(0.2)
-        spans.append((t0, time.perf_counter()))
+        log.append(("compute", sum(1 for e in log if e[0] == "compute")))
         return [{"double": 2 * c["seed"]} for c in batch], torch.full((len(batch), 3, 4, 4), 0.5)
 
     return process
@@ -131,26 +133,27 @@ def _slow_process(spans):
 
 def test_storing_overlaps_the_next_batch_and_keeps_every_result(tmp_path):
     cells = grid(model=["m"], guidance=[1.0], steps=[1], seed=range(7))
-    computing: list = []
-    store = _SlowStore(tmp_path / "overlap")
-    df = run_sweep("t", cells, store, _slow_process(computing), batch_size=2, progress=False)
-    # batch i + 1 was computed while batch i was being stored
-    overlaps = [min(c_end, s_end) - max(c0, s0) for (s0, s_end), (c0, c_end) in zip(store.spans, computing[1:])]
-    assert len(overlaps) == 3 and min(overlaps) > 0.1
-    computing = []
-    inline = _SlowStore(tmp_path / "inline")
-    same = run_sweep("t", cells, inline, _slow_process(computing), batch_size=2, progress=False, queue=0)
-    assert all(s_end <= c0 for (_, s_end), (c0, _) in zip(inline.spans, computing[1:]))  # queue=0: one after another
+    log: list = []
+    df = run_sweep("t", cells, _SlowStore(tmp_path / "overlap", log, wait=60), _process(log), batch_size=2,
+                   progress=False)
+    # batch i + 1 started computing before batch i's commit ended (the commit waited for it; stored
+    # inline, it would have waited in vain)
+    assert all(log.index(("compute", i + 1)) < log.index(("stored", i)) for i in range(3))
+    log = []
+    same = run_sweep("t", cells, _SlowStore(tmp_path / "inline", log, wait=0.5), _process(log), batch_size=2,
+                     progress=False, queue=0)
+    # queue=0: one after another (a commit ends before the next batch computes)
+    assert all(log.index(("stored", i)) < log.index(("compute", i + 1)) for i in range(3))
     cols = ["key", "seed", "double"]
     pd.testing.assert_frame_equal(df[cols], same[cols])
     assert df["image"].notna().all() and len(df) == 7
 
 
 def test_a_failed_commit_stops_the_sweep_and_keeps_what_was_stored(tmp_path):
-    calls: list = []
+    log: list = []
     cells = grid(model=["m"], guidance=[1.0], steps=[1], seed=range(20))
     with pytest.raises(OSError, match="disk full"):
-        run_sweep("t", cells, _SlowStore(tmp_path, fail_seed=4), _slow_process(calls), batch_size=2, progress=False,
+        run_sweep("t", cells, _SlowStore(tmp_path, log, fail_seed=4), _process(log), batch_size=2, progress=False,
                   queue=1)
     assert sorted(ResultStore(tmp_path).frame("t")["seed"]) == [0, 1, 2, 3]
-    assert len(calls) < 10  # it stopped soon after, not at the end
+    assert sum(1 for e in log if e[0] == "compute") < 10  # it stopped soon after, not at the end

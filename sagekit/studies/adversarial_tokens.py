@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..search import Checkpoint, SearchState, TargetGoal, TokenRows, signed_descent
+from ..seeds import seeds as seed_stream
 from ..stats import rate
 from . import common
 from .parameters import (Choice, Float, Int, ListOf, Parameter, ParameterError, Schema, Text,
@@ -118,7 +119,8 @@ SCHEMA = Schema({
     "dtype": common.DTYPE,
     **common.SEARCHES,
     "seed": common.SEED,
-}, _images, _rules)
+}, _images, _rules, streams={"iterations": lambda p: p["iterations"] * p["batch"],
+                            "examples": lambda p: 2 * p["examples"], "heldout": lambda p: p["eval_seeds"]})
 
 
 def _token_rows(gen: Generator, cfg: TokenConfig) -> TokenRows:
@@ -135,7 +137,7 @@ def target_examples(gen: Generator, goal: TargetGoal, target_label: str, n: int,
     of the model's own images of the target, kept only where every judge sees it: training
     targets that need no data set, for real models too."""
     target = goal.ensemble.label_index(target_label)
-    seeds = list(range(700_000 + seed * 1000, 700_000 + seed * 1000 + 2 * n))
+    seeds = seed_stream("examples", seed, 2 * n)
     z = gen.initial_noise(seeds).to(gen.device)
     lat = gen.denoise(z, gen.encode_prompts([prompt.format(label=target_label)] * len(seeds)), cfg.guidance, cfg.steps)
     ok = goal.found(gen.decode(lat), torch.full((len(seeds),), target))
@@ -191,7 +193,7 @@ def learn_adversarial_token(gen: Generator, goal: TargetGoal, target_label: str,
         # each iteration's prompts and seeds derive from (seed, iteration) alone: a resumed search is the same
         pick = np.random.default_rng([seed, it]).choice(len(train_prompts), size=cfg.batch,
                                                         replace=len(train_prompts) < cfg.batch)
-        seeds = [seed * 1_000_000 + it * cfg.batch + j for j in range(cfg.batch)]
+        seeds = seed_stream("iterations", seed, cfg.batch, start=it * cfg.batch)
         emb = gen.embed_prompts([f"{train_prompts[i]} {ADV_TOKEN}" for i in pick],
                                 {ADV_TOKEN: rows[ADV_TOKEN].expand(cfg.batch, -1)})
         z = gen.initial_noise(seeds).to(gen.device)

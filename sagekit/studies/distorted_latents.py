@@ -75,7 +75,7 @@ SCHEMA = Schema({
     "dtype": common.DTYPE,
     **common.SEARCHES,
     "seed": common.SEED,
-}, _images, _rules)
+}, _images, _rules, streams={"images": lambda p: p["latents"], "reference": lambda p: p["reference_images"]})
 
 
 def split(labels: list[str], n_search: int, n_heldout: int) -> tuple[list[str], list[str]]:

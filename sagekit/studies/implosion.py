@@ -625,4 +625,4 @@ SCHEMA = Schema({
                               "workers, one per GPU or CPU slot"),
     "address": common.EXECUTOR["address"],
     "seed": common.SEED,
-}, _images, _rules)
+}, _images, _rules, streams={"images": lambda p: p["eval_seeds"]})

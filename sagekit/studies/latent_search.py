@@ -19,6 +19,7 @@ from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..realism import RealismReference
 from ..search import Checkpoint, LatentDelta, RobustGoal, SearchState, certify, signed_descent
+from ..seeds import seeds as seed_stream
 from ..stats import rate
 from . import common
 from .parameters import Float, Int, Parameter, check_fields
@@ -386,7 +387,7 @@ def realism_reference(gen: Generator, scorer, labels: list[str], n: int = 64, se
     """The reference of ordinary images: ``n`` images of ``labels``' prompts (in turn)
     from fresh seeds that no searched latent uses. ``scorer``: a realism judge (labels
     "real", "corrupted") or a CLIP embedder (``embed_images``), see :mod:`sagekit.realism`."""
-    seeds = [900_000 + seed * 10_000 + i for i in range(n)]
+    seeds = seed_stream("reference", seed, n)
     images = gen.generate([prompt.format(label=labels[i % len(labels)]) for i in range(n)], seeds, guidance, steps)
     if hasattr(scorer, "embed_images"):
         return RealismReference.from_embedding(scorer.embed_images, images)

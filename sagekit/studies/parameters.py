@@ -299,6 +299,8 @@ class Schema:
     estimate: Callable[[dict], int]  # images the grid generates, about
     cross: Callable[[dict], None] | None = None  # rules between parameters, after each value passed its own
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)  # named sets of values for "auto"
+    # the seed streams it draws from (``sagekit.seeds``) -> how many draws of each, from the parameters
+    streams: dict[str, Callable[[dict], int]] = field(default_factory=dict)
 
     @property
     def defaults(self) -> dict[str, Any]:

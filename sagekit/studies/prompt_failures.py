@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..search import Checkpoint, RobustGoal, SearchState, TokenRows, perplexity, signed_descent
+from ..seeds import seeds
 from ..stats import rate
 from . import common
 from .parameters import Choice, Float, Int, ListOf, ModelName, Parameter, Schema, Text, check_fields
@@ -123,7 +124,8 @@ SCHEMA = Schema({
     "dtype": common.DTYPE,
     **common.SEARCHES,
     "seed": common.SEED,
-}, _images, common.judged_and_verified)
+}, _images, common.judged_and_verified,
+    streams={"train": lambda p: p["max_words"] * p["train_seeds"], "eval": lambda p: p["eval_seeds"]})
 
 
 def _next_words(lm, tokenizer, prompt: str):
@@ -200,9 +202,14 @@ def found_rates(goal: RobustGoal, images: torch.Tensor, targets: list[int]) -> l
     return hit.float().view(p, m).mean(1).tolist()
 
 
+def _train_seeds(cfg: PromptSearchConfig, seed: int, word: int) -> list[int]:
+    """The seeds word ``word`` (0, 1, ...) is optimised on: its own block of the train stream."""
+    return seeds("train", seed, cfg.train_seeds, start=word * cfg.train_seeds)
+
+
 def _eval_seeds(cfg: PromptSearchConfig, seed: int) -> list[int]:
     """The fresh seeds of the failure test: never the seeds the search optimised on."""
-    return list(range(10_000 + seed, 10_000 + seed + cfg.eval_seeds))
+    return seeds("eval", seed, cfg.eval_seeds)
 
 
 class _TokenObjective:
@@ -327,7 +334,7 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
         tables = [gen.word_embeddings(cands[i]) for i in active]
         centre = torch.stack([t.mean(0) for t in tables])
         x0 = torch.stack([carried.get(i, centre[j]) for j, i in enumerate(active)])
-        train_seeds = list(range(seed * 100 + w * 10, seed * 100 + w * 10 + cfg.train_seeds))
+        train_seeds = _train_seeds(cfg, seed, w)
         objective = _TokenObjective(gen, goal, [f"{out[i]['prompt']} {X_TOKEN} {Y_TOKEN}" for i in active],
                                     torch.tensor([targets[i] for i in active]), train_seeds, cfg, snap=tables)
         state = SearchState({X_TOKEN: token.project(x0).to(gen.device), Y_TOKEN: centre.clone().to(gen.device)})

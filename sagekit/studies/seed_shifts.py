@@ -19,6 +19,7 @@ from ..markup import display_name
 from ..models.clip import ClipScorer
 from ..models.generator import Generator
 from ..models.judges import Judge, sobel_edges
+from ..seeds import seeds
 from ..shifts import SHIFTS, URMS_DRAWS, apply_shift
 from ..stats import mean_ci, wilson
 from ..store import ResultStore, to_uint8
@@ -87,7 +88,8 @@ SCHEMA = Schema({
                               '"local", or "ray": the sweep\'s batches on Ray workers, one per GPU or CPU slot'),
     "address": common.EXECUTOR["address"],
     "seed": common.helped(common.SEED, "first seed"),
-}, _images, common.labels_are_judged, protocols=PROTOCOLS)
+}, _images, common.labels_are_judged, protocols=PROTOCOLS,
+    streams={"images": lambda p: max(p["seeds_per_cell"], p["baseline_seeds_per_cell"], p["trajectory_seeds"])})
 
 # What the paper measured without a shift (§4.1): its anchor for a run of the paper protocol.
 PAPER_ANCHOR = {"top1": 0.71, "top5": 0.90, "model": "Stable Diffusion 2.1", "images_per_prompt": 100,
@@ -432,8 +434,8 @@ def plan(generators: dict[str, Generator], shift_grid: dict[str, Sequence], labe
     scales = {m: [g.guidance_of(s) for s in guidance] for m, g in generators.items()}
     n_base = max(baseline_seeds_per_cell, seeds_per_cell)
     cells = [c for m in generators for c in build_cells(
-        [m], shift_grid, labels, range(seed, seed + seeds_per_cell), scales[m], steps_of[m], judge, clip,
-        revisions=revisions, baseline_seeds=range(seed, seed + n_base), urms_draw=urms_draw)]
+        [m], shift_grid, labels, seeds("images", seed, seeds_per_cell), scales[m], steps_of[m], judge, clip,
+        revisions=revisions, baseline_seeds=seeds("images", seed, n_base), urms_draw=urms_draw)]
     return Plan(steps_of, scales, {m: float(s[0]) for m, s in scales.items()}, cells, n_base,
                 sum(len(v) for v in shift_grid.values()))
 

@@ -63,7 +63,8 @@ SCHEMA = Schema({
     "dtype": common.DTYPE,
     **common.SEARCHES,
     "seed": common.SEED,
-}, _images, _rules)
+}, _images, _rules, streams={"images": lambda p: p["seeds_per_label"],
+                            "reference": lambda p: p["reference_images"]})
 
 
 def _search_task(models, pairs: list[tuple[str, int]], cfg: LatentSearchConfig, prompt: str,

@@ -12,6 +12,8 @@ import torch
 
 from ..calibration import reliability
 from ..models.registry import load_generator, load_judge
+from ..seeds import seed_of
+from ..seeds import seeds as seed_stream
 from ..stats import wilson
 from .attributes import ATTRIBUTE_JUDGES, JUDGE_SCENES, OBJECT_JUDGES, scored_examples
 from .scenes import BACKGROUNDS, COLOURS, LABELS, SHAPES
@@ -25,6 +27,7 @@ GENERATOR_BAR = 0.85
 # The three toy generators: fixed variance in latent space, learned variance in latent
 # space (paper 001's "latent-GLIDE"), learned variance in pixel space (GLIDE).
 GENERATORS = ("toy", "toy-latent-learned", "toy-pixel")
+MAX_PER_LABEL = 1000  # the toy-world study's bound on per_label: each label's block of the images stream
 
 
 def _kind(name: str) -> str:
@@ -60,7 +63,7 @@ def label_grid(per_label: int, seed: int = 0) -> tuple[list[str], list[int], tor
     for li, label in enumerate(LABELS):
         for k in range(per_label):
             prompts.append(PROMPT.format(label=label))
-            seeds.append(seed + li * 1000 + k)
+            seeds.append(seed_of("images", seed, li * MAX_PER_LABEL + k))
             targets.append(li)
     return prompts, seeds, torch.tensor(targets)
 
@@ -224,7 +227,7 @@ def _probe_prompts(per_prompt: int, seed: int) -> list[dict]:
         if colour in SYNONYMS or shape in SYNONYMS:
             rare = f"{SYNONYMS.get(colour, colour)} {SYNONYMS.get(shape, shape)}"
             rows.append({"probe": "rare word", "prompt": f"a photo of a {rare}", "label": l})
-    return [{**r, "seeds": [seed + 7919 * i + k for k in range(per_prompt)]} for i, r in enumerate(rows)]
+    return [{**r, "seeds": seed_stream("bias-probe", seed, per_prompt, start=i * per_prompt)} for i, r in enumerate(rows)]
 
 
 @torch.no_grad()

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from ..models.attention_maps import spread, token_maps
+from ..seeds import seeds as seed_stream
 from ..stats import wilson
 from .scenes import COLOURS, LABELS, SHAPES
 from .world import WorldConfig
@@ -89,7 +90,7 @@ def word_probe(gen, judge, pairs: int = 24, seeds_per_pair: int = 4, seed: int =
     words[:, [pos["colour"], pos["shape"]]] = emb_b.hidden[:, [pos["colour"], pos["shape"]]]
     ends = emb_a.hidden.clone()
     ends[:, pos["eos"]:] = emb_b.hidden[:, pos["eos"]:]
-    seeds = [seed * 1000 + 17 * i + k for i in range(len(rows)) for k in range(seeds_per_pair)]
+    seeds = seed_stream("word-probe", seed, len(rows) * seeds_per_pair)
     noise = gen.initial_noise(seeds)
     a = torch.tensor([r[0] for r in rows]).repeat_interleave(seeds_per_pair)
     b = torch.tensor([r[1] for r in rows]).repeat_interleave(seeds_per_pair)
