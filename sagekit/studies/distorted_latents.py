@@ -23,7 +23,7 @@ from ..search import DistortedGoal
 from ..stats import rate
 from .parameters import Flag, Int, ModelName, Parameter, ParameterError, Schema
 from . import common
-from .latent_search import PARAMETERS, LatentSearchConfig, SharedLatentResult, found_verified, merge, search_shared_latents
+from .latent_search import MODELS, PARAMETERS, LatentSearchConfig, SharedLatentResult, found_verified, merge, search_shared_latents
 
 PROMPT = "A photo of a {label}"
 STUDY = "distorted-latents"
@@ -50,12 +50,7 @@ def _rules(p: dict) -> None:
 
 
 SCHEMA = Schema({
-    "model": common.MODEL,
-    "judge": common.helped(common.JUDGE, "an Ensemble judge with an edge-map judge in it, to be robust (toy: "
-                           "toy-ensemble)"),
-    "verifier": common.helped(common.VERIFIER, "held-out judges, never used in the search, confirm each failure "
-                              "(toy: toy-clip)"),
-    "realism": common.REALISM,
+    **MODELS,
     "realism_goal": Parameter(Flag(), True, "a realism judge must also call the image corrupted (no effect with a "
                               "CLIP realism)"),
     "empty": Parameter(ModelName("empty", optional=True), "auto", 'a judge with a label "none": a clean empty scene '

@@ -24,6 +24,15 @@ from ..stats import rate
 from . import common
 from .parameters import Float, Int, Parameter, check_fields
 
+# The models the distorted- and unrelated-latents studies load
+MODELS = {
+    "model": common.MODEL,
+    "judge": common.helped(common.JUDGE, "an Ensemble judge with an edge-map judge in it, to be robust (toy: "
+                           "toy-ensemble)"),
+    "verifier": common.helped(common.VERIFIER, "held-out judges, never used in the search, confirm each failure "
+                              "(toy: toy-clip)"),
+    "realism": common.REALISM,
+}
 # The search's parameters, shared by the distorted- and unrelated-latents studies (their
 # configs' fields check against the same rules).
 PARAMETERS = {

@@ -22,7 +22,7 @@ from ..search.goals import EMPTY_LABEL
 from ..stats import mean_ci, rate
 from .parameters import Flag, Int, ModelName, Parameter, Schema
 from . import common
-from .latent_search import PARAMETERS, LatentSearchConfig, LatentSearchResult, found_verified, merge, search_latents
+from .latent_search import MODELS, PARAMETERS, LatentSearchConfig, LatentSearchResult, found_verified, merge, search_latents
 
 PROMPT = "A photo of a {label}"
 STUDY = "unrelated-latents"
@@ -39,12 +39,7 @@ def _rules(p: dict) -> None:
 
 
 SCHEMA = Schema({
-    "model": common.MODEL,
-    "judge": common.helped(common.JUDGE, "an Ensemble judge with an edge-map judge in it, to be robust (toy: "
-                           "toy-ensemble)"),
-    "verifier": common.helped(common.VERIFIER, "held-out judges, never used in the search, confirm each failure "
-                              "(toy: toy-clip)"),
-    "realism": common.REALISM,
+    **MODELS,
     "realism_goal": Parameter(Flag(), True, "a realism judge must also call the image real (no effect with a CLIP "
                               "realism)"),
     "empty": Parameter(ModelName("empty", optional=True), "auto", 'a judge with a label "none": an empty scene is '
