@@ -46,7 +46,7 @@ def test_matches_the_stock_diffusers_pipeline(gen, tiny_sd):
     ours = gen.generate(["a photo of a cat"], [5], guidance=3.0, steps=5)
     theirs = pipe("a photo of a cat", latents=noise.clone(), num_inference_steps=5, guidance_scale=3.0,
                   output_type="pt").images
-    assert torch.allclose(ours, theirs.float(), atol=2e-3)
+    assert (ours - theirs.float()).abs().max() <= 1e-4  # the project's bar for a family (test_families)
 
 
 def test_guidance_changes_the_image(gen):
