@@ -21,10 +21,17 @@ def gen(tiny_sd):
 
 
 def test_adversarial_token_learning_and_evaluation(gen):
-    goal = TargetGoal(always_dog())
-    cfg = at.TokenConfig(iterations=2, batch=2, k=1, steps=2, guidance=2.0)
-    emb = at.learn_adversarial_token(gen, goal, "dog", ["a cat", "a car", "a cow"], cfg, progress=False)
+    # learning through a judge with a gradient everywhere: one signed step moves the token from the mean
+    # word by lr spreads in (nearly) every coordinate
+    cfg = at.TokenConfig(iterations=1, batch=2, k=1, steps=2, guidance=2.0, lr=0.5, bound=0.8)
+    learner = TargetGoal(Ensemble("colour", [ColourJudge()]))
+    emb = at.learn_adversarial_token(gen, learner, "dog", ["a cat", "a car", "a cow"], cfg, progress=False)
+    mean, std = gen.token_statistics(exclude=(X_TOKEN, Y_TOKEN, at.ADV_TOKEN))
     assert emb.shape == (gen.text_encoder.config.hidden_size,) and torch.isfinite(emb).all()
+    moved = (emb - mean).abs() / std
+    assert (moved > 0).float().mean() > 0.9 and torch.allclose(moved[moved > 0], torch.tensor(cfg.lr), atol=1e-4)
+    # evaluation: every judge always sees "dog"
+    goal = TargetGoal(always_dog())
 
     def clip(images, prompts):
         return images.mean((1, 2, 3)) * 100

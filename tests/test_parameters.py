@@ -132,3 +132,23 @@ def test_protocols_fill_what_is_left_auto_and_their_images_are_counted():
     assert (mine["n_labels"], mine["guidance"], mine["seeds_per_cell"]) == (2, [7.5, 1.0], 100)
     with pytest.raises(ParameterError, match="'protocol' must be one of"):
         validate("seed-shifts", {**defaults, "protocol": "papers"}, base)
+
+
+def test_a_label_too_long_for_the_caption_lm_is_refused_before_any_work(tmp_path, capsys):
+    """A 17-word label once crashed the prompt search (IndexError) after every model loaded."""
+    labels = tmp_path / "long.txt"
+    labels.write_text(" ".join(["very"] * 16) + " red circle\n")
+    out = tmp_path / "out"
+    assert main(["run", "prompt-failures", "-p", f"label_set={str(labels)!r}", "-p", "n_labels=1",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "positions" in err and "reads 24" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_huge_value_is_echoed_in_one_short_line(tmp_path, capsys):
+    labels = tmp_path / "huge.txt"
+    labels.write_text("x" * 5000 + "\n")
+    assert main(["run", "seed-shifts", "-p", f"label_set={str(labels)!r}", "-p", "n_labels=1",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not know" in err and "5002 characters" in err and len(err) < 400 and len(err.splitlines()) == 1

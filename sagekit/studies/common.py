@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .parameters import (Choice, Device, Float, Folder, Int, LabelSet, ModelName, Parameter, ParameterError,
-                         Text)
+                         Text, short)
 
 MODEL_DEFAULT = "the model's default"
 
@@ -76,8 +76,8 @@ def labels_are_judged(p: dict, which: str = "judge") -> None:
         return
     missing = [l for l in pick(p["label_set"], p["n_labels"]) if l not in set(known)]
     if missing:
-        raise ParameterError(f"label_set {p['label_set']!r} has labels that {which} {p['judge']!r} does not know: "
-                             + ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else ""))
+        raise ParameterError(f"label_set {short(p['label_set'])} has labels that {which} {p['judge']!r} does not know: "
+                             + ", ".join(map(short, missing[:5])) + (" ..." if len(missing) > 5 else ""))
 
 
 def k_within_steps(p: dict) -> None:

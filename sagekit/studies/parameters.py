@@ -29,6 +29,13 @@ def _fail(name: str, message: str) -> ParameterError:
     return ParameterError(f"parameter {name!r} {message}")
 
 
+def short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut in the middle past ``limit`` characters: an error echoes what it
+    was given in one readable line, even a 5,000-character label."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit // 2]}…{text[-(limit // 2):]} ({len(text)} characters)"
+
+
 def _none(meaning: str) -> str:
     return f", or None ({meaning})" if meaning else ""
 
@@ -53,7 +60,7 @@ class Int(Param):
         if value is None and self.none:
             return
         if not isinstance(value, int) or isinstance(value, bool) or not self.lo <= value <= self.hi:
-            raise _fail(name, f"must be an integer from {self.lo} to {self.hi}{self.note}{_none(self.none)}, got {value!r}")
+            raise _fail(name, f"must be an integer from {self.lo} to {self.hi}{self.note}{_none(self.none)}, got {short(value)}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ class Float(Param):
         ok = ok and (self.lo < value if self.lo_open else self.lo <= value) and value <= self.hi
         if not ok:
             lo = f"above {self.lo}" if self.lo_open else f"at least {self.lo}"
-            raise _fail(name, f"must be a number {lo} and at most {self.hi}{self.note}{_none(self.none)}, got {value!r}")
+            raise _fail(name, f"must be a number {lo} and at most {self.hi}{self.note}{_none(self.none)}, got {short(value)}")
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,7 @@ class Choice(Param):
 
     def check(self, name, value, ctx):
         if value not in self.options:
-            raise _fail(name, f"must be one of {', '.join(map(repr, self.options))}, got {value!r}")
+            raise _fail(name, f"must be one of {', '.join(map(repr, self.options))}, got {short(value)}")
 
 
 @dataclass(frozen=True)
@@ -92,9 +99,9 @@ class ListOf(Param):
 
     def check(self, name, value, ctx):
         if not isinstance(value, (list, tuple)) or not self.lo <= len(value) <= self.hi:
-            raise _fail(name, f"must be a list of {self.lo} to {self.hi} items, got {value!r}")
+            raise _fail(name, f"must be a list of {self.lo} to {self.hi} items, got {short(value)}")
         if self.unique and len(set(map(repr, value))) != len(value):
-            raise _fail(name, f"must not repeat an item, got {value!r}")
+            raise _fail(name, f"must not repeat an item, got {short(value)}")
         for i, v in enumerate(value):
             self.item.check(f"{name}[{i}]", v, ctx)
 
@@ -108,14 +115,14 @@ class Text(Param):
         if value == "" and self.empty:
             return
         if not isinstance(value, str) or not value.strip() or len(value) > self.max_len:
-            raise _fail(name, f"must be a non-empty string of at most {self.max_len} characters, got {value!r}")
+            raise _fail(name, f"must be a non-empty string of at most {self.max_len} characters, got {short(value)}")
 
 
 @dataclass(frozen=True)
 class Flag(Param):
     def check(self, name, value, ctx):
         if not isinstance(value, bool):
-            raise _fail(name, f"must be True or False, got {value!r}")
+            raise _fail(name, f"must be True or False, got {short(value)}")
 
 
 @dataclass(frozen=True)
@@ -128,19 +135,19 @@ class Device(Param):
         try:
             dev = torch.device(value)
         except (RuntimeError, TypeError):
-            raise _fail(name, f"must be a device such as 'cpu' or 'cuda:0', got {value!r}") from None
+            raise _fail(name, f"must be a device such as 'cpu' or 'cuda:0', got {short(value)}") from None
         if dev.type == "cpu":
             return
         if dev.type == "cuda":
             count = torch.cuda.device_count() if torch.cuda.is_available() else 0
             if count == 0:
-                raise _fail(name, f"is {value!r} but this machine has no CUDA device")
+                raise _fail(name, f"is {short(value)} but this machine has no CUDA device")
             if dev.index is not None and dev.index >= count:
-                raise _fail(name, f"is {value!r} but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}")
+                raise _fail(name, f"is {short(value)} but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}")
             return
         if dev.type == "mps" and torch.backends.mps.is_available():
             return
-        raise _fail(name, f"is {value!r}, which is not available here (use 'cpu' or 'cuda:N')")
+        raise _fail(name, f"is {short(value)}, which is not available here (use 'cpu' or 'cuda:N')")
 
 
 @dataclass(frozen=True)
@@ -164,11 +171,11 @@ class ModelName(Param):
                    "ensemble": registry.resolve_judge, "clip": registry.resolve_clip,
                    "realism": registry.resolve_realism, "lm": registry.resolve_caption_lm}[self.kind]
         if not isinstance(value, str) or not value:
-            raise _fail(name, f"must name a {self.kind}, got {value!r}")
+            raise _fail(name, f"must name a {self.kind}, got {short(value)}")
         try:
             resolve(value)
         except (registry.UnknownModelError, registry.ModelNotFoundError, registry.UnsafeWeightsError) as e:
-            raise _fail(name, f"({value!r}): {e}") from None
+            raise _fail(name, f"({short(value)}): {e}") from None
 
 
     @staticmethod
@@ -177,14 +184,14 @@ class ModelName(Param):
         from ..search.goals import EMPTY_LABEL
 
         if not isinstance(value, str) or not value:
-            raise _fail(name, f"must name a judge with a label {EMPTY_LABEL!r} (or be ''), got {value!r}")
+            raise _fail(name, f"must name a judge with a label {EMPTY_LABEL!r} (or be ''), got {short(value)}")
         try:
             registry.resolve_judge(value)
             labels = registry.judge_label_names(value)
         except (registry.UnknownModelError, registry.ModelNotFoundError, registry.UnsafeWeightsError) as e:
-            raise _fail(name, f"({value!r}): {e}") from None
+            raise _fail(name, f"({short(value)}): {e}") from None
         if labels is not None and EMPTY_LABEL not in labels:
-            raise _fail(name, f"({value!r}) must be a judge with a label {EMPTY_LABEL!r} (an empty scene), "
+            raise _fail(name, f"({short(value)}) must be a judge with a label {EMPTY_LABEL!r} (an empty scene), "
                               f"such as 'toy-count'")
 
 
@@ -207,10 +214,10 @@ class Folder(Param):
 
     def check(self, name, value, ctx):
         if not isinstance(value, str) or not value:
-            raise _fail(name, f"must be a folder path, got {value!r}")
+            raise _fail(name, f"must be a folder path, got {short(value)}")
         problem = unwritable(Path(ctx["__base__"]) / Path(value).expanduser())
         if problem:
-            raise _fail(name, f"({value!r}): {problem}")
+            raise _fail(name, f"({short(value)}): {problem}")
 
 
 def unwritable(path: Path) -> str | None:
@@ -241,7 +248,7 @@ class Shifts(Param):
             return
         if not isinstance(value, dict) or not value:
             raise _fail(name, f"must be 'paper' or a dict {{shift: [levels]}} with shifts from {', '.join(names)}, "
-                              f"got {value!r}")
+                              f"got {short(value)}")
         alpha, std = Float(-10, 10), Float(-10, 0.999, note=" (the std becomes 1 - alpha_s)")
         for shift, levels in value.items():
             where = f"{name}[{shift!r}]"
@@ -265,7 +272,7 @@ class _Pair(Param):
 
     def check(self, name, value, ctx):
         if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise _fail(name, f"must be a pair [alpha_s, alpha_c], got {value!r}")
+            raise _fail(name, f"must be a pair [alpha_s, alpha_c], got {short(value)}")
         self.first.check(f"{name}[0]", value[0], ctx)
         self.second.check(f"{name}[1]", value[1], ctx)
 

@@ -37,10 +37,12 @@ from ..search import Checkpoint, RobustGoal, SearchState, TokenRows, perplexity,
 from ..seeds import seeds
 from ..stats import rate
 from . import common
-from .parameters import Choice, Float, Int, ListOf, ModelName, Parameter, Schema, Text, check_fields
+from .parameters import (Choice, Float, Int, ListOf, ModelName, Parameter, ParameterError, Schema, Text,
+                         check_fields, short)
 
 STUDY = "prompt-failures"
 X_TOKEN, Y_TOKEN = "<sage-x>", "<sage-y>"
+PROMPT = "A photo of a {label}"  # where every search starts
 
 
 D = {  # the search's own parameters; PromptSearchConfig's fields take their defaults and rules from here
@@ -93,6 +95,34 @@ class PromptSearchConfig:
         check_fields(D, asdict(self))
 
 
+def _prompts_fit_the_lm(p: dict) -> None:
+    """Every label's prompt and ``max_words`` more words fit in the LM's positions (the toy
+    caption LM reads 24): found here, not by an IndexError once the models are loaded."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from ..labels import pick
+    from ..models.registry import resolve_caption_lm
+
+    path = resolve_caption_lm(p["lm"])
+    config = json.loads((path / "config.json").read_text())
+    positions = config.get("n_positions") or config.get("max_position_embeddings")
+    if not positions:
+        return
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    for label in pick(p["label_set"], p["n_labels"]):
+        need = len(tok(PROMPT.format(label=label), add_special_tokens=False).input_ids) + 1 + p["max_words"]
+        if need > positions:
+            raise ParameterError(f"label {short(label)}: its prompt and max_words ({p['max_words']}) more words need "
+                                 f"{need} positions, and the LM {short(p['lm'])} reads {positions}")
+
+
+def _rules(p: dict) -> None:
+    _prompts_fit_the_lm(p)
+    common.judged_and_verified(p)
+
+
 def _images(p: dict) -> int:
     return common.n_labels(p) * (p["max_words"] * (p["train_seeds"] * (p["iterations"] + 1 + p["rescore"])
                                                    + p["eval_seeds"])
@@ -124,7 +154,7 @@ SCHEMA = Schema({
     "dtype": common.DTYPE,
     **common.SEARCHES,
     "seed": common.SEED,
-}, _images, common.judged_and_verified,
+}, _images, _rules,
     streams={"train": lambda p: p["max_words"] * p["train_seeds"], "eval": lambda p: p["eval_seeds"]})
 
 
@@ -298,7 +328,7 @@ def banned_words(ban: str, label_set: str) -> tuple[str, ...]:
 
 
 def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str], cfg: PromptSearchConfig,
-                   seed: int = 0, template: str = "A photo of a {label}", progress: bool = True,
+                   seed: int = 0, template: str = PROMPT, progress: bool = True,
                    verifier: Ensemble | None = None, checkpoints: str | None = None) -> list[dict]:
     """SAGE's word-by-word search (see the module docstring), all ``labels`` at once.
 
@@ -374,7 +404,7 @@ def _search_task(models, labels: list[str], cfg: PromptSearchConfig, seed: int, 
 
 
 def search(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str], cfg: PromptSearchConfig,
-           seed: int = 0, template: str = "A photo of a {label}", progress: bool = True,
+           seed: int = 0, template: str = PROMPT, progress: bool = True,
            verifier: Ensemble | None = None, checkpoints: str | None = None, executor=None,
            per_task: int = 0) -> list[dict]:
     """:func:`search_prompts` for every label, here in one batch or spread over ``executor``
@@ -390,7 +420,7 @@ def search(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str]
 
 def continuation_baseline(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str],
                           cfg: PromptSearchConfig, n: int, min_prob: float = 0.05, seed: int = 0,
-                          template: str = "A photo of a {label}") -> list[dict]:
+                          template: str = PROMPT) -> list[dict]:
     """The search's natural baseline: per label, the LM's ``n`` likeliest continuations
     (up to ``cfg.max_words`` words, each word >= ``min_prob``) under the same failure test
     and seeds as ``search_prompts``. One dict per prompt: label, prompt, words, LM
@@ -488,7 +518,7 @@ def tag_counts(store) -> dict[str, int]:
 
 
 def summarize(found: list[dict], baseline: list[dict], labels: list[str], model: str, lm, lm_tokenizer,
-              template: str = "A photo of a {label}", tags: dict | None = None,
+              template: str = PROMPT, tags: dict | None = None,
               agreement: dict | None = None, explained: pd.DataFrame | None = None) -> dict:
     """The study's findings (the schema every study's ``summarize`` returns: ``models``,
     ``headline`` (short numbers for the index page), study fields; a rate as
