@@ -369,6 +369,14 @@ def _cmd_toy(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT; a run's temporary folder is gone
+        print("sagekit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args) -> int:
     if args.command == "list":
         return _cmd_list()
     if args.command == "run":

@@ -108,7 +108,11 @@ def cases_frame(store: ResultStore, keys: list[str] | None = None) -> pd.DataFra
 def _row(store: ResultStore, r: pd.Series) -> dict:
     known = {"key", "study", "tags", "image", "tensors", *_IDENTITY, *_OUTCOME}
     extra = {k: v for k, v in r.items() if k not in known and not (isinstance(v, float) and pd.isna(v))}
-    tensors = store.tensor_path(r["key"]).exists()
+    tensors = isinstance(r.get("tensors"), str)  # the case kept tensors (a latent, a token): they must be there
+    for what, path in (("image", store.image_path(r["key"])), ("tensors", store.tensor_path(r["key"]))):
+        if (what == "image" or tensors) and not path.is_file():
+            raise DatasetError(f"case {r['key']}: its {what} {path} is missing from the store; nothing was exported "
+                               "(run the study again with the same store to draw it again)")
     return {"file_name": f"images/{r['key']}.png", "key": r["key"], "study": r["study"],
             **{k: r[k] for k in _IDENTITY if k not in ("goal", "token")},
             "goal": json.dumps(r["goal"], sort_keys=True), "judge_failure_rate": float(r["judge_failure_rate"]),
@@ -224,9 +228,11 @@ def verify(folder: str | Path, model: str, judge: str | None = None, device: str
 
     out = []
     for _, c in tqdm(cases.iterrows(), total=len(cases), desc="verify", disable=not progress, leave=False):
-        tensors = load_file(str(folder / c["tensor_file"])) if c["tensor_file"] else {}
+        # a case without tensors has a null tensor_file, which pandas reads as NaN (truthy)
+        tensors = load_file(str(folder / c["tensor_file"])) if isinstance(c["tensor_file"], str) else {}
         seeds = [int(s) for s in c["seeds"]]
-        images = draw(gen, c["prompt"], seeds, c["sampler"], int(c["steps"]), float(c["guidance"]), c["token"],
+        token = c["token"] if isinstance(c["token"], str) else None
+        images = draw(gen, c["prompt"], seeds, c["sampler"], int(c["steps"]), float(c["guidance"]), token,
                       tensors)
         rates = {}
         for role, spec in (("judge", judge or c["judge"]), ("verifier", c["verifier"])):

@@ -53,12 +53,41 @@ def occupied(path: Path) -> bool:
     return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
+def unreadable_store(folder: Path) -> str | None:
+    """Why the results store in ``folder`` cannot be used (a garbled ``results.sqlite``),
+    or None (also when there is none yet). Reads only; writes nothing."""
+    db = Path(folder) / "results.sqlite"
+    if not db.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            ok = con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        return f"{db} is not a readable results store ({e}): move it aside, or choose another folder"
+    return None if ok else f"{db} fails SQLite's integrity check: move it aside, or choose another folder"
+
+
+def _umask() -> int:
+    """The process's umask (read without changing it where Linux tells it)."""
+    try:
+        line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("Umask:"))
+        return int(line.split()[1], 8)
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
 @contextmanager
 def new_folder(out: Path):
     """Yield a temporary folder beside ``out`` (absent or empty) to fill; once the block
     ends it is renamed to ``out``, and on any error removed: nobody sees half a folder."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would make an export or a poisoned folder private
     try:
         yield tmp
         if out.exists():

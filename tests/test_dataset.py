@@ -1,6 +1,7 @@
 """Failure cases -> a dataset anyone can load (datasets) and draw again (sagekit verify)."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -70,9 +71,10 @@ def test_exported_prompt_failures_load_and_verify(prompt_run, capsys):
     assert out["cases"] == out["still_fail"] == len(found)
 
 
-def test_latent_and_token_cases_survive_the_round_trip(toy, tmp_path):
-    """A latent case and a token case, stored, exported and drawn again: the tensors come
-    back bit for bit, and the images (hence the rates) are the ones the study drew."""
+def test_latent_and_token_cases_survive_the_round_trip(toy, tmp_path, capsys):
+    """A latent case, a token case and a plain prompt case, stored, exported and drawn
+    again: the tensors come back bit for bit, and the images (hence the rates) are the ones
+    the study drew. (A store with cases with and without tensors once crashed verify.)"""
     ens = load_ensemble("toy-ensemble")
     how = settings(toy, None, 8)
     z = torch.randn(toy.latent_shape, generator=torch.Generator().manual_seed(3)) * 1.1
@@ -80,7 +82,8 @@ def test_latent_and_token_cases_survive_the_round_trip(toy, tmp_path):
     cases, images = [], []
     for goal, prompt, label, extra in ((UnrelatedGoal(ens), "a photo of a red circle", "red circle", {"latent": z}),
                                        (TargetGoal(ens), "a photo of a blue star <t>", "green heart",
-                                        {"embedding": emb, "token": "<t>"})):
+                                        {"embedding": emb, "token": "<t>"}),
+                                       (UnrelatedGoal(ens), "a photo of a green heart", "green heart", {})):
         tensors = {k: v for k, v in extra.items() if k != "token"}
         img = draw(toy, prompt, [7], how["sampler"], how["steps"], how["guidance"], extra.get("token"), tensors)
         rate = float(goal.found(img, torch.tensor([ens.label_index(label)])).float().mean())
@@ -92,11 +95,23 @@ def test_latent_and_token_cases_survive_the_round_trip(toy, tmp_path):
     keys = keep(store, cases, torch.stack(images))
     assert torch.equal(store.tensors(keys[0])["latent"], z) and torch.equal(store.tensors(keys[1])["embedding"], emb)
     export(tmp_path / "store", tmp_path / "ds")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "ds").stat().st_mode & 0o777 == 0o777 & ~mask  # as mkdir makes it (mkdtemp's is 0700)
     table = read(tmp_path / "ds").set_index("key")
     assert table.loc[keys[0], "tensor_file"].endswith(".safetensors") and table.loc[keys[1], "token"] == "<t>"
+    assert table["tensor_file"].isna().sum() == 1
     res = verify(tmp_path / "ds", "toy", progress=False).set_index("key")
     for key, case in zip(keys, cases):
         assert res.loc[key, "now"] == case.judge_failure_rate
+    # a store that lost a case's latent, or its image, exports nothing and says which file
+    store.image_path(keys[2]).unlink()
+    assert main(["export", str(tmp_path / "store"), "--to", str(tmp_path / "ds2")]) == 2
+    assert f"case {keys[2]}: its image" in capsys.readouterr().err
+    store.tensor_path(keys[0]).unlink()
+    assert main(["export", str(tmp_path / "store"), "--to", str(tmp_path / "ds3")]) == 2
+    assert f"case {keys[0]}: its tensors" in capsys.readouterr().err
+    assert not (tmp_path / "ds2").exists() and not (tmp_path / "ds3").exists()
 
 
 @pytest.mark.parametrize("make,args,message", [

@@ -96,6 +96,19 @@ def test_relative_store_dirs_are_checked_from_the_notebook_folder(tmp_path):
         validate("seed-shifts", {**params, "store_dir": "file/store"}, tmp_path)
 
 
+def test_a_garbled_results_store_is_refused_before_the_kernel_starts(tmp_path):
+    """It was found only inside the kernel, about 45 s in."""
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "results.sqlite").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    params = {**STUDIES["seed-shifts"].schema.defaults, "store_dir": "store"}
+    with pytest.raises(ParameterError, match=r"results.sqlite (is not a readable results store|fails SQLite)"):
+        validate("seed-shifts", params, tmp_path)
+    from sagekit.store import ResultStore
+
+    ResultStore(tmp_path / "fine").put_batch("t", [{"seed": 1}], [{"x": 1.0}])
+    assert validate("seed-shifts", {**params, "store_dir": "fine"}, tmp_path) > 0
+
+
 def test_a_label_file_is_a_label_set(tmp_path):
     from sagekit.toy.scenes import LABELS
 

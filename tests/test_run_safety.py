@@ -123,3 +123,23 @@ def test_a_killed_run_leaves_nothing_behind_after_the_next_run(tmp_path):
     assert done.returncode == 0, done.stderr
     assert not run_dir.exists() and not list((tmp_path / "tmp").iterdir())  # the rerun cleared it; it left none
     assert len(list((tmp_path / "out").glob("*.json"))) == 1  # only the finished run wrote a report
+
+
+def test_ctrl_c_ends_a_run_with_one_line_and_the_next_run_leaves_nothing(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "HF_HUB_OFFLINE": "1"}
+    (tmp_path / "tmp").mkdir()
+    cmd = [sys.executable, str(HERE / "tiny_study.py"), str(tmp_path / "nb")]
+    proc = subprocess.Popen(cmd + ["-p", "sleep=120", "--out", str(tmp_path / "out")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60  # a bound on a wait for the kernel, not a measured time
+    while not list((tmp_path / "tmp").glob("sagekit-run-*/kernel.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # the notebook's sleep cell is running
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    # sagekit's own part is one line (the kernel, left without its sockets, may log its own error as it goes)
+    assert proc.returncode == 130 and "sagekit: interrupted" in err.splitlines(), err
+    assert "KeyboardInterrupt" not in err and not (tmp_path / "out").exists()
+    done = subprocess.run(cmd + ["--out", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not list((tmp_path / "tmp").iterdir())  # the run folder (its HMAC key) is gone

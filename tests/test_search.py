@@ -237,6 +237,13 @@ def test_a_killed_search_resumes_from_its_checkpoint_and_ends_the_same(tmp_path)
     other = _Quadratic(centres)
     _quadratic_search(other, checkpoint=Checkpoint(ckpt.path, "another search"))
     assert other.seen[0] == 0
+    # a garbled checkpoint is set aside, named, and the search starts afresh and ends the same
+    ckpt.path.write_bytes(ckpt.path.read_bytes()[:40])
+    fresh = _Quadratic(centres)
+    with pytest.warns(UserWarning, match=f"{ckpt.path.name}.*set aside"):
+        again = _quadratic_search(fresh, checkpoint=ckpt)
+    assert fresh.seen[0] == 0 and torch.equal(again.values["x"], whole.values["x"])
+    assert ckpt.path.with_name(ckpt.path.name + ".corrupt").exists()
 
 
 def test_token_rows_move_in_units_of_the_table_spread():

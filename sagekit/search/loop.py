@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -85,17 +86,26 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
     def load(self) -> SearchState | None:
-        """The saved state, or None when there is none for this key."""
+        """The saved state, or None when there is none for this key. A file that cannot be
+        read (cut short, garbled) is set aside as ``<name>.corrupt`` with a warning that
+        names it, and the search starts afresh: a checkpoint only saves time."""
         if not self.path.exists():
             return None
-        with safe_open(str(self.path), "pt") as f:
-            meta = f.metadata() or {}
-        if meta.get("key") != self.key:
+        try:
+            with safe_open(str(self.path), "pt") as f:
+                meta = f.metadata() or {}
+            if meta.get("key") != self.key:
+                return None
+            tensors = load_file(str(self.path))
+            values = {k[len("value."):]: v for k, v in tensors.items() if k.startswith("value.")}
+            return SearchState(values, int(meta["iteration"]), tensors["found_at"], json.loads(meta["losses"]),
+                               json.loads(meta["seconds"]))
+        except Exception as e:  # safetensors raises its own error types; any unreadable file is set aside
+            aside = self.path.with_name(self.path.name + ".corrupt")
+            os.replace(self.path, aside)
+            warnings.warn(f"search checkpoint {self.path} could not be read ({type(e).__name__}: {e}); "
+                          f"set aside as {aside.name}, the search starts afresh")
             return None
-        tensors = load_file(str(self.path))
-        values = {k[len("value."):]: v for k, v in tensors.items() if k.startswith("value.")}
-        return SearchState(values, int(meta["iteration"]), tensors["found_at"], json.loads(meta["losses"]),
-                           json.loads(meta["seconds"]))
 
 
 def signed_descent(objective: Objective, transformations: dict[str, Transformation], state: SearchState,

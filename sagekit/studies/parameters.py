@@ -210,14 +210,22 @@ class LabelSet(Param):
 
 @dataclass(frozen=True)
 class Folder(Param):
-    """A folder that exists and is writable, or can be created (relative to the notebook)."""
+    """A folder that exists and is writable, or can be created (relative to the notebook);
+    a results store already in it must be one SQLite can read."""
 
     def check(self, name, value, ctx):
         if not isinstance(value, str) or not value:
             raise _fail(name, f"must be a folder path, got {short(value)}")
-        problem = unwritable(Path(ctx["__base__"]) / Path(value).expanduser())
+        folder = Path(ctx["__base__"]) / Path(value).expanduser()
+        problem = unwritable(folder) or _unreadable_store(folder)
         if problem:
             raise _fail(name, f"({short(value)}): {problem}")
+
+
+def _unreadable_store(folder: Path) -> str | None:
+    from ..store import unreadable_store
+
+    return unreadable_store(folder)
 
 
 def unwritable(path: Path) -> str | None:
