@@ -68,6 +68,7 @@ def world_of_models(params: dict) -> str:
     """The world of a study's model (``model``) or models (``models``); ParameterError if
     the models come from both worlds."""
     from ..models.registry import world_of
+
     names = params["models"] if "models" in params else [params.get("model", "")]
     by_world: dict[str, list[str]] = {}
     for n in names:

@@ -9,14 +9,9 @@ from typing import Any
 
 from . import STUDIES
 from .defaults import WORLD_DEFAULTS, is_auto, resolve, world_dependent, world_of_models
-from .parameters import ParameterError, Schema
+from .parameters import ParameterError
 
 MAX_IMAGES = 2_000_000  # a week of an H100 at SD 1.5's batched ceiling; beyond that, split the grid
-
-
-def schema_of(study_id: str) -> Schema:
-    """The declaration of a study's parameters (its module's ``SCHEMA``)."""
-    return STUDIES[study_id].schema
 
 
 def _ray_installed(p: dict) -> None:
@@ -38,7 +33,7 @@ def validate(study_id: str, params: dict[str, Any], base: Path) -> int:
     schema, after every ``"auto"`` took its value (``sagekit.studies.defaults``); ``base``
     is the notebook's folder (relative paths start there). Returns the estimated number of
     images; raises ParameterError."""
-    schema = schema_of(study_id)
+    schema = STUDIES[study_id].schema
     unknown = [name for name in params if name not in schema.params]
     if unknown:
         raise ParameterError(f"study {study_id!r} declares no rule for parameter {unknown[0]!r}")
