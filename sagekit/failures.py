@@ -27,7 +27,9 @@ class FailureCase:
     ``TargetGoal`` the object that should appear instead). ``seeds``: the seeds the rates
     were measured on; the case fails when the goal is met on at least ``fail_fraction`` of
     them. ``latent`` / ``embedding``: the changed initial noise ``(C, h, w)`` (one seed) or
-    the appended token's embedding ``(E,)``, which ``token`` names in the prompt."""
+    the appended token's embedding ``(E,)``, which ``token`` names in the prompt.
+    ``verifier_sampler``: the sampler of the images the verifier judged, where it is not
+    ``sampler`` (a found latent is drawn again with another sampler before it counts)."""
 
     study: str
     model: str
@@ -45,6 +47,7 @@ class FailureCase:
     judge_failure_rate: float
     verifier_failure_rate: float
     token: str | None = None
+    verifier_sampler: str | None = None
     extra: dict = field(default_factory=dict)
     latent: torch.Tensor | None = None
     embedding: torch.Tensor | None = None

@@ -1,8 +1,19 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 # Before anything imports huggingface_hub: a missing model must fail at once, not retry.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The tests see an empty Hugging Face cache and their own digest cache, whatever this
+# machine holds (a researcher's cache of the README's models must not change a result);
+# tests that need hub models build a stand-in cache (`hub_cache`).
+_EMPTY = tempfile.mkdtemp(prefix="sagekit-tests-")
+atexit.register(shutil.rmtree, _EMPTY, True)
+os.environ["HF_HOME"] = os.path.join(_EMPTY, "hf")
+os.environ["HF_HUB_CACHE"] = os.path.join(_EMPTY, "hf", "hub")
+os.environ["SAGEKIT_CACHE"] = os.path.join(_EMPTY, "sagekit")
 
 import pytest
 import torch

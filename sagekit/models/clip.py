@@ -15,8 +15,11 @@ class ClipEmbedder(nn.Module):
     """L2-normalised image and text embeddings from one CLIP model.
 
     ``backend`` is ``"transformers"`` (a ``CLIPModel`` + tokenizer) or ``"open_clip"``
-    (a model from ``open_clip.create_model`` + its tokenizer).
+    (a model from ``open_clip.create_model`` + its tokenizer). ``revision``: a fingerprint
+    of its weights (set by the loader).
     """
+
+    revision = ""
 
     def __init__(self, name: str, model: nn.Module, tokenizer, backend: str,
                  size: tuple[int, int], mean, std, max_length: int | None = None):
@@ -63,6 +66,7 @@ class ClipScorer(nn.Module):
         super().__init__()
         self.embedder = embedder
         self.name = embedder.name
+        self.revision = getattr(embedder, "revision", "")
 
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         """images ``(B, 3, H, W)`` in [0, 1], B prompts -> scores ``(B,)``."""

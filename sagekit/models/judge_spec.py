@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import catalog
 from .judges import EdgeJudge, Ensemble, Judge
-from .weights import UnknownModelError
+from .weights import UnknownModelError, fingerprint_of
 
 ENSEMBLE_SPEC = re.compile(r"^ensemble(?:\((?P<rule>[a-z]+)\))?:(?P<members>.+)$")
 EDGE_SPEC = re.compile(r"^edge(?:\((?P<method>[a-z]+)\))?:(?P<inner>.+)$")
@@ -64,8 +64,14 @@ class JudgeSpec:
         return catalog.JUDGE_KINDS[self.kind].resolve(self.argument, download)
 
     def load(self, download: bool = False) -> Judge:
-        """The judge, built from its checked files (every file is checked first)."""
+        """The judge, built from its checked files (every file is checked first), its
+        ``revision`` the fingerprint of every one of them."""
         paths = self.resolve(download)
+        judge = self._build(paths, download)
+        judge.revision = fingerprint_of(paths)
+        return judge
+
+    def _build(self, paths: list[Path], download: bool) -> Judge:
         if self.kind == "ensemble":
             judges = [m.load(download) for m, _ in self.members]
             try:

@@ -16,7 +16,11 @@ from torch import nn
 
 
 class Judge(nn.Module):
-    """Base class. Subclasses implement :meth:`logits`."""
+    """Base class. Subclasses implement :meth:`logits`. ``revision``: a fingerprint of the
+    weights it was loaded from (set by the loader; part of every key a judged number is
+    stored under)."""
+
+    revision = ""
 
     def __init__(self, name: str, labels: Sequence[str]):
         super().__init__()
@@ -157,6 +161,7 @@ class Ensemble(Judge):
         self.judges = nn.ModuleList(judges)
         self.register_buffer("weights", torch.tensor(weights) / sum(weights), persistent=False)
         self.rule = rule
+        self.revision = "+".join(j.revision for j in judges)
 
     def per_judge(self, images: torch.Tensor) -> torch.Tensor:
         """Probabilities of every judge: ``(J, B, K)``."""

@@ -339,9 +339,9 @@ def resolve_clip(name: str, download: bool = False) -> Path:
 def load_clip_embedder(name: str, device: str | torch.device = "cpu", download: bool = False) -> ClipEmbedder:
     """A registered CLIP (``"toy-clip"``), ``"hf:<CLIP id or folder>"`` or ``"open_clip:<arch>:<pretrained tag or file>"``."""
     path = resolve_clip(name, download)
-    if name.startswith("open_clip:"):
-        return _load_open_clip(name, path).to(device)
-    return _load_hf_clip(path, name).to(device)
+    embedder = _load_open_clip(name, path) if name.startswith("open_clip:") else _load_hf_clip(path, name)
+    embedder.revision = weights_fingerprint(path)
+    return embedder.to(device)
 
 
 def load_clip_scorer(name: str, device: str | torch.device = "cpu", download: bool = False) -> ClipScorer:
@@ -428,4 +428,5 @@ def load_caption_lm(name: str, device: str | torch.device = "cpu", download: boo
     with quiet_loading():
         model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model.revision = weights_fingerprint(path)  # its proposals decide a prompt search: part of its key
     return model.to(device).eval().requires_grad_(False), tok

@@ -4,6 +4,7 @@ fingerprint of a folder's weights, and the errors every loader raises."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,18 +99,55 @@ def check_weights_folder(path: Path) -> Path:
     return path
 
 
-def weights_fingerprint(path: Path) -> str:
-    """A short id of the weights in a folder: the commit of a hub snapshot, else a hash of
-    every safetensors file's name, size and first and last MiB (cheap even for SD)."""
+def _digest_cache() -> Path:
+    """Where whole-file hashes are kept between runs (``$SAGEKIT_CACHE``, else the user's
+    cache folder): hashing SDXL's 7 GB takes a while, so each file is hashed once per
+    (size, modification time)."""
+    root = os.environ.get("SAGEKIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sagekit"
+    return Path(root) / "file-digests.json"
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a whole file, cached by its resolved path, size and modification time
+    (any write changes the time, so a garbled file is hashed again)."""
     path = Path(path).resolve()
-    if path.parent.name == "snapshots":
-        return path.name[:12]
+    st = path.stat()
+    stamp = [st.st_size, st.st_mtime_ns]
+    cache_file = _digest_cache()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    hit = cache.get(str(path))
+    if isinstance(hit, dict) and hit.get("stamp") == stamp:
+        return hit["sha256"]
     h = hashlib.sha256()
-    for f in sorted(path.rglob("*.safetensors")):
-        size = f.stat().st_size
-        h.update(f"{f.relative_to(path)}:{size}".encode())
-        with open(f, "rb") as fh:
-            h.update(fh.read(2**20))
-            fh.seek(max(0, size - 2**20))
-            h.update(fh.read(2**20))
+    with open(path, "rb") as fh:
+        while chunk := fh.read(2**24):
+            h.update(chunk)
+    cache[str(path)] = {"stamp": stamp, "sha256": h.hexdigest()}
+    try:  # a cache that cannot be written only costs time
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass
+    return h.hexdigest()
+
+
+def weights_fingerprint(path: Path) -> str:
+    """A short id (12 hex digits) of the weights a folder (or one file) holds: a hash of
+    every safetensors file's name and whole content (:func:`file_digest`), so retrained or
+    garbled weights never pass for the old ones."""
+    path = Path(path).resolve()
+    files = [path] if path.is_file() else sorted(path.rglob("*.safetensors"))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(path) if f != path else f.name}:{file_digest(f)}\n".encode())
     return h.hexdigest()[:12]
+
+
+def fingerprint_of(paths) -> str:
+    """:func:`weights_fingerprint` of several folders or files at once (a judge ensemble's)."""
+    return hashlib.sha256("+".join(weights_fingerprint(p) for p in paths).encode()).hexdigest()[:12]

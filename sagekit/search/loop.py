@@ -58,6 +58,18 @@ class SearchState:
             self.found_at = torch.full((n,), -1, dtype=torch.long)
 
 
+def weights_in_key(gen, goal, **others) -> dict:
+    """What a search's checkpoint key must hold of the weights it ran on: the generator's
+    name and fingerprint, its judges' (goal, empty-scene and realism judges) and those of
+    ``others`` (name -> a loaded model with a ``revision``, e.g. the caption LM), so a
+    state searched on other or retrained weights is never resumed."""
+    from ..models.registry import model_revision
+
+    judges = {"judges": goal.ensemble} | {r: getattr(goal, r, None) for r in ("empty", "realism")}
+    return {"model": gen.name, "revision": model_revision(gen), "judges": goal.ensemble.name,
+            "weights": {role: getattr(m, "revision", "") for role, m in (judges | others).items() if m is not None}}
+
+
 class Checkpoint:
     """One search's state in a safetensors file (tensors only, never pickle), written
     atomically; ``key`` names the search (its inputs and settings), so a file left by a

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..search import Checkpoint, SearchState, TargetGoal, TokenRows, signed_descent
+from ..search.loop import weights_in_key
 from ..seeds import seeds as seed_stream
 from ..stats import rate
 from . import common
@@ -208,7 +209,7 @@ def learn_adversarial_token(gen: Generator, goal: TargetGoal, target_label: str,
     state = signed_descent(objective, {ADV_TOKEN: token}, start, cfg.iterations, stop_when_found=False,
                            progress=progress, desc="adversarial token",
                            checkpoint=Checkpoint.under(checkpoints, {
-                               "search": "token", "model": gen.name, "judges": goal.ensemble.name,
+                               "search": "token", **weights_in_key(gen, goal),
                                "target": target_label, "prompts": train_prompts, "seed": seed, "cfg": asdict(cfg)}))
     return state.values[ADV_TOKEN][0].detach()
 

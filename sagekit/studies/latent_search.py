@@ -19,6 +19,7 @@ from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..realism import RealismReference
 from ..search import Checkpoint, LatentDelta, RobustGoal, SearchState, certify, signed_descent
+from ..search.loop import weights_in_key
 from ..seeds import seeds as seed_stream
 from ..stats import rate
 from . import common
@@ -115,7 +116,7 @@ def _descend(objective, latent: LatentDelta, kind: str, gen: Generator, goal: Ro
              progress: bool) -> SearchState:
     """The engine's loop over ``latent``'s delta, checkpointed under everything that
     determines the search."""
-    search = {"search": kind, "model": gen.name, "goal": type(goal).__name__, "judges": goal.ensemble.name,
+    search = {"search": kind, **weights_in_key(gen, goal), "goal": type(goal).__name__,
               "prompts": prompts, "targets": targets, "seeds": seeds, "cfg": asdict(cfg)}
     return signed_descent(objective, {"delta": latent}, SearchState({"delta": latent.init()}), cfg.iterations,
                           checkpoint=Checkpoint.under(checkpoints, search), progress=progress,
@@ -332,11 +333,12 @@ def store_found(store, study: str, gen: Generator, goal: RobustGoal, result: Lat
     judges, with its image; a shared latent gives one case per search prompt. What
     people's verdicts attach to and what ``sagekit export`` writes out. Returns the keys,
     a caption per case and the images."""
-    from ..failures import FailureCase, keep, settings
+    from ..failures import FailureCase, keep, sampler_name, settings
 
     t = result.table
     shared = isinstance(result, SharedLatentResult)
     how = settings(gen, cfg.guidance, cfg.steps)
+    verifier_sampler = sampler_name(gen, gen.other_sampler())  # what the verifier's images were drawn with
     cases, captions, images = [], [], []
     for i in (i for i in range(len(t)) if t["found"][i] and not t["failed_at_start"][i]):
         prompts = result.prompts if shared else [t["prompt"][i]]
@@ -349,7 +351,7 @@ def store_found(store, study: str, gen: Generator, goal: RobustGoal, result: Lat
                 judge=goal.ensemble.name, verifier=result.verifier, fail_fraction=1.0,
                 judge_failure_rate=float(met), verifier_failure_rate=float(confirmed), latent=result.z[i],
                 extra={"certified": bool(t["certified"][i]), "iterations": int(t["iterations"][i]),
-                       "verifier_sampler": result.verify_sampler, "latent_seed": int(t["seed"][i])}, **how))
+                       "latent_seed": int(t["seed"][i])}, verifier_sampler=verifier_sampler, **how))
             captions.append(f"seed {t['seed'][i]}: {prompt}")
             images.append(result.images_after[i][j] if shared else result.images_after[i])
     images = torch.stack(images) if images else None

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from ..models.generator import Generator
 from ..models.judges import Ensemble
 from ..search import Checkpoint, RobustGoal, SearchState, TokenRows, perplexity, signed_descent
+from ..search.loop import weights_in_key
 from ..seeds import seeds
 from ..stats import rate
 from . import common
@@ -371,7 +372,7 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
         state = signed_descent(objective, {X_TOKEN: token, Y_TOKEN: token}, state, cfg.iterations,
                                stop_when_found=False, progress=progress, desc=f"word {w + 1}: [x] [y]",
                                checkpoint=Checkpoint.under(checkpoints, {
-                                   "search": "prompt", "model": gen.name, "judges": goal.ensemble.name,
+                                   "search": "prompt", **weights_in_key(gen, goal, lm=lm),
                                    "prompts": objective.prompts, "labels": [labels[i] for i in active],
                                    "seeds": train_seeds, "cfg": asdict(cfg)}))
         x = state.values[X_TOKEN].detach().requires_grad_(True)

@@ -19,6 +19,7 @@ from ..markup import display_name
 from ..models.clip import ClipScorer
 from ..models.generator import Generator
 from ..models.judges import Judge, sobel_edges
+from ..models.registry import model_revisions
 from ..seeds import seeds
 from ..shifts import SHIFTS, URMS_DRAWS, apply_shift
 from ..stats import mean_ci, wilson
@@ -111,11 +112,12 @@ def level_name(shift: str, level) -> str:
 def build_cells(models: Sequence[str], shifts: dict[str, Sequence], labels: Sequence[str], seeds: Sequence[int],
                 guidance: Sequence[float], steps: int, judge: str, clip: str,
                 revisions: dict[str, str] | None = None, prompt: str = PROMPT,
-                baseline_seeds: Sequence[int] | None = None, urms_draw: str = "element") -> list[dict]:
+                baseline_seeds: Sequence[int] | None = None, urms_draw: str = "element",
+                judge_revision: str = "", clip_revision: str = "") -> list[dict]:
     """Every cell of the grid; the unshifted baseline (``shift="none"``) is always included,
     on ``baseline_seeds`` (default: ``seeds``; more of them give a tighter baseline).
-    ``revisions`` (model -> weights fingerprint) goes into each cell's key, so results of
-    retrained weights never mix with old ones. URMS cells also hold ``urms_draw``
+    ``revisions`` (model -> weights fingerprint), ``judge_revision`` and ``clip_revision``
+    go into each cell's key, so results of retrained weights never mix with old ones. URMS cells also hold ``urms_draw``
     (``sagekit.shifts.uniform_mean``)."""
     for name in shifts:
         if name not in SHIFTS:
@@ -132,7 +134,8 @@ def build_cells(models: Sequence[str], shifts: dict[str, Sequence], labels: Sequ
                             "steps": int(steps), "shift": shift,
                             "level": list(level) if isinstance(level, (list, tuple)) else level,
                             "label": label, "prompt": prompt.format(label=label), "seed": int(seed),
-                            "judge": judge, "clip": clip, **({"urms_draw": urms_draw} if shift == "URMS" else {}),
+                            "judge": judge, "judge_revision": judge_revision, "clip": clip,
+                            "clip_revision": clip_revision, **({"urms_draw": urms_draw} if shift == "URMS" else {}),
                         })
     return cells
 
@@ -427,15 +430,18 @@ class Plan:
 
 def plan(generators: dict[str, Generator], shift_grid: dict[str, Sequence], labels: Sequence[str], seed: int,
          seeds_per_cell: int, baseline_seeds_per_cell: int, guidance: Sequence[float | None], steps: int | None,
-         judge: str, clip: str, revisions: dict[str, str], urms_draw: str = "element") -> Plan:
+         judge: Judge, clip: ClipScorer, urms_draw: str = "element") -> Plan:
     """The grid of the study: guidance None means each model's default, steps None likewise; the
-    unshifted baseline gets ``max(baseline_seeds_per_cell, seeds_per_cell)`` seeds."""
+    unshifted baseline gets ``max(baseline_seeds_per_cell, seeds_per_cell)`` seeds. Every
+    cell's key holds the fingerprints of the weights of its generator, ``judge`` and ``clip``."""
+
     steps_of = {m: g.steps_of(steps) for m, g in generators.items()}
     scales = {m: [g.guidance_of(s) for s in guidance] for m, g in generators.items()}
     n_base = max(baseline_seeds_per_cell, seeds_per_cell)
     cells = [c for m in generators for c in build_cells(
-        [m], shift_grid, labels, seeds("images", seed, seeds_per_cell), scales[m], steps_of[m], judge, clip,
-        revisions=revisions, baseline_seeds=seeds("images", seed, n_base), urms_draw=urms_draw)]
+        [m], shift_grid, labels, seeds("images", seed, seeds_per_cell), scales[m], steps_of[m], judge.name, clip.name,
+        revisions=model_revisions(generators), baseline_seeds=seeds("images", seed, n_base), urms_draw=urms_draw,
+        judge_revision=judge.revision, clip_revision=clip.revision)]
     return Plan(steps_of, scales, {m: float(s[0]) for m, s in scales.items()}, cells, n_base,
                 sum(len(v) for v in shift_grid.values()))
 
