@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from .failures import CASE, draw
+from .markup import short
 from .store import ResultStore, new_folder, occupied
 
 # (column, what it holds): the table's schema, in order; the data card lists it
@@ -149,7 +150,7 @@ def export(run: str | Path, to: str | Path) -> dict:
 
     to = Path(to).expanduser()
     if occupied(to):
-        raise DatasetError(f"--to {str(to)!r} exists and is not an empty folder")
+        raise DatasetError(f"--to {short(str(to))} exists and is not an empty folder")
     store, keys, summary = locate(run)
     frame = cases_frame(store, keys)
     if not len(frame):

@@ -20,6 +20,7 @@ import importlib
 import io
 import os
 import signal
+import socket
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -152,6 +153,27 @@ class RayExecutor:
         for a in self.actors:
             self.ray.kill(a)
         self.actors, self.processor = [], None
+
+
+RAY_CONNECT_SECONDS = 5.0  # how long `sagekit run` waits for a named Ray head before refusing it
+
+
+def unreachable_ray(address: str) -> str | None:
+    """Why Ray cluster ``address`` (``"host:port"`` or ``"ray://host:port"``) cannot be
+    joined, or None (also for ``""``: a local instance, and ``"auto"``, which Ray resolves
+    itself and refuses at once when nothing runs). Ray's own join retries without end, so
+    the head's port is tried first, for at most :data:`RAY_CONNECT_SECONDS`."""
+    if address in ("", "auto", "local"):
+        return None
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"{address!r} is not a Ray address: \"auto\", \"host:port\" or \"ray://host:port\""
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_SECONDS).close()
+    except OSError as e:
+        why = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        return f"no Ray head answers at {address} ({why} within {RAY_CONNECT_SECONDS:g} s)"
+    return None
 
 
 def get_executor(name: str = "local", address: str = "", **options):

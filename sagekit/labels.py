@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from .markup import short
+
 DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -60,12 +62,16 @@ def get_label_set(name: str) -> tuple[str, ...]:
     if name in LABEL_SETS:
         return LABEL_SETS[name]()
     path = Path(name).expanduser()
-    if path.suffix == ".txt" and path.is_file():
+    try:
+        readable = path.suffix == ".txt" and path.is_file()
+    except OSError:  # a name no file system takes (e.g. too long)
+        readable = False
+    if readable:
         labels = tuple(dict.fromkeys(l.strip() for l in path.read_text().splitlines() if l.strip()))
         if labels:
             return labels
         raise ValueError(f"label file {path} holds no labels")
-    raise KeyError(f"unknown label set {name!r}; known: {', '.join(LABEL_SETS)}, or a .txt file with one label per line")
+    raise KeyError(f"unknown label set {short(name)}; known: {', '.join(LABEL_SETS)}, or a .txt file with one label per line")
 
 
 def spaced(items, n: int) -> list:

@@ -24,6 +24,13 @@ _SPECIAL = frozenset("\\`*_{}[]()#+-.!|~<>&\"'$:=@%^")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
+def short(value, limit: int = 80) -> str:
+    """``repr(value)``, cut in the middle past ``limit`` characters: an error echoes what it
+    was given in one readable line, even a 5,000-character label."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit // 2]}…{text[-(limit // 2):]} ({len(text)} characters)"
+
+
 def escape(value) -> str:
     """``str(value)`` as inert Markdown/HTML text: specials become ``&#N;`` and line breaks
     and other control characters a space (a value can't start a heading or a list)."""

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .markup import short
 from .store import new_folder, occupied
 from .studies.alignment import read_pairs
 
@@ -157,7 +158,7 @@ def write_poisoned(folder, concepts: str, budget: int, out, seed: int = 0) -> di
     chosen = choose_poison(data.captions, pairs, budget, seed)
     out = Path(out).expanduser()
     if occupied(out):
-        raise PoisonError(f"--out {str(out)!r} exists and is not an empty folder")
+        raise PoisonError(f"--out {short(str(out))} exists and is not an empty folder")
     dirty = {i: recaption(data.captions[i], a, b) for (a, b), idx in zip(pairs, chosen) for i in idx}
     with new_folder(out) as tmp:
         for i, (image, caption) in enumerate(zip(data.images, data.captions)):

@@ -53,6 +53,15 @@ class StudyFailed(RuntimeError):
     """The notebook raised inside its kernel (or the kernel died or timed out)."""
 
 
+class ReportNotWritten(StudyFailed):
+    """The study ran but its report could not be written (the disk filled up)."""
+
+
+# free space --out needs before a study starts: a report's page and notebook (the toy demo's
+# are 1-2 MB each; a paper-sized grid's tens of MB)
+REPORT_SPACE = 64 * 2**20
+
+
 # ---------------------------------------------------------------------------- parameters
 def notebook_parameters(path: Path) -> dict[str, Any]:
     """What the notebook's ``parameters`` cell says: {name: value} (the cell is written from
@@ -298,8 +307,8 @@ def _publish(folder: Path, name: str, data: str, replace: bool = False) -> None:
     """Write ``folder/name`` atomically; never over an existing file (FileExistsError)
     unless ``replace`` (for the placeholder this run reserved)."""
     part = folder / f".{name}.{secrets.token_hex(4)}.part"
-    part.write_text(data)
     try:
+        part.write_text(data)  # inside the try: a write cut short (a full disk) leaves no .part
         if replace:
             os.replace(part, folder / name)
         else:
@@ -352,9 +361,9 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
 
     study, params, merged, resolved, images = check_study(study_id, assignments)
     out = Path(out_dir)
-    problem = unwritable(out)
+    problem = unwritable(out) or _short_of_space(out)
     if problem:
-        raise ParameterError(f"--out {str(out)!r}: {problem}")
+        raise ParameterError(f"--out: {problem}")
     if timeout < 0:
         raise ParameterError(f"--timeout must be 0 (no limit) or a number of seconds, got {timeout}")
     if announce:
@@ -387,11 +396,29 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
             "versions": versions(), "wall_seconds": round(wall, 1),
             "html": f"{stem}.html", "notebook": f"{stem}.ipynb", "findings": findings,
         }
-        _publish(out, f"{stem}.html", page, replace=True)  # over this run's placeholder
-        _publish(out, f"{stem}.ipynb", executed.read_text())
-        _publish(out, f"{stem}.json", dumps(summary))  # last: the index reads it
+        try:
+            _publish(out, f"{stem}.html", page, replace=True)  # over this run's placeholder
+            _publish(out, f"{stem}.ipynb", executed.read_text())
+            _publish(out, f"{stem}.json", dumps(summary))  # last: the index reads it
+        except OSError as e:  # e.g. the disk filled up while the study ran
+            for suffix in (".json", ".ipynb", ".html"):
+                (out / f"{stem}{suffix}").unlink(missing_ok=True)
+            raise ReportNotWritten(f"the report could not be written into {out} ({e.strerror or e}); nothing of it "
+                                   "was left there. The results store is kept: a rerun after freeing space computes "
+                                   "only what is missing") from None
     write_index(out)
     return summary
+
+
+def _short_of_space(out: Path) -> str | None:
+    """Why ``out``'s disk cannot take a report (too little free space), or None."""
+    probe = out.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < REPORT_SPACE:
+        return f"only {free / 2**20:.1f} MiB free on its disk; a report needs about {REPORT_SPACE // 2**20} MiB"
+    return None
 
 
 # ---------------------------------------------------------------------------- index

@@ -205,11 +205,13 @@ class ResultStore:
             con.executemany("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)", [(key, t) for t in tags])
 
     # ------------------------------------------------------------------ reading
-    def done(self, keys: Iterable[str] | None = None) -> set[str]:
-        """The stored keys (of ``keys``, if given)."""
+    def done(self, keys: Iterable[str] | None = None, with_images: bool = False) -> set[str]:
+        """The stored keys (of ``keys``, if given); ``with_images``: only those whose PNG is
+        still there (a cell whose image was deleted is drawn again, not reused without it)."""
         with self._connect() as con:
             stored = {r[0] for r in con.execute("SELECT key FROM results")}
-        return stored if keys is None else stored & set(keys)
+        stored = stored if keys is None else stored & set(keys)
+        return {k for k in stored if self.image_path(k).is_file()} if with_images else stored
 
     def frame(self, study: str | None = None) -> pd.DataFrame:
         """One row per stored cell: ``key``, ``study``, the cell's fields, the metrics,

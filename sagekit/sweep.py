@@ -51,7 +51,8 @@ def run_sweep(study: str, cells: list[dict], store: ResultStore, process: BatchF
               keep_images: bool = True, queue: int = 2, executor=None) -> pd.DataFrame:
     """Compute every cell not yet in ``store`` and return all of ``cells``' results.
 
-    Duplicate cells are computed once. ``executor`` (default: this process, see
+    Duplicate cells are computed once; a stored cell whose image is gone is computed again
+    (its image drawn anew, its row kept). ``executor`` (default: this process, see
     :mod:`sagekit.executors`) runs the batches; the Ray executor needs ``process`` as a
     :class:`~sagekit.executors.Processor`. Results are committed as they arrive, each batch
     atomically, by a writer thread that overlaps the computation (``queue``: how many
@@ -60,7 +61,7 @@ def run_sweep(study: str, cells: list[dict], store: ResultStore, process: BatchF
     """
     keys = [cell_key(c) for c in cells]
     unique = dict(zip(keys, cells))
-    done = store.done(unique)
+    done = store.done(unique, with_images=keep_images)
     todo = [c for k, c in unique.items() if k not in done]
     executor = executor or LocalExecutor()
     bar = tqdm(total=len(todo), desc=study, disable=not progress, unit="cell", leave=False)

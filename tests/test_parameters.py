@@ -165,3 +165,12 @@ def test_a_huge_value_is_echoed_in_one_short_line(tmp_path, capsys):
                  "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "does not know" in err and "5002 characters" in err and len(err) < 400 and len(err.splitlines()) == 1
+    for name in ("judge", "clip", "models"):  # a name no registry knows is cut short too
+        value = ["y" * 5000] if name == "models" else "y" * 5000
+        assert main(["run", "seed-shifts", "-p", f"{name}={value!r}", "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "5002 characters" in err and len(err.splitlines()) == 1 and err.count("y") < 200, err
+    for args in (["-p", f"store_dir={'z' * 5000!r}"], ["--out", "z" * 5000]):
+        assert main(["run", "seed-shifts", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "longer than a file system takes" in err and len(err.splitlines()) == 1 and err.count("z") < 200

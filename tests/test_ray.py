@@ -53,6 +53,32 @@ def test_the_seed_shift_study_runs_on_ray_workers_from_the_command_line(tmp_path
     assert "--address needs --executor ray" in capfd.readouterr().err
 
 
+def test_a_ray_address_nobody_answers_is_refused_before_the_kernel_starts(capfd, monkeypatch):
+    import socket
+
+    from sagekit import executors
+    from sagekit.cli import main
+
+    monkeypatch.setattr(executors, "RAY_CONNECT_SECONDS", 0.5)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # a port that is bound but not listening: refused at once
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    try:
+        for address, message in ((f"127.0.0.1:{closed.getsockname()[1]}", "Connection refused"),
+                                 ("192.0.2.1:6379", "no Ray head answers at 192.0.2.1:6379"),  # TEST-NET: no host
+                                 ("10.0.0.1", "is not a Ray address")):
+            assert main(["run", "seed-shifts", "--executor", "ray", "--address", address, "--check"]) == 2
+            err = capfd.readouterr().err
+            assert message in err and len(err.strip().splitlines()) == 1, err
+        assert executors.unreachable_ray(f"ray://127.0.0.1:{listening.getsockname()[1]}") is None
+        assert executors.unreachable_ray("auto") is None
+    finally:
+        closed.close()
+        listening.close()
+
+
 @pytest.mark.slow  # the searches on Ray are tested below without a notebook; this is the notebooks' path
 def test_a_sage_study_runs_its_searches_on_ray_workers_from_the_command_line(tmp_path, capfd):
     """`sagekit run unrelated-latents --executor ray`: one search per label on the workers."""

@@ -72,6 +72,35 @@ def test_an_unwritable_out_is_refused_before_the_run(tiny, tmp_path, capsys, mon
     assert "not writable" in capsys.readouterr().err and not _runs(tmp_path)
 
 
+def test_a_full_disk_is_refused_before_the_run_or_leaves_nothing_behind(tiny, tmp_path, capsys, monkeypatch):
+    import errno
+    import shutil
+
+    out = tmp_path / "out"
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real_usage(p)._replace(free=3 * 2**20))
+    assert main(["run", tiny.id, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "only 3.0 MiB free" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    monkeypatch.setattr(shutil, "disk_usage", real_usage)
+
+    # the disk fills up while the study runs: the page is cut short as it is written
+    real_write = Path.write_text
+
+    def fills_up(self, data, *args, **kwargs):
+        if self.name.endswith(".part") and ".html." in self.name:
+            real_write(self, data[: len(data) // 2], *args, **kwargs)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", fills_up)
+    assert main(["run", tiny.id, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "nothing of it was left there" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("sagekit: error")]) == 1
+    assert list(out.iterdir()) == [] and not _runs(tmp_path)
+
+
 def test_stale_run_folders_are_cleared_and_live_ones_kept(tmp_path):
     live, dead = tmp_path / "sagekit-run-live", tmp_path / "sagekit-run-dead"
     for d in (live, dead):

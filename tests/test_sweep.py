@@ -68,11 +68,28 @@ def test_run_sweep_skips_finished_cells(tmp_path):
         return [{"double": 2 * c["seed"]} for c in batch], None
 
     cells = grid(model=["m"], guidance=[1.0], steps=[1], seed=range(6))
-    store = ResultStore(tmp_path)
-    df = run_sweep("t", cells[:4], store, process, batch_size=3, progress=False)
+    store = ResultStore(tmp_path)  # a process that draws no images: a cell is done when its row is stored
+    df = run_sweep("t", cells[:4], store, process, batch_size=3, progress=False, keep_images=False)
     assert calls == [3, 1] and list(df["double"]) == [0, 2, 4, 6]
-    df = run_sweep("t", cells + cells[:2], store, process, batch_size=3, progress=False)
+    df = run_sweep("t", cells + cells[:2], store, process, batch_size=3, progress=False, keep_images=False)
     assert calls == [3, 1, 2] and sorted(df["double"]) == [0, 2, 4, 6, 8, 10]
+
+
+def test_a_cell_whose_image_was_deleted_is_drawn_again(tmp_path):
+    calls = []
+
+    def process(batch):
+        calls.append([c["seed"] for c in batch])
+        seeds = torch.tensor([c["seed"] for c in batch], dtype=torch.float32)
+        return [{"seed2": 2 * c["seed"]} for c in batch], (seeds / 10).view(-1, 1, 1, 1).expand(-1, 3, 4, 4)
+
+    cells = grid(model=["m"], guidance=[1.0], steps=[1], seed=range(3))
+    store = ResultStore(tmp_path)
+    keys = list(run_sweep("t", cells, store, process, batch_size=3, progress=False)["key"])
+    store.image_path(keys[1]).unlink()
+    df = run_sweep("t", cells, store, process, batch_size=3, progress=False)
+    assert calls == [[0, 1, 2], [1]] and df["image"].notna().all() and len(store) == 3
+    assert torch.allclose(store.image(keys[1]), torch.full((3, 4, 4), 0.1), atol=1 / 255)
 
 
 def test_a_sweep_killed_with_sigkill_resumes_to_the_same_results(tmp_path):

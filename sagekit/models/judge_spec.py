@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ..markup import short
 from . import catalog
 from .judges import EdgeJudge, Ensemble, Judge
 from .weights import UnknownModelError, fingerprint_of
@@ -102,13 +103,13 @@ def parse_judge(text: str) -> JudgeSpec:
     top-1 is another label) is one of ``Ensemble.RULES``; a member's weight follows its
     name after ``*`` (default 1). Members may be any judge but another ensemble."""
     if not isinstance(text, str) or not text:
-        raise UnknownModelError(f"a judge is named by a non-empty string, got {text!r}")
+        raise UnknownModelError(f"a judge is named by a non-empty string, got {short(text)}")
     if (m := ENSEMBLE_SPEC.match(text)) is not None:
         return _ensemble(text, m)
     if (m := EDGE_SPEC.match(text)) is not None:
         method = m["method"] or "canny"
         if method not in EdgeJudge.METHODS:
-            raise UnknownModelError(f"{text!r}: unknown edge method {method!r}; choose one of "
+            raise UnknownModelError(f"{short(text)}: unknown edge method {method!r}; choose one of "
                                     f"{', '.join(EdgeJudge.METHODS)}")
         return JudgeSpec(text, "edge", method=method, inner=parse_judge(m["inner"]))
     if text in catalog.JUDGES:
@@ -116,13 +117,13 @@ def parse_judge(text: str) -> JudgeSpec:
     prefix, colon, argument = text.partition(":")
     if colon and prefix in catalog.JUDGE_KINDS and prefix != "named":
         return JudgeSpec(text, prefix, argument=argument)
-    raise UnknownModelError(f"unknown judge {text!r}; known: {', '.join(known_judges())}")
+    raise UnknownModelError(f"unknown judge {short(text)}; known: {', '.join(known_judges())}")
 
 
 def _ensemble(text: str, m) -> JudgeSpec:
     rule = m["rule"] or "all"
     if rule not in Ensemble.RULES:
-        raise UnknownModelError(f"{text!r}: unknown agreement rule {rule!r}; choose one of {', '.join(Ensemble.RULES)}")
+        raise UnknownModelError(f"{short(text)}: unknown agreement rule {rule!r}; choose one of {', '.join(Ensemble.RULES)}")
     members = []
     for part in m["members"].split("+"):
         member, weight = part, "1"
@@ -133,11 +134,11 @@ def _ensemble(text: str, m) -> JudgeSpec:
         except ValueError:
             w = -1.0
         if not member or not math.isfinite(w) or w < 0:
-            raise UnknownModelError(f"{text!r}: {part!r} is not '<judge>' or '<judge>*<non-negative weight>'")
+            raise UnknownModelError(f"{short(text)}: {short(part)} is not '<judge>' or '<judge>*<non-negative weight>'")
         spec = parse_judge(member)
         if spec.kind == "ensemble" or (spec.kind == "named" and catalog.JUDGES[member].members):
-            raise UnknownModelError(f"{text!r}: an ensemble cannot hold another ensemble ({member!r})")
+            raise UnknownModelError(f"{short(text)}: an ensemble cannot hold another ensemble ({short(member)})")
         members.append((spec, w))
     if not any(w > 0 for _, w in members):
-        raise UnknownModelError(f"{text!r}: every weight is zero")
+        raise UnknownModelError(f"{short(text)}: every weight is zero")
     return JudgeSpec(text, "ensemble", rule=rule, members=tuple(members))

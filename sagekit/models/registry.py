@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from ..markup import short
 from . import catalog
 from .clip import ClipEmbedder, ClipScorer
 from .families import UnsupportedFamilyError, family_of, generator_class
@@ -35,7 +36,7 @@ from .generator import Generator
 from .judge_spec import known_judges, parse_judge
 from .judges import ClipZeroShotJudge, EdgeJudge, Ensemble, HFJudge, Judge, TimmJudge
 from .weights import (HF_EXCLUDES, PICKLE_SUFFIXES, ModelNotFoundError, UnknownModelError, UnsafeWeightsError,
-                      check_weights_folder, hub_path, quiet_loading, weights_fingerprint)
+                      check_weights_folder, hub_path, local, quiet_loading, weights_fingerprint)
 
 __all__ = ["HF_EXCLUDES", "PICKLE_SUFFIXES", "ModelNotFoundError", "UnknownModelError", "UnsafeWeightsError",
            "check_weights_folder", "known_judges", "weights_fingerprint"]
@@ -44,7 +45,7 @@ __all__ = ["HF_EXCLUDES", "PICKLE_SUFFIXES", "ModelNotFoundError", "UnknownModel
 def _registered(entry, name: str) -> Path:
     """A registered model's folder, or ModelNotFoundError saying how to get it."""
     if not entry.folder.exists():
-        raise ModelNotFoundError(f"the weights of {name!r} are missing from {entry.folder}"
+        raise ModelNotFoundError(f"the weights of {short(name)} are missing from {entry.folder}"
                                  + (f"; {entry.hint}" if entry.hint else ""))
     return entry.folder
 
@@ -66,10 +67,10 @@ def resolve_generator(name: str, download: bool = False) -> Path:
     """The checked folder of generator ``name`` (nothing is loaded)."""
     if name in catalog.GENERATORS:
         path = _registered(catalog.GENERATORS[name], name)
-    elif Path(name).expanduser().is_dir() or "/" in name:
+    elif local(name) or "/" in name:
         path = hub_path(name, "generator", download)
     else:
-        raise UnknownModelError(f"unknown generator {name!r}; known: {', '.join(known_generators())}, "
+        raise UnknownModelError(f"unknown generator {short(name)}; known: {', '.join(known_generators())}, "
                                 "a local diffusers folder, or a hub id 'org/name'")
     check_weights_folder(path)
     try:
@@ -270,7 +271,7 @@ def _create_timm(path: Path):
 def _timm_path(model_name: str, download: bool) -> Path:
     import timm
 
-    if Path(model_name).expanduser().is_dir():
+    if local(model_name):
         return check_weights_folder(Path(model_name).expanduser())
     cfg = timm.models.get_pretrained_cfg(model_name)
     if cfg is None or not cfg.hf_hub_id:
@@ -309,7 +310,7 @@ def resolve_realism(name: str, download: bool = False) -> list[Path]:
     paths = resolve_judge(name, download)
     labels = judge_label_names(name)
     if labels is not None and tuple(labels) != REALISM_LABELS:
-        raise UnknownModelError(f"{name!r} is neither a realism judge (labels {', '.join(REALISM_LABELS)}) "
+        raise UnknownModelError(f"{short(name)} is neither a realism judge (labels {', '.join(REALISM_LABELS)}) "
                                 f"nor a CLIP model ({', '.join(catalog.CLIPS)}, hf:<CLIP>, "
                                 "open_clip:<arch>:<pretrained>)")
     return paths
@@ -332,7 +333,7 @@ def resolve_clip(name: str, download: bool = False) -> Path:
         return check_weights_folder(hub_path(name[3:], "CLIP model", download))
     if name.startswith("open_clip:"):
         return _open_clip_weights(name, download)
-    raise UnknownModelError(f"unknown CLIP model {name!r}; known: {', '.join(catalog.CLIPS)}, hf:<id>, "
+    raise UnknownModelError(f"unknown CLIP model {short(name)}; known: {', '.join(catalog.CLIPS)}, hf:<id>, "
                             "open_clip:<arch>:<pretrained>")
 
 
@@ -370,11 +371,11 @@ def _open_clip_weights(name: str, download: bool) -> Path:
 
     parts = name.split(":", 2)
     if len(parts) != 3:
-        raise UnknownModelError(f"open_clip models are named 'open_clip:<arch>:<pretrained>', got {name!r}")
+        raise UnknownModelError(f"open_clip models are named 'open_clip:<arch>:<pretrained>', got {short(name)}")
     _, arch, pretrained = parts
     if arch not in open_clip.list_models():
         raise UnknownModelError(f"open_clip has no architecture {arch!r}")
-    if Path(pretrained).expanduser().is_file():
+    if local(pretrained, "file"):
         weights = Path(pretrained).expanduser()
         check_weights_folder(weights)  # the file is safetensors and no pickle lies beside it
         return weights

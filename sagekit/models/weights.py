@@ -9,6 +9,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..markup import short
+
 
 @contextmanager
 def quiet_loading():
@@ -51,13 +53,23 @@ HF_EXCLUDES = " ".join(f"--exclude '*{s}'" for s in PICKLE_SUFFIXES)
 MODEL_CONFIGS = ("config.json", "open_clip_config.json")
 
 
+def local(name: str, kind: str = "dir") -> Path | None:
+    """``name`` as a local folder (``kind="dir"``) or file (``"file"``) that exists, else
+    None; a name no file system takes (too long, a NUL byte) is simply not local."""
+    try:
+        path = Path(name).expanduser()
+        return path if (path.is_dir() if kind == "dir" else path.is_file()) else None
+    except (OSError, ValueError, RuntimeError):  # ENAMETOOLONG; embedded NUL; ~user unknown
+        return None
+
+
 def hub_path(repo_id: str, what: str, download: bool) -> Path:
     """Local folder of a hub repo: the folder itself, or the local HF cache (no network
     unless ``download``)."""
-    if Path(repo_id).expanduser().is_dir():
-        return Path(repo_id).expanduser()
+    if local(repo_id):
+        return local(repo_id)
     if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")):
-        raise ModelNotFoundError(f"{what} {repo_id!r}: no such folder, and not a hub id of the form 'org/name'")
+        raise ModelNotFoundError(f"{what} {short(repo_id)}: no such folder, and not a hub id of the form 'org/name'")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -65,7 +77,7 @@ def hub_path(repo_id: str, what: str, download: bool) -> Path:
         return Path(snapshot_download(repo_id, local_files_only=not download))
     except LocalEntryNotFoundError:
         raise ModelNotFoundError(
-            f"{what} {repo_id!r} is not in the local Hugging Face cache. Download it once on a machine "
+            f"{what} {short(repo_id)} is not in the local Hugging Face cache. Download it once on a machine "
             f"with internet: `hf download {repo_id} {HF_EXCLUDES}` (or pass a local folder), then run again offline."
         ) from None
 

@@ -21,19 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..markup import short
+
+
 class ParameterError(ValueError):
     """A ``-p key=value`` that the notebook does not take, of the wrong type or out of range."""
 
 
 def _fail(name: str, message: str) -> ParameterError:
     return ParameterError(f"parameter {name!r} {message}")
-
-
-def short(value: Any, limit: int = 80) -> str:
-    """``repr(value)``, cut in the middle past ``limit`` characters: an error echoes what it
-    was given in one readable line, even a 5,000-character label."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit // 2]}…{text[-(limit // 2):]} ({len(text)} characters)"
 
 
 def _none(meaning: str) -> str:
@@ -231,6 +227,8 @@ def _unreadable_store(folder: Path) -> str | None:
 def unwritable(path: Path) -> str | None:
     """Why ``path`` can't be a folder we write into, or None. Creates nothing."""
     path = Path(path).absolute()
+    if any(len(part.encode()) > 255 for part in path.parts):  # every file system's limit on a name
+        return f"{short(str(path))} has a name longer than a file system takes"
     probe = path
     while not probe.exists():
         probe = probe.parent

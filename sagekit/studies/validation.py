@@ -20,6 +20,11 @@ def _ray_installed(p: dict) -> None:
 
         if importlib.util.find_spec("ray") is None:
             raise ParameterError("parameter 'executor' is 'ray' but Ray is not installed: pip install 'sagekit[ray]'")
+        from ..executors import unreachable_ray
+
+        problem = unreachable_ray(p.get("address", ""))
+        if problem:
+            raise ParameterError(f"parameter 'address': {problem}")
 
 
 def _whose_default(study_id: str, name: str, params: dict) -> str:
