@@ -1,16 +1,17 @@
-"""Where a sweep's batches run: in this process (``local``, the default) or on Ray workers.
+"""Where work runs: in this process (``local``, the default) or on Ray workers.
 
-A batch function that closes over loaded models cannot travel to another process, so a
-sweep that may run elsewhere describes its batch function as data: a :class:`Processor`
-names an importable factory (``"module:function"``) and the plain arguments it takes
-(model names, device, precision). Every executor builds it once per process and keeps
-it: the local executor in this process, the Ray executor once in each worker.
+An executor maps a batch function over lists of items. A function that closes over
+loaded models cannot travel to another process, so for Ray it is described as data: a
+:class:`Processor` names an importable factory (``"module:function"``) and the plain
+arguments it takes, and each worker builds it once and keeps it. Studies never build one
+themselves: :func:`sagekit.spread.spread` does, the same way for a sweep's batches, a
+SAGE study's searches and implosion's points (its factory loads the models by name).
 
 The driver (this process) stays the only writer of the results store: workers return
-their results (a sweep's: metrics and uint8 images), and the sweep's writer commits them. A Ray worker that dies is
-restarted and its batch retried; a batch that arrived twice would still be stored once
-(the store ignores a cell it holds), and a driver that dies is rerun: finished cells are
-skipped as with the local executor.
+their results, and the driver stores them. A Ray worker that dies is restarted and its
+task retried; a batch that arrived twice would still be stored once (the store ignores a
+cell it holds), and a driver that dies is rerun: finished cells are skipped as with the
+local executor.
 """
 
 from __future__ import annotations

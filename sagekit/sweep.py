@@ -16,17 +16,16 @@ from __future__ import annotations
 import itertools
 import queue as queues
 import threading
-from typing import Callable, Sequence
+from typing import Sequence
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .executors import LocalExecutor, Processor
+from .spread import Models, Task, spread
 from .store import ResultStore, cell_key, to_uint8
 
-# process(cells) -> (one metrics dict per cell, images (N, 3, H, W) in [0, 1] or None)
-BatchFn = Callable[[list[dict]], tuple[list[dict], torch.Tensor | None]]
+# task(models, cells) -> (one metrics dict per cell, images (N, 3, H, W) in [0, 1] or uint8, or None)
 
 
 def grid(**axes: Sequence) -> list[dict]:
@@ -46,15 +45,17 @@ def plan_batches(cells: list[dict], batch_size: int, group_by: Sequence[str]) ->
     return [g[i:i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
 
 
-def run_sweep(study: str, cells: list[dict], store: ResultStore, process: BatchFn | Processor, batch_size: int = 32,
+def run_sweep(study: str, cells: list[dict], store: ResultStore, task: Task, batch_size: int = 32,
               group_by: Sequence[str] = ("model", "guidance", "steps"), progress: bool = True,
-              keep_images: bool = True, queue: int = 2, executor=None) -> pd.DataFrame:
+              keep_images: bool = True, queue: int = 2, executor=None, models: Models | None = None,
+              settings: dict | None = None) -> pd.DataFrame:
     """Compute every cell not yet in ``store`` and return all of ``cells``' results.
 
-    Duplicate cells are computed once; a stored cell whose image is gone is computed again
-    (its image drawn anew, its row kept). ``executor`` (default: this process, see
-    :mod:`sagekit.executors`) runs the batches; the Ray executor needs ``process`` as a
-    :class:`~sagekit.executors.Processor`. Results are committed as they arrive, each batch
+    Each batch of cells is a task of :func:`sagekit.spread.spread`: ``task(models, batch,
+    **settings)`` returns the batch's metrics and images, in this process or (``executor``,
+    a task named ``"module:function"``) on workers that load ``models`` by name. Duplicate
+    cells are computed once; a stored cell whose image is gone is computed again (its
+    image drawn anew, its row kept). Results are committed as they arrive, each batch
     atomically, by a writer thread that overlaps the computation (``queue``: how many
     computed batches may wait; 0 stores each one before the next starts). An error in
     either stops the sweep; batches committed before it stay.
@@ -63,10 +64,10 @@ def run_sweep(study: str, cells: list[dict], store: ResultStore, process: BatchF
     unique = dict(zip(keys, cells))
     done = store.done(unique, with_images=keep_images)
     todo = [c for k, c in unique.items() if k not in done]
-    executor = executor or LocalExecutor()
     bar = tqdm(total=len(todo), desc=study, disable=not progress, unit="cell", leave=False)
     with BatchWriter(store, study, bar, queue) as writer:
-        for batch, (metrics, images) in executor.map(process, plan_batches(todo, batch_size, group_by)):
+        for batch, (metrics, images) in spread(task, models or Models(), plan_batches(todo, batch_size, group_by),
+                                               settings, executor):
             writer.put(batch, metrics, images if keep_images else None)
     bar.close()
     frame = store.frame(study)

@@ -1,7 +1,13 @@
-"""Plots for reports: image grids with labels and right/wrong marks, and bar tables."""
+"""Plots for reports: image grids with labels and right/wrong marks, curves, bars and maps.
+
+Every function returns its figure (or a list of figures) and shows nothing: the notebook
+decides when (``plt.show()``). No global matplotlib setting is changed: each function
+draws under :func:`plain_text`.
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import matplotlib
@@ -15,9 +21,19 @@ from .markup import display_name
 
 RIGHT, WRONG = (0.1, 0.7, 0.2), (0.85, 0.1, 0.1)
 
-# Titles and tick labels show model names, labels and prompts, which may hold "$": as
-# mathtext that would be parsed (and a stray "$" would crash the plot), so it is plain text.
-plt.rcParams["text.parse_math"] = False
+
+
+def plain_text(fn):
+    """Draw ``fn``'s figure with mathtext off: titles and tick labels show model names,
+    labels and prompts, which may hold "$" (parsed as mathtext, a stray "$" would crash
+    the plot). The setting holds only while ``fn`` runs (a text keeps what it was made with)."""
+
+    @functools.wraps(fn)
+    def draw(*args, **kwargs):
+        with plt.rc_context({"text.parse_math": False}):
+            return fn(*args, **kwargs)
+
+    return draw
 
 
 def grid_array(images: torch.Tensor, ncol: int, marks: Sequence[bool | None] | None = None, pad: int = 2,
@@ -40,7 +56,8 @@ def grid_array(images: torch.Tensor, ncol: int, marks: Sequence[bool | None] | N
     return out
 
 
-def show_grid(images: torch.Tensor, ncol: int, row_labels: Sequence[str] | None = None,
+@plain_text
+def image_grid(images: torch.Tensor, ncol: int, row_labels: Sequence[str] | None = None,
               col_labels: Sequence[str] | None = None, marks: Sequence[bool | None] | None = None,
               title: str | None = None, cell_inches: float = 0.55, scale: int = 2):
     """A matplotlib figure of an image grid; returns the figure."""
@@ -66,6 +83,7 @@ def show_grid(images: torch.Tensor, ncol: int, row_labels: Sequence[str] | None 
     return fig
 
 
+@plain_text
 def bar_chart(values: dict[str, float], title: str, ylabel: str = "accuracy", bar: float | None = None,
               ylim: tuple[float, float] = (0, 1.05)):
     """Labelled bars with their values printed on top; optional dashed target line."""
@@ -84,6 +102,7 @@ def bar_chart(values: dict[str, float], title: str, ylabel: str = "accuracy", ba
     return fig
 
 
+@plain_text
 def metric_vs_level(summary, metric: str = "top1", title: str | None = None):
     """One panel per shift type: ``metric`` against the shift level with its 95% interval,
     one line per (model, guidance); the unshifted value is a dotted line of the same colour."""
@@ -113,37 +132,37 @@ def metric_vs_level(summary, metric: str = "top1", title: str | None = None):
     return fig
 
 
-def show_label_grids(results: dict, labels: Sequence[str], shown: Sequence[int], per_label: int) -> None:
-    """For each ``(model, mode)`` result of ``toy.evaluate.generation_results(return_images=True)``:
+@plain_text
+def label_grids(results: dict, labels: Sequence[str], shown: Sequence[int], per_label: int) -> list:
+    """A figure per ``(model, mode)`` result of ``toy.evaluate.generation_results(return_images=True)``:
     the images of the ``shown`` label indices, one row per label (green: judged right)."""
+    figs = []
     for (model, mode), r in results.items():
         idx = [li * per_label + k for li in shown for k in range(per_label)]
         right = (r["pred"] == r["targets"]).tolist()
-        show_grid(r["images"][idx], ncol=per_label, row_labels=[labels[i] for i in shown],
-                  marks=[right[i] for i in idx], title=f"{model}, {mode} (guidance {r['guidance']}, {r['steps']} steps)")
-        plt.show()
+        figs.append(image_grid(r["images"][idx], ncol=per_label, row_labels=[labels[i] for i in shown],
+                               marks=[right[i] for i in idx],
+                               title=f"{model}, {mode} (guidance {r['guidance']}, {r['steps']} steps)"))
+    return figs
 
 
-def show_prompt_failures(found: Sequence[dict], judge, limit: int = 8, failing_only: bool = True) -> None:
-    """One row per failing prompt of ``found`` (every searched prompt with ``failing_only``
+@plain_text
+def prompt_failure_grids(found: Sequence[dict], judge, limit: int = 8, failing_only: bool = True) -> list:
+    """A figure per failing prompt of ``found`` (every searched prompt with ``failing_only``
     False; at most ``limit``): its images on the fresh seeds, each labelled with the
-    judge's prediction (green: the prompt's label is seen)."""
-    fails = [r for r in found if r.get("failure", True) or not failing_only][:limit]
-    if not fails:
-        from IPython.display import display
-
-        from .markup import md
-
-        display(md("No prompt met the failure test with these parameters."))
-    for r in fails:
+    judge's prediction (green: the prompt's label is seen). None failing: no figure."""
+    figs = []
+    for r in [r for r in found if r.get("failure", True) or not failing_only][:limit]:
         pred = judge(r["images"]).argmax(-1)
-        show_grid(r["images"], ncol=len(r["images"]), marks=(pred == judge.label_index(r["label"])).tolist(),
-                  title=f'"{r["prompt"]}" — fails on {r["failure_rate"]:.0%} of seeds, perplexity {r["perplexity"]:.1f}'
-                        + ("" if r.get("failure", True) else " (not a failure)"),
-                  col_labels=[judge.labels[j] for j in pred.tolist()], cell_inches=0.8, scale=3)
-        plt.show()
+        figs.append(image_grid(
+            r["images"], ncol=len(r["images"]), marks=(pred == judge.label_index(r["label"])).tolist(),
+            title=f'"{r["prompt"]}" — fails on {r["failure_rate"]:.0%} of seeds, perplexity {r["perplexity"]:.1f}'
+                  + ("" if r.get("failure", True) else " (not a failure)"),
+            col_labels=[judge.labels[j] for j in pred.tolist()], cell_inches=0.8, scale=3))
+    return figs
 
 
+@plain_text
 def iterations_histogram(table: pd.DataFrame):
     """Histogram of iterations to failure of the found rows of a search table; None when
     nothing was found."""
@@ -159,16 +178,18 @@ def iterations_histogram(table: pd.DataFrame):
     return fig
 
 
+@plain_text
 def before_after(result, labels: Sequence[str], limit: int = 12):
     """Images of the original latents (top) and the found ones (bottom; green border: a
     verified, certified failure) of a per-prompt latent search. Returns the figure."""
     n = min(limit, len(result.table))
     images = torch.cat([result.images_before[:n], result.images_after[:n]])
     marks = [True] * n + result.table["success"].tolist()[:n]
-    return show_grid(images, ncol=n, row_labels=["original z", "found z'"], col_labels=list(labels)[:n],
+    return image_grid(images, ncol=n, row_labels=["original z", "found z'"], col_labels=list(labels)[:n],
                      marks=marks, cell_inches=0.8, scale=3)
 
 
+@plain_text
 def shared_latents_grid(result, labels: Sequence[str], limit: int = 4):
     """Per latent of a shared (many-prompt) search: a row of its original images over the
     search prompts and a row of the found latent's (green border: a verified, certified
@@ -179,10 +200,11 @@ def shared_latents_grid(result, labels: Sequence[str], limit: int = 4):
         rows += [result.images_before[i], result.images_after[i]]
         marks += [None] * len(labels) + [bool(result.table["success"][i])] * len(labels)
         names += [f"seed {result.table['seed'][i]}: z", "found z'"]
-    return show_grid(torch.cat(rows), ncol=len(labels), row_labels=names, col_labels=list(labels), marks=marks,
+    return image_grid(torch.cat(rows), ncol=len(labels), row_labels=names, col_labels=list(labels), marks=marks,
                      cell_inches=0.8, scale=3)
 
 
+@plain_text
 def perplexity_vs_failure(baseline: pd.DataFrame, searched: pd.DataFrame, bar: float):
     """Failure rate against LM perplexity: the LM's likeliest continuations and the
     searched prompts, with the failure bar. Returns the figure."""
@@ -203,6 +225,7 @@ def perplexity_vs_failure(baseline: pd.DataFrame, searched: pd.DataFrame, bar: f
     return fig
 
 
+@plain_text
 def token_success_bars(by_target: pd.DataFrame):
     """Per target: the share of held-out prompts × seeds where every judge sees it (and,
     for "{colour} {shape}" labels, its colour and its shape). Returns the figure."""
@@ -215,16 +238,18 @@ def token_success_bars(by_target: pd.DataFrame):
     return ax.figure
 
 
-def show_token_grids(results: dict, splits: dict, seed: int) -> None:
-    """Per target of ``adversarial_tokens.learn_tokens``: the held-out prompts at ``seed`` without
-    and with the token (green: every judge sees the target)."""
+@plain_text
+def token_grids(results: dict, splits: dict, seed: int) -> list:
+    """A figure per target of ``adversarial_tokens.learn_tokens``: the held-out prompts at
+    ``seed`` without and with the token (green: every judge sees the target)."""
+    figs = []
     for target, r in results.items():
         held = splits[target][1]
         hit = r.frame[r.frame.seed == seed]["success"].tolist()
-        show_grid(torch.cat([r.plain[:, 0], r.token[:, 0]]), ncol=len(held), marks=[None] * len(held) + hit,
-                  row_labels=["prompt", "prompt + token"], col_labels=held, title=f"target: {target}",
-                  cell_inches=0.8, scale=3)
-        plt.show()
+        figs.append(image_grid(torch.cat([r.plain[:, 0], r.token[:, 0]]), ncol=len(held),
+                               marks=[None] * len(held) + hit, row_labels=["prompt", "prompt + token"],
+                               col_labels=held, title=f"target: {target}", cell_inches=0.8, scale=3))
+    return figs
 
 
 def tagger(store, keys: Sequence[str], prompts: Sequence[str], taxonomy: Sequence[str]):
@@ -243,11 +268,13 @@ def tagger(store, keys: Sequence[str], prompts: Sequence[str], taxonomy: Sequenc
     return w.VBox(rows)
 
 
+@plain_text
 def metric_panels(summary: pd.DataFrame, metrics: Sequence[tuple[str, str]]) -> list:
     """One :func:`metric_vs_level` figure per ``(metric, title)``."""
     return [metric_vs_level(summary, metric, f"{title} vs shift level") for metric, title in metrics]
 
 
+@plain_text
 def per_class_heatmap(heat: pd.DataFrame, title: str):
     """Top-1 per label (rows) and shift condition (columns, ``(shift, level)`` pairs).
     Returns the figure."""
@@ -264,14 +291,16 @@ def per_class_heatmap(heat: pd.DataFrame, title: str):
     return fig
 
 
+@plain_text
 def levels_grid(images: torch.Tensor, marks, rows: Sequence[str], conds: Sequence[tuple[str, str]], label: str,
                 seed: int):
     """The images of one label and seed across shift conditions (columns), one row per
     model and guidance (green: right under the judge). Returns the figure."""
-    return show_grid(images, ncol=len(conds), row_labels=rows, col_labels=[f"{s} {l}" for s, l in conds],
+    return image_grid(images, ncol=len(conds), row_labels=rows, col_labels=[f"{s} {l}" for s, l in conds],
                      marks=marks, title=f'"A photo of a {label}", seed {seed}', cell_inches=0.75, scale=3)
 
 
+@plain_text
 def unshifted_vs_shifted(summary: pd.DataFrame, metric: str = "top1"):
     """Bars per model and guidance: ``metric`` unshifted, and its mean over all shifted
     conditions. Returns the figure."""
@@ -290,6 +319,7 @@ def unshifted_vs_shifted(summary: pd.DataFrame, metric: str = "top1"):
     return ax.figure
 
 
+@plain_text
 def curves_per_panel(curves: dict[str, dict[str, np.ndarray]], xlabel: str, ylabel: str):
     """One panel per outer key, one line per inner key (x = position in the array)."""
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.2), squeeze=False)
@@ -305,6 +335,7 @@ def curves_per_panel(curves: dict[str, dict[str, np.ndarray]], xlabel: str, ylab
     return fig
 
 
+@plain_text
 def step_distance_curves(distances: dict[str, np.ndarray]):
     """Step-to-step distance of each model's sampler (``(N, S)`` per model), divided by its
     mean over all steps, against the fraction of sampling done; band: ±1 std over seeds.
@@ -327,6 +358,7 @@ def step_distance_curves(distances: dict[str, np.ndarray]):
 RULE_STYLE = {"total": ("o", "-"), "per-concept": ("^", ":")}  # marker, line of the poisoned runs per budget rule
 
 
+@plain_text
 def implosion_panels(points: pd.DataFrame):
     """Four panels against k, poisoned runs (95% Wilson bars) beside their clean controls
     (dashed / shaded band), per budget rule (``points["rule"]``; markers and lines tell
@@ -383,11 +415,12 @@ def _first_rule(details: dict) -> str:
     return next(iter(details))[0]
 
 
-def show_per_k_grids(details: dict, ks: Sequence[int], per_row: int = 16) -> None:
-    """For each k (poisoned run of the first budget rule; ``details`` keyed ``(rule, k,
-    control)``): up to ``per_row`` images of unpoisoned and of poisoned concepts, one per
+@plain_text
+def per_k_grids(details: dict, ks: Sequence[int], per_row: int = 16) -> list:
+    """Figures for each k (poisoned run of the first budget rule; ``details`` keyed ``(rule,
+    k, control)``): up to ``per_row`` images of unpoisoned and of poisoned concepts, one per
     concept in turn (green: the judges see the prompt's label)."""
-    rule = _first_rule(details)
+    rule, figs = _first_rule(details), []
     for k in ks:
         d = details[(rule, k, False)]
         kinds, want, pred = np.array(d["kinds"]), np.array(d["labels"]), np.array(d["pred"])
@@ -400,12 +433,13 @@ def show_per_k_grids(details: dict, ks: Sequence[int], per_row: int = 16) -> Non
             per = [idx[want[idx] == cpt] for cpt in concepts]
             idx = np.array([p[j] for j in range(max(map(len, per))) for p in per if j < len(p)])[:per_row]
             right = pred[idx] == want[idx]
-            show_grid(d["images"][idx], ncol=len(idx), marks=right.tolist(),
-                      title=f"k = {k}, {kind} concepts: {int(right.sum())}/{len(idx)} drawn as asked",
-                      cell_inches=0.7, scale=3)
-            plt.show()
+            figs.append(image_grid(d["images"][idx], ncol=len(idx), marks=right.tolist(),
+                                   title=f"k = {k}, {kind} concepts: {int(right.sum())}/{len(idx)} drawn as asked",
+                                   cell_inches=0.7, scale=3))
+    return figs
 
 
+@plain_text
 def attention_panels(details: dict, ks: Sequence[int]):
     """Per k (poisoned run of the first budget rule): the first unpoisoned (and poisoned)
     image with its concept tokens' cross-attention map. Returns the figure."""
@@ -428,6 +462,7 @@ def attention_panels(details: dict, ks: Sequence[int]):
     return fig
 
 
+@plain_text
 def reliability_diagrams(tables: dict[str, pd.DataFrame], ncol: int = 5):
     """One panel per judge: mean confidence against accuracy per confidence bin (dot size:
     images in the bin), the diagonal a perfectly calibrated judge would follow. Returns the figure."""
@@ -451,6 +486,7 @@ def reliability_diagrams(tables: dict[str, pd.DataFrame], ncol: int = 5):
     return fig
 
 
+@plain_text
 def share_heatmap(table: pd.DataFrame, title: str, label: str = "share"):
     """A rows x columns table of shares in [0, 1] as a heat map (e.g. background x label).
     Returns the figure."""
@@ -470,6 +506,7 @@ def share_heatmap(table: pd.DataFrame, title: str, label: str = "share"):
     return fig
 
 
+@plain_text
 def word_probe_figure(result: dict, title: str):
     """The word probe's images of one pair (columns: seeds): A's own image, with B's word
     states put in, with B's end states put in, and the shape word's attention map over A's
@@ -482,9 +519,10 @@ def word_probe_figure(result: dict, title: str):
     a, b = result["pairs"][0]
     rows = [f"'{a}'", f"words of '{b}'", f"<eos>.. of '{b}'", f"'{a.split()[1]}' attention"]
     images = torch.cat([shown["own"], shown["word_swap"], shown["end_swap"], overlay])
-    return show_grid(images, ncol=len(maps), row_labels=rows, title=title, scale=3, cell_inches=0.9)
+    return image_grid(images, ncol=len(maps), row_labels=rows, title=title, scale=3, cell_inches=0.9)
 
 
+@plain_text
 def failure_vs_frequency(table: pd.DataFrame | None, title: str):
     """Failure rate of each prompt against how many training captions held its words
     (log scale where they span a decade; 0 drawn at 0.5), coloured by its commonest

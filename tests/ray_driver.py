@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from sagekit.executors import Processor, RayExecutor
+from sagekit.executors import RayExecutor
 from sagekit.store import ResultStore
 from sagekit.sweep import grid, run_sweep
 
@@ -11,8 +11,8 @@ from sagekit.sweep import grid, run_sweep
 def main(address: str, store: str, log: str):
     cells = grid(model=["m"], guidance=[1.0], steps=[1], seed=range(16))
     executor = RayExecutor(address, workers=2, threads=1)
-    return run_sweep("t", cells, ResultStore(store), Processor("ray_helpers:build_slow", {"log": log}), batch_size=2,
-                     progress=False, executor=executor)
+    return run_sweep("t", cells, ResultStore(store), "ray_helpers:slow", batch_size=2, progress=False,
+                     executor=executor, settings={"log": log})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Batch functions that Ray workers build by name in the executor tests (tests/test_ray.py)."""
+"""Tasks that Ray workers import by name in the executor tests (tests/test_ray.py)."""
 
 import os
 import signal
@@ -13,29 +13,22 @@ def _result(cells):
     return metrics, images
 
 
-def build_dying(marker: str, die_on_seed: int):
-    """Dies (SIGKILL, mid-batch) the first time it meets ``die_on_seed``, noting its pid in ``marker``."""
-
-    def process(cells):
-        if any(c["seed"] == die_on_seed for c in cells) and not os.path.exists(marker):
-            with open(marker, "w") as f:
-                f.write(str(os.getpid()))
-            os.kill(os.getpid(), signal.SIGKILL)
-        return _result(cells)
-
-    return process
+def dying(models, cells, marker: str, die_on_seed: int):
+    """A sweep task that dies (SIGKILL, mid-batch) the first time it meets ``die_on_seed``,
+    noting its pid in ``marker``."""
+    if any(c["seed"] == die_on_seed for c in cells) and not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _result(cells)
 
 
-def build_slow(log: str, seconds: float = 0.4):
-    """Takes ``seconds`` per batch and appends the seeds it computed to ``log``."""
-
-    def process(cells):
-        time.sleep(seconds)
-        with open(log, "a") as f:
-            f.write("".join(f"{c['seed']}\n" for c in cells))
-        return _result(cells)
-
-    return process
+def slow(models, cells, log: str, seconds: float = 0.4):
+    """A sweep task that takes ``seconds`` per batch and appends the seeds it computed to ``log``."""
+    time.sleep(seconds)
+    with open(log, "a") as f:
+        f.write("".join(f"{c['seed']}\n" for c in cells))
+    return _result(cells)
 
 
 def dying_search(models, items, marker: str, after: int, **settings):

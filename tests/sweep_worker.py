@@ -5,6 +5,7 @@ import sys
 import time
 
 from sagekit.models.registry import load_clip_scorer, load_generator, load_judge
+from sagekit.spread import Models
 from sagekit.store import ResultStore
 from sagekit.studies import seed_shifts as ss
 
@@ -15,18 +16,16 @@ def cells():
 
 
 def main(store_dir, sleep=0.0):
-    gen = load_generator("toy")
-    judge, clip = load_judge("toy-resnet"), load_clip_scorer("toy-clip")
-    process = ss.make_processor({"toy": gen}, judge, clip)
+    models = Models({"toy": load_generator("toy")}, judge=load_judge("toy-resnet"), clip=load_clip_scorer("toy-clip"))
 
-    def slow(batch):
-        out = process(batch)
+    def slow(models, batch):
+        out = ss.judge_batch(models, batch)
         time.sleep(sleep)
         return out
 
     from sagekit.sweep import run_sweep
 
-    return run_sweep(ss.STUDY, cells(), ResultStore(store_dir), slow, batch_size=3, progress=False)
+    return run_sweep(ss.STUDY, cells(), ResultStore(store_dir), slow, batch_size=3, progress=False, models=models)
 
 
 if __name__ == "__main__":

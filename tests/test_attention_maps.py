@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sagekit.models import load_generator
-from sagekit.models.attention_maps import capture_cross_attention, spread, token_maps
+from sagekit.models.attention_maps import attention_spread, capture_cross_attention, token_maps
 
 
 def test_recorder_keeps_the_output_and_records_probabilities(tiny_sd):
@@ -29,7 +29,7 @@ def test_spread():
     uniform = torch.ones(4, 4)
     peak = torch.zeros(4, 4)
     peak[1, 2] = 1
-    assert abs(spread(uniform).item() - 1) < 1e-6 and spread(peak).item() < 1e-6
+    assert abs(attention_spread(uniform).item() - 1) < 1e-6 and attention_spread(peak).item() < 1e-6
 
 
 # ---------------------------------------------------------------------------- joint attention

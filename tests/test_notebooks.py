@@ -122,9 +122,9 @@ def test_study_report(study, tmp_path):
         assert all(r["top1"] <= min(r["colour"], r["shape"]) for r in rows)
         claims = saved["findings"]["claims"]
         assert [c["id"] for c in claims] == list("abcdefghi")
-        assert all(c["verdict"] in ("supported", "contradicted", "inconclusive") and c["evidence"] for c in claims)
+        assert all(c["support"] in ("supported", "contradicted", "inconclusive") and c["evidence"] for c in claims)
         # (b) needs URMS, (c) needs SDS: not in this grid, so they cannot be decided
-        assert {c["id"]: c["verdict"] for c in claims}["b"] == "inconclusive"
+        assert {c["id"]: c["support"] for c in claims}["b"] == "inconclusive"
         # (f) and (i) compare toy-latent-learned with toy-ddpm, the model that differs from it in the variance
         # alone, while the two UNets were trained with one recipe; else the report says why there is no pair
         from sagekit.toy.names import training_recipe
@@ -133,10 +133,10 @@ def test_study_report(study, tmp_path):
         if training_recipe("toy") == training_recipe("toy-latent-learned"):
             assert f["numbers"]["learned"] == "toy-latent-learned" and f["numbers"]["fixed"] == "toy-ddpm"
         else:
-            assert f["verdict"] == "inconclusive" and "toy-latent-learned vs toy-ddpm: training recipe differ" in \
+            assert f["support"] == "inconclusive" and "toy-latent-learned vs toy-ddpm: training recipe differ" in \
                 f["evidence"]
         text = html_text(html)
-        assert all(c["rule"] in text for c in claims)  # every rule is printed beside its verdict
+        assert all(c["rule"] in text for c in claims)  # every rule is printed beside its support
         assert "Paper 001's anchor" in text and "not comparable" in text
     if study in ("distorted-latents", "unrelated-latents"):
         f = saved["findings"]

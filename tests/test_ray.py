@@ -14,7 +14,8 @@ import pytest
 import ray
 import torch
 
-from sagekit.executors import LocalExecutor, Processor, RayExecutor, get_executor
+from sagekit.executors import LocalExecutor, RayExecutor, get_executor
+from sagekit.spread import Models, gather, spread
 from sagekit.models import load_clip_scorer, load_generator, load_judge
 from sagekit.store import ResultStore
 from sagekit.studies import seed_shifts
@@ -134,8 +135,8 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(cluster, tmp_pat
     cells = grid(model=["m"], guidance=[1.0], steps=[1], seed=range(12))
     store = ResultStore(tmp_path / "store")
     executor = RayExecutor(workers=2, threads=1)
-    df = run_sweep("t", cells, store, Processor("ray_helpers:build_dying", {"marker": str(marker), "die_on_seed": 5}),
-                   batch_size=2, progress=False, executor=executor)
+    df = run_sweep("t", cells, store, "ray_helpers:dying", batch_size=2, progress=False, executor=executor,
+                   settings={"marker": str(marker), "die_on_seed": 5})
     executor.shutdown()
     dead = int(marker.read_text())  # a worker did die, in the batch of seed 5
     frame = store.frame("t")
@@ -162,8 +163,8 @@ def test_a_killed_driver_resumes_and_computes_only_what_is_missing(cluster, tmp_
     log.write_text("")
     cells = grid(model=["m"], guidance=[1.0], steps=[1], seed=range(16))
     executor = RayExecutor(workers=2, threads=1)
-    df = run_sweep("t", cells, ResultStore(store), Processor("ray_helpers:build_slow", {"log": str(log)}),
-                   batch_size=2, progress=False, executor=executor)
+    df = run_sweep("t", cells, ResultStore(store), "ray_helpers:slow", batch_size=2, progress=False,
+                   executor=executor, settings={"log": str(log)})
     executor.shutdown()
     recomputed = [int(x) for x in log.read_text().split()]
     assert sorted(recomputed) == sorted(set(range(16)) - stored)  # nothing stored was computed again
@@ -177,6 +178,8 @@ def test_executors_by_name_and_a_closure_cannot_travel(cluster):
     executor = RayExecutor(workers=1)
     with pytest.raises(TypeError, match="needs a Processor"):
         list(executor.map(lambda cells: ([], None), [[{"seed": 0}]]))
+    with pytest.raises(TypeError, match="needs its task named 'module:function'"):
+        list(spread(lambda models, cells: ([], None), Models(), [[{"seed": 0}]], executor=executor))
 
 
 def test_the_scaling_bench_measures_each_executor(cluster, capsys):
@@ -214,13 +217,13 @@ def test_implosion_points_run_on_ray_workers_with_the_same_results(cluster):
     assert (details[key]["images"] - local_details[key]["images"]).abs().max() <= 0.5 / 255  # uint8 on the way
 
 
-def test_workers_built_for_another_batch_function_are_replaced(cluster, tmp_path):
+def test_workers_built_for_another_task_are_replaced(cluster, tmp_path):
     cells = grid(model=["m"], guidance=[1.0], steps=[1], seed=range(4))
     executor = RayExecutor(workers=1, threads=1)
     for name in ("a", "b"):
         log = tmp_path / f"{name}.txt"
-        spec = Processor("ray_helpers:build_slow", {"log": str(log), "seconds": 0.0})
-        run_sweep("t", cells, ResultStore(tmp_path / name), spec, batch_size=2, progress=False, executor=executor)
+        run_sweep("t", cells, ResultStore(tmp_path / name), "ray_helpers:slow", batch_size=2, progress=False,
+                  executor=executor, settings={"log": str(log), "seconds": 0.0})
         assert sorted(int(x) for x in log.read_text().split()) == [0, 1, 2, 3]  # this function drew them
     executor.shutdown()
 
@@ -324,7 +327,6 @@ def test_a_search_whose_worker_is_killed_resumes_from_its_checkpoint(cluster, se
     task, whose search resumes from its checkpoint: the same latent and table as a search
     that was never interrupted."""
     from sagekit.search import UnrelatedGoal
-    from sagekit.searches import Loaded, spread
     from sagekit.studies import latent_search, unrelated_latents
 
     s = searchers
@@ -335,7 +337,7 @@ def test_a_search_whose_worker_is_killed_resumes_from_its_checkpoint(cluster, se
     whole = _one_thread(lambda: unrelated_latents.search(s["gen"], goal, ["red circle"], [0], cfg, progress=False))
     marker = tmp_path / "died"
     executor = RayExecutor(workers=1, threads=1)
-    (resumed,) = spread("ray_helpers:dying_search", Loaded(s["gen"], goal), pairs,
+    (resumed,) = gather("ray_helpers:dying_search", Models({"toy": s["gen"]}, goal=goal), pairs,
                         {**settings, "checkpoints": str(tmp_path), "marker": str(marker), "after": 2}, executor)
     executor.shutdown()
     died, again = marker.read_text().splitlines()

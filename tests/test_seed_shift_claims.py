@@ -22,7 +22,7 @@ def frame(*groups):
 
 
 def verdict(claims, key):
-    return {c["id"]: c for c in claims}[key]["verdict"]
+    return {c["id"]: c for c in claims}[key]["support"]
 
 
 def test_combine_needs_every_case():
@@ -137,7 +137,7 @@ def test_learned_and_fixed_variance_must_differ_in_nothing_else():
     # the toy world knows how each UNet trained: two recipes are two models, not one variance apart
     recipes = {m: {**k, "recipe": {"steps": 3000 if m == "sd" else 9000}} for m, k in KINDS.items()}
     claims = {c["id"]: c for c in evaluate_claims(same, recipes)}
-    assert claims["f"]["verdict"] == "inconclusive" and "training recipe differ" in claims["f"]["evidence"]
+    assert claims["f"]["support"] == "inconclusive" and "training recipe differ" in claims["f"]["evidence"]
 
 
 def test_robustness_by_class_is_each_labels_drop_from_its_own_baseline():
@@ -154,7 +154,7 @@ def test_robustness_by_class_is_each_labels_drop_from_its_own_baseline():
                     label_cells("brittle", "none", 0, 95, 100), label_cells("brittle", "UMS", 0.2, 30, 100))
     claims = evaluate_claims(unequal, {"sd": KINDS["sd"]})
     g = {c["id"]: c for c in claims}["g"]
-    assert g["verdict"] == "supported" and g["numbers"]["sd"]["most"][0] == "brittle"
+    assert g["support"] == "supported" and g["numbers"]["sd"]["most"][0] == "brittle"
 
 
 def test_every_claim_prints_its_rule():

@@ -63,7 +63,7 @@ def test_grid_and_batches_respect_groups():
 def test_run_sweep_skips_finished_cells(tmp_path):
     calls = []
 
-    def process(batch):
+    def process(models, batch):
         calls.append(len(batch))
         return [{"double": 2 * c["seed"]} for c in batch], None
 
@@ -78,7 +78,7 @@ def test_run_sweep_skips_finished_cells(tmp_path):
 def test_a_cell_whose_image_was_deleted_is_drawn_again(tmp_path):
     calls = []
 
-    def process(batch):
+    def process(models, batch):
         calls.append([c["seed"] for c in batch])
         seeds = torch.tensor([c["seed"] for c in batch], dtype=torch.float32)
         return [{"seed2": 2 * c["seed"]} for c in batch], (seeds / 10).view(-1, 1, 1, 1).expand(-1, 3, 4, 4)
@@ -141,7 +141,7 @@ class _SlowStore(ResultStore):
 
 
 def _process(log):
-    def process(batch):
+    def process(models, batch):
         log.append(("compute", sum(1 for e in log if e[0] == "compute")))
         return [{"double": 2 * c["seed"]} for c in batch], torch.full((len(batch), 3, 4, 4), 0.5)
 

@@ -30,3 +30,21 @@ def test_failure_against_frequency_labels_its_axis_in_plain_numbers():
     narrow.canvas.draw()
     assert narrow.axes[0].get_xscale() == "linear" and any(t.get_text() for t in narrow.axes[0].get_xticklabels())
     assert failure_vs_frequency(None, "t") is None
+
+
+def test_viz_leaves_matplotlib_settings_alone_and_draws_dollars_as_text():
+    import importlib
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import torch
+
+    import sagekit.viz as viz
+
+    before = dict(matplotlib.rcParams)
+    importlib.reload(viz)
+    fig = viz.image_grid(torch.rand(2, 3, 8, 8), ncol=2, title="a $5 prompt with one $ sign", col_labels=["$", "x"])
+    fig.canvas.draw()  # as mathtext, the lone "$" would raise here
+    assert dict(matplotlib.rcParams) == before and matplotlib.rcParams["text.parse_math"] is True
+    assert fig.axes[0].title.get_parse_math() is False
+    plt.close(fig)

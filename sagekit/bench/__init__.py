@@ -6,7 +6,7 @@ pipelines of real architectures (``sagekit.bench.pipelines``).
 """
 
 from .pipelines import ARCHS, bench_model, sd15_random_pipeline, sdxl_random_pipeline
-from .search import bench_search
-from .sweep import bench_sweep
+from .search_speed import bench_search
+from .sweep_speed import bench_sweep
 
 __all__ = ["ARCHS", "bench_model", "bench_search", "bench_sweep", "sd15_random_pipeline", "sdxl_random_pipeline"]

@@ -17,6 +17,7 @@ import torch
 
 from ..executors import RayExecutor
 from ..models.registry import load_clip_scorer, load_generator, load_judge
+from ..spread import Models, worker_processor
 from ..store import ResultStore
 from ..studies import seed_shifts
 
@@ -39,7 +40,7 @@ def bench_ray(workers: tuple[int, ...] = (1, 2), n_labels: int = 8, seeds: int =
             out["local_1_thread"] = round(len(cells) / (time.perf_counter() - t0), 2)
         finally:
             torch.set_num_threads(threads)
-        spec = seed_shifts.processor_spec(gens, judge, clip)
+        spec = worker_processor(f"{seed_shifts.__name__}:judge_batch", Models(gens, judge=judge, clip=clip))
         for w in workers:
             executor = RayExecutor(workers=w, threads=1, gpus=False)
             t0 = time.perf_counter()

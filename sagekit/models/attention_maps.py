@@ -121,7 +121,7 @@ def token_maps(maps: dict[str, list[torch.Tensor]], size: int) -> torch.Tensor:
     return torch.stack(resized).mean(0)
 
 
-def spread(token_map: torch.Tensor) -> torch.Tensor:
+def attention_spread(token_map: torch.Tensor) -> torch.Tensor:
     """How spread out an attention map is: normalised entropy in [0, 1] per map
     (``(..., H, W)`` -> ``(...)``); 1 = uniform over the image."""
     p = token_map.flatten(-2)

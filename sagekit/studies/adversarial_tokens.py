@@ -284,7 +284,7 @@ def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, pr
 def _learn_task(models, targets: list[str], splits: dict[str, tuple[list[str], list[str]]], cfg: TokenConfig,
                 eval_seeds: list[int], seed: int, template: str, checkpoints: str | None,
                 progress: bool) -> dict[str, TokenEvaluation]:
-    """One task of :func:`learn_tokens` (:mod:`sagekit.searches`): the tokens of ``targets``, one after another."""
+    """One task of :func:`learn_tokens` (:mod:`sagekit.spread`): the tokens of ``targets``, one after another."""
     results = {}
     for target in targets:
         train, held = splits[target]
@@ -306,9 +306,9 @@ def learn_tokens(gen: Generator, goal: TargetGoal, clip, splits: dict[str, tuple
     confirmed by ``verifier``, judges the learning never used). Here one target after
     another, or spread over ``executor`` (:mod:`sagekit.executors`; on Ray, tasks of
     ``per_task`` targets, default one, on workers that load the models by name)."""
-    from ..searches import Loaded, spread
+    from ..spread import Models, gather
 
-    parts = spread(f"{__name__}:_learn_task", Loaded(gen, goal, verifier, clip=clip), list(splits),
+    parts = gather(f"{__name__}:_learn_task", Models({gen.name: gen}, goal=goal, verifier=verifier, clip=clip), list(splits),
                    {"splits": dict(splits), "cfg": cfg, "eval_seeds": list(eval_seeds), "seed": seed,
                     "template": template, "checkpoints": checkpoints}, executor, per_task, progress, "tokens")
     return {target: ev for part in parts for target, ev in part.items()}

@@ -85,7 +85,7 @@ def split(labels: list[str], n_search: int, n_heldout: int) -> tuple[list[str], 
 
 def _search_task(models, seeds: list[int], labels: list[str], cfg: LatentSearchConfig, prompt: str,
                  checkpoints: str | None, progress: bool) -> SharedLatentResult:
-    """One task of :func:`search` (:mod:`sagekit.searches`): the latents of ``seeds``, in one batch."""
+    """One task of :func:`search` (:mod:`sagekit.spread`): the latents of ``seeds``, in one batch."""
     goal = models.goal
     return search_shared_latents(models.gen, goal, [prompt.format(label=l) for l in labels],
                                  [goal.ensemble.label_index(l) for l in labels], list(seeds), cfg, progress,
@@ -98,9 +98,9 @@ def search(gen: Generator, goal: DistortedGoal, labels: list[str], seeds: list[i
     """One latent per seed, each optimised over the prompts of all ``labels`` at once: here
     all in one batch, or spread over ``executor`` (:mod:`sagekit.executors`; on Ray, tasks
     of ``per_task`` seeds, default one, on workers that load the models by name)."""
-    from ..searches import Loaded, spread
+    from ..spread import Models, gather
 
-    return merge(spread(f"{__name__}:_search_task", Loaded(gen, goal, verifier), list(seeds),
+    return merge(gather(f"{__name__}:_search_task", Models({gen.name: gen}, goal=goal, verifier=verifier), list(seeds),
                         {"labels": list(labels), "cfg": cfg, "prompt": prompt, "checkpoints": checkpoints}, executor,
                         per_task, progress, "latent searches"))
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..models.attention_maps import spread, token_maps
+from ..models.attention_maps import attention_spread, token_maps
 from ..models.clip import ClipEmbedder, ClipScorer
 from ..models.generator import Generator
 from ..models.judges import Judge
@@ -274,7 +274,7 @@ def evaluate(gen: Generator, judge: Judge, clip: ClipScorer, pairs: list[tuple[s
     acc = wilson(int((pred[unp] == want[unp]).sum()), int(unp.sum()))
     hit = wilson(int((pred[poi] == target[poi]).sum()), int(poi.sum()))
     own = wilson(int((pred[poi] == want[poi]).sum()), int(poi.sum()))
-    conc = spread(maps).mean(-1)
+    conc = attention_spread(maps).mean(-1)
     sk = torch.from_numpy(kinds[shown] == "unpoisoned")
     return {
         "n": int(unp.sum()), "unpoisoned_acc": acc[0], "unpoisoned_lo": acc[1], "unpoisoned_hi": acc[2],
@@ -332,24 +332,18 @@ def run_point(gen: Generator, judge: Judge, clip: ClipScorer, counts: list[int],
     return row, {"pairs": pairs, **ev}
 
 
-def build_point_runner(model: str, judge: str, clip: str, cfg: PointSettings, device: str = "cpu",
-                       dtype: str | None = None):
-    """Load the models by name; returns ``points -> results`` for a worker of another
-    process: ``points`` a list of ``{"counts", "control"}``, each result ``(row, details)``
-    with the images as uint8 (a quarter of the bytes to send)."""
-    from ..models.registry import load_clip_scorer, load_generator, load_judge
+def _point_task(models, points: list[dict], cfg: PointSettings, progress: bool = False) -> list[tuple[dict, dict]]:
+    """The study's task (:mod:`sagekit.spread`): :func:`run_point` for each of ``points``
+    (``{"counts", "control"}``), with the images as uint8 (a quarter of the bytes to send
+    from a Ray worker; they are only shown). ``progress``: unused, the caller's bar counts
+    the points."""
     from ..store import to_uint8
 
-    gen, j, c = load_generator(model, device, dtype=dtype), load_judge(judge, device), load_clip_scorer(clip, device)
-
-    def run(points: list[dict]):
-        out = []
-        for p in points:
-            row, details = run_point(gen, j, c, p["counts"], p["control"], cfg)
-            out.append((row, {**details, "images": to_uint8(details["images"]).cpu()}))
-        return out
-
-    return run
+    out = []
+    for p in points:
+        row, details = run_point(models.gen, models.judge, models.clip, p["counts"], p["control"], cfg)
+        out.append((row, {**details, "images": to_uint8(details["images"]).cpu()}))
+    return out
 
 
 def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train: int, budget: int, steps: int,
@@ -366,29 +360,17 @@ def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train
     (:mod:`sagekit.executors`; default this process; on Ray, one point per worker at a
     time, each worker loading the models once). Returns one row per (rule, k, control) and
     the details (images, predictions, attention maps) keyed ``(rule, k, control)``."""
-    from tqdm.auto import tqdm
+    from ..spread import Models, gather
 
     cfg = PointSettings(split or split_concepts(max(ks), seed), n_train, budget, steps, lr, trainable, list(seeds),
                         guidance, sample_steps, seed, attention_seeds, data, rank, batch_size)
     plan = sweep_plan(ks, budget, budget_rule, per_concept)
     points = [{"counts": list(c), "control": ctl} for c, ctl in dict.fromkeys(plan.values())]
-    results: dict[tuple, tuple[dict, dict]] = {}
-    bar = tqdm(total=len(points), desc="fine-tunes", disable=not progress, leave=False)
-    if executor is None or executor.name == "local":
-        for p in points:
-            results[tuple(p["counts"]), p["control"]] = run_point(gen, judge, clip, p["counts"], p["control"], cfg)
-            bar.update()
-    else:
-        from ..executors import Processor
-
-        spec = Processor(f"{__name__}:build_point_runner", {
-            "model": gen.name, "judge": judge.name, "clip": clip.name, "cfg": cfg, "device": gen.device.type,
-            "dtype": str(gen.dtype).removeprefix("torch.")})
-        for (p,), (result,) in executor.map(spec, [[p] for p in points]):
-            row, details = result
-            results[tuple(p["counts"]), p["control"]] = row, {**details, "images": details["images"].float() / 255}
-            bar.update()
-    bar.close()
+    # one point (a fine-tune) per task, here or on Ray workers that load the models by name
+    parts = gather(f"{__name__}:_point_task", Models({gen.name: gen}, judge=judge, clip=clip), points, {"cfg": cfg},
+                   executor, per_task=1, progress=progress, desc="fine-tunes")
+    results = {(tuple(p["counts"]), p["control"]): (row, {**details, "images": details["images"].float() / 255})
+               for p, [(row, details)] in zip(points, parts)}
     rows, details = [], {}
     for (rule, k, control), point in plan.items():  # in the order of rules and ks, whatever order they finished in
         row, det = results[point]
@@ -415,16 +397,16 @@ def findings_points(points: pd.DataFrame) -> list[dict]:
     return [{key: plain(r[key]) for key in POINT_KEYS} for _, r in points.iterrows()]
 
 
-def verdicts(points: pd.DataFrame) -> dict:
+def trends(points: pd.DataFrame) -> dict:
     """What the sweep says, per budget rule (``{rule: ...}``): whether AD of the poisoned
     sets rises with k (every step up, and its overall change), and per k > 0 whether
     unpoisoned accuracy falls below the control's Wilson interval (``below_control``) and
     whether the two intervals are disjoint (``interval_below``, the claim the intervals
     support)."""
-    return {rule: _rule_verdicts(g) for rule, g in points.groupby("rule", sort=False)}
+    return {rule: _rule_trends(g) for rule, g in points.groupby("rule", sort=False)}
 
 
-def _rule_verdicts(points: pd.DataFrame) -> dict:
+def _rule_trends(points: pd.DataFrame) -> dict:
     poisoned = points[~points["control"]].sort_values("k")
     control = points[points["control"]].set_index("k")
     ad = poisoned["ad"].to_numpy()
@@ -437,7 +419,7 @@ def _rule_verdicts(points: pd.DataFrame) -> dict:
                       "hi": float(r["unpoisoned_hi"]), "control": float(c["unpoisoned_acc"]),
                       "control_lo": float(c["unpoisoned_lo"]), "control_hi": float(c["unpoisoned_hi"]),
                       "below_control": below, "interval_below": disjoint,
-                      "verdict": ("below the control's interval, and the two intervals are disjoint" if disjoint
+                      "reading": ("below the control's interval, and the two intervals are disjoint" if disjoint
                                   else "below the control's interval, but the two intervals overlap" if below
                                   else "not below the control's interval"),
                       "ad_minus_control": float(r["ad"] - c["ad"])})
@@ -447,8 +429,8 @@ def _rule_verdicts(points: pd.DataFrame) -> dict:
             "ad": [round(float(a), 4) for a in ad], "per_k": per_k}
 
 
-def verdict_rows(found: dict) -> list[dict]:
-    """Every rule's per-k verdicts, one list (for a report's bullet list)."""
+def per_k_rows(found: dict) -> list[dict]:
+    """Every rule's per-k readings, one list (for a report's bullet list)."""
     return [row for v in found.values() for row in v["per_k"]]
 
 
@@ -493,7 +475,7 @@ def _counted(share: float, n: int) -> dict:
 
 def summarize(points: pd.DataFrame, found: dict, model: str) -> dict:
     """The study's findings (the common schema: ``models``, ``headline``, study fields;
-    each point's rates carry their Wilson intervals); ``found``: :func:`verdicts`, per rule."""
+    each point's rates carry their Wilson intervals); ``found``: :func:`trends`, per rule."""
     k_max = int(points["k"].max())
     head = {}
     for rule, v in found.items():

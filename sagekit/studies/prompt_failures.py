@@ -399,7 +399,7 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
 
 def _search_task(models, labels: list[str], cfg: PromptSearchConfig, seed: int, template: str,
                  checkpoints: str | None, progress: bool) -> list[dict]:
-    """One task of :func:`search` (:mod:`sagekit.searches`): :func:`search_prompts` for ``labels``."""
+    """One task of :func:`search` (:mod:`sagekit.spread`): :func:`search_prompts` for ``labels``."""
     return search_prompts(models.gen, models.goal, models.lm, models.tokenizer, labels, cfg, seed, template, progress,
                           models.verifier, checkpoints)
 
@@ -411,9 +411,10 @@ def search(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str]
     """:func:`search_prompts` for every label, here in one batch or spread over ``executor``
     (:mod:`sagekit.executors`): on Ray each task of ``per_task`` labels (default one) is a
     search on a worker that loads the models by name; the rows come back in ``labels``' order."""
-    from ..searches import Loaded, spread
+    from ..spread import Models, gather
 
-    parts = spread(f"{__name__}:_search_task", Loaded(gen, goal, verifier, lm, lm_tokenizer), labels,
+    parts = gather(f"{__name__}:_search_task", Models({gen.name: gen}, goal=goal, verifier=verifier, lm=lm,
+                                                     tokenizer=lm_tokenizer), labels,
                    {"cfg": cfg, "seed": seed, "template": template, "checkpoints": checkpoints}, executor, per_task,
                    progress, "prompt searches")
     return [row for part in parts for row in part]

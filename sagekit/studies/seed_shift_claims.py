@@ -224,7 +224,7 @@ def _plain(x):
 
 
 def _claim(key: str, verdict: str, evidence: list[str], numbers: dict) -> dict:
-    return {"id": key, "claim": CLAIMS[key], "verdict": verdict, "rule": RULES[key],
+    return {"id": key, "claim": CLAIMS[key], "support": verdict, "rule": RULES[key],
             "evidence": "; ".join(evidence) or "not tested: the run has no case for it", "numbers": _plain(numbers)}
 
 
@@ -443,7 +443,8 @@ def evaluate_claims(df: pd.DataFrame, kinds: dict[str, dict], step_distances: di
     """All nine claims on a run's per-image frame (``seed_shifts.run``). ``kinds``: model ->
     ``{"latent": bool, "learned": bool, "sampler": str}`` (``seed_shifts.model_kinds``);
     ``step_distances``: model -> ``(N, S)`` of the unshifted trajectories. Returns
-    ``[{"id", "claim", "verdict", "rule", "evidence", "numbers"}]``."""
+    ``[{"id", "claim", "support", "rule", "evidence", "numbers"}]`` (``support``: supported,
+    contradicted or inconclusive)."""
     run = _Run(df, kinds)
     return [claim_a(run), claim_b(run, seed), claim_c(run), claim_d(run), claim_e(run, seed), claim_f(run, seed),
             claim_g(run, seed), claim_h(run), claim_i(run, step_distances, seed)]

@@ -24,6 +24,7 @@ from ..seeds import seeds
 from ..shifts import SHIFTS, URMS_DRAWS, apply_shift
 from ..stats import mean_ci, wilson
 from ..store import ResultStore, to_uint8
+from ..spread import Models
 from ..sweep import run_sweep
 from ..toy.names import training_recipe
 from . import common
@@ -159,70 +160,44 @@ def shifted_noise(gen: Generator, cells: list[dict]) -> torch.Tensor:
                       for i, c in enumerate(cells)])
 
 
-def make_processor(generators: dict[str, Generator], judge: Judge, clip: ClipScorer):
-    """The batch function for :func:`sagekit.sweep.run_sweep`."""
-    k = min(5, len(judge.labels))
-
-    @torch.no_grad()
-    def process(cells: list[dict]):
-        gen = generators[cells[0]["model"]]
-        c0 = cells[0]
-        seeds = [c["seed"] for c in cells]
-        prompts = [c["prompt"] for c in cells]
-        latents = gen.denoise(shifted_noise(gen, cells), gen.encode_prompts(prompts), c0["guidance"], c0["steps"],
-                              seeds=seeds)
-        images = gen.decode(latents).float()
-        judge_images = images.to(judge.device)
-        probs = judge(judge_images).cpu()
-        target = torch.tensor([judge.label_index(c["label"]) for c in cells])
-        topk = probs.topk(k, dim=-1).indices
-        scores = clip(images.to(clip.embedder.device), prompts).cpu()
-        centre = object_centroid(images).cpu()  # where the images are: on a GPU, not the CPU's time
-        metrics = [{
-            "top1": bool(topk[i, 0] == target[i]), "top5": bool((topk[i] == target[i]).any()),
-            "p_target": float(probs[i, target[i]]), "pred": judge.labels[int(topk[i, 0])],
-            "clip": float(scores[i]), "cx": float(centre[i, 0]), "cy": float(centre[i, 1]),
-        } for i in range(len(cells))]
-        return metrics, to_uint8(images).cpu()  # quantised on the device: a quarter of the bytes to move
-
-    return process
+@torch.no_grad()
+def judge_batch(models: Models, cells: list[dict]) -> tuple[list[dict], torch.Tensor]:
+    """The sweep's task (:func:`sagekit.sweep.run_sweep`): one batch of cells of one model,
+    guidance and steps drawn, judged (top-1, top-5, p(target)), CLIP-scored and located;
+    returns the metrics and the images as uint8 (quantised on the device: a quarter of the
+    bytes to move)."""
+    judge, clip = models.judge, models.clip
+    gen = models.generators[cells[0]["model"]]
+    c0 = cells[0]
+    seeds = [c["seed"] for c in cells]
+    prompts = [c["prompt"] for c in cells]
+    latents = gen.denoise(shifted_noise(gen, cells), gen.encode_prompts(prompts), c0["guidance"], c0["steps"],
+                          seeds=seeds)
+    images = gen.decode(latents).float()
+    probs = judge(images.to(judge.device)).cpu()
+    target = torch.tensor([judge.label_index(c["label"]) for c in cells])
+    topk = probs.topk(min(5, len(judge.labels)), dim=-1).indices
+    scores = clip(images.to(clip.embedder.device), prompts).cpu()
+    centre = object_centroid(images).cpu()  # where the images are: on a GPU, not the CPU's time
+    metrics = [{
+        "top1": bool(topk[i, 0] == target[i]), "top5": bool((topk[i] == target[i]).any()),
+        "p_target": float(probs[i, target[i]]), "pred": judge.labels[int(topk[i, 0])],
+        "clip": float(scores[i]), "cx": float(centre[i, 0]), "cy": float(centre[i, 1]),
+    } for i in range(len(cells))]
+    return metrics, to_uint8(images).cpu()
 
 
-def build_processor(models: list[str], judge: str, clip: str, device: str = "cpu", dtype: str | None = None,
-                    compile: bool = False):
-    """Load the models by name and return :func:`make_processor`'s batch function: what a
-    worker of another process runs (see :func:`processor_spec`)."""
-    from ..models.registry import load_clip_scorer, load_generators, load_judge
-
-    return make_processor(load_generators(models, device, dtype=dtype, compile=compile), load_judge(judge, device),
-                          load_clip_scorer(clip, device))
-
-
-def processor_spec(generators: dict[str, Generator], judge: Judge, clip: ClipScorer):
-    """The batch function of these loaded models as data (:class:`~sagekit.executors.Processor`),
-    for executors that build it in other processes: the same names, precision and
-    ``torch.compile``, on each worker's own device of the same kind (a Ray worker's GPU)."""
-    from ..executors import Processor
-
-    first = next(iter(generators.values()))
-    return Processor(f"{__name__}:build_processor", {
-        "models": list(generators), "judge": judge.name, "clip": clip.name, "device": first.device.type,
-        "dtype": str(first.dtype).removeprefix("torch."), "compile": bool(getattr(first, "compiled", False))})
-
-
-def batch_size_for(cells: list[dict], generators: dict[str, Generator], judge: Judge, clip: ClipScorer,
-                   limit: int = 256) -> int:
+def batch_size_for(cells: list[dict], models: Models, limit: int = 256) -> int:
     """The largest batch that fits every model's sweep in free GPU memory (one sampling
     step, decoding, judging and CLIP scoring are probed per model); 32 on a CPU."""
     from ..models.speed import auto_batch_size
 
-    process = make_processor(generators, judge, clip)
     widest: dict[str, dict] = {}  # per model, a cell of its largest guidance (guidance doubles the rows)
     for c in cells:
         if c["model"] not in widest or c["guidance"] > widest[c["model"]]["guidance"]:
             widest[c["model"]] = c
-    sizes = [auto_batch_size(lambda b, c=c: process([{**c, "steps": 1}] * b), generators[m].device,
-                             limit=min(limit, len(cells))) for m, c in widest.items()]
+    sizes = [auto_batch_size(lambda b, c=c: judge_batch(models, [{**c, "steps": 1}] * b),
+                             models.generators[m].device, limit=min(limit, len(cells))) for m, c in widest.items()]
     return min(sizes, default=1)
 
 
@@ -230,13 +205,13 @@ def run(cells: list[dict], store: ResultStore, generators: dict[str, Generator],
         batch_size: int = 64, progress: bool = True, executor=None) -> pd.DataFrame:
     """Run (or resume) the sweep; one row per cell with its metrics. ``batch_size`` 0:
     chosen from free GPU memory (:func:`batch_size_for`). ``executor``: where the batches
-    run (:mod:`sagekit.executors`; default this process, with the models given)."""
+    run (:mod:`sagekit.executors`; default this process, with the models given; Ray
+    workers load the same models by name)."""
+    models = Models(dict(generators), judge=judge, clip=clip)
     if batch_size == 0:
-        batch_size = batch_size_for(cells, generators, judge, clip)
-    local = executor is None or executor.name == "local"
-    process = make_processor(generators, judge, clip) if local else processor_spec(generators, judge, clip)
-    df = run_sweep(STUDY, cells, store, process, batch_size=batch_size, group_by=("model", "guidance", "steps"),
-                   progress=progress, executor=executor)
+        batch_size = batch_size_for(cells, models)
+    df = run_sweep(STUDY, cells, store, f"{__name__}:judge_batch", batch_size=batch_size,
+                   group_by=("model", "guidance", "steps"), progress=progress, executor=executor, models=models)
     df["level_name"] = [level_name(s, lv) for s, lv in zip(df["shift"], df["level"])]
     df["level_value"] = [_level_value(s, lv) for s, lv in zip(df["shift"], df["level"])]
     return add_attribute_hits(df)
@@ -278,7 +253,7 @@ def _level_value(shift: str, level) -> float:
 
 
 # ---------------------------------------------------------------------------- analysis
-def summarize(df: pd.DataFrame, by: Sequence[str] = ("model", "guidance", "shift", "level_name")) -> pd.DataFrame:
+def condition_table(df: pd.DataFrame, by: Sequence[str] = ("model", "guidance", "shift", "level_name")) -> pd.DataFrame:
     """Per group: the number of images n; top-1 and top-5 rates (and, on toy labels, colour
     and shape rates) with Wilson 95% intervals; mean CLIP score with a bootstrap 95%
     interval (``{metric}_lo``, ``{metric}_hi``)."""
@@ -491,15 +466,15 @@ def anchor_text(summary: pd.DataFrame, protocol: str) -> str:
     return Safe("\n".join(lines))
 
 
-def findings(models: Sequence[str], summary: pd.DataFrame, df: pd.DataFrame, verdicts: list[dict],
-             protocol: str = "") -> dict:
+def summarize(models: Sequence[str], summary: pd.DataFrame, df: pd.DataFrame, claims: list[dict],
+              protocol: str = "") -> dict:
     """The study's findings (the common schema: ``models``, ``headline``, rates with their
-    intervals in ``acc``; ``claims``: the paper's claims with their verdicts). Named
-    ``findings``, not ``summarize``: :func:`summarize` is the per-condition table."""
+    intervals in ``acc``; ``claims``: the paper's claims, each with its ``support``).
+    ``summary``: :func:`condition_table`'s table; ``df``: the sweep's rows."""
     baseline = summary[summary["shift"] == "none"].set_index(["model", "guidance"])
     return {"models": list(models), "acc": findings_rows(summary),
-            "claims": [{k: v[k] for k in ("id", "claim", "verdict", "evidence", "rule", "numbers")} for v in verdicts],
+            "claims": [{k: v[k] for k in ("id", "claim", "support", "evidence", "rule", "numbers")} for v in claims],
             "protocol": protocol, **({"anchor": anchor_rows(summary)} if protocol == "paper" else {}),
             "n_images": len(df),
             "headline": {f"{m} g={g:g} top1": round(float(b["top1"]), 3) for (m, g), b in baseline.iterrows()}
-            | {"claims supported": sum(v["verdict"] == "supported" for v in verdicts)}}
+            | {"claims supported": sum(v["support"] == "supported" for v in claims)}}

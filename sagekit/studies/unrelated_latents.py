@@ -64,7 +64,7 @@ SCHEMA = Schema({
 
 def _search_task(models, pairs: list[tuple[str, int]], cfg: LatentSearchConfig, prompt: str,
                  checkpoints: str | None, progress: bool) -> LatentSearchResult:
-    """One task of :func:`search` (:mod:`sagekit.searches`): the latents of ``pairs`` (label, seed), in one batch."""
+    """One task of :func:`search` (:mod:`sagekit.spread`): the latents of ``pairs`` (label, seed), in one batch."""
     goal = models.goal
     return search_latents(models.gen, goal, [prompt.format(label=l) for l, _ in pairs],
                           [goal.ensemble.label_index(l) for l, _ in pairs], [s for _, s in pairs], cfg, progress,
@@ -77,10 +77,10 @@ def search(gen: Generator, goal: UnrelatedGoal, labels: list[str], seeds: list[i
     """One latent search per (label, seed): here all in one batch, or spread over
     ``executor`` (:mod:`sagekit.executors`; on Ray, tasks of ``per_task`` searches, default
     one, on workers that load the models by name); rows in (label, seed) order."""
-    from ..searches import Loaded, spread
+    from ..spread import Models, gather
 
     pairs = [(l, s) for l in labels for s in seeds]
-    return merge(spread(f"{__name__}:_search_task", Loaded(gen, goal, verifier), pairs,
+    return merge(gather(f"{__name__}:_search_task", Models({gen.name: gen}, goal=goal, verifier=verifier), pairs,
                         {"cfg": cfg, "prompt": prompt, "checkpoints": checkpoints}, executor, per_task, progress,
                         "latent searches"))
 

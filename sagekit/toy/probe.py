@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..models.attention_maps import spread, token_maps
+from ..models.attention_maps import attention_spread, token_maps
 from ..seeds import seeds as seed_stream
 from ..stats import wilson
 from .scenes import COLOURS, LABELS, SHAPES
@@ -160,7 +160,7 @@ def _attention(maps: torch.Tensor, images: torch.Tensor, a: torch.Tensor, top: t
     ratios = object_attention(word, images, a, top == a)
     return {"ratio": round(float(np.median(ratios)), 3) if ratios else float("nan"),
             "mean": round(float(np.mean(ratios)), 3) if ratios else float("nan"), "n": len(ratios),
-            "spread": round(float(spread(word).mean()), 4)}
+            "spread": round(float(attention_spread(word).mean()), 4)}
 
 
 def readable(table: pd.DataFrame) -> pd.DataFrame:

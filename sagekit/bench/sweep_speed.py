@@ -46,6 +46,7 @@ def bench_sweep(device: str | None = None, batch_size: int | None = None, steps:
     runs ``batches`` batches, as a study's many do: storing one overlaps the next."""
     from diffusers import DiffusionPipeline
 
+    from ..spread import Models
     from ..store import ResultStore
     from ..studies import seed_shifts
 
@@ -71,7 +72,7 @@ def bench_sweep(device: str | None = None, batch_size: int | None = None, steps:
         pipe.set_progress_bar_config(disable=True)
         chosen = "given"
         if batch_size == 0:  # with the stock pipeline loaded too: it runs at this batch size as well
-            batch_size = seed_shifts.batch_size_for(cells_for(256, 0), {model: gen}, judge, clip)
+            batch_size = seed_shifts.batch_size_for(cells_for(256, 0), Models({model: gen}, judge=judge, clip=clip))
             chosen = "from free memory" if cuda else "the CPU default"
         batch_size = batch_size or m.batch
 
