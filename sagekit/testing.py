@@ -260,6 +260,21 @@ def save_random_timm_judge(folder: str | Path, labels, arch: str = "test_resnet"
     return Path(folder)
 
 
+def save_tiny_hf_classifier(folder: str | Path, labels, seed: int = 0) -> Path:
+    """A tiny random-weight transformers image classifier (ViT) over ``labels``, saved as
+    ``save_pretrained`` writes one (safetensors, with its image processor): what
+    ``hf:<folder>`` loads."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(seed)
+    cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=37, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                    label2id={l: i for i, l in enumerate(labels)})
+    ViTForImageClassification(cfg).save_pretrained(folder, safe_serialization=True)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return Path(folder)
+
+
 # pipeline class -> the builder of its tiny folder (and the extra ``load_generator`` arguments it needs)
 TINY_BUILDERS = {
     "StableDiffusionPipeline": (save_tiny_pipeline, {}),

@@ -112,16 +112,9 @@ def test_timm_reads_the_safetensors_file_it_is_given(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def hf_classifier(tmp_path_factory):
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+    from sagekit.testing import save_tiny_hf_classifier
 
-    folder = tmp_path_factory.mktemp("hf") / "vit"
-    torch.manual_seed(0)
-    cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                    intermediate_size=37, num_labels=3, id2label={0: "a", 1: "b", 2: "c"},
-                    label2id={"a": 0, "b": 1, "c": 2})
-    ViTForImageClassification(cfg).save_pretrained(folder, safe_serialization=True)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
+    return save_tiny_hf_classifier(tmp_path_factory.mktemp("hf") / "vit", ["a", "b", "c"])
 
 
 def test_hf_classifier_folders(tmp_path, hf_classifier, trap):

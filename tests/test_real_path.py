@@ -54,6 +54,18 @@ def real_params(study, folder, tmp_path, judges, clip, lm):
     return params
 
 
+def _rates(value):
+    """Every rate (``{"k", "n", "rate", "lo", "hi"}``) anywhere in a findings dict."""
+    if isinstance(value, dict):
+        if set(value) >= {"k", "n", "rate", "lo", "hi"}:
+            yield value
+        for v in value.values():
+            yield from _rates(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _rates(v)
+
+
 NOTEBOOK_RUNS = [("seed-shifts", "tiny_sd3"), ("unrelated-latents", "tiny_sd3")]
 # the other flow-matching runs: `make test-all` (SDXL runs every study in tests/test_readme.py)
 NOTEBOOK_RUNS += [pytest.param(study, "tiny_sd3", marks=pytest.mark.slow)
@@ -70,6 +82,12 @@ def test_notebook_on_a_real_architecture(study, arch, request, tmp_path, judges,
     assert saved["parameters"]["judge"] == judges["judge"]
     html = (tmp_path / "reports" / summary["html"]).read_text()
     assert "Traceback" not in html
+    # what the run measured: each rate a count with its interval around it
+    rates = [{"k": round(r["top1"] * r["n"]), "n": r["n"], "rate": r["top1"], "lo": r["top1_lo"], "hi": r["top1_hi"]}
+             for r in saved["findings"]["acc"]] if study == "seed-shifts" else list(_rates(saved["findings"]))
+    assert any(r["n"] > 0 for r in rates)  # a rate of 0 trials (none found to verify) has no estimate: null
+    assert all(0 <= r["k"] <= r["n"] and (r["lo"] <= r["rate"] <= r["hi"] if r["n"] else r["rate"] is None)
+               for r in rates)
     images, loaded, tables = rendered(tmp_path / "reports" / summary["html"], tmp_path)
     assert images >= 1 and loaded == images and tables >= 1
     if study != "seed-shifts":  # the SAGE studies keep what they found as reproducible cases

@@ -160,10 +160,9 @@ def test_ctrl_c_ends_a_run_with_one_line_and_the_next_run_leaves_nothing(tmp_pat
     cmd = [sys.executable, str(HERE / "tiny_study.py"), str(tmp_path / "nb")]
     proc = subprocess.Popen(cmd + ["-p", "sleep=120", "--out", str(tmp_path / "out")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60  # a bound on a wait for the kernel, not a measured time
-    while not list((tmp_path / "tmp").glob("sagekit-run-*/kernel.json")) and time.time() < deadline:
+    deadline = time.time() + 120  # a bound on a wait for the kernel, not a measured time
+    while not (tmp_path / "nb" / "sleeping").exists() and time.time() < deadline:  # the sleep cell runs
         time.sleep(0.2)
-    time.sleep(2)  # the notebook's sleep cell is running
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     # sagekit's own part is one line (the kernel, left without its sockets, may log its own error as it goes)

@@ -23,7 +23,9 @@ def register(folder, monkeypatch=None) -> Study:
                                                            "display_name": "Python 3"},
                                             "language_info": {"name": "python"}})
     nb.cells = [nbformat.v4.new_code_cell("sleep = 0.0\nfail = False", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("import time\n\ntime.sleep(sleep)"),
+                nbformat.v4.new_code_cell("import time\nfrom pathlib import Path\n\n"
+                                          "Path('sleeping').touch()  # a test waits for this cell to run\n"
+                                          "time.sleep(sleep)"),
                 nbformat.v4.new_code_cell("if fail:\n    raise ValueError('boom from the notebook')\nprint('done')")]
     nbformat.write(nb, folder / "tiny.ipynb")
     study = Study(ID, "tiny.ipynb", "Does the runner run?", ready=True, folder=folder, module=__name__)

@@ -31,13 +31,14 @@ def bench_ray(workers: tuple[int, ...] = (1, 2), n_labels: int = 8, seeds: int =
     cells = seed_shifts.build_cells([model], {"UMS": [0.4]}, labels, range(seeds), [gens[model].default_guidance],
                                     steps, judge.name, clip.name)
     out = {"cores": os.cpu_count(), "cells": len(cells), "batch_size": batch_size, "steps": steps}
+    seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             t0 = time.perf_counter()
             seed_shifts.run(cells, ResultStore(Path(tmp) / "local"), gens, judge, clip, batch_size, progress=False)
-            out["local_1_thread"] = round(len(cells) / (time.perf_counter() - t0), 2)
+            seconds["local_1_thread"] = time.perf_counter() - t0
         finally:
             torch.set_num_threads(threads)
         spec = worker_processor(f"{seed_shifts.__name__}:judge_batch", Models(gens, judge=judge, clip=clip))
@@ -49,11 +50,12 @@ def bench_ray(workers: tuple[int, ...] = (1, 2), n_labels: int = 8, seeds: int =
             t0 = time.perf_counter()
             seed_shifts.run(cells, ResultStore(Path(tmp) / f"ray{w}"), gens, judge, clip, batch_size, progress=False,
                             executor=executor)
-            out[f"ray_{w}_workers"] = round(len(cells) / (time.perf_counter() - t0), 2)
+            seconds[f"ray_{w}_workers"] = time.perf_counter() - t0
             out[f"ray_{w}_workers_start_s"] = round(started, 1)
             executor.shutdown()
-    one = out.get("ray_1_workers")
-    for w in workers:
-        if one:
-            out[f"ray_{w}_over_1"] = round(out[f"ray_{w}_workers"] / one, 2)
+    out["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+    out |= {k: round(len(cells) / v, 2) for k, v in seconds.items()}  # images/s
+    if "ray_1_workers" in seconds:
+        for w in workers:
+            out[f"ray_{w}_over_1"] = round(seconds["ray_1_workers"] / seconds[f"ray_{w}_workers"], 2)
     return out
