@@ -83,3 +83,27 @@ def test_nothing_runs_in_chromium_and_the_strings_are_visible(hostile_report, tm
     assert seen["scripts"] == 1 and seen["handlers"] == 0  # the probe is the only script; no handler attribute
     for s in strings.values():
         assert s in seen["text"], s  # shown to the reader as text
+
+
+def test_the_data_card_shows_hostile_paths_and_parameters_as_text(tmp_path):
+    """An export's README.md (the data card) is rendered as Markdown by the hub and by
+    editors: a model folder or a parameter that holds markup shows as text there too."""
+    import mistune
+
+    from sagekit.dataset import data_card
+
+    model = "/data/" + "".join(MODEL_DIRS)
+    rows = [{"study": "prompt-failures", "model": model, "revision": "abc`<b>", "verified": True}]
+    summary = {"study": "prompt-failures", "started": "20260101-000000", "wall_seconds": 1.0, "question": "q",
+               "parameters": {"judge": JUDGE_DIR, "label_set": LABEL, "clip": CLIP_DIR}, "versions": {"x": "<i>1</i>"}}
+    card = data_card(rows, summary, tmp_path)
+    page = tmp_path / "card.html"
+    page.write_text("<!DOCTYPE html><html><head><title>card</title></head><body>"
+                    + mistune.html(card.split("---\n", 2)[2]) + PROBE + "</body></html>")
+    require_chromium()
+    dom = dump_dom(page)
+    probe = json.loads(html.unescape(re.search(r'<pre id="sagekit-probe">(.*?)</pre>', dom, re.S).group(1)))
+    assert probe["title"] == "card" and probe["handlers"] == 0 and probe["scripts"] == 1  # the probe's own
+    text = " ".join(probe["text"].split())
+    for s in (model, *(json.dumps(v) for v in summary["parameters"].values())):  # each reads as the text it is
+        assert " ".join(s.split()) in text, s

@@ -158,8 +158,11 @@ def test_ctrl_c_ends_a_run_with_one_line_and_the_next_run_leaves_nothing(tmp_pat
     env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "HF_HUB_OFFLINE": "1"}
     (tmp_path / "tmp").mkdir()
     cmd = [sys.executable, str(HERE / "tiny_study.py"), str(tmp_path / "nb")]
+    # as from a terminal: a test suite started in the background (`cmd &`) ignores SIGINT, and
+    # its children would inherit that
     proc = subprocess.Popen(cmd + ["-p", "sleep=120", "--out", str(tmp_path / "out")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120  # a bound on a wait for the kernel, not a measured time
     while not (tmp_path / "nb" / "sleeping").exists() and time.time() < deadline:  # the sleep cell runs
         time.sleep(0.2)
