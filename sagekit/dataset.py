@@ -17,7 +17,6 @@ keeps to bounds on every size (a dataset is input from strangers).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import numbers
@@ -30,6 +29,7 @@ import torch
 
 from .failures import CASE, draw
 from .markup import short
+from .models.weights import sha256_file
 from .store import ResultStore, new_folder, occupied
 
 # (column, what it holds): the table's schema, in order; the data card lists it
@@ -215,14 +215,6 @@ def data_card(rows: list[dict], summary: dict, store_root: Path) -> str:
     return "\n".join(head + body)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(2**22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _inside(folder: Path, name: object, limit: int) -> Path:
     """``folder / name`` when ``name`` is a plain relative path to a regular file inside
     ``folder`` (no ``..``, no absolute path, no symlink anywhere below the folder) of at
@@ -245,7 +237,7 @@ def write_manifest(folder: Path) -> None:
     """``manifest.json``: the size and sha256 of every other file of the dataset."""
     files = sorted(f for f in folder.rglob("*") if f.is_file() and f.name != MANIFEST)
     manifest = {"format": FORMAT, "files": {f.relative_to(folder).as_posix(): {"size": f.stat().st_size,
-                                                                               "sha256": _sha256(f)} for f in files}}
+                                                                               "sha256": sha256_file(f)} for f in files}}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 
@@ -263,7 +255,7 @@ def check_manifest(folder: Path) -> dict:
         raise DatasetError(f"{path} is not a {FORMAT} manifest") from None
     for name, entry in manifest["files"].items():
         f = _inside(folder, name, LIMITS["table"] if name == "metadata.parquet" else LIMITS["file"])
-        if not isinstance(entry, dict) or f.stat().st_size != entry.get("size") or _sha256(f) != entry.get("sha256"):
+        if not isinstance(entry, dict) or f.stat().st_size != entry.get("size") or sha256_file(f) != entry.get("sha256"):
             raise DatasetError(f"{folder}: {name} differs from the file the export wrote (its manifest's sha256); "
                                "the dataset was edited or damaged")
     return manifest["files"]
@@ -318,7 +310,7 @@ def _check_row(r: pd.Series, listed: dict) -> None:
 
 def _case_tensors(folder: Path, c: pd.Series, gen) -> dict:
     """The case's latent or token embedding, read as safetensors (never pickle) and of
-    the shape ``gen`` takes; DatasetError otherwise."""
+    the shape ``gen`` takes (``latent_shape``, ``token_width``); DatasetError otherwise."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -329,7 +321,7 @@ def _case_tensors(folder: Path, c: pd.Series, gen) -> dict:
     except (SafetensorError, OSError, ValueError) as e:
         raise DatasetError(f"case {c['key']}: {c['tensor_file']} is not a safetensors file "
                            f"({str(e).splitlines()[0][:80]})") from None
-    want = {"latent": tuple(gen.latent_shape), "embedding": (int(gen.token_statistics()[0].shape[0]),)}
+    want = {"latent": tuple(gen.latent_shape), "embedding": (gen.token_width,)}
     for name, t in tensors.items():
         if name not in want or tuple(t.shape) != want[name] or not t.is_floating_point():
             raise DatasetError(f"case {c['key']}: {c['tensor_file']} holds {name} {tuple(t.shape)}; "

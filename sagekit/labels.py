@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .markup import short
+from .models.weights import local
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -61,12 +62,8 @@ def get_label_set(name: str) -> tuple[str, ...]:
     match the labels of the judge you use)."""
     if name in LABEL_SETS:
         return LABEL_SETS[name]()
-    path = Path(name).expanduser()
-    try:
-        readable = path.suffix == ".txt" and path.is_file()
-    except OSError:  # a name no file system takes (e.g. too long)
-        readable = False
-    if readable:
+    path = local(name, "file")  # None too for a name no file system takes (e.g. too long)
+    if path is not None and path.suffix == ".txt":
         labels = tuple(dict.fromkeys(l.strip() for l in path.read_text().splitlines() if l.strip()))
         if labels:
             return labels

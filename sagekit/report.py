@@ -39,7 +39,7 @@ from .markup import clean_html
 from .stats import rate_text
 from .studies import Study, get_study
 from .studies.defaults import is_auto, resolve
-from .studies.parameters import ListOf, ParameterError, unwritable
+from .studies.parameters import ListOf, ParameterError, nearest_existing, unwritable
 from .studies.validation import validate
 
 KERNEL_NAME = "sagekit-py311"
@@ -412,10 +412,7 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
 
 def _short_of_space(out: Path) -> str | None:
     """Why ``out``'s disk cannot take a report (too little free space), or None."""
-    probe = out.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    free = shutil.disk_usage(nearest_existing(out)).free
     if free < REPORT_SPACE:
         return f"only {free / 2**20:.1f} MiB free on its disk; a report needs about {REPORT_SPACE // 2**20} MiB"
     return None

@@ -66,8 +66,8 @@ def local(name: str, kind: str = "dir") -> Path | None:
 def hub_path(repo_id: str, what: str, download: bool) -> Path:
     """Local folder of a hub repo: the folder itself, or the local HF cache (no network
     unless ``download``)."""
-    if local(repo_id):
-        return local(repo_id)
+    if (folder := local(repo_id)) is not None:
+        return folder
     if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")):
         raise ModelNotFoundError(f"{what} {short(repo_id)}: no such folder, and not a hub id of the form 'org/name'")
     from huggingface_hub import snapshot_download
@@ -119,6 +119,15 @@ def _digest_cache() -> Path:
     return Path(root) / "file-digests.json"
 
 
+def sha256_file(path: Path) -> str:
+    """sha256 (hex) of a whole file, read in 16 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(2**24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def file_digest(path: Path) -> str:
     """sha256 of a whole file, cached by its resolved path, size and modification time
     (any write changes the time, so a garbled file is hashed again)."""
@@ -133,11 +142,8 @@ def file_digest(path: Path) -> str:
     hit = cache.get(str(path))
     if isinstance(hit, dict) and hit.get("stamp") == stamp:
         return hit["sha256"]
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(2**24):
-            h.update(chunk)
-    cache[str(path)] = {"stamp": stamp, "sha256": h.hexdigest()}
+    digest = sha256_file(path)
+    cache[str(path)] = {"stamp": stamp, "sha256": digest}
     try:  # a cache that cannot be written only costs time
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
@@ -145,7 +151,7 @@ def file_digest(path: Path) -> str:
         os.replace(tmp, cache_file)
     except OSError:
         pass
-    return h.hexdigest()
+    return digest
 
 
 def weights_fingerprint(path: Path) -> str:

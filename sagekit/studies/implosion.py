@@ -295,7 +295,7 @@ def evaluate(gen: Generator, judge: Judge, clip: ClipScorer, pairs: list[tuple[s
 @dataclass(frozen=True)
 class PointSettings:
     """Everything one point of the sweep over k needs besides its k and the models: plain
-    data, so that a worker of another process can run a point (:func:`build_point_runner`)."""
+    data, so that a worker of another process can run a point (:func:`_point_task`)."""
 
     split: ConceptSplit
     n_train: int

@@ -264,7 +264,7 @@ def search_shared_latents(gen: Generator, goal: RobustGoal, prompts: list[str], 
 
 
 def merge(parts: list) -> LatentSearchResult | SharedLatentResult:
-    """The results of searches of disjoint latents (tasks of :mod:`sagekit.searches`), as one
+    """The results of searches of disjoint latents (tasks of :mod:`sagekit.spread`), as one
     search of them all in this order: tables and tensors concatenated along the latents,
     the seconds of every task's iterations in one list, the highest peak memory."""
     first = parts[0]

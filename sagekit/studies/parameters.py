@@ -224,14 +224,20 @@ def _unreadable_store(folder: Path) -> str | None:
     return unreadable_store(folder)
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` (made absolute) or its nearest ancestor that exists: where a new folder would go."""
+    probe = Path(path).absolute()
+    while not probe.exists():
+        probe = probe.parent
+    return probe
+
+
 def unwritable(path: Path) -> str | None:
     """Why ``path`` can't be a folder we write into, or None. Creates nothing."""
     path = Path(path).absolute()
     if any(len(part.encode()) > 255 for part in path.parts):  # every file system's limit on a name
         return f"{short(str(path))} has a name longer than a file system takes"
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
+    probe = nearest_existing(path)
     if not probe.is_dir():
         return f"{probe} is not a folder"
     try:  # os.access says yes to root even where nothing can be created (e.g. /proc)
