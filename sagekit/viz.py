@@ -147,17 +147,17 @@ def label_grids(results: dict, labels: Sequence[str], shown: Sequence[int], per_
 
 
 @plain_text
-def prompt_failure_grids(found: Sequence[dict], judge, limit: int = 8, failing_only: bool = True) -> list:
-    """A figure per failing prompt of ``found`` (every searched prompt with ``failing_only``
-    False; at most ``limit``): its images on the fresh seeds, each labelled with the
-    judge's prediction (green: the prompt's label is seen). None failing: no figure."""
+def prompt_failure_grids(result, judge, limit: int = 8, failing_only: bool = True) -> list:
+    """A figure per failing prompt of a prompt search's result (every searched prompt with
+    ``failing_only`` False; at most ``limit``): its images on the fresh seeds, each labelled
+    with the judge's prediction (green: the prompt's label is seen). None failing: no figure."""
     figs = []
-    for r in [r for r in found if r.get("failure", True) or not failing_only][:limit]:
-        pred = judge(r["images"]).argmax(-1)
+    for r, images in result.rows(failing_only)[:limit]:
+        pred = judge(images).argmax(-1)
         figs.append(image_grid(
-            r["images"], ncol=len(r["images"]), marks=(pred == judge.label_index(r["label"])).tolist(),
+            images, ncol=len(images), marks=(pred == judge.label_index(r["label"])).tolist(),
             title=f'"{r["prompt"]}" — fails on {r["failure_rate"]:.0%} of seeds, perplexity {r["perplexity"]:.1f}'
-                  + ("" if r.get("failure", True) else " (not a failure)"),
+                  + ("" if r["failure"] else " (not a failure)"),
             col_labels=[judge.labels[j] for j in pred.tolist()], cell_inches=0.8, scale=3))
     return figs
 
@@ -239,16 +239,20 @@ def token_success_bars(by_target: pd.DataFrame):
 
 
 @plain_text
-def token_grids(results: dict, splits: dict, seed: int) -> list:
-    """A figure per target of ``adversarial_tokens.learn_tokens``: the held-out prompts at
-    ``seed`` without and with the token (green: every judge sees the target)."""
+def token_grids(result, splits: dict, seed: int) -> list:
+    """A figure per target of ``adversarial_tokens.learn_tokens``' result: its held-out
+    labels' prompts (``splits[target][1]``) at ``seed`` without and with the token (green:
+    every judge sees the target)."""
     figs = []
-    for target, r in results.items():
+    for target in result.targets:
+        rows = ((result.table["target"] == target) & (result.table["seed"] == seed)).to_numpy()
+        shown = result.table[rows]
         held = splits[target][1]
-        hit = r.frame[r.frame.seed == seed]["success"].tolist()
-        figs.append(image_grid(torch.cat([r.plain[:, 0], r.token[:, 0]]), ncol=len(held),
-                               marks=[None] * len(held) + hit, row_labels=["prompt", "prompt + token"],
-                               col_labels=held, title=f"target: {target}", cell_inches=0.8, scale=3))
+        at = torch.from_numpy(rows)
+        figs.append(image_grid(torch.cat([result.plain[at], result.token[at]]), ncol=len(held),
+                               marks=[None] * len(held) + shown["success"].tolist(),
+                               row_labels=["prompt", "prompt + token"], col_labels=held, title=f"target: {target}",
+                               cell_inches=0.8, scale=3))
     return figs
 
 
@@ -416,10 +420,11 @@ def _first_rule(details: dict) -> str:
 
 
 @plain_text
-def per_k_grids(details: dict, ks: Sequence[int], per_row: int = 16) -> list:
-    """Figures for each k (poisoned run of the first budget rule; ``details`` keyed ``(rule,
-    k, control)``): up to ``per_row`` images of unpoisoned and of poisoned concepts, one per
-    concept in turn (green: the judges see the prompt's label)."""
+def per_k_grids(result, ks: Sequence[int], per_row: int = 16) -> list:
+    """Figures for each k of an implosion result (the poisoned run of the first budget
+    rule): up to ``per_row`` images of unpoisoned and of poisoned concepts, one per concept
+    in turn (green: the judges see the prompt's label)."""
+    details = result.details
     rule, figs = _first_rule(details), []
     for k in ks:
         d = details[(rule, k, False)]
@@ -440,9 +445,11 @@ def per_k_grids(details: dict, ks: Sequence[int], per_row: int = 16) -> list:
 
 
 @plain_text
-def attention_panels(details: dict, ks: Sequence[int]):
-    """Per k (poisoned run of the first budget rule): the first unpoisoned (and poisoned)
-    image with its concept tokens' cross-attention map. Returns the figure."""
+def attention_panels(result, ks: Sequence[int]):
+    """Per k of an implosion result (the poisoned run of the first budget rule): the first
+    unpoisoned (and poisoned) image with its concept tokens' cross-attention map. Returns
+    the figure."""
+    details = result.details
     fig, axes = plt.subplots(len(ks), 4, figsize=(9, 2.3 * len(ks)), squeeze=False)
     rule = _first_rule(details)
     for row, k in zip(axes, ks):

@@ -28,10 +28,9 @@ def run(kind: str, checkpoints: str) -> tuple[dict, dict]:
         lm, tok = load_caption_lm("toy")
         cfg = ps.PromptSearchConfig(iterations=ITERATIONS, max_words=1, top_k=3, train_seeds=1, eval_seeds=2,
                                     steps=4, search_steps=3, guidance=1.0)
-        rows = ps.search_prompts(gen, RobustGoal(judges), lm, tok, ["red circle"], cfg, progress=False,
-                                 checkpoints=checkpoints)
-        keep = ("prompt", "words", "failure_rate", "verifier_failure_rate")
-        return {"images": torch.stack([r["images"] for r in rows])}, {"rows": [{k: r[k] for k in keep} for r in rows]}
+        result = ps.search_prompts(gen, RobustGoal(judges), lm, tok, ["red circle"], cfg, progress=False,
+                                   checkpoints=checkpoints)
+        return {"images": result.images}, {"table": result.table.astype(str).to_dict("records")}
     if kind == "distorted":
         cfg = ls.LatentSearchConfig(iterations=ITERATIONS, steps=4)
         labels = ["red circle", "blue square"]

@@ -37,17 +37,20 @@ def test_adversarial_token_learning_and_evaluation(gen):
         return images.mean((1, 2, 3)) * 100
 
     res = at.evaluate_token(gen, goal, clip, "dog", ["a cat", "a car"], emb, [0, 1], guidance=2.0, steps=2)
-    ev = res.frame
-    assert len(ev) == 4 and ev["success"].all()  # every judge always sees "dog"
+    ev = res.table
+    assert len(ev) == 4 and ev["success"].all() and (ev["target"] == "dog").all() and res.targets == ["dog"]  # every judge always sees "dog"
     assert (ev["text_cosine"] < 1).all() and (ev["text_cosine"] > -1).all()
     assert torch.allclose(torch.tensor(ev["clip_delta"].values), torch.tensor((ev["clip_adv"] - ev["clip_plain"]).values))
-    # the returned images are the ones scored: prompt-major, seed-minor, like the rows
-    assert res.plain.shape == res.token.shape == (2, 2, 3, 16, 16)
-    assert torch.allclose(clip(res.plain.flatten(0, 1), None).double(), torch.tensor(ev["clip_plain"].values), atol=1e-4)
-    assert torch.allclose(clip(res.token.flatten(0, 1), None).double(), torch.tensor(ev["clip_adv"].values), atol=1e-4)
+    # the returned images are the ones scored, row by row (prompt-major, seed-minor)
+    assert ev[["prompt", "seed"]].values.tolist() == [["a cat", 0], ["a cat", 1], ["a car", 0], ["a car", 1]]
+    assert res.plain.shape == res.token.shape == (4, 3, 16, 16) and torch.equal(res.embeddings["dog"], emb)
+    assert torch.allclose(clip(res.plain, None).double(), torch.tensor(ev["clip_plain"].values), atol=1e-4)
+    assert torch.allclose(clip(res.token, None).double(), torch.tensor(ev["clip_adv"].values), atol=1e-4)
     assert not torch.equal(res.plain, res.token)
     miss = at.evaluate_token(gen, goal, clip, "cat", ["a car"], emb, [0], guidance=2.0, steps=2)
-    assert not miss.frame["success"].any()
+    assert not miss.table["success"].any()
+    both = at.merge([res, miss])  # targets learned in separate tasks, as one result
+    assert both.targets == ["dog", "cat"] and len(both.table) == 5 and torch.equal(both.token[4], miss.token[0])
 
 
 def test_split_labels_is_disjoint_seeded_and_checks_its_input():

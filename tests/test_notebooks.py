@@ -142,7 +142,7 @@ def test_study_report(study, tmp_path):
         f = saved["findings"]
         fv = f["found_verified"]
         assert fv["success"] <= fv["verified"] <= fv["found"] <= fv["searched"] == f["success"]["n"]
-        assert f["success"]["k"] == fv["success"] and f["success"]["lo"] <= f["success_rate"] <= f["success"]["hi"]
+        assert f["success"]["k"] == fv["success"] and f["success"]["lo"] <= f["success"]["rate"] <= f["success"]["hi"]
         steps = saved["parameters"]["steps"] or TOY_SAMPLING[saved["parameters"]["model"]][0]  # None: the model's own
         assert f["residual_speedup"] > 0 and f["residual_speedup_bound"] == pytest.approx(4 * steps / (steps + 2 * 2))
         assert {m["mode"] for m in f["modes"]} == {"exact", "residual"}
@@ -157,7 +157,8 @@ def test_study_report(study, tmp_path):
             assert (best is None) == (fv["success"] == 0)
             assert best is None or best["distorted"]["n"] == saved["parameters"]["heldout"]
         else:
-            assert fv["searched"] == 2 and 0 <= f["success_rate"] <= f["classes_with_failure"] <= 1
+            lw = f["labels_with_failure"]
+            assert fv["searched"] == 2 and lw["n"] == 2 and (lw["k"] > 0) == (f["success"]["k"] > 0)
             r = f["realism"]
             assert r["original"]["n"] == 2 and 0 <= r["original"]["mean"] <= 1 and r["found"]["n"] == f["success"]["k"]
     if study == "implosion":
@@ -180,9 +181,7 @@ def test_study_report(study, tmp_path):
     if study == "prompt-failures":
         f = saved["findings"]
         assert f["verified"] <= f["found"] <= f["searched"] == 2 and f["labels_verified"]["n"] == 2
-        assert 0 <= saved["findings"]["classes_with_failure"] <= 1
         assert {p["label"] for p in saved["findings"]["prompts"]} == {"red circle", "magenta heart"}
-        assert 0 <= saved["findings"]["baseline_classes_with_failure"] <= 1
         assert {p["label"] for p in saved["findings"]["baseline"]} == {"red circle", "magenta heart"}
         from sagekit.toy.explain import CATEGORIES
 
@@ -197,9 +196,9 @@ def test_study_report(study, tmp_path):
         assert head["labels failing for the LM's likeliest continuations"] == f["baseline_labels"]
     if study == "adversarial-tokens":
         f = saved["findings"]
-        assert 0 <= f["token_success"] <= 1 and -1 <= f["text_cosine"] <= 1 and "clip_delta" in f
+        assert 0 <= f["success"]["rate"] <= 1 and -1 <= f["text_cosine"] <= 1 and "clip_delta" in f
         assert list(f["by_target"]) == ["red circle", "cyan star"] and f["best_target"] in f["by_target"]
-        assert f["token_success"] == pytest.approx(sum(t["success"] for t in f["by_target"].values()) / 2, abs=1e-3)
+        assert f["success"]["rate"] == pytest.approx(sum(t["success"] for t in f["by_target"].values()) / 2, abs=1e-3)
         best = f["headline"]["best target's held-out success"]
         assert best == f["best_target_success"] and best["n"] == f["success"]["n"] // 2
         assert best["rate"] == pytest.approx(f["by_target"][f["best_target"]]["success"], abs=1e-3)

@@ -78,9 +78,9 @@ def test_likely_continuations_are_the_lms_own_most_probable(lm):
 def test_continuation_baseline_uses_the_failure_test(gen, lm):
     model, tok = lm
     cfg = ps.PromptSearchConfig(max_words=1, eval_seeds=2, steps=2, guidance=2.0)
-    rows = ps.continuation_baseline(gen, RobustGoal(always_dog()), model, tok, ["dog", "cat"], cfg, n=2, min_prob=0.0)
-    assert [r["label"] for r in rows] == ["dog", "dog", "cat", "cat"]
-    for r in rows:
+    table = ps.continuation_baseline(gen, RobustGoal(always_dog()), model, tok, ["dog", "cat"], cfg, n=2, min_prob=0.0)
+    assert table.columns.tolist() == ps.BASELINE_COLUMNS and table["label"].tolist() == ["dog", "dog", "cat", "cat"]
+    for r in table.to_dict("records"):
         assert r["prompt"] == f"A photo of a {r['label']} {r['words']}" and len(r["words"].split()) == 1
         # every judge always sees a dog: a dog prompt never fails, a cat prompt always does
         assert r["failure_rate"] == (1.0 if r["label"] == "cat" else 0.0) and r["failure"] == (r["label"] == "cat")
@@ -169,12 +169,14 @@ def test_search_prompts_counts_a_failure_only_with_appended_words(gen, lm):
     cfg = ps.PromptSearchConfig(iterations=1, max_words=2, top_k=3, train_seeds=1, eval_seeds=2, steps=2,
                                 guidance=2.0, k=1)
     out = ps.search_prompts(gen, RobustGoal(always_dog()), model, tok, ["cat", "dog"], cfg, progress=False)
-    cat, dog = out
+    assert out.table.columns.tolist() == ps.COLUMNS
+    cat, dog = out.table.to_dict("records")
     # a verifier that always sees a cat confirms no failure of "cat" and every failure of "dog"
     sees_cat = Ensemble("cat", [ConstantJudge("v", [0.8, 0.1, 0.1])])
     checked = ps.search_prompts(gen, RobustGoal(always_dog()), model, tok, ["cat", "dog"], cfg, progress=False,
                                 verifier=sees_cat)
-    assert checked[0]["failure"] and checked[0]["verifier_failure_rate"] == 0.0 and not checked[0]["verified"]
+    first = checked.table.iloc[0]
+    assert first["failure"] and first["verifier_failure_rate"] == 0.0 and not first["verified"]
     assert cat["verified"]  # without a verifier the search's own judges decide
     # "cat" is never seen, so the starting prompt already fails; one appended word makes it a found failure
     assert cat["base_failure_rate"] == 1.0 and cat["failure"] and len(cat["words"].split()) == 1
@@ -182,7 +184,8 @@ def test_search_prompts_counts_a_failure_only_with_appended_words(gen, lm):
     # "dog" is always seen: the search uses every word it may and finds nothing
     assert dog["failure_rate"] == 0.0 and not dog["failure"] and len(dog["words"].split()) == 2
     assert dog["prompt"] == "A photo of a dog " + dog["words"]
-    assert cat["images"].shape == (2, 3, 16, 16) and cat["perplexity"] > 1
+    assert out.images.shape == (2, 2, 3, 16, 16) and cat["perplexity"] > 1
+    assert [r["label"] for r, _ in out.rows(failing_only=True)] == ["cat"]
 
 def test_a_label_set_ban_keeps_every_word_that_names_an_object_out():
     from sagekit.studies.prompt_failures import banned_words

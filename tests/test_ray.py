@@ -208,16 +208,17 @@ def test_implosion_points_run_on_ray_workers_with_the_same_results(cluster):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        local, local_details = imp.run_k(gen, judge, clip, **kw)
+        local = imp.run_k(gen, judge, clip, **kw)
     finally:
         torch.set_num_threads(threads)
     executor = RayExecutor(workers=2, threads=1)
-    remote, details = imp.run_k(gen, judge, clip, executor=executor, **kw)
+    remote = imp.run_k(gen, judge, clip, executor=executor, **kw)
     executor.shutdown()
-    assert list(remote["k"]) == [0, 0, 1, 1] and list(remote["control"]) == [False, True, False, True]
-    pd.testing.assert_frame_equal(local, remote, check_exact=True)
+    assert list(remote.table["k"]) == [0, 0, 1, 1] and list(remote.table["control"]) == [False, True, False, True]
+    pd.testing.assert_frame_equal(local.table, remote.table, check_exact=True)
+    assert list(remote.details) == [tuple(r) for r in remote.table[["rule", "k", "control"]].values.tolist()]
     key = ("total", 1, True)
-    assert (details[key]["images"] - local_details[key]["images"]).abs().max() <= 0.5 / 255  # uint8 on the way
+    assert (remote.details[key]["images"] - local.details[key]["images"]).abs().max() <= 0.5 / 255  # uint8 on the way
 
 
 def test_workers_built_for_another_task_are_replaced(cluster, tmp_path):
@@ -274,10 +275,10 @@ def test_prompt_searches_run_one_label_per_ray_worker_with_the_same_results(clus
     local, remote = _both(lambda ex: ps.search(s["gen"], RobustGoal(s["judges"]), s["lm"], s["tok"], labels, cfg,
                                                verifier=s["verifier"], checkpoints=str(tmp_path / ex.name),
                                                executor=ex, per_task=1, progress=False))
-    assert [r["label"] for r in remote] == labels  # in the labels' order, whichever worker finished first
-    for a, b in zip(local, remote):
-        assert a["words"] and {k: v for k, v in a.items() if k != "images"} == {k: v for k, v in b.items() if k != "images"}
-        assert torch.equal(a["images"], b["images"])
+    assert remote.table["label"].tolist() == labels  # in the labels' order, whichever worker finished first
+    assert local.table["words"].str.len().gt(0).all()
+    pd.testing.assert_frame_equal(local.table, remote.table, check_exact=True)
+    assert torch.equal(local.images, remote.images)
     assert len(list((tmp_path / "ray" / "checkpoints").glob("*.safetensors"))) == 3  # one search per label
 
 
@@ -319,10 +320,11 @@ def test_adversarial_tokens_are_learned_one_target_per_ray_worker(cluster, searc
     cfg = at.TokenConfig(iterations=2, batch=2, steps=4, search_steps=2)
     local, remote = _both(lambda ex: at.learn_tokens(s["gen"], TargetGoal(s["judges"]), s["clip"], splits, cfg, [5, 6],
                                                      verifier=s["verifier"], executor=ex, progress=False))
-    assert list(remote) == targets
+    assert remote.targets == targets and remote.table["target"].unique().tolist() == targets
+    pd.testing.assert_frame_equal(local.table, remote.table, check_exact=True)
+    assert torch.equal(local.token, remote.token) and torch.equal(local.plain, remote.plain)
     for t in targets:
-        pd.testing.assert_frame_equal(local[t].frame, remote[t].frame, check_exact=True)
-        assert torch.equal(local[t].embedding, remote[t].embedding) and torch.equal(local[t].token, remote[t].token)
+        assert torch.equal(local.embeddings[t], remote.embeddings[t])
 
 
 def test_a_search_whose_worker_is_killed_resumes_from_its_checkpoint(cluster, searchers, tmp_path):

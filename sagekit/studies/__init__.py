@@ -4,6 +4,17 @@ A study module holds the logic (pure functions returning DataFrames and images);
 notebook holds parameters, calls, plots and prose; ``sagekit run <id>`` turns the
 notebook into a report.
 
+Results: a study's run returns its table, a DataFrame with one row per unit of work (a
+seed-shift cell, a searched label or latent, a token's held-out prompt × seed, an
+implosion point). Where the units have tensors too (images, latents, embeddings), the
+run returns a ``…Result`` dataclass whose ``table`` is that DataFrame and whose tensors
+sit beside it, row-aligned, on the CPU: ``prompt_failures.PromptSearchResult``,
+``latent_search.LatentSearchResult`` / ``SharedLatentResult``,
+``adversarial_tokens.TokenResult``, ``implosion.ImplosionResult`` (its ``details`` keyed
+like its rows). The seed-shift sweep's images live in the results store, so its run
+returns the table itself. Every further table is a DataFrame; plots come from
+``sagekit.viz`` as figures.
+
 Findings: a study module's ``summarize(...)`` returns the dict its notebook hands to
 ``report.save_findings``, in one schema for all studies:
 

@@ -234,22 +234,36 @@ def split_all(labels: list[str], targets: list[str], n_train: int, n_heldout: in
 
 
 @dataclass
-class TokenEvaluation:
-    """``frame``: one row per held-out prompt × seed; ``plain`` / ``token``: the images
-    without / with the token, ``(P, S, 3, H, W)`` in [0, 1] on the CPU."""
+class TokenResult:
+    """What learning tokens returns. ``table``: one row per (target, held-out prompt, seed):
+    success, verified, the ensemble's prediction, text cosine, CLIP scores; ``plain`` /
+    ``token``: each row's image without / with the token, ``(N, 3, H, W)`` in [0, 1] on the
+    CPU, row-aligned; ``embeddings``: target -> its token's embedding ``(E,)``;
+    ``verifier``: the judges that decided ``verified``."""
 
-    frame: pd.DataFrame
+    table: pd.DataFrame
     plain: torch.Tensor
     token: torch.Tensor
-    embedding: torch.Tensor | None = None   # the token's embedding (E,)
-    verifier: str = ""                      # the judges that decided ``verified``
+    embeddings: dict[str, torch.Tensor]
+    verifier: str = ""
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.embeddings)
+
+
+def merge(parts: list[TokenResult]) -> TokenResult:
+    """The results of disjoint targets (tasks of :mod:`sagekit.spread`) as one, in this order."""
+    return TokenResult(pd.concat([p.table for p in parts], ignore_index=True), torch.cat([p.plain for p in parts]),
+                       torch.cat([p.token for p in parts]), {t: e for p in parts for t, e in p.embeddings.items()},
+                       parts[0].verifier)
 
 
 @torch.no_grad()
 def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, prompts: list[str], emb: torch.Tensor,
                    seeds: list[int], guidance: float | None = None, steps: int | None = None,
-                   verifier: Ensemble | None = None) -> TokenEvaluation:
-    """Per held-out prompt and seed: success (every judge sees the target) with the token,
+                   verifier: Ensemble | None = None) -> TokenResult:
+    """One target's token (:class:`TokenResult`), per held-out prompt and seed: success (every judge sees the target) with the token,
     ``verified`` (the held-out ``verifier``'s judges see it too; default: the same judges),
     the ensemble's prediction, the text-embedding cosine with vs without the token, and
     the CLIP score (against the prompt without the token) of the images with and without it."""
@@ -273,34 +287,34 @@ def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, pr
         clip_plain = clip(img_plain, [prompt] * len(seeds)).cpu()
         clip_adv = clip(img_adv, [prompt] * len(seeds)).cpu()
         for i, s in enumerate(seeds):
-            rows.append({"prompt": prompt, "seed": s, "success": bool(hit[i]), "verified": bool(hit[i] & confirmed[i]),
+            rows.append({"target": target_label, "prompt": prompt, "seed": s, "success": bool(hit[i]), "verified": bool(hit[i] & confirmed[i]),
                          "predicted": goal.ensemble.labels[int(pred[i])], "text_cosine": float(cos[i]),
                          "clip_plain": float(clip_plain[i]), "clip_adv": float(clip_adv[i]),
                          "clip_delta": float(clip_adv[i] - clip_plain[i])})
-    return TokenEvaluation(pd.DataFrame(rows), torch.stack(plain), torch.stack(token), emb.detach().cpu(),
-                           check.ensemble.name)
+    return TokenResult(pd.DataFrame(rows), torch.cat(plain), torch.cat(token), {target_label: emb.detach().cpu()},
+                       check.ensemble.name)
 
 
 def _learn_task(models, targets: list[str], splits: dict[str, tuple[list[str], list[str]]], cfg: TokenConfig,
                 eval_seeds: list[int], seed: int, template: str, checkpoints: str | None,
-                progress: bool) -> dict[str, TokenEvaluation]:
+                progress: bool) -> TokenResult:
     """One task of :func:`learn_tokens` (:mod:`sagekit.spread`): the tokens of ``targets``, one after another."""
-    results = {}
+    results = []
     for target in targets:
         train, held = splits[target]
         emb = learn_adversarial_token(models.gen, models.goal, target, [template.format(label=l) for l in train], cfg,
                                       seed=seed, progress=progress, checkpoints=checkpoints)
-        results[target] = evaluate_token(models.gen, models.goal, models.clip, target,
-                                         [template.format(label=l) for l in held], emb, eval_seeds, cfg.guidance,
-                                         cfg.steps, models.verifier)
-    return results
+        results.append(evaluate_token(models.gen, models.goal, models.clip, target,
+                                      [template.format(label=l) for l in held], emb, eval_seeds, cfg.guidance,
+                                      cfg.steps, models.verifier))
+    return merge(results)
 
 
 def learn_tokens(gen: Generator, goal: TargetGoal, clip, splits: dict[str, tuple[list[str], list[str]]],
                  cfg: TokenConfig, eval_seeds: list[int], seed: int = 0,
                  template: str = "a photo of a {label}", checkpoints: str | None = None,
                  verifier: Ensemble | None = None, progress: bool = True, executor=None,
-                 per_task: int = 0) -> dict[str, TokenEvaluation]:
+                 per_task: int = 0) -> TokenResult:
     """For every target of ``splits`` (target -> (train labels, held-out labels)): learn
     its token on the train labels' prompts and evaluate it on the held-out ones (success
     confirmed by ``verifier``, judges the learning never used). Here one target after
@@ -311,11 +325,10 @@ def learn_tokens(gen: Generator, goal: TargetGoal, clip, splits: dict[str, tuple
     parts = gather(f"{__name__}:_learn_task", Models({gen.name: gen}, goal=goal, verifier=verifier, clip=clip), list(splits),
                    {"splits": dict(splits), "cfg": cfg, "eval_seeds": list(eval_seeds), "seed": seed,
                     "template": template, "checkpoints": checkpoints}, executor, per_task, progress, "tokens")
-    return {target: ev for part in parts for target, ev in part.items()}
+    return merge(parts)
 
 
-def store_successes(store, gen: Generator, goal: TargetGoal, results: dict[str, TokenEvaluation],
-                    cfg: TokenConfig) -> list[str]:
+def store_successes(store, gen: Generator, goal: TargetGoal, result: TokenResult, cfg: TokenConfig) -> list[str]:
     """Keep every held-out prompt x seed on which a token made every judge see its target
     as a failure case (``sagekit.failures``: the prompt with ``ADV_TOKEN``, the token's
     embedding as safetensors, the seed, sampler and judges) with its image; what
@@ -323,21 +336,15 @@ def store_successes(store, gen: Generator, goal: TargetGoal, results: dict[str, 
     from ..failures import FailureCase, keep, settings
 
     how = settings(gen, cfg.guidance, cfg.steps)
-    cases, images = [], []
-    for target, ev in results.items():
-        prompts = list(dict.fromkeys(ev.frame["prompt"]))
-        seeds = list(dict.fromkeys(ev.frame["seed"]))
-        for r in ev.frame.itertuples():
-            if not r.success:
-                continue
-            cases.append(FailureCase(
-                study=STUDY, model=gen.name, prompt=f"{r.prompt} {ADV_TOKEN}", label=target, seeds=[int(r.seed)],
-                goal=goal.spec(), judge=goal.ensemble.name, verifier=ev.verifier, fail_fraction=1.0,
-                judge_failure_rate=1.0, verifier_failure_rate=float(r.verified), token=ADV_TOKEN,
-                embedding=ev.embedding, extra={"prompt_without_token": r.prompt, "text_cosine": r.text_cosine,
-                                               "clip_delta": r.clip_delta}, **how))
-            images.append(ev.token[prompts.index(r.prompt), seeds.index(r.seed)])
-    return keep(store, cases, torch.stack(images) if images else None)
+    hits = result.table["success"].to_numpy(dtype=bool)
+    cases = [FailureCase(
+        study=STUDY, model=gen.name, prompt=f"{r.prompt} {ADV_TOKEN}", label=r.target, seeds=[int(r.seed)],
+        goal=goal.spec(), judge=goal.ensemble.name, verifier=result.verifier, fail_fraction=1.0,
+        judge_failure_rate=1.0, verifier_failure_rate=float(r.verified), token=ADV_TOKEN,
+        embedding=result.embeddings[r.target], extra={"prompt_without_token": r.prompt, "text_cosine": r.text_cosine,
+                                                      "clip_delta": r.clip_delta}, **how)
+        for r in result.table[hits].itertuples()]
+    return keep(store, cases, result.token[torch.from_numpy(hits)] if cases else None)
 
 
 def per_target(ev: pd.DataFrame, labels) -> pd.DataFrame:
@@ -354,27 +361,21 @@ def per_target(ev: pd.DataFrame, labels) -> pd.DataFrame:
     return out
 
 
-def evaluation_frame(results: dict[str, TokenEvaluation]) -> pd.DataFrame:
-    """Every target's held-out rows in one frame, with a ``target`` column."""
-    return pd.concat([r.frame.assign(target=t) for t, r in results.items()], ignore_index=True)
-
-
-def summarize(results: dict[str, TokenEvaluation], labels, model: str) -> dict:
+def summarize(result: TokenResult, labels, model: str) -> dict:
     """The study's findings (the common schema: ``models``, ``headline``, rates as
     ``{"k", "n", "rate", "lo", "hi"}`` with 95% Wilson intervals): held-out success over
     every target's prompts × seeds, mean text cosine and CLIP-score change, per target."""
-    ev = evaluation_frame(results)
+    ev = result.table
     by = per_target(ev, labels)
     best = str(by["success"].idxmax())
     mine = ev[ev["target"] == best]
-    out = {"models": [model], "targets": list(results),
+    out = {"models": [model], "targets": result.targets,
            "success": rate(ev["success"].sum(), len(ev)), "verified": rate(ev["verified"].sum(), len(ev)),
            "text_cosine": float(ev["text_cosine"].mean()),
            "clip_delta": float(ev["clip_delta"].mean()), "by_target": by.round(4).to_dict("index"),
            "best_target": best, "worst_target": str(by["success"].idxmin()),
            "best_target_success": rate(mine["success"].sum(), len(mine)),
            "best_target_verified": rate(mine["verified"].sum(), len(mine))}
-    out["token_success"] = out["success"]["rate"]
     # the study's target (issue #31): one target's held-out success, verified, with the
     # prompt's text embedding kept close; the CLIP-score change beside it
     out["headline"] = {"best target": best, "best target's held-out success": out["best_target_success"],

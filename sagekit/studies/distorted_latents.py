@@ -184,10 +184,6 @@ def summarize(result: SharedLatentResult, heldout: pd.DataFrame, modes: pd.DataF
            "heldout_failed_success": {w: rate(f["failed"].sum(), len(f)) for w, f in side_ok.items()},
            "heldout_distorted_success": {w: rate(f["distorted"].sum(), len(f)) for w, f in side_ok.items()},
            "residual_speedup": speedup, "residual_speedup_bound": speedup_bound, "modes": modes.to_dict("records")}
-    # the older report fields, kept for readers of earlier summaries
-    out["success_rate"] = out["success"]["rate"]
-    out["certified_rate"] = out["certified"]["rate"]
-    out["prompt_independence"] = out["heldout_failed"]["found"]["rate"]
     out["best_latent"] = best_latent(side_ok["found"])
     # the study's target (issue #31): one verified, certified latent that distorts most
     # held-out prompts, and how real its images look (a share of ordinary images)

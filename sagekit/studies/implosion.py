@@ -313,6 +313,18 @@ class PointSettings:
     batch_size: int = 64
 
 
+@dataclass
+class ImplosionResult:
+    """What the sweep over k returns. ``table``: one row per (rule, k, control) point (its
+    budget, AD, the poisoned concepts drawn as their targets, the unpoisoned concepts'
+    accuracy with its interval, CLIP score, attention); ``details``: per point, keyed
+    ``(rule, k, control)`` like the rows, the fine-tuned model's evaluation images ``(N, 3,
+    H, W)`` in [0, 1], predictions and attention maps (:func:`evaluate`)."""
+
+    table: pd.DataFrame
+    details: dict[tuple[str, int, bool], dict]
+
+
 def run_point(gen: Generator, judge: Judge, clip: ClipScorer, counts: list[int], control: bool, cfg: PointSettings,
               progress: bool = False) -> tuple[dict, dict]:
     """One point: the training set of the first k = len(counts) pairs, ``counts[i]``
@@ -350,7 +362,7 @@ def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train
           lr: float, trainable: str, seeds: list[int], guidance: float | None = None, sample_steps: int | None = None,
           seed: int = 0, attention_seeds: int = 2, progress: bool = True, split: ConceptSplit | None = None,
           data: str = "", rank: int = 4, batch_size: int = 64, executor=None, budget_rule: str = "total",
-          per_concept: int = 0) -> tuple[pd.DataFrame, dict]:
+          per_concept: int = 0) -> ImplosionResult:
     """The sweep over k for each budget rule of ``budget_rule`` (:func:`rules_of`), each
     point poisoned and its clean control. Points whose training sets are the same are run
     once: k = 0 is clean, so it is its own control and the same under both rules; at the
@@ -359,7 +371,7 @@ def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train
     or empty for the toy world. ``executor``: where the points run
     (:mod:`sagekit.executors`; default this process; on Ray, one point per worker at a
     time, each worker loading the models once). Returns one row per (rule, k, control) and
-    the details (images, predictions, attention maps) keyed ``(rule, k, control)``."""
+    its details (:class:`ImplosionResult`)."""
     from ..spread import Models, gather
 
     cfg = PointSettings(split or split_concepts(max(ks), seed), n_train, budget, steps, lr, trainable, list(seeds),
@@ -376,7 +388,7 @@ def run_k(gen: Generator, judge: Judge, clip: ClipScorer, ks: list[int], n_train
         row, det = results[point]
         rows.append({"rule": rule, **row, "control": control})
         details[(rule, k, control)] = det
-    return pd.DataFrame(rows), details
+    return ImplosionResult(pd.DataFrame(rows), details)
 
 
 POINT_KEYS = ("rule", "k", "budget", "control", "ad", "poisoned_hit", "poisoned_hit_lo", "poisoned_hit_hi", "n_poisoned",
@@ -473,9 +485,10 @@ def _counted(share: float, n: int) -> dict:
     return rate(round(share * n) if n else 0, n)
 
 
-def summarize(points: pd.DataFrame, found: dict, model: str) -> dict:
+def summarize(result: ImplosionResult, found: dict, model: str) -> dict:
     """The study's findings (the common schema: ``models``, ``headline``, study fields;
     each point's rates carry their Wilson intervals); ``found``: :func:`trends`, per rule."""
+    points = result.table
     k_max = int(points["k"].max())
     head = {}
     for rule, v in found.items():

@@ -44,6 +44,11 @@ from .parameters import (Choice, Float, Int, ListOf, ModelName, Parameter, Param
 STUDY = "prompt-failures"
 X_TOKEN, Y_TOKEN = "<sage-x>", "<sage-y>"
 PROMPT = "A photo of a {label}"  # where every search starts
+# the search's table, one row per label (PromptSearchResult)
+COLUMNS = ["label", "prompt", "words", "base_failure_rate", "failure_rate", "verifier_failure_rate", "failure",
+           "verified", "perplexity"]
+# the natural baseline's table, one row per continuation (continuation_baseline)
+BASELINE_COLUMNS = ["label", "prompt", "words", "lm_probability", "failure_rate", "failure", "perplexity"]
 
 
 D = {  # the search's own parameters; PromptSearchConfig's fields take their defaults and rules from here
@@ -94,6 +99,28 @@ class PromptSearchConfig:
     def __post_init__(self):
         self.banned = tuple(w.lower() for w in self.banned)
         check_fields(D, asdict(self))
+
+
+@dataclass
+class PromptSearchResult:
+    """What the search returns. ``table``: one row per searched label (label, prompt, words,
+    base_failure_rate, failure_rate, verifier_failure_rate, failure, verified, perplexity);
+    ``images``: each final prompt's images on the fresh seeds, ``(L, M, 3, H, W)`` in
+    [0, 1] on the CPU, row-aligned with ``table``."""
+
+    table: pd.DataFrame
+    images: torch.Tensor
+
+    def rows(self, failing_only: bool = False):
+        """``(row, images (M, 3, H, W))`` per searched label (only the failures with ``failing_only``)."""
+        return [(r, self.images[i]) for i, r in enumerate(self.table.to_dict("records"))
+                if r["failure"] or not failing_only]
+
+
+def merge(parts: list[PromptSearchResult]) -> PromptSearchResult:
+    """The results of searches of disjoint labels (tasks of :mod:`sagekit.spread`) as one, in this order."""
+    return PromptSearchResult(pd.concat([p.table for p in parts], ignore_index=True),
+                              torch.cat([p.images for p in parts]))
 
 
 def _prompts_fit_the_lm(p: dict) -> None:
@@ -330,10 +357,10 @@ def banned_words(ban: str, label_set: str) -> tuple[str, ...]:
 
 def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str], cfg: PromptSearchConfig,
                    seed: int = 0, template: str = PROMPT, progress: bool = True,
-                   verifier: Ensemble | None = None, checkpoints: str | None = None) -> list[dict]:
+                   verifier: Ensemble | None = None, checkpoints: str | None = None) -> PromptSearchResult:
     """SAGE's word-by-word search (see the module docstring), all ``labels`` at once.
 
-    Per label: the final prompt, the appended words, the failure rate of the starting and
+    Per label (:class:`PromptSearchResult`): the final prompt, the appended words, the failure rate of the starting and
     the final prompt over ``cfg.eval_seeds`` fresh seeds under the search's judges and
     under ``verifier`` (default: the same judges), ``failure`` (found: rate >= the bar
     with at least one word appended; a starting prompt that already fails is the model's
@@ -394,11 +421,12 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
         r["verified"] = r["failure"] and r["verifier_failure_rate"] >= cfg.fail_fraction
         r["words"] = " ".join(r["words"])
         r["perplexity"] = perplexity(lm, lm_tokenizer, r["prompt"])
-    return out
+    images = torch.stack([r.pop("images") for r in out]).float().cpu()
+    return PromptSearchResult(pd.DataFrame(out, columns=COLUMNS), images)
 
 
 def _search_task(models, labels: list[str], cfg: PromptSearchConfig, seed: int, template: str,
-                 checkpoints: str | None, progress: bool) -> list[dict]:
+                 checkpoints: str | None, progress: bool) -> PromptSearchResult:
     """One task of :func:`search` (:mod:`sagekit.spread`): :func:`search_prompts` for ``labels``."""
     return search_prompts(models.gen, models.goal, models.lm, models.tokenizer, labels, cfg, seed, template, progress,
                           models.verifier, checkpoints)
@@ -407,7 +435,7 @@ def _search_task(models, labels: list[str], cfg: PromptSearchConfig, seed: int, 
 def search(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str], cfg: PromptSearchConfig,
            seed: int = 0, template: str = PROMPT, progress: bool = True,
            verifier: Ensemble | None = None, checkpoints: str | None = None, executor=None,
-           per_task: int = 0) -> list[dict]:
+           per_task: int = 0) -> PromptSearchResult:
     """:func:`search_prompts` for every label, here in one batch or spread over ``executor``
     (:mod:`sagekit.executors`): on Ray each task of ``per_task`` labels (default one) is a
     search on a worker that loads the models by name; the rows come back in ``labels``' order."""
@@ -417,47 +445,39 @@ def search(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str]
                                                      tokenizer=lm_tokenizer), labels,
                    {"cfg": cfg, "seed": seed, "template": template, "checkpoints": checkpoints}, executor, per_task,
                    progress, "prompt searches")
-    return [row for part in parts for row in part]
+    return merge(parts)
 
 
 def continuation_baseline(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: list[str],
                           cfg: PromptSearchConfig, n: int, min_prob: float = 0.05, seed: int = 0,
-                          template: str = PROMPT) -> list[dict]:
+                          template: str = PROMPT) -> pd.DataFrame:
     """The search's natural baseline: per label, the LM's ``n`` likeliest continuations
     (up to ``cfg.max_words`` words, each word >= ``min_prob``) under the same failure test
-    and seeds as ``search_prompts``. One dict per prompt: label, prompt, words, LM
-    probability of the words, failure rate, failure, perplexity."""
+    and seeds as ``search_prompts``. One row per prompt (:data:`BASELINE_COLUMNS`): label,
+    prompt, words, LM probability of the words, failure rate, failure, perplexity."""
     rows = []
     for label in labels:
         start = template.format(label=label)
         for words, prob in likely_continuations(lm, lm_tokenizer, start, cfg.max_words, n, min_prob):
             rows.append({"label": label, "prompt": f"{start} {words}", "words": words, "lm_probability": prob})
-    if not rows:
-        return rows
-    targets = [goal.ensemble.label_index(r["label"]) for r in rows]
-    images = generate_for(gen, [r["prompt"] for r in rows], _eval_seeds(cfg, seed), cfg)
-    rates = found_rates(goal, images, targets)
-    for r, share in zip(rows, rates):
-        r.update(failure_rate=share, failure=share >= cfg.fail_fraction, perplexity=perplexity(lm, lm_tokenizer, r["prompt"]))
-    return rows
+    if rows:
+        targets = [goal.ensemble.label_index(r["label"]) for r in rows]
+        images = generate_for(gen, [r["prompt"] for r in rows], _eval_seeds(cfg, seed), cfg)
+        for r, share in zip(rows, found_rates(goal, images, targets)):
+            r.update(failure_rate=share, failure=share >= cfg.fail_fraction,
+                     perplexity=perplexity(lm, lm_tokenizer, r["prompt"]))
+    return pd.DataFrame(rows, columns=BASELINE_COLUMNS)
 
 
-def result_table(found: list[dict], clip=None) -> pd.DataFrame:
-    """One row per searched label (the images left out); with a CLIP scorer, the mean
-    CLIP score of each final prompt's images (``clip``)."""
-    table = pd.DataFrame([{k: v for k, v in r.items() if k != "images"} for r in found])
-    if clip is not None:
-        table["clip"] = [float(clip(r["images"], [r["prompt"]] * len(r["images"])).mean()) for r in found]
-    return table
+def result_table(result: PromptSearchResult, clip=None) -> pd.DataFrame:
+    """The search's table; with a CLIP scorer, the mean CLIP score of each final prompt's
+    images (``clip``)."""
+    if clip is None:
+        return result.table
+    return result.table.assign(clip=[float(clip(im, [r["prompt"]] * len(im)).mean()) for r, im in result.rows()])
 
 
-def baseline_table(baseline: list[dict]) -> pd.DataFrame:
-    """The natural baseline's rows as a table."""
-    return pd.DataFrame(baseline, columns=["label", "prompt", "words", "lm_probability", "failure_rate", "failure",
-                                           "perplexity"])
-
-
-def store_failures(store, gen: Generator, goal: RobustGoal, verifier: Ensemble | None, found: list[dict],
+def store_failures(store, gen: Generator, goal: RobustGoal, verifier: Ensemble | None, result: PromptSearchResult,
                    cfg: PromptSearchConfig, seed: int = 0) -> tuple[list[str], list[str], torch.Tensor]:
     """Keep every found failure in the results store (study ``prompt-failures``) as a
     failure case (``sagekit.failures``: prompt, fresh seeds, sampler, goal, judges, both
@@ -466,19 +486,19 @@ def store_failures(store, gen: Generator, goal: RobustGoal, verifier: Ensemble |
     ``(F, 3, H, W)``."""
     from ..failures import FailureCase, keep, settings
 
-    fails = [r for r in found if r["failure"]]
-    images = torch.stack([r["images"][0] for r in fails]) if fails else None
+    fails = result.rows(failing_only=True)
+    images = torch.stack([im[0] for _, im in fails]) if fails else None
     how = settings(gen, cfg.guidance, cfg.steps)
     cases = [FailureCase(study=STUDY, model=gen.name, prompt=r["prompt"], label=r["label"],
                          seeds=_eval_seeds(cfg, seed), goal=goal.spec(), judge=goal.ensemble.name,
                          verifier=(verifier or goal.ensemble).name, fail_fraction=cfg.fail_fraction,
                          judge_failure_rate=r["failure_rate"], verifier_failure_rate=r["verifier_failure_rate"],
                          extra={"words": r["words"], "perplexity": r["perplexity"],
-                                "base_failure_rate": r["base_failure_rate"]}, **how) for r in fails]
-    return keep(store, cases, images), [r["prompt"] for r in fails], images
+                                "base_failure_rate": r["base_failure_rate"]}, **how) for r, _ in fails]
+    return keep(store, cases, images), [r["prompt"] for r, _ in fails], images
 
 
-def explain(found: list[dict], model: str, device: str = "cpu") -> pd.DataFrame | None:
+def explain(result: PromptSearchResult, model: str, device: str = "cpu") -> pd.DataFrame | None:
     """Each searched prompt explained, in the toy world (:func:`sagekit.toy.explain.explain`:
     the category of each image's failure by the attribute judges, and how often the
     prompt's words met in the training captions); None for a real model, whose prompts
@@ -489,7 +509,7 @@ def explain(found: list[dict], model: str, device: str = "cpu") -> pd.DataFrame 
         return None
     from ..toy.explain import explain as explain_toy, load_judges
 
-    return explain_toy(found, load_judges(device))
+    return explain_toy(result.table, result.images, load_judges(device))
 
 
 def explanation_table(explained: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -504,11 +524,12 @@ def explanation_table(explained: pd.DataFrame | None) -> pd.DataFrame | None:
                                             "most_drawn"]]
 
 
-def category_counts(explained: pd.DataFrame | None, found: list[dict]) -> dict[str, int]:
-    """How many failing prompts have each commonest category (empty without explanations)."""
+def category_counts(explained: pd.DataFrame | None, table: pd.DataFrame) -> dict[str, int]:
+    """How many failing prompts of the search's ``table`` have each commonest category
+    (empty without explanations)."""
     if explained is None:
         return {}
-    failing = explained[[bool(r["failure"]) for r in found]]
+    failing = explained[table["failure"].astype(bool).to_numpy()]
     return failing.category.value_counts().to_dict()
 
 
@@ -519,41 +540,40 @@ def tag_counts(store) -> dict[str, int]:
     return pd.Series(tags, dtype=object).value_counts().to_dict()
 
 
-def summarize(found: list[dict], baseline: list[dict], labels: list[str], model: str, lm, lm_tokenizer,
+def summarize(result: PromptSearchResult, baseline: pd.DataFrame, labels: list[str], model: str, lm, lm_tokenizer,
               template: str = PROMPT, tags: dict | None = None,
               agreement: dict | None = None, explained: pd.DataFrame | None = None) -> dict:
     """The study's findings (the schema every study's ``summarize`` returns: ``models``,
     ``headline`` (short numbers for the index page), study fields; a rate as
     ``{"k", "n", "rate", "lo", "hi"}`` with its 95% Wilson interval).
 
-    ``found``: :func:`search_prompts` rows; ``baseline``: :func:`continuation_baseline`
-    rows; ``tags``: the people's taxonomy counts and ``agreement`` their verdicts'
-    agreement with the judges (``verdicts.agreement``), when any; ``explained``:
-    :func:`explain`'s table (toy world), whose categories are counted."""
-    with_found = [l for l in labels if any(r["failure"] for r in found if r["label"] == l)]
-    with_verified = [l for l in labels if any(r["verified"] for r in found if r["label"] == l)]
-    with_baseline = [l for l in labels if any(r["failure"] for r in baseline if r["label"] == l)]
-    fails = [r for r in found if r["failure"]]
+    ``result``: :func:`search`'s; ``baseline``: :func:`continuation_baseline`'s table;
+    ``tags``: the people's taxonomy counts and ``agreement`` their verdicts' agreement with
+    the judges (``verdicts.agreement``), when any; ``explained``: :func:`explain`'s table
+    (toy world), whose categories are counted."""
+    found = result.table
+
+    def labels_with(table: pd.DataFrame, column: str) -> int:
+        return sum(bool(table.loc[table["label"] == l, column].any()) for l in labels)
+
     median = lambda xs: float(np.median(xs)) if len(xs) else float("nan")
     out = {
         "models": [model],
-        "searched": len(found), "found": sum(r["failure"] for r in found), "verified": sum(r["verified"] for r in found),
-        "labels_found": rate(len(with_found), len(labels)), "labels_verified": rate(len(with_verified), len(labels)),
-        "baseline_labels": rate(len(with_baseline), len(labels)),
-        "baseline_failures": rate(sum(r["failure"] for r in baseline), len(baseline)),
-        "perplexity_failing": median([r["perplexity"] for r in fails]),
+        "searched": len(found), "found": int(found["failure"].sum()), "verified": int(found["verified"].sum()),
+        "labels_found": rate(labels_with(found, "failure"), len(labels)),
+        "labels_verified": rate(labels_with(found, "verified"), len(labels)),
+        "baseline_labels": rate(labels_with(baseline, "failure"), len(labels)),
+        "baseline_failures": rate(int(baseline["failure"].sum()), len(baseline)),
+        "perplexity_failing": median(found.loc[found["failure"].astype(bool), "perplexity"]),
         "perplexity_start": median([perplexity(lm, lm_tokenizer, template.format(label=l)) for l in labels]),
-        "perplexity_baseline": median([r["perplexity"] for r in baseline]),
-        "prompts": [{k: r[k] for k in ("label", "prompt", "failure_rate", "verifier_failure_rate", "failure",
-                                        "verified", "perplexity")} for r in found],
-        "baseline": [{k: r[k] for k in ("label", "prompt", "failure_rate", "perplexity")} for r in baseline],
+        "perplexity_baseline": median(baseline["perplexity"]),
+        "prompts": found[["label", "prompt", "failure_rate", "verifier_failure_rate", "failure", "verified",
+                          "perplexity"]].to_dict("records"),
+        "baseline": baseline[["label", "prompt", "failure_rate", "perplexity"]].to_dict("records"),
         "taxonomy": dict(tags or {}), "agreement": agreement,
         "categories": category_counts(explained, found),
         "explained": [] if explained is None else explained.to_dict("records"),
     }
-    # the older report fields, kept for readers of earlier summaries
-    out["classes_with_failure"] = out["labels_verified"]["rate"]
-    out["baseline_classes_with_failure"] = out["baseline_labels"]["rate"]
     # the targets of the study (issue #31): labels with a verified failing prompt, against
     # the LM's own likeliest continuations, and how natural the found prompts read
     out["headline"] = {"found": out["found"], "verified": out["verified"], "labels searched": len(labels),

@@ -157,10 +157,6 @@ def summarize(result: LatentSearchResult, modes: pd.DataFrame, speedup: float, s
            "realism": realism_summary(shown, t["success"]) if shown is not None else None,
            "residual_speedup": speedup, "residual_speedup_bound": speedup_bound,
            "modes": modes.to_dict("records"), "per_class": classes.to_dict("records")}
-    # the older report fields, kept for readers of earlier summaries
-    out["success_rate"] = out["success"]["rate"]
-    out["classes_with_failure"] = out["labels_with_failure"]["rate"]
-    out["certified_rate"] = out["certified"]["rate"]
     # the study's target (issue #31): labels with a verified failure, whose images look as
     # real as ordinary ones (median realism inside the ordinary images' quartiles)
     real = out["realism"]

@@ -125,14 +125,16 @@ def load_judges(device: str = "cpu") -> dict:
             "relation": load_judge("toy-relation", device), "realism": load_judge("toy-realism", device)}
 
 
-def explain(rows: list[dict], judges: dict, n_train: int = 60000, seed: int = 0) -> pd.DataFrame:
-    """Prompts with their images (rows with ``label``, ``prompt``, ``images`` ``(M, 3, H, W)``
-    and ``failure_rate``, as the prompt search returns them) explained: one row per prompt
-    with the count of each category over its images, the commonest failure category
-    (``category``, "" if none failed), and the prompt's :func:`training_counts`."""
+def explain(table: pd.DataFrame, images: torch.Tensor, judges: dict, n_train: int = 60000, seed: int = 0
+            ) -> pd.DataFrame:
+    """Prompts with their images explained: ``table`` rows with ``label``, ``prompt`` and
+    ``failure_rate`` and ``images`` ``(L, M, 3, H, W)`` row-aligned, as the prompt search
+    returns them. One row per prompt with the count of each category over its images, the
+    commonest failure category (``category``, "" if none failed), and the prompt's
+    :func:`training_counts`."""
     out = []
-    for r in rows:
-        cats = categorize(r["images"], r["label"], facts_of(r["prompt"]), judges)
+    for r, im in zip(table.to_dict("records"), images):
+        cats = categorize(im, r["label"], facts_of(r["prompt"]), judges)
         counts = {c: cats.count(c) for c in CATEGORIES}
         failed = pd.Series([c for c in cats if c != "right"], dtype=object)
         out.append({"label": r["label"], "prompt": r["prompt"], "failure_rate": r["failure_rate"],
