@@ -1,5 +1,6 @@
-"""A study run with a hostile model folder, judge spec, CLIP spec and label: the report
-shows every one of them as text, and no injected script or handler runs.
+"""Every study run with a hostile model folder, judge spec, CLIP spec and label: the
+report shows every one of them as text, and no injected script or handler runs. (The
+toy-world report takes no string from its user: its parameters are counts and a seed.)
 
 The report is opened twice in headless Chromium: as written (its Content-Security-Policy
 forbids every script), and as a copy without that policy, so the escaping and the
@@ -15,8 +16,12 @@ import shutil
 import pytest
 from chromium import dump_dom, require_chromium
 
-from sagekit.toy.names import TOY_DIR
+from captioned import CONCEPTS, captioned_folder
+
 from sagekit.report import run_study
+from sagekit.studies import STUDIES
+from sagekit.studies.parameters import literal
+from sagekit.toy.names import TOY_DIR
 from sagekit.toy.scenes import LABELS
 
 # A folder name can't hold "/", so the script tag is split over two folder levels: the
@@ -34,31 +39,83 @@ PROBE = """<script>window.addEventListener("load", () => {
 });</script>"""
 
 
+VERIFIER_DIR = "v<i>\\`*_{}[]()#+-.!|~&amp;"  # every Markdown metacharacter, and an entity
+LM_DIR = "lm<style>body{display:none}"  # an unclosed style element would hide the page
+
+
 @pytest.fixture(scope="module")
-def hostile_report(tmp_path_factory):
+def hostile_world(tmp_path_factory):
+    """The toy world's models in folders with hostile names, judges whose labels include a
+    hostile one, and a label file: the strings a user can hand any study."""
     root = tmp_path_factory.mktemp("hostile")
     model = root.joinpath(*MODEL_DIRS)
     shutil.copytree(TOY_DIR / "toy", model)
-    judge = root / JUDGE_DIR
-    shutil.copytree(TOY_DIR / "judges" / "resnet", judge)
     labels = [LABEL if l == "red circle" else l for l in LABELS]
-    cfg = json.loads((judge / "config.json").read_text())
-    cfg["label_names"] = labels
-    (judge / "config.json").write_text(json.dumps(cfg))
+    # implosion's judge knows the concepts of the captioned folder (tests/captioned.py)
+    concepts = list(CONCEPTS) + labels[len(CONCEPTS):]
+    judges = {}
+    for name, source, names in ((JUDGE_DIR, "resnet", labels), (VERIFIER_DIR, "mobilenet", labels),
+                                (JUDGE_DIR + " concepts", "resnet", concepts)):
+        shutil.copytree(TOY_DIR / "judges" / source, root / name)
+        cfg = json.loads((root / name / "config.json").read_text())
+        cfg["label_names"] = names
+        (root / name / "config.json").write_text(json.dumps(cfg))
+        judges[name] = "timm:" + str(root / name)
     (root / "labels.txt").write_text("\n".join(labels))
-    clip = root / CLIP_DIR
-    shutil.copytree(TOY_DIR / "clip", clip)
-    out = root / "out"
-    summary = run_study("seed-shifts", [
-        f"models=[{str(model)!r}]", "guidance=[None]", "shifts={'UMS': [0.1]}", "n_labels=2",
-        f"label_set={str(root / 'labels.txt')!r}", f"judge={'timm:' + str(judge)!r}", f"clip={'hf:' + str(clip)!r}",
-        f"store_dir={str(root / 'store')!r}"], out, timeout=900)
-    return out / summary["html"], {"model": str(model), "judge": "timm:" + str(judge), "clip": "hf:" + str(clip),
-                                   "label": LABEL}
+    shutil.copytree(TOY_DIR / "clip", root / CLIP_DIR)
+    shutil.copytree(TOY_DIR / "caption-lm", root / LM_DIR)
+    return {"root": root, "model": str(model), "judge": judges[JUDGE_DIR], "verifier": judges[VERIFIER_DIR],
+            "concept_judge": judges[JUDGE_DIR + " concepts"],
+            "clip": "hf:" + str(root / CLIP_DIR), "lm": str(root / LM_DIR), "label_set": str(root / "labels.txt"),
+            "labels": labels}
+
+
+def _params(study: str, w: dict, out) -> tuple[list[str], dict]:
+    """A small run of ``study`` on the hostile world; the strings its report must show."""
+    shown = {"model": w["model"], "judge": w["judge"], "label": LABEL}
+    given = {"model": w["model"], "judge": w["judge"], "store_dir": str(out / "store")}
+    if study == "seed-shifts":
+        given |= {"models": [w["model"]], "guidance": [None], "shifts": {"UMS": [0.1]}, "n_labels": 2,
+                  "label_set": w["label_set"], "clip": w["clip"]}
+        del given["model"]
+        shown["clip"] = w["clip"]
+    elif study == "prompt-failures":
+        given |= {"verifier": w["verifier"], "clip": w["clip"], "lm": w["lm"], "label_set": w["label_set"],
+                  "n_labels": 2}
+        shown |= {"verifier": w["verifier"], "clip": w["clip"], "lm": w["lm"]}
+    elif study in ("distorted-latents", "unrelated-latents"):
+        given |= {"verifier": w["verifier"], "realism": "toy-realism", "empty": "toy-count", "label_set": w["label_set"]}
+        shown["verifier"] = w["verifier"]
+    elif study == "adversarial-tokens":
+        given |= {"verifier": w["verifier"], "clip": w["clip"], "targets": [LABEL]}
+        shown |= {"verifier": w["verifier"], "clip": w["clip"]}
+    elif study == "implosion":
+        data = captioned_folder(w["root"] / "pairs <b>x</b>")
+        given |= {"judge": w["concept_judge"], "clip": w["clip"], "data": str(data), "concepts": "dog:cat", "unpoisoned": ["tree"], "ks": [0, 1],
+                  "budget_rule": "total", "budget": 4, "n_train": 20, "trainable": "all", "steps": 3}
+        shown |= {"judge": w["concept_judge"], "clip": w["clip"], "data": str(data)}
+        del shown["label"]  # the concepts are the data's, not the judge's labels
+    schema = STUDIES[study].schema
+    if "store_dir" not in schema.params:
+        del given["store_dir"]
+    values = {**schema.small(), **given}
+    return [f"{k}={literal(v)}" for k, v in values.items()], shown
+
+
+HOSTILE_STUDIES = ["seed-shifts", "prompt-failures", "distorted-latents", "unrelated-latents", "adversarial-tokens",
+                   "implosion"]
+
+
+@pytest.fixture(scope="module", params=HOSTILE_STUDIES)
+def hostile_report(request, hostile_world, tmp_path_factory):
+    out = tmp_path_factory.mktemp(request.param)
+    values, shown = _params(request.param, hostile_world, out)
+    summary = run_study(request.param, values, out / "reports", timeout=900)
+    return out / "reports" / summary["html"], shown, request.param
 
 
 def test_no_markup_from_user_strings_reaches_the_page(hostile_report):
-    page, strings = hostile_report
+    page, strings, _ = hostile_report
     text = page.read_text()
     assert "<script" not in text and len(CSP.findall(text)) == 1
     for s in strings.values():  # each one is in the page, escaped
@@ -68,9 +125,9 @@ def test_no_markup_from_user_strings_reaches_the_page(hostile_report):
 
 def test_nothing_runs_in_chromium_and_the_strings_are_visible(hostile_report, tmp_path):
     require_chromium()
-    page, strings = hostile_report
+    page, strings, study = hostile_report
     title = re.search(r"<title>(.*?)</title>", page.read_text()).group(1)
-    assert title.startswith("sagekit seed-shifts")
+    assert title.startswith(f"sagekit {study}")
     assert re.search(r"<title>(.*?)</title>", dump_dom(page)).group(1) == title  # as written: nothing ran
     # Without the CSP: only the escaping and the sanitizer stand between a payload and the page.
     bare = tmp_path / "bare.html"
