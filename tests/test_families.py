@@ -337,7 +337,8 @@ def test_the_search_bench_sets_each_mode_against_its_forward_count(capsys):
     assert res["exact"]["forwards"] == 40 and res["residual"]["forwards"] == 14 and res["residual_bound"] == 2.86
     for mode in ("exact", "residual"):
         assert res[mode]["ratio"] == pytest.approx(res[mode]["seconds"] / res[mode]["forwards_s"], rel=0.02)
-    assert res["exact"]["seconds"] > res["residual"]["seconds"]
+    # no wall-clock comparison of the modes here (a loaded machine would flake it): the
+    # forward counts above are what makes residual cheaper, each rate is checked against them
     assert main(["bench", "search", "--iterations", "0"]) == 2
 
 
