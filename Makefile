@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: demo test test-all install lock clean-reports
+.PHONY: demo test test-all install lock check-lock clean-reports clean-results
 
 $(VENV)/.installed: pyproject.toml requirements.lock tools/install.sh
 	VENV=$(VENV) tools/install.sh
@@ -13,9 +13,15 @@ $(VENV)/.installed: pyproject.toml requirements.lock tools/install.sh
 
 install: $(VENV)/.installed
 
-## lock: resolve pyproject.toml's ranges again into requirements.lock (the versions make installs)
+## lock: resolve pyproject.toml's ranges again into requirements.lock (the versions make installs), for
+## Linux x86_64 / aarch64 and macOS arm64, Python 3.10-3.13; then check-lock
 lock:
 	tools/lock.sh
+
+## check-lock: every pin of requirements.lock has a wheel on each of those platforms and Pythons
+## (resolve only, nothing installed; needs the package registry, which `make test` does not)
+check-lock:
+	tools/check_lock.sh
 
 ## demo: build the environment, then write the report of every ready study on the toy world into reports/
 STUDIES := toy-world prompt-failures distorted-latents unrelated-latents adversarial-tokens seed-shifts implosion
@@ -35,3 +41,8 @@ test-all: $(VENV)/.installed
 
 clean-reports:
 	find reports -mindepth 1 ! -name README.md -delete
+
+## clean-results: forget every stored result (results/: images, judgments, search checkpoints, verdicts);
+## the next `make demo` computes everything again
+clean-results:
+	rm -rf results

@@ -1,15 +1,35 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install the tested environment into it: every package at
-# the version in requirements.lock (the demo stays reproducible), then sagekit itself.
-# Uses uv when it can be had (about 20x faster than pip), else pip.
+# the version requirements.lock names for this platform and Python (the demo stays
+# reproducible), then sagekit itself. The interpreter: PYTHON if set, else the newest
+# supported one found (3.13, 3.12, 3.11, 3.10). Uses uv when it can be had (about 20x
+# faster than pip), else pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
-PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+SUPPORTED="3.13 3.12 3.11 3.10"
 
-# requirements.lock was resolved for Python 3.11; sagekit itself runs on 3.10-3.13 (pip install .)
-"$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
-  || { echo "make builds the tested environment, which needs Python 3.11 (found $("$PYTHON" --version)); on another Python: pip install -e '.[test]'" >&2; exit 1; }
+version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
+
+if [ -z "${PYTHON:-}" ]; then
+  for v in $SUPPORTED; do
+    # a pyenv shim exists for every installed version but runs only the selected ones
+    if command -v "python$v" >/dev/null 2>&1 && [ "$(version_of "python$v")" = "$v" ]; then PYTHON=python$v; break; fi
+  done
+  if [ -z "${PYTHON:-}" ] && command -v python3 >/dev/null 2>&1; then PYTHON=python3; fi
+fi
+found=$( [ -n "${PYTHON:-}" ] && version_of "$PYTHON" || true)
+case " $SUPPORTED " in
+  *" $found "*) ;;
+  *) echo "sagekit needs Python 3.10-3.13; ${PYTHON:-no python3} is ${found:-not a Python that runs} (set PYTHON=/path/to/python3.x)" >&2
+     exit 2 ;;
+esac
+PYTHON=$(command -v "$PYTHON")
+if [ -x "$VENV/bin/python" ] && [ "$(version_of "$VENV/bin/python")" != "$found" ]; then
+  echo "$VENV holds Python $(version_of "$VENV/bin/python"), not $found: remove it (rm -rf $VENV) or set VENV=" >&2
+  exit 2
+fi
+echo "building $VENV with Python $found ($PYTHON)"
 
 source tools/uv_env.sh
 if [ ${#uv_cmd[@]} -gt 0 ]; then
