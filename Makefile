@@ -7,11 +7,15 @@ export PYTHONWARNINGS := ignore::FutureWarning
 
 .PHONY: demo test test-all install lock check-lock clean-reports clean-results
 
-$(VENV)/.installed: pyproject.toml requirements.lock tools/install.sh
+# PYTHON=python3.x names the interpreter (default: the environment's own, else the newest
+# supported one); naming one gives its own stamp, so the environment is checked against it.
+STAMP := $(VENV)/.installed$(if $(PYTHON),-$(notdir $(PYTHON)))
+
+$(STAMP): pyproject.toml requirements.lock tools/install.sh
 	VENV=$(VENV) tools/install.sh
 	touch $@
 
-install: $(VENV)/.installed
+install: $(STAMP)
 
 ## lock: resolve pyproject.toml's ranges again into requirements.lock (the versions make installs), for
 ## Linux x86_64 / aarch64 and macOS arm64, Python 3.10-3.13; then check-lock
@@ -26,17 +30,17 @@ check-lock:
 ## demo: build the environment, then write the report of every ready study on the toy world into reports/
 STUDIES := toy-world prompt-failures distorted-latents unrelated-latents adversarial-tokens seed-shifts implosion
 
-demo: $(VENV)/.installed
+demo: $(STAMP)
 	set -e; for s in $(STUDIES); do $(VENV)/bin/sagekit run $$s --out reports; done
 	@echo "open reports/index.html"
 
 ## test: build the environment, then run the fast test suite (every notebook on the toy world)
-test: $(VENV)/.installed
+test: $(STAMP)
 	tools/install_chromium.sh
 	$(PY) -m pytest -q
 
 ## test-all: also the slow tests (the other flow-matching notebooks, a Ray notebook run)
-test-all: $(VENV)/.installed
+test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
 clean-reports:

@@ -11,6 +11,10 @@ SUPPORTED="3.13 3.12 3.11 3.10"
 
 version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
 
+# an existing environment keeps its Python unless PYTHON names another
+if [ -z "${PYTHON:-}" ] && [ -x "$VENV/bin/python" ] && case " $SUPPORTED " in *" $(version_of "$VENV/bin/python") "*) true;; *) false;; esac; then
+  PYTHON=$("$VENV/bin/python" -c 'import sys; print(sys._base_executable)')
+fi
 if [ -z "${PYTHON:-}" ]; then
   for v in $SUPPORTED; do
     # a pyenv shim exists for every installed version but runs only the selected ones
@@ -34,7 +38,9 @@ echo "building $VENV with Python $found ($PYTHON)"
 source tools/uv_env.sh
 if [ ${#uv_cmd[@]} -gt 0 ]; then
   [ -x "$VENV/bin/python" ] || "${uv_cmd[@]}" venv -q -p "$PYTHON" "$VENV"
-  "${uv_cmd[@]}" pip install -q -p "$VENV/bin/python" --compile-bytecode "${uv_index[@]}" -r requirements.lock
+  # ${a[@]+"${a[@]}"}: an empty array under set -u in macOS's bash 3.2
+  "${uv_cmd[@]}" pip install -q -p "$VENV/bin/python" --compile-bytecode ${uv_index[@]+"${uv_index[@]}"} \
+    -r requirements.lock
   "${uv_cmd[@]}" pip install -q -p "$VENV/bin/python" --no-deps -e .
 else
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"

@@ -13,7 +13,9 @@ sit beside it, row-aligned, on the CPU: ``prompt_failures.PromptSearchResult``,
 ``adversarial_tokens.TokenResult``, ``implosion.ImplosionResult`` (its ``details`` keyed
 like its rows). The seed-shift sweep's images live in the results store, so its run
 returns the table itself. Every further table is a DataFrame; plots come from
-``sagekit.viz`` as figures.
+``sagekit.viz`` as figures. (The toy-world report is not a failure study: its
+``toy.evaluate.generation_results`` keeps each generator's images, targets and
+predictions by (model, mode), read by ``results_table`` and ``viz.label_grids``.)
 
 Findings: a study module's ``summarize(...)`` returns the dict its notebook hands to
 ``report.save_findings``, in one schema for all studies:

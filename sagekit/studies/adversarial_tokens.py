@@ -254,9 +254,8 @@ class TokenResult:
 
 def merge(parts: list[TokenResult]) -> TokenResult:
     """The results of disjoint targets (tasks of :mod:`sagekit.spread`) as one, in this order."""
-    return TokenResult(pd.concat([p.table for p in parts], ignore_index=True), torch.cat([p.plain for p in parts]),
-                       torch.cat([p.token for p in parts]), {t: e for p in parts for t, e in p.embeddings.items()},
-                       parts[0].verifier)
+    return common.concat(parts, ("plain", "token"),
+                         embeddings={t: e for p in parts for t, e in p.embeddings.items()})
 
 
 @torch.no_grad()

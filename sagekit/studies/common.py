@@ -103,3 +103,18 @@ def verifier_shares_no_judge(p: dict) -> None:
     if shared:
         raise ParameterError(f"parameter 'verifier' ({p['verifier']!r}) must hold no judge the search uses; "
                              f"it shares {', '.join(sorted(shared))} with judge {p['judge']!r}")
+
+
+def concat(parts: list, tensors: tuple[str, ...], **fields):
+    """The results of disjoint units (a study's tasks, :mod:`sagekit.spread`) as one, in
+    this order: the ``table`` rows and the row-aligned ``tensors`` concatenated; every
+    other field the first part's unless ``fields`` gives it."""
+    from dataclasses import replace
+
+    import pandas as pd
+    import torch
+
+    if len(parts) == 1 and not fields:
+        return parts[0]
+    return replace(parts[0], table=pd.concat([p.table for p in parts], ignore_index=True),
+                   **{name: torch.cat([getattr(p, name) for p in parts]) for name in tensors}, **fields)

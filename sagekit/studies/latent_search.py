@@ -267,18 +267,12 @@ def merge(parts: list) -> LatentSearchResult | SharedLatentResult:
     """The results of searches of disjoint latents (tasks of :mod:`sagekit.spread`), as one
     search of them all in this order: tables and tensors concatenated along the latents,
     the seconds of every task's iterations in one list, the highest peak memory."""
-    first = parts[0]
-    if len(parts) == 1:
-        return first
-    table = pd.concat([p.table for p in parts], ignore_index=True)
-    cat = lambda name: torch.cat([getattr(p, name) for p in parts])
     seconds = [s for p in parts for s in p.seconds_per_iteration]
-    if isinstance(first, SharedLatentResult):
-        return SharedLatentResult(table, first.prompts, cat("z0"), cat("z"), cat("images_before"), cat("images_after"),
-                                  seconds, first.verifier, first.verify_sampler, first.targets, cat("broken"),
-                                  cat("verified_each"))
-    return LatentSearchResult(table, cat("z0"), cat("z"), cat("images_before"), cat("images_after"), seconds,
-                              max(p.peak_memory_mb for p in parts), first.verifier, first.verify_sampler)
+    if isinstance(parts[0], SharedLatentResult):
+        return common.concat(parts, ("z0", "z", "images_before", "images_after", "broken", "verified_each"),
+                             seconds_per_iteration=seconds)
+    return common.concat(parts, ("z0", "z", "images_before", "images_after"), seconds_per_iteration=seconds,
+                         peak_memory_mb=max(p.peak_memory_mb for p in parts))
 
 
 def found_verified(result: LatentSearchResult) -> dict:

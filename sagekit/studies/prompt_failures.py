@@ -119,8 +119,7 @@ class PromptSearchResult:
 
 def merge(parts: list[PromptSearchResult]) -> PromptSearchResult:
     """The results of searches of disjoint labels (tasks of :mod:`sagekit.spread`) as one, in this order."""
-    return PromptSearchResult(pd.concat([p.table for p in parts], ignore_index=True),
-                              torch.cat([p.images for p in parts]))
+    return common.concat(parts, ("images",))
 
 
 def _prompts_fit_the_lm(p: dict) -> None:
