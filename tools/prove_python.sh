@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The README's two commands on one Python, as a newcomer runs them: a clean clone of HEAD,
+# `make install` with PYTHON=, then `make demo` and `make test`, the tests with the network
+# cut off (`unshare -n`; loopback stays, for the Jupyter kernels and Ray) when it can be.
+# Prints each step's minutes and a same-run speed reference (`sagekit bench sweep`'s
+# stock-batched images/s). Takes about 1.5 h on 2 cores.
+#   tools/prove_python.sh /path/to/python3.x [work folder, default /tmp/sagekit-prove-3.x]
+set -euo pipefail
+PYTHON=${1:?usage: tools/prove_python.sh /path/to/python3.x [work folder]}
+version=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+work=${2:-/tmp/sagekit-prove-$version}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+rm -rf "$work" && git clone -q "$repo" "$work" && cd "$work"
+export PYTHON SAGEKIT_REQUIRE_BROWSER=1 HF_HUB_OFFLINE=1
+step() {  # step NAME COMMAND...: run it, print its minutes, stop on failure
+  local name=$1 start=$SECONDS; shift
+  "$@" > "$work/$name.log" 2>&1 || { echo "$name failed (Python $version): $work/$name.log" >&2; exit 1; }
+  echo "$name: $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s"
+}
+bench() { .venv/bin/sagekit bench sweep --json 2>/dev/null | tail -1 | "$PYTHON" -c \
+  'import json, sys; print("bench: stock-batched %.2f images/s" % json.load(sys.stdin)["b_stock_batched"])'; }
+echo "Python $version ($PYTHON), $(git rev-parse --short HEAD), $work"
+step install make install
+bench
+step demo make demo
+if unshare -n true 2>/dev/null; then
+  step test unshare -n sh -c 'ip link set lo up && make test'
+else
+  echo "unshare -n is not allowed here: the tests run with the network" >&2
+  step test make test
+fi
+bench
