@@ -38,7 +38,8 @@ def test_adversarial_token_learning_and_evaluation(gen):
 
     res = at.evaluate_token(gen, goal, clip, "dog", ["a cat", "a car"], emb, [0, 1], guidance=2.0, steps=2)
     ev = res.table
-    assert len(ev) == 4 and ev["success"].all() and (ev["target"] == "dog").all() and res.targets == ["dog"]  # every judge always sees "dog"
+    assert len(ev) == 4 and ev["success"].all()  # every judge always sees "dog"
+    assert (ev["target"] == "dog").all() and res.targets == ["dog"]
     assert (ev["text_cosine"] < 1).all() and (ev["text_cosine"] > -1).all()
     assert torch.allclose(torch.tensor(ev["clip_delta"].values), torch.tensor((ev["clip_adv"] - ev["clip_plain"]).values))
     # the returned images are the ones scored, row by row (prompt-major, seed-minor)

@@ -84,14 +84,16 @@ def _params(study: str, w: dict, out) -> tuple[list[str], dict]:
                   "n_labels": 2}
         shown |= {"verifier": w["verifier"], "clip": w["clip"], "lm": w["lm"]}
     elif study in ("distorted-latents", "unrelated-latents"):
-        given |= {"verifier": w["verifier"], "realism": "toy-realism", "empty": "toy-count", "label_set": w["label_set"]}
+        given |= {"verifier": w["verifier"], "realism": "toy-realism", "empty": "toy-count",
+                  "label_set": w["label_set"]}
         shown["verifier"] = w["verifier"]
     elif study == "adversarial-tokens":
         given |= {"verifier": w["verifier"], "clip": w["clip"], "targets": [LABEL]}
         shown |= {"verifier": w["verifier"], "clip": w["clip"]}
     elif study == "implosion":
         data = captioned_folder(w["root"] / "pairs <b>x</b>")
-        given |= {"judge": w["concept_judge"], "clip": w["clip"], "data": str(data), "concepts": "dog:cat", "unpoisoned": ["tree"], "ks": [0, 1],
+        given |= {"judge": w["concept_judge"], "clip": w["clip"], "data": str(data), "concepts": "dog:cat",
+                  "unpoisoned": ["tree"], "ks": [0, 1],
                   "budget_rule": "total", "budget": 4, "n_train": 20, "trainable": "all", "steps": 3}
         shown |= {"judge": w["concept_judge"], "clip": w["clip"], "data": str(data)}
         del shown["label"]  # the concepts are the data's, not the judge's labels

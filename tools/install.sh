@@ -10,9 +10,10 @@ VENV=${VENV:-.venv}
 SUPPORTED="3.13 3.12 3.11 3.10"
 
 version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
+supported() { case " $SUPPORTED " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # an existing environment keeps its Python unless PYTHON names another
-if [ -z "${PYTHON:-}" ] && [ -x "$VENV/bin/python" ] && case " $SUPPORTED " in *" $(version_of "$VENV/bin/python") "*) true;; *) false;; esac; then
+if [ -z "${PYTHON:-}" ] && [ -x "$VENV/bin/python" ] && supported "$(version_of "$VENV/bin/python")"; then
   PYTHON=$("$VENV/bin/python" -c 'import sys; print(sys._base_executable)')
 fi
 if [ -z "${PYTHON:-}" ]; then
@@ -23,11 +24,11 @@ if [ -z "${PYTHON:-}" ]; then
   if [ -z "${PYTHON:-}" ] && command -v python3 >/dev/null 2>&1; then PYTHON=python3; fi
 fi
 found=$( [ -n "${PYTHON:-}" ] && version_of "$PYTHON" || true)
-case " $SUPPORTED " in
-  *" $found "*) ;;
-  *) echo "sagekit needs Python 3.10-3.13; ${PYTHON:-no python3} is ${found:-not a Python that runs} (set PYTHON=/path/to/python3.x)" >&2
-     exit 2 ;;
-esac
+if ! supported "$found"; then
+  echo "sagekit needs Python 3.10-3.13; ${PYTHON:-no python3} is ${found:-not a Python that runs}" \
+    "(set PYTHON=/path/to/python3.x)" >&2
+  exit 2
+fi
 PYTHON=$(command -v "$PYTHON")
 if [ -x "$VENV/bin/python" ] && [ "$(version_of "$VENV/bin/python")" != "$found" ]; then
   echo "$VENV holds Python $(version_of "$VENV/bin/python"), not $found: remove it (rm -rf $VENV) or set VENV=" >&2

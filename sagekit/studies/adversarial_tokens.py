@@ -262,7 +262,8 @@ def merge(parts: list[TokenResult]) -> TokenResult:
 def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, prompts: list[str], emb: torch.Tensor,
                    seeds: list[int], guidance: float | None = None, steps: int | None = None,
                    verifier: Ensemble | None = None) -> TokenResult:
-    """One target's token (:class:`TokenResult`), per held-out prompt and seed: success (every judge sees the target) with the token,
+    """One target's token (:class:`TokenResult`), per held-out prompt and seed: success
+    (every judge sees the target) with the token,
     ``verified`` (the held-out ``verifier``'s judges see it too; default: the same judges),
     the ensemble's prediction, the text-embedding cosine with vs without the token, and
     the CLIP score (against the prompt without the token) of the images with and without it."""
@@ -286,7 +287,8 @@ def evaluate_token(gen: Generator, goal: TargetGoal, clip, target_label: str, pr
         clip_plain = clip(img_plain, [prompt] * len(seeds)).cpu()
         clip_adv = clip(img_adv, [prompt] * len(seeds)).cpu()
         for i, s in enumerate(seeds):
-            rows.append({"target": target_label, "prompt": prompt, "seed": s, "success": bool(hit[i]), "verified": bool(hit[i] & confirmed[i]),
+            rows.append({"target": target_label, "prompt": prompt, "seed": s, "success": bool(hit[i]),
+                         "verified": bool(hit[i] & confirmed[i]),
                          "predicted": goal.ensemble.labels[int(pred[i])], "text_cosine": float(cos[i]),
                          "clip_plain": float(clip_plain[i]), "clip_adv": float(clip_adv[i]),
                          "clip_delta": float(clip_adv[i] - clip_plain[i])})
