@@ -1,6 +1,7 @@
 """`sagekit` command line.
 
     sagekit list                          studies, generators, judges
+    sagekit lab [--dir DIR] [--port N] [--no-browser]   JupyterLab on a working copy of the notebooks
     sagekit run STUDY [-p key=value ...] [--out DIR] [--timeout S] [--executor local|ray [--address auto]] [--check]
     sagekit toy train [--seed N] [--out DIR]
     sagekit toy eval [--json] [--per-label N]
@@ -66,6 +67,13 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--check", action="store_true",
                      help="check the parameters and print what would run (every value, 'auto' resolved, and the "
                           "images); run and write nothing")
+
+    lab = sub.add_parser("lab", help="open JupyterLab on a working copy of the study notebooks")
+    lab.add_argument("--dir", default=None,
+                     help="the working copy's folder (default: lab/ beside notebooks/, which shares the results store "
+                          "with `sagekit run`); notebooks already there are kept")
+    lab.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: any free one)")
+    lab.add_argument("--no-browser", action="store_true", help="print the URL instead of opening a browser")
 
     toy = sub.add_parser("toy", help="the self-trained toy world")
     toy_sub = toy.add_subparsers(dest="toy_command", required=True, parser_class=_Parser)
@@ -318,6 +326,32 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_lab(args) -> int:
+    import signal
+
+    from .lab import DEFAULT_DIR, LabError, start
+
+    # the server runs in its own session: a kill of sagekit must stop it too, as Ctrl-C does
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        lab = start(Path(args.dir) if args.dir else DEFAULT_DIR, args.port)
+    except LabError as e:
+        print(f"sagekit: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        print(lab.url, flush=True)
+        print(f"sagekit: JupyterLab on {lab.folder} (log: {lab.log}); Ctrl-C stops it", file=sys.stderr, flush=True)
+        if not args.no_browser:
+            import webbrowser
+
+            webbrowser.open(lab.url)
+        return lab.process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        lab.stop()
+
+
 def _cmd_toy(args) -> int:
     if args.toy_command == "train":
         from .toy.names import TOY_DIR
@@ -383,6 +417,8 @@ def _dispatch(args) -> int:
         return _cmd_run(args)
     if args.command == "bench":
         return _cmd_bench(args)
+    if args.command == "lab":
+        return _cmd_lab(args)
     if args.command == "ad":
         return _cmd_ad(args)
     if args.command == "poison":

@@ -10,7 +10,6 @@ ensemble agree.
 
 from __future__ import annotations
 
-import io
 from typing import Sequence
 
 import pandas as pd
@@ -76,15 +75,6 @@ def agreement_table(found: dict | None):
     return pd.DataFrame(rows, columns=["who agrees", "agree", "of", "rate", "95% CI"])
 
 
-def _png(image: torch.Tensor, size: int = 96) -> bytes:
-    from PIL import Image
-
-    arr = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype("uint8")
-    buf = io.BytesIO()
-    Image.fromarray(arr).resize((size, size), Image.NEAREST).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def panel(store, keys: Sequence[str], prompts: Sequence[str], images: torch.Tensor):
     """An ipywidgets panel: per found failure its image ``(3, H, W)`` in [0, 1], its
     prompt, and the three verdicts; choosing one records it in ``store`` at once. None
@@ -98,6 +88,8 @@ def panel(store, keys: Sequence[str], prompts: Sequence[str], images: torch.Tens
         import ipywidgets as w
     except ImportError:
         return None
+    from .viz import png_bytes
+
     frame = store.frame()
     stored = dict(zip(frame["key"], frame["tags"])) if len(frame) else {}
     rows = []
@@ -105,7 +97,7 @@ def panel(store, keys: Sequence[str], prompts: Sequence[str], images: torch.Tens
         choice = w.ToggleButtons(options=list(VERDICTS), value=verdict_of(stored.get(key, [])),
                                  layout=w.Layout(width="auto"))
         choice.observe(lambda change, key=key: change["new"] and record(store, key, change["new"]), names="value")
-        rows.append(w.HBox([w.Image(value=_png(image), format="png"), w.Label(prompt, layout=w.Layout(width="320px")),
-                            choice]))
+        rows.append(w.HBox([w.Image(value=png_bytes(image), format="png"),
+                            w.Label(prompt, layout=w.Layout(width="320px")), choice]))
     return w.VBox([w.HTML("<b>Does each image show its prompt?</b> Your verdict is saved in the results store."),
                    *rows])

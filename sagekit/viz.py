@@ -83,6 +83,52 @@ def image_grid(images: torch.Tensor, ncol: int, row_labels: Sequence[str] | None
     return fig
 
 
+def png_bytes(image: torch.Tensor, size: int = 96) -> bytes:
+    """PNG of one ``(3, H, W)`` image in [0, 1], scaled to ``size`` pixels a side (nearest:
+    a toy image's pixels stay sharp)."""
+    import io
+
+    from PIL import Image
+
+    arr = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype("uint8")
+    buf = io.BytesIO()
+    Image.fromarray(arr).resize((size, size), Image.NEAREST).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@plain_text
+def captioned_grid(images: torch.Tensor, captions: Sequence[str], ncol: int, row_labels: Sequence[str] = (),
+                   marks: Sequence[bool | None] = (), title: str | None = None, note: str = ""):
+    """Images ``(N, 3, H, W)`` in [0, 1], ``ncol`` to a row, each over its caption (lines
+    split on ``\\n``), a label left of each row, borders by ``marks`` (as
+    :func:`grid_array`); returns the figure."""
+    n = images.shape[0]
+    rows = (n + ncol - 1) // ncol
+    lines = max((str(c).count("\n") + 1 for c in captions), default=1)
+    fig, axes = plt.subplots(rows, ncol, figsize=(1.9 * ncol + 0.6, rows * (1.9 + 0.16 * lines) + 0.5), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= n:
+            ax.axis("off")
+            continue
+        ax.imshow(images[i].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
+        mark = marks[i] if i < len(marks) else None
+        for side in ax.spines.values():
+            side.set_visible(mark is not None)
+            side.set_color(RIGHT if mark else WRONG)
+            side.set_linewidth(3)
+        ax.set_xlabel(str(captions[i]) if i < len(captions) else "", fontsize=7)
+        if i % ncol == 0 and i // ncol < len(row_labels):
+            ax.set_ylabel(row_labels[i // ncol], fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    if note:
+        fig.text(0.5, 0.0, note, ha="center", va="bottom", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 @plain_text
 def bar_chart(values: dict[str, float], title: str, ylabel: str = "accuracy", bar: float | None = None,
               ylim: tuple[float, float] = (0, 1.05)):

@@ -79,7 +79,30 @@ def rewrite(argv: list[str]) -> list[str]:
         return _option(argv, "--budget", "4")
     if argv[:1] in (["verify"], ["ad"]):
         return _option(argv, "--device", "cpu")
+    if argv[:1] == ["lab"]:
+        return _option(argv, "--dir", str(_tmp() / "lab")) + ([] if "--no-browser" in argv else ["--no-browser"])
     return argv
+
+
+def _lab(argv: list[str]) -> int:
+    """`sagekit lab` serves until Ctrl-C: run it, open the URL it prints, then press Ctrl-C
+    (SIGINT); its exit status is the command's."""
+    import signal
+    import subprocess
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "sagekit", *argv], stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip()
+    if not url:
+        return proc.wait(60)
+    try:
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with direct.open(url, timeout=30) as page:
+            answered = page.status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+    rc = proc.wait(60)
+    return rc if answered else 1
 
 
 def _log(entry: dict) -> None:
@@ -94,7 +117,7 @@ def sagekit(argv: list[str]) -> int:
 
     ran, t0 = rewrite(argv), time.perf_counter()
     try:
-        rc = main(ran)
+        rc = _lab(ran) if ran[:1] == ["lab"] else main(ran)
     except SystemExit as e:  # argparse
         rc = e.code if isinstance(e.code, int) else 1
     _log({"tool": "sagekit", "readme": argv, "ran": ran, "rc": rc, "seconds": round(time.perf_counter() - t0, 1)})

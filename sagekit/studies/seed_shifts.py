@@ -161,19 +161,24 @@ def shifted_noise(gen: Generator, cells: list[dict]) -> torch.Tensor:
 
 
 @torch.no_grad()
+def draw(gen: Generator, cells: list[dict]) -> torch.Tensor:
+    """The images ``(N, 3, H, W)`` in [0, 1] (float, on ``gen``'s device) of cells of one
+    model, guidance and steps: each cell's seed's noise, shifted as the cell says."""
+    c0 = cells[0]
+    latents = gen.denoise(shifted_noise(gen, cells), gen.encode_prompts([c["prompt"] for c in cells]),
+                          c0["guidance"], c0["steps"], seeds=[c["seed"] for c in cells])
+    return gen.decode(latents).float()
+
+
+@torch.no_grad()
 def judge_batch(models: Models, cells: list[dict]) -> tuple[list[dict], torch.Tensor]:
     """The sweep's task (:func:`sagekit.sweep.run_sweep`): one batch of cells of one model,
     guidance and steps drawn, judged (top-1, top-5, p(target)), CLIP-scored and located;
     returns the metrics and the images as uint8 (quantised on the device: a quarter of the
     bytes to move)."""
     judge, clip = models.judge, models.clip
-    gen = models.generators[cells[0]["model"]]
-    c0 = cells[0]
-    seeds = [c["seed"] for c in cells]
     prompts = [c["prompt"] for c in cells]
-    latents = gen.denoise(shifted_noise(gen, cells), gen.encode_prompts(prompts), c0["guidance"], c0["steps"],
-                          seeds=seeds)
-    images = gen.decode(latents).float()
+    images = draw(models.generators[cells[0]["model"]], cells)
     probs = judge(images.to(judge.device)).cpu()
     target = torch.tensor([judge.label_index(c["label"]) for c in cells])
     topk = probs.topk(min(5, len(judge.labels)), dim=-1).indices

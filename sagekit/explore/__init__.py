@@ -1,0 +1,7 @@
+"""Explorers: one interactive view per study, for JupyterLab (ipywidgets), built here and
+only called by the notebooks. A static report shows each as a still image of its first
+view (:mod:`sagekit.explore.base`)."""
+
+from .base import Explorer, Frame, in_report
+
+__all__ = ["Explorer", "Frame", "in_report"]
