@@ -30,8 +30,11 @@ import torch
 from .failures import CASE, draw
 from .markup import short
 from .models.weights import sha256_file
+from .verdicts import VERDICTS, verdict_of
 from .store import ResultStore, new_folder, occupied
 
+# columns newer than the first datasets, and what a dataset without them reads as
+ADDED = {"verdict": None, "tags": "[]"}
 # (column, what it holds): the table's schema, in order; the data card lists it
 COLUMNS = [
     ("file_name", "the case's image (PNG), relative to the dataset folder"),
@@ -52,6 +55,8 @@ COLUMNS = [
     ("judge_failure_rate", "share of the seeds on which the judges saw the failure"),
     ("verifier_failure_rate", "share of the seeds on which the verifier saw it"),
     ("verified", "verifier_failure_rate >= fail_fraction"),
+    ("verdict", "a person's verdict on the image (`sagekit.verdicts`): model failed, judges erred, unsure, or null"),
+    ("tags", "the causes a person tagged it with (JSON list; the prompt-failure taxonomy)"),
     ("token", "the adversarial token's placeholder in the prompt, or null"),
     ("verifier_sampler", "the sampler of the images the verifier judged, where it is not `sampler` (a found latent "
                          "counts only when another sampler draws the failure too), or null"),
@@ -127,6 +132,7 @@ def cases_frame(store: ResultStore, keys: list[str] | None = None) -> pd.DataFra
 def _row(store: ResultStore, r: pd.Series) -> dict:
     known = {"key", "study", "tags", "image", "tensors", *_IDENTITY, *_OUTCOME}
     extra = {k: v for k, v in r.items() if k not in known and not (isinstance(v, float) and pd.isna(v))}
+    tags = list(r["tags"]) if isinstance(r.get("tags"), (list, tuple)) else []
     tensors = isinstance(r.get("tensors"), str)  # the case kept tensors (a latent, a token): they must be there
     for what, path in (("image", store.image_path(r["key"])), ("tensors", store.tensor_path(r["key"]))):
         if (what == "image" or tensors) and not path.is_file():
@@ -136,6 +142,7 @@ def _row(store: ResultStore, r: pd.Series) -> dict:
             **{k: r[k] for k in _IDENTITY if k not in ("goal", "token", "verifier_sampler")},
             "goal": json.dumps(r["goal"], sort_keys=True), "judge_failure_rate": float(r["judge_failure_rate"]),
             "verifier_failure_rate": float(r["verifier_failure_rate"]), "verified": bool(r["verified"]),
+            "verdict": verdict_of(tags), "tags": json.dumps([t for t in tags if verdict_of([t]) is None]),
             "token": r["token"] if isinstance(r["token"], str) else None,
             "verifier_sampler": r.get("verifier_sampler") if isinstance(r.get("verifier_sampler"), str) else None,
             "tensor_file": f"tensors/{r['key']}.safetensors" if tensors else None,
@@ -275,14 +282,14 @@ def read(folder: str | Path) -> pd.DataFrame:
         frame = pd.read_parquet(folder / "metadata.parquet")
     except Exception as e:  # pyarrow raises several kinds for a damaged table
         raise DatasetError(f"{folder}/metadata.parquet cannot be read ({type(e).__name__})") from None
-    missing = [c for c, _ in COLUMNS if c not in frame]
+    missing = [c for c, _ in COLUMNS if c not in frame and c not in ADDED]
     if missing:
         raise DatasetError(f"{folder}/metadata.parquet lacks the columns {', '.join(missing)}")
     if len(frame) > LIMITS["cases"]:
         raise DatasetError(f"{folder}: {len(frame)} cases, more than the {LIMITS['cases']} a dataset may hold")
     for _, r in frame.iterrows():
         _check_row(r, listed)
-    return frame
+    return frame.assign(**{c: [v] * len(frame) for c, v in ADDED.items() if c not in frame})
 
 
 def _check_row(r: pd.Series, listed: dict) -> None:
@@ -306,6 +313,10 @@ def _check_row(r: pd.Series, listed: dict) -> None:
         raise DatasetError(f"{where}: guidance {r['guidance']!r} is not a scale in [0, 100]")
     if not (isinstance(r["prompt"], str) and len(r["prompt"]) <= LIMITS["prompt"]):
         raise DatasetError(f"{where}: the prompt is not a string of at most {LIMITS['prompt']} characters")
+    verdict = r.get("verdict")
+    null = verdict is None or isinstance(verdict, float) and math.isnan(verdict)  # null reads as None or NaN
+    if not (null or isinstance(verdict, str) and verdict in VERDICTS):
+        raise DatasetError(f"{where}: verdict {str(verdict)[:40]!r} is none of {', '.join(VERDICTS)} (or null)")
 
 
 def _case_tensors(folder: Path, c: pd.Series, gen) -> dict:

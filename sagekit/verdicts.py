@@ -33,6 +33,15 @@ def record(store, key: str, verdict: str) -> None:
     store.tag(key, others + [PREFIX + verdict], replace=True)
 
 
+def tag_causes(store, key: str, causes: Sequence[str]) -> None:
+    """Set the causes a person tagged a stored failure with (the taxonomy tagger's save);
+    its verdict stays."""
+    frame = store.frame()
+    row = frame[frame["key"] == key]
+    kept = [t for t in (row.iloc[0]["tags"] if len(row) else []) if t.startswith(PREFIX)]
+    store.tag(key, kept + [c for c in causes if not c.startswith(PREFIX)], replace=True)
+
+
 def verdict_of(tags: Sequence[str]) -> str | None:
     """The verdict among a cell's tags, or None."""
     return next((t[len(PREFIX):] for t in tags if t.startswith(PREFIX)), None)

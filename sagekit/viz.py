@@ -304,16 +304,19 @@ def token_grids(result, splits: dict, seed: int) -> list:
 
 def tagger(store, keys: Sequence[str], prompts: Sequence[str], taxonomy: Sequence[str]):
     """An ipywidgets box to tag each prompt with causes from ``taxonomy``; "save tags"
-    writes them to the results store. None where ipywidgets is missing."""
+    writes them to the results store (a verdict given in the panel stays). None where
+    ipywidgets is missing."""
     try:
         import ipywidgets as w
     except ImportError:
         return None
+    from .verdicts import tag_causes
+
     rows = []
     for key, prompt in zip(keys, prompts):
         box = w.SelectMultiple(options=list(taxonomy), rows=len(taxonomy), layout=w.Layout(width="260px"))
         button = w.Button(description="save tags")
-        button.on_click(lambda _, key=key, box=box: store.tag(key, box.value))
+        button.on_click(lambda _, key=key, box=box: tag_causes(store, key, box.value))
         rows.append(w.HBox([w.Label(prompt, layout=w.Layout(width="380px")), box, button]))
     return w.VBox(rows)
 

@@ -75,6 +75,29 @@ def test_exported_prompt_failures_load_and_verify(prompt_run, capsys):
     assert out["cases"] == out["still_fail"] == len(found)
 
 
+def test_a_verdict_given_in_the_lab_reaches_the_report_and_the_dataset(prompt_run, tmp_path):
+    """A click in the verdict panel (``verdicts.record``, what the panel's buttons call) and a
+    tag: the next run of the same study reports the agreement, its export carries both."""
+    from sagekit.verdicts import agreement, record, tag_causes
+
+    tmp, run, summary = prompt_run
+    store = ResultStore(tmp / "store")
+    key = summary["findings"]["cases"][0]
+    tag_causes(store, key, ["rare word"])  # the tagger's save, then the panel's click: both stay
+    record(store, key, "judges erred")
+    params = [f"{k}={v!r}" for k, v in summary["parameters"].items() if k in (
+        "n_labels", "max_words", "top_k", "iterations", "eval_seeds", "fail_fraction", "train_seeds", "search_steps",
+        "baseline_prompts", "steps", "guidance", "store_dir")]
+    again = run_study("prompt-failures", params, tmp_path / "reports", timeout=600)
+    said = again["findings"]["agreement"]
+    assert said == agreement(store.frame()) and said["judged"] == 1 and said["people_and_ensemble"]["k"] == 0
+    assert main(["export", str(tmp_path / "reports" / again["html"]), "--to", str(tmp_path / "ds")]) == 0
+    table = read(tmp_path / "ds").set_index("key")
+    assert table.loc[key, "verdict"] == "judges erred" and json.loads(table.loc[key, "tags"]) == ["rare word"]
+    others = table.drop(index=key)
+    assert others["verdict"].isna().all() and (others["tags"] == "[]").all()
+
+
 @pytest.fixture(scope="module")
 def three_cases(toy, tmp_path_factory):
     """A latent case, a token case and a plain prompt case of the toy model, stored and
@@ -178,6 +201,8 @@ HOSTILE = {
     "symlink": (_symlink, True, "symbolic link"),
     "a million seeds": (lambda ds, key: _edit_table(ds, seeds=lambda s: list(range(10**6))), True,
                         "seeds must be 1 to 10000"),
+    "made-up verdict": (lambda ds, key: _edit_table(ds, verdict=lambda v: "<b>trust me</b>"), True,
+                        "verdict '<b>trust me</b>' is none of"),
     "renamed pickle": (_pickle, True, "is not a safetensors file"),
     "huge header": (_huge_header, True, "is not a safetensors file"),
     "wrong shape": (_wrong_shape, True, "holds latent (1, 2, 2)"),

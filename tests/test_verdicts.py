@@ -46,3 +46,19 @@ def test_the_panel_records_a_choice(tmp_path):
     choice = box.children[2].children[2]  # second failure's toggle buttons
     choice.value = "judges erred"
     assert store.frame()["tags"][1] == ["verdict:judges erred"]
+
+
+def test_the_taggers_save_keeps_the_verdict(tmp_path):
+    pytest.importorskip("ipywidgets")
+    from sagekit.viz import tagger
+
+    store, keys = _store(tmp_path, [True, False])
+    verdicts.record(store, keys[0], "model failed")
+    box = tagger(store, keys, ["p0", "p1"], ["rare word", "count"])
+    causes, save = box.children[0].children[1:]
+    causes.value = ("count",)
+    save.click()
+    assert sorted(store.frame()["tags"][0]) == ["count", "verdict:model failed"]
+    causes.value = ()
+    save.click()  # causes cleared, the verdict stays
+    assert store.frame()["tags"][0] == ["verdict:model failed"]
