@@ -5,7 +5,7 @@ whether the *model* failed (the image does not show the prompt), the *judges* er
 (it does), or is unsure. The verdict is a tag ``verdict:<choice>`` on the failure's
 cell in the results store, so it outlives the kernel and a rerun of the report shows
 it; :func:`agreement` then says how often people, the verifier and the search's
-ensemble agree.
+ensemble agree. :func:`tagger` lets them tag causes from a taxonomy beside it.
 """
 
 from __future__ import annotations
@@ -110,3 +110,20 @@ def panel(store, keys: Sequence[str], prompts: Sequence[str], images: torch.Tens
                             w.Label(prompt, layout=w.Layout(width="320px")), choice]))
     return w.VBox([w.HTML("<b>Does each image show its prompt?</b> Your verdict is saved in the results store."),
                    *rows])
+
+
+def tagger(store, keys: Sequence[str], prompts: Sequence[str], taxonomy: Sequence[str]):
+    """An ipywidgets box to tag each prompt with causes from ``taxonomy``; "save tags"
+    writes them to the results store (a verdict given in the panel stays). None where
+    ipywidgets is missing."""
+    try:
+        import ipywidgets as w
+    except ImportError:
+        return None
+    rows = []
+    for key, prompt in zip(keys, prompts):
+        box = w.SelectMultiple(options=list(taxonomy), rows=len(taxonomy), layout=w.Layout(width="260px"))
+        button = w.Button(description="save tags")
+        button.on_click(lambda _, key=key, box=box: tag_causes(store, key, box.value))
+        rows.append(w.HBox([w.Label(prompt, layout=w.Layout(width="380px")), box, button]))
+    return w.VBox(rows)

@@ -302,25 +302,6 @@ def token_grids(result, splits: dict, seed: int) -> list:
     return figs
 
 
-def tagger(store, keys: Sequence[str], prompts: Sequence[str], taxonomy: Sequence[str]):
-    """An ipywidgets box to tag each prompt with causes from ``taxonomy``; "save tags"
-    writes them to the results store (a verdict given in the panel stays). None where
-    ipywidgets is missing."""
-    try:
-        import ipywidgets as w
-    except ImportError:
-        return None
-    from .verdicts import tag_causes
-
-    rows = []
-    for key, prompt in zip(keys, prompts):
-        box = w.SelectMultiple(options=list(taxonomy), rows=len(taxonomy), layout=w.Layout(width="260px"))
-        button = w.Button(description="save tags")
-        button.on_click(lambda _, key=key, box=box: tag_causes(store, key, box.value))
-        rows.append(w.HBox([w.Label(prompt, layout=w.Layout(width="380px")), box, button]))
-    return w.VBox(rows)
-
-
 @plain_text
 def metric_panels(summary: pd.DataFrame, metrics: Sequence[tuple[str, str]]) -> list:
     """One :func:`metric_vs_level` figure per ``(metric, title)``."""

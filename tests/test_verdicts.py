@@ -50,11 +50,9 @@ def test_the_panel_records_a_choice(tmp_path):
 
 def test_the_taggers_save_keeps_the_verdict(tmp_path):
     pytest.importorskip("ipywidgets")
-    from sagekit.viz import tagger
-
     store, keys = _store(tmp_path, [True, False])
     verdicts.record(store, keys[0], "model failed")
-    box = tagger(store, keys, ["p0", "p1"], ["rare word", "count"])
+    box = verdicts.tagger(store, keys, ["p0", "p1"], ["rare word", "count"])
     causes, save = box.children[0].children[1:]
     causes.value = ("count",)
     save.click()
