@@ -25,20 +25,22 @@ def record(store, key: str, verdict: str) -> None:
     """Set the verdict of a stored failure (a former verdict is replaced; other tags stay)."""
     if verdict not in VERDICTS:
         raise ValueError(f"unknown verdict {verdict!r}; one of {', '.join(VERDICTS)}")
+    others = [t for t in _tags(store, key) if not t.startswith(PREFIX)]
+    store.tag(key, others + [PREFIX + verdict], replace=True)
+
+
+def _tags(store, key: str) -> list[str]:
     frame = store.frame()
     row = frame[frame["key"] == key]
     if row.empty:
         raise KeyError(f"no stored cell {key!r}")
-    others = [t for t in row.iloc[0]["tags"] if not t.startswith(PREFIX)]
-    store.tag(key, others + [PREFIX + verdict], replace=True)
+    return list(row.iloc[0]["tags"])
 
 
 def tag_causes(store, key: str, causes: Sequence[str]) -> None:
     """Set the causes a person tagged a stored failure with (the taxonomy tagger's save);
     its verdict stays."""
-    frame = store.frame()
-    row = frame[frame["key"] == key]
-    kept = [t for t in (row.iloc[0]["tags"] if len(row) else []) if t.startswith(PREFIX)]
+    kept = [t for t in _tags(store, key) if t.startswith(PREFIX)]
     store.tag(key, kept + [c for c in causes if not c.startswith(PREFIX)], replace=True)
 
 

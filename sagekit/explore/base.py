@@ -13,7 +13,7 @@ import html
 import io
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
@@ -38,7 +38,6 @@ class Frame:
     row_labels: Sequence[str] = ()
     marks: Sequence[bool | None] = ()
     note: str = ""
-    extra: Any = None  # a table or figure shown under the grid (a DataFrame or matplotlib figure)
 
 
 BORDER = {True: "#2ca02c", False: "#d62728", None: "transparent"}
@@ -78,13 +77,12 @@ class Explorer:
 
             self._grid = w.VBox()
             self._status = w.HTML()
-            self._extra = w.Output()
             self._fill(self.frame)
             for c in self.controls.values():
                 c.observe(self._on_change, names="value")
             header = w.HTML(f"<b>{html.escape(self.title)}</b>")
             self._widget = w.VBox([header, w.HBox(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap")),
-                                   self._grid, self._status, self._extra])
+                                   self._grid, self._status])
             self._widget.add_class("sagekit-explorer")
         return self._widget
 
@@ -124,12 +122,6 @@ class Explorer:
         self._grid.children = rows
         self._status.value = (f"<small>{html.escape(frame.note)}{' · ' if frame.note else ''}"
                               f"redrawn in {self.times[-1]:.2f} s</small>")
-        self._extra.clear_output()
-        if frame.extra is not None:
-            from IPython.display import display
-
-            with self._extra:
-                display(frame.extra)
 
     # ------------------------------------------------------------------ still image
     def still(self):

@@ -35,11 +35,14 @@ def level_range(shift: str, levels: Sequence, latent_hw: int) -> tuple[float, fl
 def judge_lines(judge, images: torch.Tensor, labels: Sequence[str]) -> tuple[list[list[str]], list[bool]]:
     """Per image, a line per judge (``name: top-1 (p)``; an ensemble's members each, then
     the ensemble) and whether the (ensemble) judge's top-1 is the image's label."""
-    probs = judge(images.to(judge.device)).cpu()
-    named = [(judge.name, probs)]
-    if isinstance(judge, Ensemble):
-        per = judge.per_judge(images.to(judge.device)).cpu()
-        named = [(j.name, p) for j, p in zip(judge.judges, per)] + named
+    images = images.to(judge.device)
+    if isinstance(judge, Ensemble):  # each member once; the ensemble's mean from theirs
+        per = judge.per_judge(images)
+        probs = judge.combine(per).cpu()
+        named = [(j.name, p) for j, p in zip(judge.judges, per.cpu())] + [(judge.name, probs)]
+    else:
+        probs = judge(images).cpu()
+        named = [(judge.name, probs)]
     lines, right = [], []
     for i, label in enumerate(labels):
         lines.append([f"{name}: {judge.labels[int(p[i].argmax())]} ({float(p[i].max()):.2f})" for name, p in named])
@@ -100,6 +103,7 @@ def explorer(generators: dict, judge, clip, labels: Sequence[str], shift_grid: d
         if name == "shift":  # a new shift type brings its own level range
             bounds = slider_for(controls["shift"].value)
             slider = controls["level"]
+            # widen first, then narrow: the slider refuses a min above its value or a max below it
             slider.min, slider.max = min(bounds["min"], slider.min), max(bounds["max"], slider.max)
             slider.step, slider.value = bounds["step"], bounds["value"]
             slider.min, slider.max = bounds["min"], bounds["max"]

@@ -167,8 +167,12 @@ class Ensemble(Judge):
         """Probabilities of every judge: ``(J, B, K)``."""
         return torch.stack([j(images) for j in self.judges])
 
+    def combine(self, per_judge: torch.Tensor) -> torch.Tensor:
+        """The ensemble's probabilities ``(B, K)`` from its judges' ``(J, B, K)``."""
+        return torch.einsum("j,jbk->bk", self.weights.to(per_judge.device), per_judge)
+
     def forward(self, images):
-        return torch.einsum("j,jbk->bk", self.weights.to(images.device), self.per_judge(images))
+        return self.combine(self.per_judge(images))
 
     def logits(self, images):
         return self(images).clamp_min(1e-12).log()
