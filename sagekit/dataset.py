@@ -349,7 +349,7 @@ def verify(folder: str | Path, model: str, judge: str | None = None, device: str
     recorded and the new failure rates and whether it ``still_fails`` (new judge rate >=
     ``fail_fraction``), ``verifier_still`` likewise, and ``same_revision`` (the weights
     are the ones it was found on)."""
-    from tqdm.auto import tqdm
+    from .progress import bar as progress_bar
 
     from .models.registry import load_ensemble, load_generator, load_judge
     from .search import goal_from_spec
@@ -365,7 +365,7 @@ def verify(folder: str | Path, model: str, judge: str | None = None, device: str
         return ensembles[spec]
 
     out = []
-    for _, c in tqdm(cases.iterrows(), total=len(cases), desc="verify", disable=not progress, leave=False):
+    for _, c in progress_bar(cases.iterrows(), total=len(cases), desc="verify", progress=progress):
         tensors = _case_tensors(folder, c, gen)
         seeds = [int(s) for s in c["seeds"]]
         token = c["token"] if isinstance(c["token"], str) else None

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .markup import clean_html
+from .progress import REPORT_ENV
 from .stats import rate_text
 from .studies import Study, get_study
 from .studies.defaults import is_auto, resolve
@@ -43,7 +44,7 @@ from .studies.parameters import ListOf, ParameterError, nearest_existing, unwrit
 from .studies.validation import validate
 
 KERNEL_NAME = "sagekit-py311"
-FINDINGS_ENV = "SAGEKIT_FINDINGS"
+FINDINGS_ENV = REPORT_ENV  # where the study's findings go; set: a static report is being written
 VERSIONED = ("sagekit", "torch", "diffusers", "transformers", "timm", "open_clip_torch", "papermill")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 RUN_PREFIX = "sagekit-run-"
@@ -366,8 +367,10 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
         raise ParameterError(f"--out: {problem}")
     if timeout < 0:
         raise ParameterError(f"--timeout must be 0 (no limit) or a number of seconds, got {timeout}")
+    hooks = {}
     if announce:
         announce(f"{study.id}: about {images:,} image{'' if images == 1 else 's'}; report into {out}")
+        hooks["on_cell_start"] = _phase_announcer(study, announce)
     stamp = _timestamp()
     with run_folder() as tmp:
         findings_path = tmp / "findings.json"
@@ -378,7 +381,7 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
             pm.execute_notebook(
                 str(study.path), str(executed), parameters=params, kernel_name=ensure_kernel(),
                 execution_timeout=timeout or None, log_output=log_output, progress_bar=False,
-                cwd=str(study.path.parent), kernel_manager_class=_kernel_manager_class(tmp),
+                cwd=str(study.path.parent), kernel_manager_class=_kernel_manager_class(tmp), **hooks,
             )
         except Exception as e:  # the notebook's error, a dead kernel or a cell timeout
             raise _failure(study, e, executed) from None
@@ -408,6 +411,38 @@ def run_study(study_id: str, assignments: list[str] | None = None, out_dir: str 
                                    "only what is missing") from None
     write_index(out)
     return summary
+
+
+def phases(notebook: dict) -> dict[str, str]:
+    """A study notebook's phases: the id of the first code cell under each Markdown heading
+    -> that heading's text (under the notebook's title: "loading the models")."""
+    out, heading = {}, None
+    for i, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] == "markdown":
+            lines = [line for line in "".join(cell["source"]).splitlines() if line.startswith("#")]
+            if lines:
+                title = lines[0].startswith("# ")
+                heading = "loading the models" if title else lines[0].lstrip("#").strip()
+        elif cell["cell_type"] == "code" and heading is not None:
+            out[cell.get("id", str(i))] = heading
+            heading = None
+    return out
+
+
+def _phase_announcer(study: Study, announce):
+    """papermill's ``on_cell_start`` hook: one line per phase of ``study``'s notebook, with
+    the minutes and seconds since the run began (the report itself shows no bars)."""
+    names = phases(json.loads(study.path.read_text()))
+    order = {cid: i + 1 for i, cid in enumerate(names)}
+    t0 = time.perf_counter()
+
+    def hook(cell, cell_index, **_):
+        cid = cell.get("id")
+        if cid in names:
+            m, s = divmod(int(time.perf_counter() - t0), 60)
+            announce(f"{study.id} [{m}:{s:02d}] {order[cid]}/{len(names)} {names[cid]}")
+
+    return hook
 
 
 def _short_of_space(out: Path) -> str | None:

@@ -28,6 +28,7 @@ STREAMS: dict[str, tuple[int, str]] = {
     "reference": (6, "ordinary images a found image's realism is ranked against (latent searches)"),
     "bias-probe": (7, "the toy-world report's bias probes"),
     "word-probe": (8, "the toy-world report's word probe"),
+    "explore": (9, "fresh images an explorer draws in JupyterLab (a person's look; never counted in a report)"),
 }
 __doc__ += "\n".join(f"- ``{name}`` ({i}): {what}" for name, (i, what) in STREAMS.items()) + "\n"
 

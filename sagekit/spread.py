@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from tqdm.auto import tqdm
+from .progress import bar as progress_bar
 
 from .executors import LocalExecutor, Processor, resolve
 
@@ -148,7 +148,7 @@ def gather(task: Task, models: Models, items: list, settings: dict | None = None
     settings = {**(settings or {}), "progress": progress and not remote}
     order = {id(t): i for i, t in enumerate(tasks)}
     results: dict[int, Any] = {}
-    with tqdm(total=len(tasks), desc=desc, disable=not progress or len(tasks) == 1, leave=False) as bar:
+    with progress_bar(total=len(tasks), desc=desc, progress=progress and len(tasks) > 1) as bar:
         for t, result in spread(task, models, tasks, settings, executor):
             results[order[id(t)]] = result
             bar.update()

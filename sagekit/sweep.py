@@ -20,7 +20,7 @@ from typing import Sequence
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from .progress import bar as progress_bar
 
 from .spread import Models, Task, spread
 from .store import ResultStore, cell_key, to_uint8
@@ -64,7 +64,7 @@ def run_sweep(study: str, cells: list[dict], store: ResultStore, task: Task, bat
     unique = dict(zip(keys, cells))
     done = store.done(unique, with_images=keep_images)
     todo = [c for k, c in unique.items() if k not in done]
-    bar = tqdm(total=len(todo), desc=study, disable=not progress, unit="cell", leave=False)
+    bar = progress_bar(total=len(todo), desc=study, progress=progress, unit="cell")
     with BatchWriter(store, study, bar, queue) as writer:
         for batch, (metrics, images) in spread(task, models or Models(), plan_batches(todo, batch_size, group_by),
                                                settings, executor):

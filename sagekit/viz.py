@@ -8,6 +8,7 @@ draws under :func:`plain_text`.
 from __future__ import annotations
 
 import functools
+import textwrap
 from typing import Sequence
 
 import matplotlib
@@ -104,8 +105,11 @@ def captioned_grid(images: torch.Tensor, captions: Sequence[str], ncol: int, row
     :func:`grid_array`); returns the figure."""
     n = images.shape[0]
     rows = (n + ncol - 1) // ncol
-    lines = max((str(c).count("\n") + 1 for c in captions), default=1)
-    fig, axes = plt.subplots(rows, ncol, figsize=(1.9 * ncol + 0.6, rows * (1.9 + 0.16 * lines) + 0.5), squeeze=False)
+    texts = [str(c).split("\n") for c in captions] or [[""]]
+    lines = max(len(t) for t in texts)
+    width = max(1.9, 0.058 * max(len(line) for t in texts for line in t))  # 7-point text, about 0.058 inch a character
+    fig, axes = plt.subplots(rows, ncol, figsize=(width * ncol + 0.6, rows * (1.9 + 0.16 * lines) + 0.7),
+                             squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -121,11 +125,10 @@ def captioned_grid(images: torch.Tensor, captions: Sequence[str], ncol: int, row
         ax.set_xlabel(str(captions[i]) if i < len(captions) else "", fontsize=7)
         if i % ncol == 0 and i // ncol < len(row_labels):
             ax.set_ylabel(row_labels[i // ncol], fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    if note:
-        fig.text(0.5, 0.0, note, ha="center", va="bottom", fontsize=7)
-    fig.tight_layout()
+    if title or note:  # the note under the title, wrapped to the grid's width (the layout keeps both clear)
+        lines = [title] if title else []
+        lines += [textwrap.fill(note, max(40, int((width * ncol + 0.6) / 0.075)))] if note else []
+        fig.suptitle("\n".join(lines), fontsize=9)
     return fig
 
 

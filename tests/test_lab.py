@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import nbformat
 import pytest
@@ -61,16 +62,17 @@ def test_stopping_sagekit_lab_stops_its_server(tmp_path, sig, rc):
     assert port_problem(port) is None  # the server is gone with it
 
 
-def small_copy(study: str, folder, store):
+def small_copy(study: str, folder, store, **overrides):
     """The study's notebook as a teacher would set it for a short class: its declared
-    small values written into the parameters cell of the working copy."""
+    small values (and ``overrides``) written into the parameters cell of the working copy."""
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
     from sagekit.studies.parameters import Folder
 
     schema = STUDIES[study].schema
-    values = {**schema.small(), **{n: str(store) for n, p in schema.params.items() if isinstance(p.rule, Folder)}}
+    values = {**schema.small(), **{n: str(store) for n, p in schema.params.items() if isinstance(p.rule, Folder)},
+              **overrides}
     nb = parameterize_notebook(load_notebook_node(str(STUDIES[study].path)), values)
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, folder / STUDIES[study].notebook)
@@ -96,46 +98,88 @@ def idle(page, timeout: int = 300_000) -> None:
     page.locator(".jp-StatusBar-TextItem", has_text="| Idle").first.wait_for(timeout=timeout)
 
 
-def test_a_student_moves_the_shift_level_in_jupyterlab(tmp_path):
+@contextmanager
+def explorer_in_lab(tmp_path, study: str, **overrides):
+    """A working copy of ``study``'s notebook with its small values (and ``overrides``) in
+    ``sagekit lab``, opened in Chromium and run whole, as a person would: yields the page and
+    its explorer (the last cell) once the kernel is idle, for a widget's change reaches the
+    kernel only when no cell runs."""
     require_chromium()
     if os.environ.get("SAGEKIT_REQUIRE_BROWSER") == "1":
         import playwright  # noqa: F401  (installed by make install: a missing one fails here)
     sync_api = pytest.importorskip("playwright.sync_api")
     folder = tmp_path / "lab"
-    small_copy("seed-shifts", folder, tmp_path / "store")
+    small_copy(study, folder, tmp_path / "store", **overrides)
     lab = start(folder)
     try:
         with sync_api.sync_playwright() as p:
             b = browser(p)
             page = b.new_page(viewport={"width": 1400, "height": 1000})
-            run_all(page, "05_seed_shifts.ipynb", lab.url)
+            run_all(page, STUDIES[study].notebook, lab.url)
             explorer = page.locator(".sagekit-explorer")
             explorer.wait_for(timeout=900_000)
-            # the explorer is the last cell; a widget's change reaches the kernel once no cell runs
             idle(page)
-            explorer.scroll_into_view_if_needed()
-            status = explorer.locator("text=redrawn in")
-            assert status.count() == 1
-            shifted = explorer.locator(".sagekit-explorer-image").nth(3)  # the first shifted image (3 labels)
-            unshifted = explorer.locator(".sagekit-explorer-image").nth(0)
-            before, base = shifted.screenshot(), unshifted.screenshot()
-            page.screenshot(path=str(tmp_path / "seed-shift-explorer.png"), full_page=False)
-            readout = explorer.locator(".widget-hslider .widget-readout")
-            assert readout.inner_text().strip() == "0.20"  # the small grid's last UMS level
-            readout.click()
-            page.keyboard.press("Control+A")
-            page.keyboard.type("-0.30")
-            page.keyboard.press("Enter")
-            explorer.locator("b", has_text="UMS -0.30").wait_for(timeout=120_000)
-            page.wait_for_function("document.querySelector('.sagekit-explorer').innerText.includes('redrawn')")
-            after = shifted.screenshot()
-            page.screenshot(path=str(tmp_path / "seed-shift-explorer-moved.png"), full_page=False)
-            assert after != before and unshifted.screenshot() == base
+            yield page, explorer
             b.close()
     finally:
         lab.stop()
+
+
+def test_a_student_moves_the_shift_level_in_jupyterlab(tmp_path):
+    with explorer_in_lab(tmp_path, "seed-shifts") as (page, explorer):
+        explorer.scroll_into_view_if_needed()
+        status = explorer.locator("text=redrawn in")
+        assert status.count() == 1
+        shifted = explorer.locator(".sagekit-explorer-image").nth(3)  # the first shifted image (3 labels)
+        unshifted = explorer.locator(".sagekit-explorer-image").nth(0)
+        before, base = shifted.screenshot(), unshifted.screenshot()
+        page.screenshot(path=str(tmp_path / "seed-shift-explorer.png"), full_page=False)
+        readout = explorer.locator(".widget-hslider .widget-readout")
+        assert readout.inner_text().strip() == "0.20"  # the small grid's last UMS level
+        readout.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("-0.30")
+        page.keyboard.press("Enter")
+        explorer.locator("b", has_text="UMS -0.30").wait_for(timeout=120_000)
+        page.wait_for_function("document.querySelector('.sagekit-explorer').innerText.includes('redrawn')")
+        after = shifted.screenshot()
+        page.screenshot(path=str(tmp_path / "seed-shift-explorer-moved.png"), full_page=False)
+        assert after != before and unshifted.screenshot() == base
     with pytest.raises(LabError, match="is in use"):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             s.listen()
-            start(folder, port=s.getsockname()[1])
+            start(tmp_path / "lab", port=s.getsockname()[1])
+
+
+def test_a_verdict_clicked_in_jupyterlab_reaches_the_store_and_the_explorer(tmp_path):
+    """The prompt-failure notebook in JupyterLab: a click on "judges erred" in the verdict
+    panel writes that verdict on the failure's row of the results store, and the
+    prompt explorer (which opens on the same first failure) shows it after a redraw."""
+    from sagekit.store import ResultStore
+
+    # the settings of test_dataset's run that finds failures (unguided, 12 labels, half the seeds must fail)
+    with explorer_in_lab(tmp_path, "prompt-failures", n_labels=12, max_words=1, top_k=3, iterations=2, eval_seeds=4,
+                         fail_fraction=0.5, train_seeds=1, search_steps=3, baseline_prompts=1, steps=10,
+                         guidance=1.0) as (page, explorer):
+        panel = page.locator(".widget-vbox", has_text="Does each image show its prompt?").last
+        first = panel.locator(".widget-toggle-buttons").first
+        first.scroll_into_view_if_needed()
+        first.locator("button", has_text="judges erred").click()
+        page.screenshot(path=str(tmp_path / "verdict-panel.png"), full_page=False)
+        store = ResultStore(tmp_path / "store")
+        for _ in range(60):  # the kernel writes it as soon as it hears the click
+            frame = store.frame("prompt-failures")
+            said = frame[frame["tags"].map(lambda t: "verdict:judges erred" in t)]
+            if len(said):
+                break
+            page.wait_for_timeout(500)
+        assert len(said) == 1 and said.iloc[0]["tags"] == ["verdict:judges erred"]
+        assert said.iloc[0]["key"] == frame.iloc[0]["key"]  # the panel's first row is the store's first failure
+        explorer.scroll_into_view_if_needed()
+        draw = explorer.locator("input[type=number]")
+        draw.fill("1")
+        draw.press("Enter")
+        page.wait_for_function("document.querySelector('.sagekit-explorer').innerText"
+                               ".includes(\"people's verdict: judges erred\")", timeout=120_000)
+        page.screenshot(path=str(tmp_path / "prompt-explorer.png"), full_page=False)

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from sagekit.toy.names import TOY_SAMPLING
-from sagekit.report import run_study
+from sagekit.report import phases, run_study
 from sagekit.studies import STUDIES
 
 
@@ -77,7 +77,14 @@ def test_notebooks_hold_no_logic():
 
 @pytest.mark.parametrize("study", sorted(STUDIES))
 def test_study_report(study, tmp_path):
-    summary = run_study(study, small(study, tmp_path), tmp_path, timeout=900)
+    said = []
+    summary = run_study(study, small(study, tmp_path), tmp_path, timeout=900, announce=said.append)
+    # the CLI's lines: the run's size, then one per phase of the notebook, in order
+    names = list(phases(json.loads(STUDIES[study].path.read_text())).values())
+    assert said[0].startswith(f"{study}: about ") and len(said) == 1 + len(names)
+    assert [line.split("] ", 1)[1] for line in said[1:]] == [f"{i}/{len(names)} {n}" for i, n in
+                                                             enumerate(names, 1)]
+    assert names[0] == "loading the models" and all(line.startswith(f"{study} [") for line in said[1:])
     html = (tmp_path / summary["html"]).read_text()
     assert (tmp_path / summary["notebook"]).is_file()
     # strict JSON: NaN (e.g. no poisoned concept at k = 0) is written as null, which every parser reads
@@ -86,6 +93,10 @@ def test_study_report(study, tmp_path):
     assert saved["findings"] and saved["versions"]["torch"] and saved["wall_seconds"] > 0
     executed = nbformat.read(tmp_path / summary["notebook"], as_version=4)
     assert not [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    # no progress bar in a static report (tqdm's "  0%|" in a widget's text or a stream)
+    shown = [o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for c in executed.cells
+             for o in c.get("outputs", [])]
+    assert not [t for t in shown if re.search(r"\d+%\|", t)]
     assert "import " not in re.sub(r"<[^>]+>", "", html)  # input cells are not rendered
     # plots are embedded in the page
     assert html.count("data:image/png;base64") >= (3 if study in ("toy-world", "seed-shifts") else 1)

@@ -4,11 +4,12 @@
 # cut off (`unshare -n`; loopback stays, for the Jupyter kernels and Ray) when it can be.
 # Prints each step's minutes and a same-run speed reference (`sagekit bench sweep`'s
 # stock-batched images/s). Takes about 1.5 h on 2 cores.
-#   tools/prove_python.sh /path/to/python3.x [work folder, default /tmp/sagekit-prove-3.x]
+#   tools/prove_python.sh /path/to/python3.x [work folder, default /tmp/sagekit-prove-3.x] [steps, default "demo test"]
 set -euo pipefail
 PYTHON=${1:?usage: tools/prove_python.sh /path/to/python3.x [work folder]}
 version=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 work=${2:-/tmp/sagekit-prove-$version}
+steps=${3:-demo test}  # make install always runs
 repo=$(cd "$(dirname "$0")/.." && pwd)
 rm -rf "$work" && git clone -q "$repo" "$work" && cd "$work"
 export PYTHON SAGEKIT_REQUIRE_BROWSER=1 HF_HUB_OFFLINE=1
@@ -22,7 +23,8 @@ bench() { .venv/bin/sagekit bench sweep --json 2>/dev/null | tail -1 | "$PYTHON"
 echo "Python $version ($PYTHON), $(git rev-parse --short HEAD), $work"
 step install make install
 bench
-step demo make demo
+case " $steps " in *" demo "*) step demo make demo ;; esac
+case " $steps " in *" test "*) ;; *) bench; exit 0 ;; esac
 if unshare -n true 2>/dev/null; then
   step test unshare -n sh -c 'ip link set lo up && make test'
 else

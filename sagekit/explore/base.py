@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import html
 import io
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 
-from ..report import FINDINGS_ENV
-
-
-def in_report() -> bool:
-    """True inside ``sagekit run``'s kernel (a static report is being written)."""
-    return FINDINGS_ENV in os.environ
+from ..models.judges import Ensemble
+from ..progress import in_report
 
 
 @dataclass
@@ -38,6 +33,28 @@ class Frame:
     row_labels: Sequence[str] = ()
     marks: Sequence[bool | None] = ()
     note: str = ""
+
+
+def judge_lines(judge, images: torch.Tensor, labels: Sequence[str | None]
+                ) -> tuple[list[list[str]], list[bool | None], torch.Tensor]:
+    """Per image ``(N, 3, H, W)``, a line per judge (``name: top-1 (p)``; an ensemble's
+    members each, then the ensemble), whether the (ensemble) judge's top-1 is the image's
+    label (None where the label is None), and the (ensemble) judge's probabilities
+    ``(N, K)`` on the CPU."""
+    images = images.to(judge.device)
+    if isinstance(judge, Ensemble):  # each member once; the ensemble's mean from theirs
+        per = judge.per_judge(images)
+        probs = judge.combine(per).cpu()
+        named = [(j.name, p) for j, p in zip(judge.judges, per.cpu())]
+        named += [(judge.name, probs)] if len(named) > 1 else []  # an ensemble of one: its member's line
+    else:
+        probs = judge(images).cpu()
+        named = [(judge.name, probs)]
+    lines, right = [], []
+    for i, label in enumerate(labels):
+        lines.append([f"{name}: {judge.labels[int(p[i].argmax())]} ({float(p[i].max()):.2f})" for name, p in named])
+        right.append(None if label is None else judge.labels[int(probs[i].argmax())] == label)
+    return lines, right, probs
 
 
 BORDER = {True: "#2ca02c", False: "#d62728", None: "transparent"}
@@ -112,7 +129,7 @@ class Explorer:
                               layout=w.Layout(border=f"3px solid {BORDER[mark]}", width=f"{self.size + 6}px"))
             picture.add_class("sagekit-explorer-image")
             text = w.HTML(f'<div style="font-size:11px;line-height:1.3">{caption}</div>',
-                          layout=w.Layout(width=f"{self.size + 48}px"))
+                          layout=w.Layout(width=f"{max(self.size + 48, 220)}px"))  # a judge line unbroken
             cells.append(w.VBox([picture, text]))
         rows = []
         for r in range(0, len(cells), frame.ncol):

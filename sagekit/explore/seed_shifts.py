@@ -9,9 +9,8 @@ from typing import Sequence
 
 import torch
 
-from ..models.judges import Ensemble
 from ..studies import seed_shifts as ss
-from .base import Explorer, Frame
+from .base import Explorer, Frame, judge_lines
 
 # a slider reaches this far past the grid's own levels (the grid's range times this)
 REACH = 1.5
@@ -30,24 +29,6 @@ def level_range(shift: str, levels: Sequence, latent_hw: int) -> tuple[float, fl
     if hi <= lo:
         hi = lo + 1.0
     return lo, hi, (hi - lo) / 40
-
-
-def judge_lines(judge, images: torch.Tensor, labels: Sequence[str]) -> tuple[list[list[str]], list[bool]]:
-    """Per image, a line per judge (``name: top-1 (p)``; an ensemble's members each, then
-    the ensemble) and whether the (ensemble) judge's top-1 is the image's label."""
-    images = images.to(judge.device)
-    if isinstance(judge, Ensemble):  # each member once; the ensemble's mean from theirs
-        per = judge.per_judge(images)
-        probs = judge.combine(per).cpu()
-        named = [(j.name, p) for j, p in zip(judge.judges, per.cpu())] + [(judge.name, probs)]
-    else:
-        probs = judge(images).cpu()
-        named = [(judge.name, probs)]
-    lines, right = [], []
-    for i, label in enumerate(labels):
-        lines.append([f"{name}: {judge.labels[int(p[i].argmax())]} ({float(p[i].max()):.2f})" for name, p in named])
-        right.append(judge.labels[int(probs[i].argmax())] == label)
-    return lines, right
 
 
 def explorer(generators: dict, judge, clip, labels: Sequence[str], shift_grid: dict, plan, seed: int,
@@ -85,7 +66,7 @@ def explorer(generators: dict, judge, clip, labels: Sequence[str], shift_grid: d
                                [plan.first_scale[model]], plan.steps[model], judge.name, clip.name)
         cells = [c for c in cells if c["shift"] == shift]
         images = ss.draw(gen, cells)
-        lines, right = judge_lines(judge, images, labels)
+        lines, right, _ = judge_lines(judge, images, labels)
         scores = clip(images.to(clip.embedder.device), [c["prompt"] for c in cells]).cpu()
         captions = ["\n".join([label, *ls, f"CLIP {float(s):.3f}"]) for label, ls, s in zip(labels, lines, scores)]
         return images.cpu(), captions, right

@@ -33,7 +33,7 @@ import torch
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
                        PNDMScheduler)
 from torch.utils.checkpoint import checkpoint
-from tqdm.auto import tqdm
+from ..progress import bar as progress_bar
 
 SCHEDULERS = {
     "ddim": DDIMScheduler,
@@ -539,7 +539,7 @@ class Generator:
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         out = []
         rng = range(0, len(prompts), batch_size)
-        for i in tqdm(rng, desc=f"generate {self.name}", disable=not show_progress, leave=False):
+        for i in progress_bar(rng, desc=f"generate {self.name}", progress=show_progress):
             p, s = list(prompts[i:i + batch_size]), list(seeds[i:i + batch_size])
             z = self.initial_noise(s) if noise is None else noise[i:i + batch_size]
             lat = self.denoise(z, self.encode_prompts(p), guidance, steps, scheduler, seeds=s)

@@ -30,7 +30,7 @@ def lora_fine_tuned(gen: Generator, images: torch.Tensor, captions: Sequence[str
     (uint8 images ``(N, 3, H, W)`` at the model's resolution, captions). ``gen`` is left
     as it was. Batches and noise come from ``seed`` (CPU generator): reproducible."""
     from peft import LoraConfig
-    from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
     if rank < 1:
         raise ValueError(f"LoRA rank must be at least 1, got {rank}")
@@ -55,7 +55,7 @@ def lora_fine_tuned(gen: Generator, images: torch.Tensor, captions: Sequence[str
     g = torch.Generator().manual_seed(seed)
     dev = tuned.device
     tuned.denoiser.train()
-    for _ in tqdm(range(steps), desc=f"LoRA r={rank}", disable=not progress, leave=False):
+    for _ in progress_bar(range(steps), desc=f"LoRA r={rank}", progress=progress):
         idx = torch.randint(0, len(x0), (min(batch_size, len(x0)),), generator=g)
         loss = tuned.denoising_loss(x0[idx].to(dev, torch.float32), cond[idx].to(dev), g)
         opt.zero_grad(set_to_none=True)

@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from ..progress import bar as progress_bar
 
 from ..store import cell_key
 
@@ -133,8 +133,7 @@ def signed_descent(objective: Objective, transformations: dict[str, Transformati
         saved.values = {k: v.to(state.values[k].device, state.values[k].dtype) for k, v in saved.values.items()}
         state = saved
     values = state.values
-    bar = tqdm(total=iterations, initial=min(state.iteration, iterations), desc=desc, disable=not progress,
-               leave=False)
+    bar = progress_bar(total=iterations, initial=min(state.iteration, iterations), desc=desc, progress=progress)
     while True:
         t0 = time.perf_counter()
         it, last = state.iteration, state.iteration >= iterations

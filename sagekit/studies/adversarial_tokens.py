@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from ..progress import bar as progress_bar
 
 from ..models.generator import Generator
 from ..models.judges import Ensemble
@@ -157,7 +157,7 @@ def _learn_token_by_denoising(gen: Generator, goal: TargetGoal, target_label: st
     token = _token_rows(gen, cfg)
     emb = token.mean.clone().to(gen.device).requires_grad_(True)
     opt = torch.optim.Adam([emb], lr=cfg.lr)
-    bar = tqdm(range(cfg.iterations), disable=not progress, leave=False, desc="adversarial token (denoise)")
+    bar = progress_bar(range(cfg.iterations), progress=progress, desc="adversarial token (denoise)")
     for _ in bar:
         pick = torch.randint(len(train_prompts), (cfg.batch,), generator=g).tolist()
         x = x0[torch.randint(len(x0), (cfg.batch,), generator=g)]

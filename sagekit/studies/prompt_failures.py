@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from ..progress import bar as progress_bar
 
 from ..models.generator import Generator
 from ..models.judges import Ensemble
@@ -379,7 +379,7 @@ def search_prompts(gen: Generator, goal: RobustGoal, lm, lm_tokenizer, labels: l
     out = [{"label": l, "prompt": p, "words": [], "base_failure_rate": r, "failure_rate": r,
             "verifier_failure_rate": v, "images": im} for l, p, r, v, im in zip(labels, prompts, rates, vrates, images)]
     carried: dict[int, torch.Tensor] = {}  # a label's optimised [y]: where its next [x] starts
-    bar = tqdm(range(cfg.max_words), desc="prompt search (words)", disable=not progress, leave=False)
+    bar = progress_bar(range(cfg.max_words), desc="prompt search (words)", progress=progress)
     for w in bar:
         active = [i for i, r in enumerate(out) if not (r["words"] and r["failure_rate"] >= cfg.fail_fraction)]
         cands = {i: lm_candidates(lm, lm_tokenizer, out[i]["prompt"], cfg.top_k,

@@ -6,7 +6,7 @@ import math
 import time
 
 import torch
-from tqdm.auto import tqdm
+from ...progress import bar
 
 
 def seeded_batches(n: int, batch_size: int, steps: int, seed: int):
@@ -32,7 +32,7 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: int = 50
 
 def progress(steps: int, desc: str, start: int = 0):
     """Steps ``start .. steps - 1`` under a progress bar (``start`` > 0: a resumed run)."""
-    return tqdm(range(start, steps), desc=desc, initial=start, total=steps, mininterval=5.0, leave=False)
+    return bar(range(start, steps), desc=desc, initial=start, total=steps, mininterval=5.0)
 
 
 class Timer:
