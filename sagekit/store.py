@@ -205,6 +205,13 @@ class ResultStore:
             con.executemany("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)", [(key, t) for t in tags])
 
     # ------------------------------------------------------------------ reading
+    def tags(self, key: str) -> list[str]:
+        """The tags of one stored cell (sorted); ``KeyError`` when there is no such cell."""
+        with self._connect() as con:
+            if con.execute("SELECT 1 FROM results WHERE key = ?", (key,)).fetchone() is None:
+                raise KeyError(f"no stored cell {key!r}")
+            return [t for (t,) in con.execute("SELECT tag FROM tags WHERE key = ? ORDER BY tag", (key,))]
+
     def done(self, keys: Iterable[str] | None = None, with_images: bool = False) -> set[str]:
         """The stored keys (of ``keys``, if given); ``with_images``: only those whose PNG is
         still there (a cell whose image was deleted is drawn again, not reused without it)."""

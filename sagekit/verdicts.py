@@ -30,11 +30,7 @@ def record(store, key: str, verdict: str) -> None:
 
 
 def _tags(store, key: str) -> list[str]:
-    frame = store.frame()
-    row = frame[frame["key"] == key]
-    if row.empty:
-        raise KeyError(f"no stored cell {key!r}")
-    return list(row.iloc[0]["tags"])
+    return store.tags(key)
 
 
 def tag_causes(store, key: str, causes: Sequence[str]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from ..seeds import seeds as seed_stream
+from ..studies.prompt_failures import PROMPT
 from ..verdicts import verdict_of
 from .base import Explorer, Frame, judge_lines
 
@@ -25,7 +26,7 @@ def explorer(gen, goal, verifier, result, cfg, seed: int = 0, store=None, keys: 
     found = dict(zip(table["prompt"], table["label"]))
     failing = [p for p, f in zip(table["prompt"], table["failure"]) if f]
     ensemble = goal.ensemble
-    start = (failing or list(found) or [f"A photo of a {ensemble.labels[0]}"])[0]
+    start = (failing or list(found) or [PROMPT.format(label=ensemble.labels[0])])[0]
     controls = {
         "prompt": w.Combobox(value=start, options=list(found), description="prompt", ensure_option=False,
                              continuous_update=False, layout=w.Layout(width="420px")),
@@ -51,10 +52,7 @@ def explorer(gen, goal, verifier, result, cfg, seed: int = 0, store=None, keys: 
             row = table[table["prompt"] == prompt].iloc[0]
             note += f"; the search's rate on its own fresh seeds {row['failure_rate']:.2f}"
         if store is not None and keys and prompt in keys:
-            frame = store.frame()
-            tags = frame.loc[frame["key"] == keys[prompt], "tags"]
-            said = verdict_of(tags.iloc[0]) if len(tags) else None
-            note += f"; people's verdict: {said or 'none yet'}"
+            note += f"; people's verdict: {verdict_of(store.tags(keys[prompt])) or 'none yet'}"
         return Frame(images, captions, ncol=shown, row_labels=[label], marks=[not f for f in failed], note=note)
 
     def adjust(name: str, controls: dict) -> None:

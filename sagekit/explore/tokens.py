@@ -31,7 +31,7 @@ def explorer(gen, judge, result, seeds: list[int], guidance: float | None = None
         "strength": w.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, description="strength",
                                   continuous_update=False, readout_format=".2f"),
     }
-    plain: dict[str, tuple[torch.Tensor, list[str]]] = {}
+    plain: dict[tuple[str, str], tuple[torch.Tensor, list[str], list[bool]]] = {}  # (prompt, target) -> its row
     z = gen.initial_noise(seeds).to(gen.device, gen.dtype)
 
     def drawn(embeddings, target: str) -> tuple[torch.Tensor, list[str], list[bool | None]]:

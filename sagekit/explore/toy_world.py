@@ -11,10 +11,12 @@ import numpy as np
 import torch
 
 from ..seeds import seed_of
-from ..toy.attributes import RELATIONS
+from ..toy.attributes import ATTRIBUTE_JUDGES as ATTRIBUTE_KINDS
+from ..toy.attributes import JUDGE_LABELS, attribute_targets
+from ..toy.attributes import OBJECT_JUDGES as OBJECT_KINDS
 from ..toy.grammar import describe, objects_named
 from ..toy.names import OBJECT_JUDGES, TOY_ATTRIBUTE_JUDGES
-from ..toy.scenes import BACKGROUNDS, COUNTS, LABELS, Scene, render
+from ..toy.scenes import LABELS, Scene, render
 from ..toy.world import KINDS, WorldConfig, sample_scene
 from .base import Explorer, Frame
 
@@ -23,14 +25,15 @@ ANY = "as the world mixes them"
 
 def truth(scene: Scene) -> dict[str, set[str]]:
     """What each toy judge (name without ``toy-``) should say of a procedural ``scene``: a
-    set of right answers, empty where the judge's attribute does not apply."""
+    set of right answers (the judges' training targets), empty where the judge's attribute
+    does not apply."""
+    targets = attribute_targets([scene])
     objects = {LABELS[t.label] for t in scene.things}
-    relation = (RELATIONS[scene.things[0].label + (0 if scene.axis == "horizontal" else len(LABELS))]
-                if scene.kind == "two" else None)
-    return {**{j: objects for j in ("resnet", "mobilenet", "edge")},
-            "count": {COUNTS[scene.count]}, "background": {list(BACKGROUNDS)[scene.background]},
-            "position": {scene.position} if scene.kind == "one" else set(),
-            "relation": {relation} if relation else set(), "realism": {"real"}}
+    out = {**{j: objects for j in OBJECT_KINDS}, "realism": {"real"}}
+    for kind in ATTRIBUTE_KINDS:
+        index = int(targets[kind][0])
+        out[kind] = {JUDGE_LABELS[kind][index]} if index >= 0 else set()
+    return out
 
 
 def explorer(models, seed: int = 0, device: str = "cpu") -> Explorer:
@@ -48,13 +51,12 @@ def explorer(models, seed: int = 0, device: str = "cpu") -> Explorer:
         "number": w.BoundedIntText(value=0, min=0, max=2**24 - 1, description="number"),
     }
     cfg = WorldConfig()
-    order = list(OBJECT_JUDGES + TOY_ATTRIBUTE_JUDGES)
 
     def readings(image: torch.Tensor) -> dict[str, tuple[str, float]]:
         out = {}
-        for name in order:
-            p = judges[name](image.to(judges[name].device)).cpu()[0]
-            out[name.removeprefix("toy-")] = (judges[name].labels[int(p.argmax())], float(p.max()))
+        for name, judge in judges.items():
+            p = judge(image.to(judge.device)).cpu()[0]
+            out[name.removeprefix("toy-")] = (judge.labels[int(p.argmax())], float(p.max()))
         return out
 
     def draw(model: str, kind: str, number: int) -> Frame:
@@ -73,7 +75,7 @@ def explorer(models, seed: int = 0, device: str = "cpu") -> Explorer:
         named = set(objects_named(caption))
         drawn_lines = []
         for judge, (said, p) in readings(drawn).items():
-            mark = (" ✓" if said in named else " ✗") if judge in ("resnet", "mobilenet", "edge") and named else ""
+            mark = (" ✓" if said in named else " ✗") if judge in OBJECT_KINDS and named else ""
             drawn_lines.append(f"{judge}: {said} ({p:.2f}){mark}")
         object_hits = [line.endswith("✓") for line in drawn_lines[:3]]
         return Frame(torch.cat([procedural, drawn]), ["\n".join(["the scene", *scene_lines]),
@@ -82,4 +84,3 @@ def explorer(models, seed: int = 0, device: str = "cpu") -> Explorer:
                      note=f"caption: {caption!r}")
 
     return Explorer("Toy world: a scene, its caption, a model's drawing, every judge's reading", controls, draw)
-

@@ -33,6 +33,7 @@ import torch
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
                        PNDMScheduler)
 from torch.utils.checkpoint import checkpoint
+
 from ..progress import bar as progress_bar
 
 SCHEDULERS = {
