@@ -333,6 +333,8 @@ def _cmd_lab(args) -> int:
 
     # the server runs in its own session: a kill of sagekit must stop it too, as Ctrl-C does
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    # and Ctrl-C stops it even when started by a script's `&`, which leaves SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         lab = start(Path(args.dir) if args.dir else DEFAULT_DIR, args.port)
     except LabError as e:

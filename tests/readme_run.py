@@ -101,7 +101,12 @@ def _lab(argv: list[str]) -> int:
             answered = page.status == 200
     finally:
         proc.send_signal(signal.SIGINT)
-    rc = proc.wait(60)
+    try:
+        rc = proc.wait(60)
+    except subprocess.TimeoutExpired:  # Ctrl-C did not stop it: a failure, and no server left holding our pipes
+        proc.kill()
+        proc.wait()
+        return 1
     return rc if answered else 1
 
 

@@ -57,8 +57,11 @@ def test_stopping_sagekit_lab_stops_its_server(tmp_path, sig, rc):
     url = proc.stdout.readline().strip()
     port = int(url.split(":")[2].split("/")[0])
     assert url.startswith("http://127.0.0.1:") and port_problem(port) is not None  # it serves
-    proc.send_signal(sig)
-    assert proc.wait(60) == rc
+    try:
+        proc.send_signal(sig)
+        assert proc.wait(60) == rc
+    finally:
+        proc.kill()  # a server that did not stop is no reason to leave it running
     assert port_problem(port) is None  # the server is gone with it
 
 
