@@ -275,6 +275,97 @@ def save_tiny_hf_classifier(folder: str | Path, labels, seed: int = 0) -> Path:
     return Path(folder)
 
 
+def _question_words() -> list[str]:
+    """Words of the toy grammar and of the judges' questions: a tiny VQA model's vocabulary."""
+    from .toy.grammar import vocabulary
+
+    asked = "is there a an in the image photo of does this figure show yes no please answer or".split()
+    return sorted({w for w in (*vocabulary(), *asked) if w.isalpha()})
+
+
+def save_tiny_blip_vqa(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny random-weight BLIP question-answering model (``BlipForQuestionAnswering``,
+    32 x 32 images) with a real WordPiece tokenizer built offline (the toy grammar's words,
+    then single characters), saved with its processor as ``from_pretrained`` reads it:
+    what ``vqa:<folder>`` loads."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import (BertTokenizerFast, BlipConfig, BlipForQuestionAnswering, BlipImageProcessor,
+                              BlipProcessor)
+
+    chars = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))
+    vocab = list(dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *_question_words(), *chars,
+                                *("##" + c for c in chars)]))
+    ids = {t: i for i, t in enumerate(vocab)}
+    tok = Tokenizer(models.WordPiece(ids, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+                                                       special_tokens=[("[CLS]", ids["[CLS]"]),
+                                                                       ("[SEP]", ids["[SEP]"])])
+    tok.decoder = decoders.WordPiece()
+    tokenizer = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
+                                  cls_token="[CLS]", mask_token="[MASK]", bos_token="[DEC]")
+    torch.manual_seed(seed)
+    text = dict(vocab_size=len(vocab), hidden_size=32, encoder_hidden_size=32, intermediate_size=37,
+                projection_dim=32, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
+                bos_token_id=ids["[DEC]"], pad_token_id=ids["[PAD]"], sep_token_id=ids["[SEP]"],
+                eos_token_id=ids["[SEP]"], initializer_range=0.2)  # wide enough that answers differ by question
+    vision = dict(hidden_size=32, intermediate_size=37, projection_dim=32, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=32, patch_size=8, initializer_range=0.2)
+    model = BlipForQuestionAnswering(BlipConfig(text_config=text, vision_config=vision, projection_dim=32,
+                                                image_text_hidden_size=32))
+    model.save_pretrained(folder, safe_serialization=True)
+    BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer).save_pretrained(folder)
+    return Path(folder)
+
+
+# SmolVLM's chat layout: "<|im_start|>User:<image>{question}<end_of_utterance>\nAssistant:"
+SMOLVLM_CHAT = ("<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+                "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+                "{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}"
+                "{% elif part['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+                "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}")
+
+
+def save_tiny_smolvlm(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny random-weight SmolVLM (``Idefics3ForConditionalGeneration``: a SigLIP-style
+    vision encoder, pixel shuffle, a Llama decoder; 32 x 32 images, no image splitting)
+    with a byte-level BPE tokenizer trained offline on the toy grammar and a chat template
+    of SmolVLM's layout: what ``vqa:<folder>`` loads as a chat model."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor,
+                              Idefics3Processor, PreTrainedTokenizerFast)
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    special = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<image>", "<fake_token_around_image>",
+               "<global-img>"]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([" ".join(_question_words()), "User: Assistant: Yes No ?"], vocab_size=500,
+                            min_frequency=1, special_tokens=special)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|im_start|>",
+                                  eos_token="<end_of_utterance>", pad_token="<|endoftext|>", unk_token="<|endoftext|>",
+                                  extra_special_tokens={"image_token": "<image>",
+                                                        "fake_image_token": "<fake_token_around_image>",
+                                                        "global_image_token": "<global-img>",
+                                                        "end_of_utterance_token": "<end_of_utterance>"})
+    torch.manual_seed(seed)
+    text = dict(model_type="llama", vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                initializer_range=0.2)  # wide enough that answers differ by image and question
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+                  patch_size=8, initializer_range=0.2)
+    config = Idefics3Config(vision_config=vision, text_config=text, scale_factor=2,
+                            image_token_id=tok.convert_tokens_to_ids("<image>"), pad_token_id=tok.pad_token_id)
+    Idefics3ForConditionalGeneration(config).save_pretrained(folder, safe_serialization=True)
+    image = Idefics3ImageProcessor(do_image_splitting=False, size={"longest_edge": 32},
+                                   max_image_size={"longest_edge": 32})
+    # (32 / 8)^2 patches, pixel-shuffled by 2 x 2: 4 image tokens
+    Idefics3Processor(image, tok, image_seq_len=4, chat_template=SMOLVLM_CHAT).save_pretrained(folder)
+    return folder
+
+
 # pipeline class -> the builder of its tiny folder (and the extra ``load_generator`` arguments it needs)
 TINY_BUILDERS = {
     "StableDiffusionPipeline": (save_tiny_pipeline, {}),

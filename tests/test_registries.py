@@ -9,7 +9,8 @@ import torch
 from sagekit.models import catalog
 from sagekit.models.judge_spec import parse_judge
 from sagekit.models.registry import load_caption_lm, load_clip_scorer, load_generator, load_judge
-from sagekit.testing import save_random_timm_judge, save_tiny_hf_classifier, save_tiny_open_clip_folder
+from sagekit.testing import (save_random_timm_judge, save_tiny_blip_vqa, save_tiny_hf_classifier,
+                             save_tiny_open_clip_folder)
 
 FINGERPRINT = re.compile(r"^[0-9a-f]{12}$")
 LABELS = ["red circle", "blue square", "green heart"]
@@ -27,8 +28,12 @@ def _open_clip(folder, seed):
     return f"open_clip:ViT-S-32-alt:{save_tiny_open_clip_folder(folder, seed=seed) / 'open_clip_model.safetensors'}"
 
 
+def _vqa(folder, seed):
+    return f"vqa:{save_tiny_blip_vqa(folder, seed=seed)}"
+
+
 # judge kind -> a spec of that kind on a tiny random-weight folder built with ``seed``
-KIND_SPECS = {"timm": _timm, "hf": _hf, "open_clip": _open_clip}
+KIND_SPECS = {"timm": _timm, "hf": _hf, "open_clip": _open_clip, "vqa": _vqa}
 
 
 def test_every_judge_kind_has_a_test_case():

@@ -237,6 +237,13 @@ def _open_clip_judge(name: str, argument: str, paths: list[Path], download: bool
     return ClipZeroShotJudge(name, load_clip_embedder(name, download=download), imagenet_labels())
 
 
+def _vqa_judge(name: str, argument: str, paths: list[Path], download: bool) -> Judge:
+    from ..labels import imagenet_labels
+    from .vqa import VQAJudge, load_vqa_model
+
+    return VQAJudge(name, load_vqa_model(paths[0]), imagenet_labels())
+
+
 def _imagenet(argument: str) -> tuple[str, ...]:
     from ..labels import imagenet_labels
 
@@ -253,6 +260,10 @@ catalog.register_judge_kind("hf", catalog.JudgeKind(
 catalog.register_judge_kind("open_clip", catalog.JudgeKind(
     lambda arg, dl: [resolve_clip(f"open_clip:{arg}", dl)], _open_clip_judge, _imagenet,
     "open_clip:<arch>:<pretrained>"))
+
+catalog.register_judge_kind("vqa", catalog.JudgeKind(
+    lambda arg, dl: [check_weights_folder(hub_path(arg, "vision-language model", dl))], _vqa_judge, _imagenet,
+    "vqa:<hub id or folder of a BLIP VQA or chat vision-language model>"))
 
 
 def _create_timm(path: Path):
