@@ -7,7 +7,8 @@ import torch
 
 from sagekit.models.registry import load_judge
 from sagekit.toy.attributes import RELATIONS, attribute_targets
-from sagekit.toy.facts import CATEGORIES, FACT_JUDGES, check, facts, failed
+from sagekit.models.facts import check, failed
+from sagekit.toy.facts import CATEGORIES, FACT_JUDGES, facts
 from sagekit.toy.grammar import CaptionNoise, describe
 from sagekit.toy.scenes import BACKGROUNDS, COUNTS, LABELS, POSITIONS, render
 from sagekit.toy.world import WorldConfig, sample_scene
@@ -80,10 +81,10 @@ def test_the_toy_judges_check_the_facts_of_drawn_scenes(fact_judges):
     held = recoloured = 0
     for scene, image in zip(scenes, images):
         label = LABELS[scene.things[0].label]
-        readings = check(fact_judges, image[None], f"a photo of a {label}")[0]
+        readings = check(fact_judges, image[None], facts(f"a photo of a {label}"))[0]
         held += all(r.held for r in readings)
         colour, shape = label.split()
         other = next(c for c in ("red", "blue") if c != colour)
-        recoloured += failed(check(fact_judges, image[None], f"a photo of a {other} {shape}")[0]) == ["colour"]
+        recoloured += failed(check(fact_judges, image[None], facts(f"a photo of a {other} {shape}"))[0]) == ["colour"]
     assert held >= 22 and recoloured >= 20
     assert set(CATEGORIES) >= {"colour", *FACT_JUDGES}

@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from sagekit.models.registry import load_judge
-from sagekit.models.vqa import LABEL_QUESTION, PROMPT_QUESTION, VQAJudge, load_vqa_model
+from sagekit.models.facts import check
+from sagekit.models.vqa import LABEL_QUESTION, PROMPT_QUESTION, VQAJudge, load_vqa_model, prompt_facts
 from sagekit.models.weights import UnsafeWeightsError
 from sagekit.testing import save_tiny_blip_vqa, save_tiny_smolvlm
 
@@ -89,3 +90,20 @@ def test_a_chat_model_without_a_chat_template_is_refused(tmp_path):
     (folder / "chat_template.jinja").unlink()
     with pytest.raises(ValueError, match="no chat template"):
         load_vqa_model(folder)
+
+
+def test_a_vqa_judge_checks_a_prompt_fact_by_fact(vqa):
+    """One VQAScore question of the whole prompt, or one question per stated fact: each
+    reading's P(yes) is the judge's, held at 0.5 or more."""
+    judge = VQAJudge("vqa:tiny", vqa, ["red circle"])
+    x = images(2)
+    whole = prompt_facts("vqa:tiny", "a blue star above a green heart")
+    assert [f.question for f in whole] == [QUESTIONS[1]] and whole[0].category == "prompt"
+    asked = prompt_facts("vqa:tiny", "", [("object", QUESTIONS[0]), ("colour", QUESTIONS[2])])
+    readings = check({"vqa:tiny": judge}, x, whole + asked)
+    with torch.no_grad():
+        for f, column in zip(whole + asked, zip(*readings)):
+            p = judge.yes(x, [f.question] * 2)
+            assert [r.p_yes for r in column] == pytest.approx(p.tolist(), abs=1e-6)
+            assert [r.held for r in column] == (p >= 0.5).tolist()
+            assert [r.category for r in column] == [None if h else f.category for h in (p >= 0.5).tolist()]

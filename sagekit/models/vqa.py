@@ -27,6 +27,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .facts import Fact
 from .judges import Judge, _prepare
 from .weights import quiet_loading
 
@@ -210,3 +211,14 @@ class VQAJudge(Judge):
 
     def logits(self, images):
         return self(images).clamp_min(1e-12).log()
+
+
+def prompt_facts(judge: str, prompt: str, questions: Sequence[tuple[str, str]] = (),
+                 template: str = PROMPT_QUESTION) -> list[Fact]:
+    """The facts VQA judge ``judge`` checks of ``prompt``: one per ``(category, question)``
+    given (TIFA / DSG style, e.g. from a GenEval-style list), else one question of the
+    whole prompt, ``template`` filled with it (VQAScore; category "prompt")."""
+    if questions:
+        return [Fact(category, judge, question, question=question) for category, question in questions]
+    question = template.format(prompt=prompt)
+    return [Fact("prompt", judge, question, question=question)]
