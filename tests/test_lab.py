@@ -186,3 +186,59 @@ def test_a_verdict_clicked_in_jupyterlab_reaches_the_store_and_the_explorer(tmp_
         page.wait_for_function("document.querySelector('.sagekit-explorer').innerText"
                                ".includes(\"people's verdict: judges erred\")", timeout=120_000)
         page.screenshot(path=str(tmp_path / "prompt-explorer.png"), full_page=False)
+
+
+def type_into_slider(page, explorer, name: str, value: str) -> None:
+    """Type ``value`` into the readout of the slider described ``name``, as a person edits it."""
+    readout = explorer.locator(".widget-hslider", has_text=name).locator(".widget-readout")
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(value)
+    page.keyboard.press("Enter")
+
+
+def pick_toggle(page, explorer, name: str, value: str) -> None:
+    explorer.locator(".widget-toggle-buttons button", has_text=value).click()
+
+
+def type_number(page, explorer, name: str, value: str) -> None:
+    box = explorer.locator(".widget-text", has_text=name).locator("input")
+    box.fill(value)
+    box.press("Enter")
+
+
+# Per explorer: the first control a student moves, how, to what, the image that must redraw
+# and the one that must not (None: every image may change).
+MOVES = {
+    "toy-world": (type_number, "number", "1", 1, None),  # another scene: its drawing
+    "distorted-latents": (type_into_slider, "t", "0.50", 2, 0),  # the point at t; z stays
+    "unrelated-latents": (type_into_slider, "t", "0.50", 2, 0),
+    "adversarial-tokens": (type_into_slider, "strength", "0.00", 2, 0),  # the token's row; the plain row stays
+    "implosion": (pick_toggle, "run", "clean control", -3, None),  # the last k's image (k = 0 stays poisoned)
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("study", list(MOVES))
+def test_every_explorer_answers_a_student_in_jupyterlab(tmp_path, study):
+    """Each study's notebook with its small values, run whole in JupyterLab in Chromium: the
+    student moves the explorer's first control and the image it governs is redrawn while
+    the others stay. Screenshots of the explorer before and after lie in ``tmp_path``."""
+    move, name, value, changed, kept = MOVES[study]
+    with explorer_in_lab(tmp_path, study) as (page, explorer):
+        explorer.scroll_into_view_if_needed()
+        images = explorer.locator(".sagekit-explorer-image")
+        changed = changed if changed >= 0 else images.count() + changed  # counted from the end: the last row's
+        before = [images.nth(i).screenshot() for i in (changed, kept) if i is not None]
+        explorer.screenshot(path=str(tmp_path / f"{study}-explorer.png"))
+        move(page, explorer, name, value)
+        for _ in range(240):  # a redraw on the toy world takes about a second; leave room for a slow day
+            page.wait_for_timeout(500)
+            if images.nth(changed).screenshot() != before[0]:
+                break
+        idle(page)
+        explorer.screenshot(path=str(tmp_path / f"{study}-explorer-moved.png"))
+        assert images.nth(changed).screenshot() != before[0], f"{study}: moving {name} redrew nothing"
+        if kept is not None:
+            assert images.nth(kept).screenshot() == before[1], f"{study}: moving {name} redrew image {kept}"
+        assert "redrawn in" in explorer.inner_text()
