@@ -111,7 +111,10 @@ def start(folder: Path | str = DEFAULT_DIR, port: int = 0, ready_within: float =
            f"--IdentityProvider.token={token}",
            # no calls home: the lab works offline, and no news pop-up covers the notebook
            "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.extension_manager=readonly"]
+           "--LabApp.extension_manager=readonly",
+           # the layout (open tabs, the current one) is the working copy's own: a lab on another
+           # folder restoring its tabs over the notebook asked for would hide that notebook
+           f"--LabApp.workspaces_dir={folder / '.workspaces'}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # a container's root (CI): Jupyter refuses it unless told
         cmd.append("--ServerApp.allow_root=True")
     with open(log, "w") as out:

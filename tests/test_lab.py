@@ -88,7 +88,19 @@ def browser(playwright):
 def run_all(page, notebook: str, url: str) -> None:
     """Open ``notebook`` in JupyterLab and run every cell from the Run menu, as a person would."""
     page.goto(url.replace("/lab?", f"/lab/tree/{notebook}?"))
-    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+    # JupyterLab may bring another tab (its launcher) to the front after the notebook opened:
+    # a person clicks the notebook's tab
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=notebook)
+    tab.wait_for(timeout=120_000)
+    tab.click()
+    try:
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+    except Exception as e:  # say what the page showed instead: its tabs, which is current, a spinner
+        tabs = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab")
+        shown = [(t.inner_text(), "current" if "lm-mod-current" in (t.get_attribute("class") or "") else "")
+                 for t in tabs.all()]
+        spinner = page.locator(".jp-Spinner").count()
+        raise AssertionError(f"{notebook} opened but its cells stay hidden: tabs {shown}, {spinner} spinner(s)") from e
     idle(page, 120_000)  # the kernel is connected and idle, as the status bar says (cells run before are dropped)
     news = page.get_by_role("button", name="No", exact=True)  # "notified about official Jupyter news?"
     if news.count():
