@@ -225,7 +225,7 @@ MOVES = {
     "toy-world": (type_number, "number", "1", 1, None),  # another scene: its drawing
     "distorted-latents": (type_into_slider, "t", "0.50", 2, 0),  # the point at t; z stays
     "unrelated-latents": (type_into_slider, "t", "0.50", 2, 0),
-    "adversarial-tokens": (type_into_slider, "strength", "0.00", 2, 0),  # the token's row; the plain row stays
+    "adversarial-tokens": (type_into_slider, "strength", "0.00", -1, 0),  # the token row's last; the plain row stays
     "implosion": (pick_toggle, "run", "clean control", -3, None),  # the last k's image (k = 0 stays poisoned)
 }
 
