@@ -15,7 +15,7 @@ it into failure rates with their counts and Wilson intervals, per prompt and per
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -41,22 +41,29 @@ class PromptFileError(ValueError):
     """A prompt file that cannot be read: says which line and why."""
 
 
-def _geneval_questions(row: dict) -> list[tuple[str, str]]:
-    """GenEval's ``include`` entries as questions: the object, its count, its colour."""
+# GenEval's ``include`` entries asked as questions: the object, its count (above one), its colour
+TEMPLATES = {"object": "Is there a {name} in the image?", "count": "Are there {count} {name}s in the image?",
+             "colour": "Is the {name} {color}?"}
+
+
+def _geneval_questions(row: dict, templates: dict[str, str]) -> list[tuple[str, str]]:
+    """GenEval's ``include`` entries as ``(category, question)`` pairs, asked by ``templates``."""
     out = []
     for item in row.get("include", []):
         name = str(item["class"])
         count = int(item.get("count", 1))
-        out.append(("object", f"Is there a {name} in the image?"))
+        out.append(("object", templates["object"].format(name=name, count=count)))
         if count > 1:
-            out.append(("count", f"Are there {count} {name}s in the image?"))
+            out.append(("count", templates["count"].format(name=name, count=count)))
         if item.get("color"):
-            out.append(("colour", f"Is the {name} {item['color']}?"))
+            out.append(("colour", templates["colour"].format(name=name, count=count, color=item["color"])))
     return out
 
 
-def read_prompts(path: str | Path) -> list[AuditPrompt]:
-    """The prompts of a ``.txt`` or ``.jsonl`` file (see the module docstring)."""
+def read_prompts(path: str | Path, templates: dict[str, str] | None = None) -> list[AuditPrompt]:
+    """The prompts of a ``.txt`` or ``.jsonl`` file (see the module docstring); GenEval
+    entries are asked by ``templates`` (default :data:`TEMPLATES`)."""
+    templates = {**TEMPLATES, **(templates or {})}
     path = Path(path)
     if not path.is_file():
         raise PromptFileError(f"no prompt file at {path}")
@@ -77,7 +84,7 @@ def read_prompts(path: str | Path) -> list[AuditPrompt]:
                 raise ValueError("its prompt is not a non-empty string")
             given = [(str(q.get("category", "fact")), str(q["question"])) if isinstance(q, dict) else ("fact", str(q))
                      for q in row.get("questions", [])]
-            out.append(AuditPrompt(prompt.strip(), tuple(given or _geneval_questions(row))))
+            out.append(AuditPrompt(prompt.strip(), tuple(given or _geneval_questions(row, templates))))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             reason = f"no {e}" if isinstance(e, KeyError) else str(e)
             raise PromptFileError(f"{path.name} line {n}: {reason}") from None
@@ -98,28 +105,99 @@ def facts_for(item: AuditPrompt, judge: str, question: str | None = None) -> lis
     return prompt_facts(judge, item.prompt, item.questions, question or PROMPT_QUESTION)
 
 
+def verifier_facts(facts: Sequence[Fact], verifier: str, labels: Sequence[str] | None) -> list[Fact | None]:
+    """Each fact as the held-out ``verifier`` reads it, or None where it cannot: a
+    question goes to a ``vqa:`` verifier as it is; a label fact to a verifier whose
+    ``labels`` hold every label of the fact (the toy world: ``toy-clip`` reads the objects)."""
+    out = []
+    for f in facts:
+        if f.question:
+            out.append(replace(f, judge=verifier) if verifier.startswith("vqa:") else None)
+        else:
+            known = set(labels or ())
+            out.append(replace(f, judge=verifier) if known and set(f.holds) | set(f.near) <= known else None)
+    return out
+
+
+def _thumbnails(images: torch.Tensor, side: int) -> torch.Tensor:
+    """``images`` shrunk so neither side exceeds ``side`` (kept as they are when smaller)."""
+    h, w = images.shape[-2:]
+    if max(h, w) <= side:
+        return images
+    scale = side / max(h, w)
+    return torch.nn.functional.interpolate(images, size=(max(1, round(h * scale)), max(1, round(w * scale))),
+                                           mode="area")
+
+
 def audit(draw: Callable[[list[str], list[int]], torch.Tensor], judges: dict, items: Sequence[AuditPrompt],
-          facts: Sequence[Sequence[Fact]], seeds: Sequence[int], batch: int = 16
-          ) -> tuple[pd.DataFrame, torch.Tensor]:
+          facts: Sequence[Sequence[Fact]], seeds: Sequence[int], batch: int = 16,
+          verified: Sequence[Sequence[Fact | None]] | None = None, keep: Callable | None = None,
+          thumbnail: int = 128) -> tuple[pd.DataFrame, torch.Tensor]:
     """Draw every prompt on every seed (``draw(prompts, seeds) -> (N, 3, H, W)`` in [0, 1])
-    and read its ``facts`` with ``judges`` (spec -> judge). Returns the readings, one row
-    per (prompt, seed, fact): ``prompt_index, prompt, seed, image, fact, category, text,
-    held, seen, failed_as, p_yes``; and the images ``(P * S, 3, H, W)`` (``image`` indexes them)."""
+    and read its ``facts`` with ``judges`` (spec -> judge; the verifier's too). Returns
+    the readings, one row per (prompt, seed, fact): ``prompt_index, prompt, seed, image,
+    fact, category, text, held, seen, failed_as, p_yes, verifier_held`` (None where the
+    fact's ``verified`` entry is None); and the images as thumbnails of at most
+    ``thumbnail`` pixels a side (``image`` indexes them). ``keep(rows, drawn, first)``,
+    called after each batch with its rows, its full-size images and the ``image`` index of
+    the first, stores what should outlive the run."""
     pairs = [(i, s) for i in range(len(items)) for s in seeds]
     rows, images = [], []
     for start in bar(range(0, len(pairs), batch), desc="audit"):
         part = pairs[start:start + batch]
         drawn = draw([items[i].prompt for i, _ in part], [s for _, s in part])
-        images.append(drawn)
+        images.append(_thumbnails(drawn, thumbnail))
+        batch_rows = []
         for j, (i, s) in enumerate(part):
-            readings = check(judges, drawn[j:j + 1], list(facts[i]))[0] if facts[i] else []
-            for k, r in enumerate(readings):
-                rows.append({"prompt_index": i, "prompt": items[i].prompt, "seed": int(s), "image": start + j,
-                             "fact": k, "category": r.fact.category, "text": r.fact.text, "held": r.held,
-                             "seen": ", ".join(r.seen), "failed_as": r.category, "p_yes": r.p_yes})
-    columns = ["prompt_index", "prompt", "seed", "image", "fact", "category", "text", "held", "seen", "failed_as",
-               "p_yes"]
-    return pd.DataFrame(rows, columns=columns), torch.cat(images) if images else torch.zeros(0, 3, 1, 1)
+            if not facts[i]:
+                continue
+            readings = check(judges, drawn[j:j + 1], list(facts[i]))[0]
+            second = list(verified[i]) if verified is not None else [None] * len(readings)
+            present = [f for f in second if f is not None]
+            again = iter(check(judges, drawn[j:j + 1], present)[0] if present else [])
+            for k, (r, v) in enumerate(zip(readings, second)):
+                batch_rows.append({"prompt_index": i, "prompt": items[i].prompt, "seed": int(s), "image": start + j,
+                                   "fact": k, "category": r.fact.category, "text": r.fact.text, "held": r.held,
+                                   "seen": ", ".join(r.seen), "failed_as": r.category, "p_yes": r.p_yes,
+                                   "verifier_held": None if v is None else next(again).held})
+        if keep is not None:
+            keep(pd.DataFrame(batch_rows, columns=COLUMNS), drawn, start)
+        rows += batch_rows
+    return pd.DataFrame(rows, columns=COLUMNS), torch.cat(images) if images else torch.zeros(0, 3, 1, 1)
+
+
+COLUMNS = ["prompt_index", "prompt", "seed", "image", "fact", "category", "text", "held", "seen", "failed_as", "p_yes",
+           "verifier_held"]
+
+
+def failing_images(readings: pd.DataFrame) -> pd.DataFrame:
+    """One row per image in which a fact failed: ``image, prompt_index, prompt, seed,
+    failed`` (the failed facts' texts), ``categories`` (their categories of failure) and
+    ``verifier_failed`` (whether the verifier saw a fact fail; None when it read none)."""
+    out = []
+    for image, rows in readings.groupby("image", sort=True):
+        bad = rows[~rows["held"]]
+        if bad.empty:
+            continue
+        seen = rows["verifier_held"].dropna()
+        out.append({"image": int(image), "prompt_index": int(rows["prompt_index"].iloc[0]),
+                    "prompt": rows["prompt"].iloc[0], "seed": int(rows["seed"].iloc[0]),
+                    "failed": list(bad["text"]), "categories": list(bad["failed_as"]),
+                    "verifier_failed": None if seen.empty else bool((~seen.astype(bool)).any())})
+    return pd.DataFrame(out, columns=["image", "prompt_index", "prompt", "seed", "failed", "categories",
+                                      "verifier_failed"])
+
+
+def judge_agreement(readings: pd.DataFrame) -> pd.DataFrame:
+    """How often the held-out verifier reads a fact as the judge does, per category and in
+    all (``k`` of ``n`` facts both read, Wilson 95% interval); empty without a verifier."""
+    both = readings.dropna(subset=["verifier_held"])
+    rows = []
+    for category, group in [("all", both)] + list(both.groupby("category", sort=True)):
+        if len(group):
+            same = int((group["held"].astype(bool) == group["verifier_held"].astype(bool)).sum())
+            rows.append({"category": category, **rate(same, len(group))})
+    return pd.DataFrame(rows, columns=["category", "k", "n", "rate", "lo", "hi"])
 
 
 def rates(readings: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

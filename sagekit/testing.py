@@ -465,6 +465,8 @@ HUB_STAND_INS = {
     "laion/CLIP-ViT-H-14-laion2B-s32B-b79K": lambda folder: save_tiny_open_clip_folder(folder, seed=5),
     "timm/vit_base_patch32_clip_224.openai": lambda folder: save_tiny_open_clip_folder(folder, seed=6),
     "openai-community/gpt2": save_tiny_gpt2,
+    "Salesforce/blip-vqa-base": save_tiny_blip_vqa,
+    "HuggingFaceTB/SmolVLM-256M-Instruct": save_tiny_smolvlm,
 }
 
 

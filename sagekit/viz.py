@@ -152,6 +152,40 @@ def bar_chart(values: dict[str, float], title: str, ylabel: str = "accuracy", ba
 
 
 @plain_text
+def rate_bars(table: pd.DataFrame, name: str, title: str, ylabel: str = "failure rate"):
+    """One bar per row of ``table`` (columns ``name``, ``k``, ``n``, ``rate``, ``lo``, ``hi``:
+    :func:`sagekit.stats.rate` records) with its 95% interval and "k/n" beside it; many or
+    long names (prompts) lie along the vertical axis, top to bottom in the table's order."""
+    names = [str(v) for v in table[name]]
+    rates = table["rate"].to_numpy(dtype=float)
+    err = np.vstack([rates - table["lo"].to_numpy(dtype=float), table["hi"].to_numpy(dtype=float) - rates])
+    counts = [f"{k}/{n}" for k, n in zip(table["k"], table["n"])]
+    across = len(names) > 8 or max(map(len, names), default=0) > 14
+    if across:
+        fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(names) + 1.0))
+        y = np.arange(len(names))[::-1]
+        ax.barh(y, rates, color="#4c72b0", xerr=err, error_kw={"ecolor": "black", "capsize": 2, "lw": 1})
+        for yi, hi, c in zip(y, table["hi"], counts):
+            ax.text(min(float(hi) + 0.02, 1.02), yi, c, va="center", fontsize=7)
+        ax.set_yticks(y, names, fontsize=8)
+        ax.set_xlim(0, 1.12)
+        ax.set_xlabel(ylabel)
+    else:
+        fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(names) + 1.5), 3.2))
+        x = np.arange(len(names))
+        ax.bar(x, rates, color="#4c72b0", yerr=err, error_kw={"ecolor": "black", "capsize": 3, "lw": 1})
+        for xi, hi, c in zip(x, table["hi"], counts):
+            ax.text(xi, min(float(hi) + 0.02, 1.0), c, ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(x, names)
+        ax.set_ylim(0, 1.12)
+        ax.set_ylabel(ylabel)
+        plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@plain_text
 def metric_vs_level(summary, metric: str = "top1", title: str | None = None):
     """One panel per shift type: ``metric`` against the shift level with its 95% interval,
     one line per (model, guidance); the unshifted value is a dotted line of the same colour."""

@@ -102,7 +102,7 @@ def test_every_readme_command_and_snippet_runs_as_written(shell):
             assert not any(isinstance(v, str) and v.startswith("toy") for v in values), summary["parameters"]
     studies = {json.loads(p.read_text())["study"] for p in reports}
     assert studies == {"toy-world", "prompt-failures", "distorted-latents", "unrelated-latents", "adversarial-tokens",
-                       "seed-shifts", "implosion"}
+                       "seed-shifts", "implosion", "prompt-audit"}
     # every model the README downloads has a stand-in, and was fetched with its pickles left out
     downloads = [c["readme"][1] for c in calls if c["tool"] == "hf"]
     assert downloads and set(downloads) <= set(HUB_STAND_INS)

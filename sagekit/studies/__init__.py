@@ -71,6 +71,8 @@ STUDIES = {s.id: s for s in sorted([
           "Can one appended token embedding make the model draw a chosen object, for any prompt?", ready=True),
     Study("implosion", "06_implosion.ipynb",
           "How does poisoning k concepts raise Alignment Difficulty and break unpoisoned concepts?", ready=True),
+    Study("prompt-audit", "07_prompt_audit.ipynb",
+          "How often does the model fail the prompts of a list, and which of their facts fail?", ready=True),
 ], key=lambda s: s.notebook)}
 
 

@@ -34,7 +34,9 @@ REAL_ENSEMBLE = ("ensemble:timm:convnext_base.fb_in22k_ft_in1k+timm:vit_base_pat
                  "+edge:timm:resnet50.a1_in1k")
 REAL_VERIFIER = "timm:vit_huge_patch14_clip_224.laion2b_ft_in12k_in1k"  # held out: shares no judge with the ensemble
 REAL_CLIP = "open_clip:ViT-H-14:laion2b_s32b_b79k"
-AD_CLIP = "open_clip:ViT-B-32:openai"  # the CLIP of the implosion paper's compute_AD.py, its constants' calibration
+AD_CLIP = "open_clip:ViT-B-32:openai"
+REAL_VQA = "vqa:Salesforce/blip-vqa-base"
+REAL_VQA_VERIFIER = "vqa:HuggingFaceTB/SmolVLM-256M-Instruct"  # the CLIP of the implosion paper's compute_AD.py, its constants' calibration
 
 WORLD_DEFAULTS: dict[str, dict[str, Any]] = {
     TOY: {"judge": "toy-ensemble", "verifier": "toy-clip", "clip": "toy-clip", "realism": "toy-realism",
@@ -50,6 +52,10 @@ STUDY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # paper 001 judged with one ViT-H/14 classifier (SWAG weights, which exist only as pickles)
     ("seed-shifts", REAL): {"judge": REAL_VERIFIER},
     ("implosion", REAL): {"clip": AD_CLIP},
+    # a prompt is judged fact by fact: by the toy judge of each fact, or by a VLM's yes/no answers
+    # (BLIP-VQA, T2I-CompBench's judge; verified by a VLM of another family)
+    ("prompt-audit", TOY): {"judge": "toy-facts", "verifier": "toy-clip", "prompts": "toy"},
+    ("prompt-audit", REAL): {"judge": REAL_VQA, "verifier": REAL_VQA_VERIFIER, "prompts": "objects"},
 }
 
 
@@ -86,6 +92,7 @@ def world_dependent(study: str) -> set[str]:
     """The parameters whose "auto" this module resolves (``dtype="auto"``, for one, is the
     precision's own rule, not the world's)."""
     keys = {k for table in WORLD_DEFAULTS.values() for k in table}
+    keys |= {k for (name, _), table in STUDY_DEFAULTS.items() if name == study for k in table}
     return keys | {k for table in _protocols(study).values() for k in table} | ({"protocol"} if _protocols(study) else set())
 
 
@@ -98,7 +105,8 @@ def resolve(study: str, params: dict[str, Any]) -> dict[str, Any]:
         return dict(params)
     out = dict(params)
     # the models' world matters only to a world default (or to the protocol's choice)
-    needs_world = any(is_auto(v) for k, v in params.items() if k in WORLD_DEFAULTS[TOY] or k == "protocol")
+    by_world = set(WORLD_DEFAULTS[TOY]) | {k for (name, _), t in STUDY_DEFAULTS.items() if name == study for k in t}
+    needs_world = any(is_auto(v) for k, v in params.items() if k in by_world or k == "protocol")
     world = world_of_models({k: v for k, v in params.items() if k in keys or k in ("model", "models")}) \
         if needs_world else TOY
     protocols = _protocols(study)

@@ -1,0 +1,334 @@
+"""The prompt-audit study: how often does a model fail the prompts of a list, and which of
+their facts fail?
+
+Every prompt of a list (:mod:`sagekit.audit`: ``.txt``, or ``.jsonl`` with questions or
+GenEval's ``include`` entries) is drawn on the same seeds and judged fact by fact, as
+TIFA / DSG / GenEval judge: on the toy world by the toy judge trained on each kind of fact
+(``judge="toy-facts"``), on real models by a vision-language model answering one question
+per stated fact, or one VQAScore question of the whole prompt (``judge="vqa:<model>"``).
+An image fails when one of its facts does; its category is the fact that failed. The
+judges are checked, not trusted: a held-out verifier reads the facts again (the toy
+world's ``toy-clip`` the objects; another VLM every question), people give verdicts on
+the failing images, and on the toy world each fact judge's accuracy on fresh scenes is
+measured.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..audit import TEMPLATES, TOY_FACTS, AuditPrompt, PromptFileError, audit, facts_for, failing_images, \
+    judge_agreement, rates, read_prompts, verifier_facts
+from ..models.facts import Fact
+from ..models.vqa import PROMPT_QUESTION
+from ..stats import rate
+from . import common
+from .parameters import Int, ModelName, Param, Parameter, ParameterError, Schema, Text, _fail, short
+
+STUDY = "prompt-audit"
+PROMPTS = Path(__file__).resolve().parent.parent / "data" / "prompts"
+PROMPT_LISTS = {"toy": PROMPTS / "toy.txt", "objects": PROMPTS / "objects.jsonl"}
+
+
+def prompt_file(name: str, base: str | Path | None = None) -> Path:
+    """A shipped prompt list by name (:data:`PROMPT_LISTS`), or a file; a relative path
+    starts at ``base`` (the notebook's folder)."""
+    if name in PROMPT_LISTS:
+        return PROMPT_LISTS[name]
+    path = Path(name).expanduser()
+    return path if path.is_absolute() or base is None else Path(base) / path
+
+
+@dataclass(frozen=True)
+class PromptList(Param):
+    """A shipped prompt list's name or a ``.txt`` / ``.jsonl`` file that reads."""
+
+    def check(self, name, value, ctx):
+        if not isinstance(value, str) or not value:
+            raise _fail(name, f"must name a prompt list ({', '.join(PROMPT_LISTS)}) or a .txt / .jsonl file, "
+                              f"got {short(value)}")
+        try:
+            read_prompts(prompt_file(value, ctx.get("__base__")))
+        except (PromptFileError, OSError, UnicodeDecodeError) as e:
+            raise _fail(name, f"({short(value)}): {e}") from None
+
+
+@dataclass(frozen=True)
+class FactJudge(Param):
+    """``"toy-facts"`` or a ``vqa:<model>`` judge whose weights are here."""
+
+    def check(self, name, value, ctx):
+        if value == TOY_FACTS:
+            return
+        if not isinstance(value, str) or not value.startswith("vqa:"):
+            raise _fail(name, f"must be {TOY_FACTS!r} (the toy judges, fact by fact) or a 'vqa:<model>' judge, "
+                              f"got {short(value)}")
+        ModelName("judge").check(name, value, ctx)
+
+
+@dataclass(frozen=True)
+class Template(Param):
+    """A question template: text with exactly the named ``{fields}`` it is filled with."""
+
+    fields: tuple[str, ...]
+    needed: tuple[str, ...]
+
+    def check(self, name, value, ctx):
+        Text(400).check(name, value, ctx)
+        try:
+            used = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        except ValueError as e:
+            raise _fail(name, f"is not a template ({e}), got {short(value)}") from None
+        unknown, missing = used - set(self.fields), set(self.needed) - used
+        if unknown or missing:
+            say = f"may name only {', '.join('{' + f + '}' for f in self.fields)}"
+            say += f" and must name {', '.join('{' + f + '}' for f in self.needed)}" if self.needed else ""
+            raise _fail(name, f"{say}, got {short(value)}")
+
+
+def _images(p: dict) -> int:
+    from . import NOTEBOOKS
+
+    try:  # the list is checked on its own: a list that does not read is counted as 100 prompts
+        n = len(read_prompts(prompt_file(p["prompts"], NOTEBOOKS)))
+    except (PromptFileError, OSError, UnicodeDecodeError, TypeError):
+        n = 100
+    return min(n, p["n_prompts"] or n) * p["seeds_per_prompt"]
+
+
+def _rules(p: dict) -> None:
+    from ..models.registry import judge_label_names, world_of
+
+    if p["judge"] == TOY_FACTS and world_of(p["model"]) != "toy":
+        raise ParameterError(f"parameter 'judge' is {TOY_FACTS!r}, the toy world's judges, but model "
+                             f"{short(p['model'])} is a real model: name a 'vqa:<model>' judge")
+    verifier = p["verifier"]
+    if not verifier:
+        return
+    if p["judge"].startswith("vqa:"):
+        if not verifier.startswith("vqa:") or verifier == p["judge"]:
+            raise ParameterError(f"parameter 'verifier' must be another 'vqa:<model>' judge than {p['judge']!r} "
+                                 f"(it answers the same questions), or '' for none; got {short(verifier)}")
+        return
+    from ..toy.scenes import LABELS
+
+    common.verifier_shares_no_judge({**p, "judge": "toy-ensemble"})
+    known = judge_label_names(verifier) or ()
+    if not set(LABELS) <= set(known) or verifier.startswith("vqa:"):
+        raise ParameterError(f"parameter 'verifier' ({short(verifier)}) must be a judge of the toy world's labels "
+                             f"(such as 'toy-clip') that reads the object facts again, or '' for none")
+
+
+SCHEMA = Schema({
+    "model": common.MODEL,
+    "prompts": Parameter(PromptList(), "auto", f'"toy" or "objects" (shipped lists) or a .txt / .jsonl file, relative '
+                         f"to the notebook (toy: toy; real: objects)"),
+    "judge": Parameter(FactJudge(), "auto", f'"{TOY_FACTS}": each fact by the toy judge trained on it, or '
+                       '"vqa:<model>": a yes/no question per fact (toy: toy-facts)'),
+    "verifier": Parameter(ModelName("judge", optional=True), "auto",
+                          'held-out judge that reads the facts again: another "vqa:<model>", or a toy label judge for '
+                          'the objects; "" for none (toy: toy-clip)'),
+    "question": Parameter(Template(("prompt",), ("prompt",)), PROMPT_QUESTION,
+                          "VQAScore's question of a whole prompt, for prompts given without questions"),
+    "object_question": Parameter(Template(("name", "count"), ("name",)), TEMPLATES["object"],
+                                 "a GenEval entry's object, asked"),
+    "count_question": Parameter(Template(("name", "count"), ("name", "count")), TEMPLATES["count"],
+                                "a GenEval entry's count (above one), asked"),
+    "colour_question": Parameter(Template(("name", "count", "color"), ("name", "color")), TEMPLATES["colour"],
+                                 "a GenEval entry's colour, asked"),
+    "n_prompts": Parameter(Int(0, 100_000), 0, "prompts audited, from the top of the list; 0: all", small=6),
+    "seeds_per_prompt": Parameter(common.SEEDS, 8, "images per prompt, on the same seeds for every prompt", small=2),
+    "n_judge": Parameter(Int(0, 100_000), 500, "toy world: fresh scenes each fact judge is scored on; 0: none",
+                         small=100),
+    "shown": Parameter(Int(1, 1000), 24, "failing images shown (and offered for people's verdicts)", small=4),
+    "steps": common.STEPS,
+    "guidance": common.GUIDANCE,
+    "batch": Parameter(Int(1, 1024), 16, "images drawn and judged at once"),
+    "store_dir": common.store_dir(STUDY, "every failing image, kept as a failure case; people's verdicts"),
+    "device": common.DEVICE,
+    "dtype": common.DTYPE,
+    "seed": common.SEED,
+}, _images, _rules, streams={"eval": lambda p: p["seeds_per_prompt"]})
+
+
+def templates_of(object_question: str, count_question: str, colour_question: str) -> dict[str, str]:
+    return {"object": object_question, "count": count_question, "colour": colour_question}
+
+
+def load_prompts(prompts: str, n_prompts: int = 0, templates: dict[str, str] | None = None,
+                 base: str | Path = ".") -> list[AuditPrompt]:
+    """The first ``n_prompts`` (0: all) of list ``prompts`` (a name or a file)."""
+    items = read_prompts(prompt_file(prompts, base), templates)
+    return items[:n_prompts] if n_prompts else items
+
+
+@dataclass
+class Plan:
+    """What an audit reads: each prompt's facts, the verifier's reading of them (None
+    where it cannot read one) and every judge by spec."""
+
+    items: list[AuditPrompt]
+    facts: list[list[Fact]]
+    verified: list[list[Fact | None]]
+    judges: dict
+
+
+def plan(items: list[AuditPrompt], judge: str, verifier: str, question: str = PROMPT_QUESTION,
+         device: str = "cpu") -> Plan:
+    """Each prompt's facts for ``judge`` (and ``verifier``, "" for none), with the judges loaded."""
+    from ..models.registry import judge_label_names, load_judge
+
+    facts = [facts_for(item, judge, question) for item in items]
+    labels = judge_label_names(verifier) if verifier else None
+    verified = [verifier_facts(f, verifier, labels) if verifier else [None] * len(f) for f in facts]
+    specs = {f.judge for fs in facts + verified for f in fs if f is not None}
+    return Plan(items, facts, verified, {spec: load_judge(spec, device) for spec in sorted(specs)})
+
+
+def run(gen, p: Plan, seeds: list[int], judge: str, verifier: str, steps: int | None = None,
+        guidance: float | None = None, batch: int = 16, store=None, templates: dict | None = None,
+        question: str = PROMPT_QUESTION) -> tuple[pd.DataFrame, torch.Tensor, list[str]]:
+    """Draw every prompt on ``seeds`` and read its facts. Every failing image is kept in
+    ``store`` (a :class:`~sagekit.store.ResultStore`) as a failure case as soon as its
+    batch is judged, so a crash loses no found failure. Returns the readings, the images
+    (thumbnails) and the store keys of the failing images, in image order."""
+    from ..failures import keep as keep_cases
+
+    keys: dict[int, str] = {}
+
+    def keep(rows: pd.DataFrame, drawn: torch.Tensor, first: int) -> None:
+        if store is None or rows.empty:
+            return
+        bad = failing_images(rows)
+        cases = [case(gen, p, row, judge, verifier, steps, guidance, templates, question) for row in bad.itertuples()]
+        if cases:
+            stored = keep_cases(store, cases, drawn[[r - first for r in bad["image"]]])
+            keys.update(zip(bad["image"].tolist(), stored))
+
+    readings, images = audit(lambda prompts, s: gen.generate(prompts, s, guidance=guidance, steps=steps,
+                                                             batch_size=batch),
+                             p.judges, p.items, p.facts, seeds, batch, p.verified, keep)
+    return readings, images, [keys[i] for i in sorted(keys)]
+
+
+def case(gen, p: Plan, row, judge: str, verifier: str, steps, guidance, templates: dict | None, question: str):
+    """A failing image as a failure case: its prompt, seed, sampling, the facts it was
+    read by and which failed, the judges' names and revisions, the question templates."""
+    from ..failures import FailureCase, settings
+
+    facts = p.facts[row.prompt_index]
+    revisions = {spec: getattr(j, "revision", "") for spec, j in p.judges.items()}
+    goal = {"goal": "prompt-facts", "facts": [{"category": f.category, "text": f.text, "question": f.question,
+                                               "holds": list(f.holds), "judge": f.judge} for f in facts]}
+    return FailureCase(
+        study=STUDY, model=gen.name, prompt=row.prompt, label="; ".join(row.failed), seeds=[int(row.seed)],
+        goal=goal, judge=judge, verifier=verifier, fail_fraction=1.0, judge_failure_rate=1.0,
+        verifier_failure_rate=math.nan if row.verifier_failed is None else float(row.verifier_failed),
+        extra={"failed": list(row.categories), "judge_revisions": revisions,
+               "templates": {**(templates or TEMPLATES), "prompt": question}},
+        **settings(gen, guidance, steps))
+
+
+def toy_judge_accuracy(readings: pd.DataFrame, verifier: str, n: int, seed: int = 12345) -> pd.DataFrame:
+    """Each toy judge that read a fact here (and the verifier) scored on ``n`` fresh scenes
+    of the unbiased world: ``judge, attribute, acc, lo, hi, n`` (Wilson 95%)."""
+    from ..toy.evaluate import judge_scores
+
+    scores, _ = judge_scores(n, seed)
+    wanted = set(readings["category"]) | {"object"}
+    keep = scores["attribute"].isin(wanted) | (scores["judge"] == verifier)
+    return scores[keep][["judge", "attribute", "acc", "lo", "hi", "n"]].reset_index(drop=True)
+
+
+def summarize(readings: pd.DataFrame, by_prompt: pd.DataFrame, by_category: pd.DataFrame,
+              agreement: pd.DataFrame, accuracy: pd.DataFrame | None, model: str, judge: str, verifier: str,
+              templates: dict[str, str], question: str, people: dict | None) -> dict:
+    """The findings (``sagekit.studies`` schema): the share of failing images, the rates by
+    category and prompt, the verifier's agreement, the judges' accuracy and the templates."""
+    per_image = readings.groupby("image")["held"].all()
+    failing = rate(int((~per_image).sum()), len(per_image))
+    agree = agreement[agreement["category"] == "all"].to_dict("records")
+    out = {"models": [model], "judge": judge, "verifier": verifier, "images_failing": failing,
+           "by_category": by_category.to_dict("records"), "by_prompt": by_prompt.to_dict("records"),
+           "verifier_agreement": agreement.to_dict("records"), "templates": {**templates, "prompt": question},
+           "judge_accuracy": [] if accuracy is None else accuracy.to_dict("records"), "people": people,
+           "headline": {"images failing": failing["rate"], "prompts": len(by_prompt)}}
+    if agree:
+        out["headline"]["verifier agreement"] = agree[0]["rate"]
+    return out
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def gallery(images: torch.Tensor, readings: pd.DataFrame, n: int) -> tuple[torch.Tensor, list[str], list]:
+    """The first ``n`` failing images, a caption each (prompt, seed, the facts that
+    failed) and a mark (green: the verifier saw a failure too; red: it did not; none: it
+    read no fact of the image); for :func:`sagekit.viz.captioned_grid`."""
+    bad = failing_images(readings).head(n)
+    captions = [f"{_clip(r.prompt)}\nseed {r.seed}\nfailed: {_clip(', '.join(r.failed))}" for r in bad.itertuples()]
+    marks = [None if v is None else bool(v) for v in bad["verifier_failed"]]
+    return images[bad["image"].tolist()] if len(bad) else images[:0], captions, marks
+
+
+def worst_facts(readings: pd.DataFrame) -> pd.DataFrame:
+    """Each stated fact of each prompt with how often it failed over the seeds (``k`` of
+    ``n``, Wilson 95%), most often first."""
+    rows = [{"prompt": prompt, "category": category, "fact": text, **rate(int((~g["held"]).sum()), len(g))}
+            for (prompt, category, text), g in readings.groupby(["prompt", "category", "text"], sort=False)]
+    out = pd.DataFrame(rows, columns=["prompt", "category", "fact", "k", "n", "rate", "lo", "hi"])
+    return out.sort_values(["rate", "k"], ascending=False, kind="stable").reset_index(drop=True)
+
+
+def questions_table(p: Plan, templates: dict[str, str], question: str) -> pd.DataFrame:
+    """What the judges were asked: per category of fact and judge, how many facts and one
+    of them as asked (a question, or the labels a toy judge must see); then the question
+    templates a GenEval-style list and a bare prompt are asked by."""
+    rows: dict[tuple[str, str], dict] = {}
+    for fact in (f for fs in p.facts for f in fs):
+        row = rows.setdefault((fact.category, fact.judge), {
+            "category": fact.category, "judge": fact.judge, "facts": 0,
+            "asked as": fact.question or f"one of {', '.join(fact.holds[:3])} among its top {fact.top}"})
+        row["facts"] += 1
+    asked = [{"category": f"template: {k}", "judge": "", "facts": "", "asked as": v}
+             for k, v in {**templates, "prompt": question}.items()]
+    return pd.DataFrame(list(rows.values()) + asked, columns=["category", "judge", "facts", "asked as"])
+
+
+def full_images(store, keys: list[str]) -> torch.Tensor:
+    """The kept images of ``keys`` at the size they were drawn, ``(N, 3, H, W)``."""
+    return torch.stack([store.image(k) for k in keys]) if keys else torch.zeros(0, 3, 1, 1)
+
+
+def judge_accuracy(readings: pd.DataFrame, judge: str, verifier: str, n: int):
+    """:func:`toy_judge_accuracy` where the judges are the toy world's and ``n`` > 0, else
+    None (only the toy world has fresh scenes whose facts are known)."""
+    return toy_judge_accuracy(readings, verifier, n) if judge == TOY_FACTS and n else None
+
+
+def accuracy_view(accuracy: pd.DataFrame | None):
+    """The accuracy table for a report, or the line that says why there is none."""
+    from ..markup import md
+
+    if accuracy is None:
+        return md("No accuracy on fresh scenes: only the toy world has scenes whose facts are known (and `n_judge` "
+                  "is not 0).")
+    return accuracy
+
+
+def agreement_note(agree: pd.DataFrame, verifier: str):
+    """A line on what the verifier read."""
+    from ..markup import md
+
+    if not verifier:
+        return md("No verifier (`verifier=''`): the judge's readings are not checked by a second judge.")
+    both = int(agree.loc[agree["category"] == "all", "n"].sum()) if len(agree) else 0
+    return md("The held-out verifier {verifier!c} read **{both}** facts again (on the toy world, the objects); "
+              "how often it reads them as the judge does:", verifier=verifier, both=both)
