@@ -27,6 +27,7 @@ from .progress import bar
 from .stats import rate
 
 TOY_FACTS = "toy-facts"
+PROMPT_FACTS = "prompt-facts"  # a kept case's goal: every fact of its prompt holds
 
 
 @dataclass(frozen=True)
@@ -215,3 +216,30 @@ def rates(readings: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         n = int(stated.get(category, 0) or stated.get("object", 0))
         by_category.append({"category": category, **rate(int((readings["failed_as"] == category).sum()), n)})
     return pd.DataFrame(by_prompt), pd.DataFrame(by_category)
+
+
+def goal_of(facts: Sequence[Fact]) -> dict:
+    """The goal a kept case records: its prompt's facts, each with the judge that reads it
+    and how (``reread`` reads them again)."""
+    return {"goal": PROMPT_FACTS, "facts": [{"category": f.category, "text": f.text, "question": f.question,
+                                             "holds": list(f.holds), "top": f.top, "judge": f.judge} for f in facts]}
+
+
+def reread(goal: dict, images: torch.Tensor, load: Callable[[str], torch.nn.Module], verifier: str = "",
+           judge: str | None = None) -> tuple[list[bool], list[bool] | None]:
+    """A kept case's images ``(N, 3, H, W)`` read again under its ``goal`` (:func:`goal_of`):
+    per image whether a fact failed for its judges (a ``vqa:`` ``judge`` in place of the
+    one that asked the questions), and for ``verifier`` (None where it reads no fact).
+    ``load(spec)`` gives a judge."""
+    facts = [Fact(f["category"], judge if judge and f["question"] else f["judge"], f["text"], tuple(f["holds"]),
+                  top=int(f.get("top", 1)), question=f["question"]) for f in goal["facts"]]
+    second = []
+    if verifier:
+        from .models.registry import judge_label_names
+
+        second = [f for f in verifier_facts(facts, verifier, judge_label_names(verifier)) if f is not None]
+    judges = {spec: load(spec) for spec in {f.judge for f in facts + second}}
+    failed = [not all(r.held for r in row) for row in check(judges, images, facts)]
+    if not second:
+        return failed, None
+    return failed, [not all(r.held for r in row) for row in check(judges, images, second)]

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .audit import PROMPT_FACTS
 from .failures import CASE, draw
 from .markup import short
 from .models.weights import sha256_file
@@ -358,6 +359,7 @@ def verify(folder: str | Path, model: str, judge: str | None = None, device: str
     cases = read(folder)
     gen = load_generator(model, device=device)
     ensembles: dict[str, object] = {}
+    loaded: dict[str, object] = {}
 
     def judged(spec: str):
         if spec not in ensembles:
@@ -371,6 +373,10 @@ def verify(folder: str | Path, model: str, judge: str | None = None, device: str
         token = c["token"] if isinstance(c["token"], str) else None
         samplers = {"judge": c["sampler"],
                     "verifier": c["verifier_sampler"] if isinstance(c["verifier_sampler"], str) else c["sampler"]}
+        spec = json.loads(c["goal"])
+        if spec.get("goal") == PROMPT_FACTS:  # a prompt audit's case: its facts read again, per seed
+            out.append(_verify_facts(c, spec, gen, seeds, tensors, loaded, judge))
+            continue
         try:
             goals = {role: goal_from_spec(json.loads(c["goal"]), judged(spec), lambda name: load_judge(name, device))
                      for role, spec in (("judge", judge or c["judge"]), ("verifier", c["verifier"]))}
@@ -394,3 +400,33 @@ def verify(folder: str | Path, model: str, judge: str | None = None, device: str
                     "verifier_still": rates["verifier"] >= c["fail_fraction"],
                     "same_revision": c["revision"] == getattr(gen, "revision", "")})
     return pd.DataFrame(out)
+
+
+def _verify_facts(c: pd.Series, goal: dict, gen, seeds: list[int], tensors: dict, loaded: dict,
+                  judge: str | None) -> dict:
+    """:func:`verify`'s row for a case whose goal is its prompt's facts (``prompt-audit``)."""
+    from .audit import reread
+    from .models.registry import load_judge
+
+    def load(spec: str):
+        if spec not in loaded:
+            loaded[spec] = load_judge(spec, gen.device)
+        return loaded[spec]
+
+    failed, seen = [], []
+    try:
+        for i in range(0, len(seeds), VERIFY_BATCH):
+            images = draw(gen, c["prompt"], seeds[i:i + VERIFY_BATCH], c["sampler"], int(c["steps"]),
+                          float(c["guidance"]), None, tensors)
+            by_judge, by_verifier = reread(goal, images, load, c["verifier"] or "", judge)
+            failed += by_judge
+            seen += by_verifier if by_verifier is not None else []
+    except (ValueError, KeyError) as e:
+        raise DatasetError(f"case {c['key']}: {str(e).splitlines()[0][:200]}") from None
+    now = sum(failed) / len(seeds)
+    verifier_now = sum(seen) / len(seen) if seen else math.nan
+    return {"key": c["key"], "study": c["study"], "prompt": c["prompt"], "label": c["label"],
+            "recorded": float(c["judge_failure_rate"]), "now": now, "still_fails": now >= c["fail_fraction"],
+            "verifier_recorded": float(c["verifier_failure_rate"]), "verifier_now": verifier_now,
+            "verifier_still": bool(verifier_now >= c["fail_fraction"]),
+            "same_revision": c["revision"] == getattr(gen, "revision", "")}

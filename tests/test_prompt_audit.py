@@ -9,6 +9,7 @@ import torch
 
 from sagekit.audit import audit, failing_images, judge_agreement
 from sagekit.cli import main
+from sagekit.dataset import export, verify
 from sagekit.models.registry import load_generator
 from sagekit.report import check_study, run_study
 from sagekit.seeds import seeds
@@ -80,6 +81,11 @@ def test_a_toy_audit_keeps_each_failing_image_as_a_case_of_its_failed_facts(tmp_
     # a second run over the same store keeps one case per failing image (the cell is the case's identity)
     pa.run(gen, plan, audit_seeds, "toy-facts", "toy-clip", steps=10, batch=4, store=store)
     assert len(store.frame("prompt-audit")) == len(failing)
+    # exported, the cases are drawn again and read under their facts: each still fails, and the verifier
+    # says again what it said
+    export(tmp_path / "store", tmp_path / "dataset")
+    again = verify(tmp_path / "dataset", "toy", progress=False).set_index("key").loc[keys]
+    assert again["still_fails"].all() and list(again["verifier_now"]) == [float(v) for v in failing["verifier_failed"]]
 
 
 def test_large_images_are_kept_as_thumbnails_and_stored_whole(tmp_path):

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from ..audit import TEMPLATES, TOY_FACTS, AuditPrompt, PromptFileError, audit, facts_for, failing_images, \
-    judge_agreement, rates, read_prompts, verifier_facts
+    goal_of, read_prompts, verifier_facts
 from ..models.facts import Fact
 from ..models.vqa import PROMPT_QUESTION
 from ..stats import rate
@@ -224,8 +224,7 @@ def case(gen, p: Plan, row, judge: str, verifier: str, steps, guidance, template
 
     facts = p.facts[row.prompt_index]
     revisions = {spec: getattr(j, "revision", "") for spec, j in p.judges.items()}
-    goal = {"goal": "prompt-facts", "facts": [{"category": f.category, "text": f.text, "question": f.question,
-                                               "holds": list(f.holds), "judge": f.judge} for f in facts]}
+    goal = goal_of(facts)
     return FailureCase(
         study=STUDY, model=gen.name, prompt=row.prompt, label="; ".join(row.failed), seeds=[int(row.seed)],
         goal=goal, judge=judge, verifier=verifier, fail_fraction=1.0, judge_failure_rate=1.0,
