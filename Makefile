@@ -28,7 +28,7 @@ check-lock:
 	tools/check_lock.sh
 
 ## demo: build the environment, then write the report of every ready study on the toy world into reports/
-STUDIES := toy-world prompt-failures distorted-latents unrelated-latents adversarial-tokens seed-shifts implosion
+STUDIES := toy-world prompt-failures distorted-latents unrelated-latents adversarial-tokens seed-shifts implosion prompt-audit
 
 demo: $(STAMP)
 	set -e; for s in $(STUDIES); do $(VENV)/bin/sagekit run $$s --out reports; done

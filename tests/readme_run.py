@@ -32,7 +32,8 @@ SIZES = {
                            "eval_seeds=1", "search_steps=2", "steps=2", "k=1"],
     "seed-shifts": ["n_labels=1", "seeds_per_cell=1", "baseline_seeds_per_cell=1", "trajectory_seeds=1", "steps=2",
                     "batch_size=32"],
-    "prompt-audit": ["n_prompts=2", "seeds_per_prompt=1", "steps=2", "n_judge=50"],
+    "prompt-audit": ["n_prompts=2", "seeds_per_prompt=1", "steps=2", "n_judge=50", "search=1", "search_words=1",
+                     "search_iterations=1"],
     "implosion": ["n_train=24", "budget=8", "per_concept=2", "finetune_steps=1", "batch_size=2", "eval_seeds=1",
                   "attention_seeds=1", "steps=2"],
 }

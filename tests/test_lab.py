@@ -227,6 +227,7 @@ MOVES = {
     "unrelated-latents": (type_into_slider, "t", "0.50", 2, 0),
     "adversarial-tokens": (type_into_slider, "strength", "0.00", -1, 0),  # the token row's last; the plain row stays
     "implosion": (pick_toggle, "run", "clean control", -3, None),  # the last k's image (k = 0 stays poisoned)
+    "prompt-audit": (type_number, "fresh draw", "1", 0, None),  # other fresh seeds: every image is new
 }
 
 

@@ -29,7 +29,7 @@ from ..models.facts import Fact
 from ..models.vqa import PROMPT_QUESTION
 from ..stats import rate
 from . import common
-from .parameters import Int, ModelName, Param, Parameter, ParameterError, Schema, Text, _fail, short
+from .parameters import Float, Int, ModelName, Param, Parameter, ParameterError, Schema, Text, _fail, short
 
 STUDY = "prompt-audit"
 PROMPTS = Path(__file__).resolve().parent.parent / "data" / "prompts"
@@ -92,6 +92,24 @@ class Template(Param):
             raise _fail(name, f"{say}, got {short(value)}")
 
 
+def _prompts_fit_the_lm(p: dict) -> None:
+    """Every prompt the search may start from, with ``search_words`` more words, fits in the LM."""
+    from . import NOTEBOOKS
+    from .prompt_failures import prompts_fit_the_lm
+
+    prompts_fit_the_lm(p["lm"], [item.prompt for item in read_prompts(prompt_file(p["prompts"], NOTEBOOKS))],
+                       p["search_words"], "search_words", "; set search=0 or shorten it")
+
+
+@dataclass(frozen=True)
+class SearchLM(Param):
+    """The search's language model: checked like any LM, unless no search runs (``search=0``)."""
+
+    def check(self, name, value, ctx):
+        if ctx.get("search") != 0:
+            ModelName("lm").check(name, value, ctx)
+
+
 def _images(p: dict) -> int:
     from . import NOTEBOOKS
 
@@ -99,12 +117,15 @@ def _images(p: dict) -> int:
         n = len(read_prompts(prompt_file(p["prompts"], NOTEBOOKS)))
     except (PromptFileError, OSError, UnicodeDecodeError, TypeError):
         n = 100
-    return min(n, p["n_prompts"] or n) * p["seeds_per_prompt"]
+    searched = min(p["search"], n) * p["search_words"] * (p["search_iterations"] + 4 + p["seeds_per_prompt"])
+    return min(n, p["n_prompts"] or n) * p["seeds_per_prompt"] + searched
 
 
 def _rules(p: dict) -> None:
     from ..models.registry import judge_label_names, world_of
 
+    if p["search"]:
+        _prompts_fit_the_lm(p)
     if p["judge"] == TOY_FACTS and world_of(p["model"]) != "toy":
         raise ParameterError(f"parameter 'judge' is {TOY_FACTS!r}, the toy world's judges, but model "
                              f"{short(p['model'])} is a real model: name a 'vqa:<model>' judge")
@@ -147,6 +168,14 @@ SCHEMA = Schema({
     "n_judge": Parameter(Int(0, 100_000), 500, "toy world: fresh scenes each fact judge is scored on; 0: none",
                          small=100),
     "shown": Parameter(Int(1, 1000), 24, "failing images shown (and offered for people's verdicts)", small=4),
+    "search": Parameter(Int(0, 1000), 4, "SAGE's prompt search, started from the n prompts the model fails least, "
+                        "until a fact fails; 0: no search", small=1),
+    "lm": Parameter(SearchLM(), "auto", "the search's word proposer: a causal LM folder / cached hub id (toy: "
+                    "the caption GPT-2)"),
+    "search_words": Parameter(Int(1, 32), 2, "words the search appends at most", small=1),
+    "search_iterations": Parameter(common.ITERATIONS, 30, "signed-gradient iterations per word", small=2),
+    "fail_fraction": Parameter(Float(0, 1, lo_open=True), 0.5, "a searched prompt is found when a fact fails on at "
+                               "least this share of its seeds"),
     "steps": common.STEPS,
     "guidance": common.GUIDANCE,
     "batch": Parameter(Int(1, 1024), 16, "images drawn and judged at once"),
@@ -154,7 +183,7 @@ SCHEMA = Schema({
     "device": common.DEVICE,
     "dtype": common.DTYPE,
     "seed": common.SEED,
-}, _images, _rules, streams={"eval": lambda p: p["seeds_per_prompt"]})
+}, _images, _rules, streams={"eval": lambda p: p["seeds_per_prompt"], "train": lambda p: p["search_words"]})
 
 
 def templates_of(object_question: str, count_question: str, colour_question: str) -> dict[str, str]:
@@ -247,7 +276,8 @@ def toy_judge_accuracy(readings: pd.DataFrame, verifier: str, n: int, seed: int 
 
 def summarize(readings: pd.DataFrame, by_prompt: pd.DataFrame, by_category: pd.DataFrame,
               agreement: pd.DataFrame, accuracy: pd.DataFrame | None, model: str, judge: str, verifier: str,
-              templates: dict[str, str], question: str, people: dict | None) -> dict:
+              templates: dict[str, str], question: str, people: dict | None, searched: pd.DataFrame | None = None
+              ) -> dict:
     """The findings (``sagekit.studies`` schema): the share of failing images, the rates by
     category and prompt, the verifier's agreement, the judges' accuracy and the templates."""
     per_image = readings.groupby("image")["held"].all()
@@ -260,6 +290,9 @@ def summarize(readings: pd.DataFrame, by_prompt: pd.DataFrame, by_category: pd.D
            "headline": {"images failing": failing["rate"], "prompts": len(by_prompt)}}
     if agree:
         out["headline"]["verifier agreement"] = agree[0]["rate"]
+    if searched is not None and len(searched):
+        out["search"] = search_summary(searched)
+        out["headline"]["searched prompts found failing"] = out["search"]["found"]["rate"]
     return out
 
 
@@ -331,3 +364,133 @@ def agreement_note(agree: pd.DataFrame, verifier: str):
     both = int(agree.loc[agree["category"] == "all", "n"].sum()) if len(agree) else 0
     return md("The held-out verifier {verifier!c} read **{both}** facts again (on the toy world, the objects); "
               "how often it reads them as the judge does:", verifier=verifier, both=both)
+
+
+# ---------------------------------------------------------------------------- the search from a prompt
+def search_config(p_words: int, iterations: int, eval_seeds: int, fail_fraction: float, steps, guidance,
+                  judge: str):
+    """SAGE's prompt-search settings for a search from audited prompts: ``eval_seeds`` fresh
+    seeds, and on the toy world no word that names an object (a found prompt must not just
+    ask for another one)."""
+    from .prompt_failures import PromptSearchConfig, banned_words
+
+    return PromptSearchConfig(max_words=p_words, iterations=iterations, eval_seeds=eval_seeds,
+                              fail_fraction=fail_fraction, steps=steps, guidance=guidance,
+                              banned=banned_words("label set", "toy") if judge == TOY_FACTS else ())
+
+
+def starts(p: Plan, by_prompt: pd.DataFrame, n: int) -> list[int]:
+    """The ``n`` prompts the search starts from: those the model fails least (list order
+    among equals), each with at least one fact."""
+    order = by_prompt.sort_values(["rate", "prompt_index"], kind="stable")["prompt_index"].tolist()
+    return [i for i in order if p.facts[i]][:n]
+
+
+def search_from(gen, p: Plan, chosen: list[int], judge: str, verifier: str, lm, lm_tokenizer, cfg, seed: int = 0,
+                checkpoints: str | None = None, progress: bool = True):
+    """SAGE's word-by-word prompt search started from each ``chosen`` prompt, with the
+    prompt-level goal (:class:`~sagekit.search.facts_goal.FactsGoal`: any fact of the
+    prompt must fail) and the verifier's reading of the same prompts as its check. Returns
+    the search's result, its table with ``failed_as`` (per found prompt, how often each
+    category of fact failed on the fresh seeds) beside it."""
+    from ..search.facts_goal import FactsGoal
+    from .prompt_failures import COLUMNS, PromptSearchResult, search_prompts
+
+    if not chosen:
+        empty = PromptSearchResult(pd.DataFrame(columns=COLUMNS), torch.zeros(0, cfg.eval_seeds, 3, 1, 1))
+        return empty, empty.table.assign(failed_as=pd.Series(dtype=str))
+    prompts = [p.items[i].prompt for i in chosen]
+    goal = FactsGoal(judge, p.judges, prompts, [p.facts[i] for i in chosen])
+    check = None
+    if verifier:
+        check = FactsGoal(verifier, p.judges, prompts, [[f for f in p.verified[i] if f is not None] for i in chosen])
+    result = search_prompts(gen, goal, lm, lm_tokenizer, prompts, cfg, seed, template="{label}", progress=progress,
+                            verifier=check, checkpoints=checkpoints)
+    failed_as = []
+    for row, (_, images) in zip(result.table.itertuples(), result.rows()):
+        seen = [r.category for reading in goal.readings(images, goal.ensemble.label_index(row.label)) for r in reading
+                if not r.held]
+        failed_as.append(", ".join(f"{c} ×{seen.count(c)}" for c in dict.fromkeys(seen)))
+    return result, result.table.assign(failed_as=failed_as)
+
+
+def keep_found(store, gen, p: Plan, chosen: list[int], result, table: pd.DataFrame, cfg, seed: int, judge: str,
+               verifier: str, templates: dict | None, question: str) -> list[str]:
+    """Each found prompt as a failure case (with its first fresh-seed image): its prompt,
+    the fresh seeds it failed on, the facts of the prompt it grew from (which ``sagekit
+    verify`` reads again), both rates. Returns their store keys."""
+    from ..failures import FailureCase, keep, settings
+    from .prompt_failures import _eval_seeds
+
+    revisions = {spec: getattr(j, "revision", "") for spec, j in p.judges.items()}
+    cases, images = [], []
+    for i, row in zip(chosen, table.itertuples()):
+        if not row.failure:
+            continue
+        cases.append(FailureCase(
+            study=STUDY, model=gen.name, prompt=row.prompt, label=row.failed_as, seeds=_eval_seeds(cfg, seed),
+            goal=goal_of(p.facts[i]), judge=judge, verifier=verifier, fail_fraction=cfg.fail_fraction,
+            judge_failure_rate=float(row.failure_rate), verifier_failure_rate=float(row.verifier_failure_rate),
+            extra={"searched_from": row.label, "words": row.words, "judge_revisions": revisions,
+                   "templates": {**(templates or TEMPLATES), "prompt": question}},
+            **settings(gen, cfg.guidance, cfg.steps)))
+        images.append(result.images[row.Index, 0])  # its first fresh-seed image
+    return keep(store, cases, torch.stack(images)) if cases else []
+
+
+def search_gallery(result, table: pd.DataFrame) -> tuple[torch.Tensor, list[str], list]:
+    """Per searched prompt its first fresh-seed image, captioned with the start, the
+    words the search appended and how often a fact failed; marked green when found."""
+    images = result.images[:, 0] if len(table) else torch.zeros(0, 3, 1, 1)
+    captions = [f"{_clip(r.label)}\n+ {_clip(r.words or '(none)')}\nfailed {r.failure_rate:.2f}: "
+                f"{_clip(r.failed_as or '-')}" for r in table.itertuples()]
+    return images, captions, [bool(f) for f in table["failure"]]
+
+
+def load_lm(name: str, device: str, search: int):
+    """The search's word proposer and its tokenizer, or ``(None, None)`` without a search."""
+    from ..models.registry import load_caption_lm
+
+    return load_caption_lm(name, device) if search else (None, None)
+
+
+def search_view(result, table: pd.DataFrame):
+    """The searched prompts' images (:func:`search_gallery`) as one picture, or the line
+    that says no search ran."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+
+    from ..markup import md
+    from ..viz import captioned_grid
+
+    if not len(table):
+        return md("No search ran (`search=0`).")
+    images, captions, marks = search_gallery(result, table)
+    fig = captioned_grid(images, captions, 4, marks=marks,
+                         title="searched prompts (green: a fact of the start prompt fails on enough fresh seeds)")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return Image(buf.getvalue())
+
+
+def search_summary(table: pd.DataFrame) -> dict:
+    """The search's counts: searched, found and verified (rates with Wilson intervals)."""
+    n = len(table)
+    return {"searched": n, "found": rate(int(table["failure"].sum()) if n else 0, n),
+            "verified": rate(int(table["verified"].sum()) if n else 0, n),
+            "prompts": table[["label", "prompt", "failure_rate", "verifier_failure_rate", "failure", "verified",
+                              "failed_as"]].rename(columns={"label": "start"}).to_dict("records")}
+
+
+def search_line(table: pd.DataFrame):
+    """One line on the search: how many it started from, found and verified."""
+    from ..markup import md
+
+    if not len(table):
+        return md("No search ran (`search=0`).")
+    got = search_summary(table)
+    return md("Searched from **{n}** prompts: **{f[k]}** found failing ({f[rate]:.2f}, 95% CI [{f[lo]:.2f}, "
+              "{f[hi]:.2f}]); the verifier confirms **{v[k]}**.", n=got["searched"], f=got["found"], v=got["verified"])

@@ -122,27 +122,34 @@ def merge(parts: list[PromptSearchResult]) -> PromptSearchResult:
     return common.concat(parts, ("images",))
 
 
-def _prompts_fit_the_lm(p: dict) -> None:
-    """Every label's prompt and ``max_words`` more words fit in the LM's positions (the toy
-    caption LM reads 24): found here, not by an IndexError once the models are loaded."""
+def prompts_fit_the_lm(lm: str, prompts: list[str], words: int, words_name: str, remedy: str = "") -> None:
+    """Each of ``prompts`` and ``words`` more words fit in the positions of LM ``lm`` (the
+    toy caption LM reads 24): found before a kernel starts, not by an IndexError once the
+    models are loaded. ParameterError names the first prompt too long."""
     import json
 
     from transformers import AutoTokenizer
 
-    from ..labels import pick
     from ..models.registry import resolve_caption_lm
 
-    path = resolve_caption_lm(p["lm"])
+    path = resolve_caption_lm(lm)
     config = json.loads((path / "config.json").read_text())
     positions = config.get("n_positions") or config.get("max_position_embeddings")
     if not positions:
         return
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    for label in pick(p["label_set"], p["n_labels"]):
-        need = len(tok(PROMPT.format(label=label), add_special_tokens=False).input_ids) + 1 + p["max_words"]
+    for prompt in prompts:
+        need = len(tok(prompt, add_special_tokens=False).input_ids) + 1 + words
         if need > positions:
-            raise ParameterError(f"label {short(label)}: its prompt and max_words ({p['max_words']}) more words need "
-                                 f"{need} positions, and the LM {short(p['lm'])} reads {positions}")
+            raise ParameterError(f"prompt {short(prompt)}: it and {words_name} ({words}) more words need {need} "
+                                 f"positions, and the LM {short(lm)} reads {positions}{remedy}")
+
+
+def _prompts_fit_the_lm(p: dict) -> None:
+    from ..labels import pick
+
+    prompts_fit_the_lm(p["lm"], [PROMPT.format(label=l) for l in pick(p["label_set"], p["n_labels"])],
+                       p["max_words"], "max_words")
 
 
 def _rules(p: dict) -> None:
