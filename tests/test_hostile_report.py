@@ -41,6 +41,9 @@ PROBE = """<script>window.addEventListener("load", () => {
 
 VERIFIER_DIR = "v<i>\\`*_{}[]()#+-.!|~&amp;"  # every Markdown metacharacter, and an entity
 LM_DIR = "lm<style>body{display:none}"  # an unclosed style element would hide the page
+PROMPT = "a photo of a <img src=z onerror=\"document.title='PWNED-prompt'\"> dog"
+CATEGORY = "count</td><script>document.title='PWNED-cat'</script>"
+QUESTION = "Is there a *dog* `x` [a](javascript:alert(1)) <u>?"
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +100,17 @@ def _params(study: str, w: dict, out) -> tuple[list[str], dict]:
                   "budget_rule": "total", "budget": 4, "n_train": 20, "trainable": "all", "steps": 3}
         shown |= {"judge": w["concept_judge"], "clip": w["clip"], "data": str(data)}
         del shown["label"]  # the concepts are the data's, not the judge's labels
+    elif study == "prompt-audit":  # a prompt list whose prompts and categories hold markup, judged by VLMs
+        from sagekit.testing import save_tiny_blip_vqa, save_tiny_smolvlm
+
+        blip = save_tiny_blip_vqa(w["root"] / (JUDGE_DIR + " vqa"))
+        smol = save_tiny_smolvlm(w["root"] / (VERIFIER_DIR + " vqa"))
+        prompts = w["root"] / "prompts <b>x.jsonl"  # (a file name holds no "/")
+        prompts.write_text(json.dumps({"prompt": PROMPT, "questions": [{"category": CATEGORY, "question": QUESTION}]})
+                           + "\n")
+        given |= {"judge": f"vqa:{blip}", "verifier": f"vqa:{smol}", "prompts": str(prompts), "lm": w["lm"]}
+        shown = {"model": w["model"], "judge": f"vqa:{blip}", "verifier": f"vqa:{smol}", "prompt": PROMPT,
+                 "category": CATEGORY, "question": QUESTION}
     schema = STUDIES[study].schema
     if "store_dir" not in schema.params:
         del given["store_dir"]
@@ -105,7 +119,7 @@ def _params(study: str, w: dict, out) -> tuple[list[str], dict]:
 
 
 HOSTILE_STUDIES = ["seed-shifts", "prompt-failures", "distorted-latents", "unrelated-latents", "adversarial-tokens",
-                   "implosion"]
+                   "implosion", "prompt-audit"]
 
 
 @pytest.fixture(scope="module", params=HOSTILE_STUDIES)

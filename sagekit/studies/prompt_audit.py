@@ -327,9 +327,9 @@ def questions_table(p: Plan, templates: dict[str, str], question: str) -> pd.Dat
     for fact in (f for fs in p.facts for f in fs):
         row = rows.setdefault((fact.category, fact.judge), {
             "category": fact.category, "judge": fact.judge, "facts": 0,
-            "asked as": fact.question or f"one of {', '.join(fact.holds[:3])} among its top {fact.top}"})
+            "asked as": fact.question or f"{' or '.join(fact.holds[:3])} in its top {fact.top}"})
         row["facts"] += 1
-    asked = [{"category": f"template: {k}", "judge": "", "facts": "", "asked as": v}
+    asked = [{"category": f"VQA template: {k}", "judge": "", "facts": "", "asked as": v}
              for k, v in {**templates, "prompt": question}.items()]
     return pd.DataFrame(list(rows.values()) + asked, columns=["category", "judge", "facts", "asked as"])
 
@@ -494,3 +494,26 @@ def search_line(table: pd.DataFrame):
     got = search_summary(table)
     return md("Searched from **{n}** prompts: **{f[k]}** found failing ({f[rate]:.2f}, 95% CI [{f[lo]:.2f}, "
               "{f[hi]:.2f}]); the verifier confirms **{v[k]}**.", n=got["searched"], f=got["found"], v=got["verified"])
+
+
+def findings_lines(findings: dict):
+    """The findings as the report's closing list: each category's rate, the images
+    failing, the verifier's agreement and the search's yield, each with its interval."""
+    from ..markup import md_text
+    from IPython.display import Markdown
+
+    def iv(r: dict) -> str:
+        return f"**{r['k']} of {r['n']}** ({r['rate']:.2f}, 95% CI [{r['lo']:.2f}, {r['hi']:.2f}])"
+
+    lines = [md_text("- {category}: facts failed ", category=c["category"]) + iv(c) + "."
+             for c in findings["by_category"] if c["n"]]
+    lines.append("- Images failing at least one fact: " + iv(findings["images_failing"]) + ".")
+    agree = [a for a in findings["verifier_agreement"] if a["category"] == "all"]
+    if agree:
+        lines.append(md_text("- The verifier {v!c} reads the facts it can read as the judge does: ", v=findings["verifier"])
+                     + iv(agree[0]) + ".")
+    if "search" in findings:
+        s = findings["search"]
+        lines.append(f"- Searched from {s['searched']} prompts: found failing " + iv(s["found"]) + ", verified "
+                     + iv(s["verified"]) + ".")
+    return Markdown("\n".join(lines))
