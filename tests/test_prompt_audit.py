@@ -89,11 +89,24 @@ def test_a_toy_audit_keeps_each_failing_image_as_a_case_of_its_failed_facts(tmp_
     # a second run over the same store keeps one case per failing image (the cell is the case's identity)
     pa.run(gen, plan, audit_seeds, "toy-facts", "toy-clip", steps=10, batch=4, store=store)
     assert len(store.frame("prompt-audit")) == len(failing)
+    # a person's verdict on a kept image reaches the agreement table (and the exported dataset)
+    from sagekit.verdicts import agreement, record
+
+    record(store, keys[0], "judges erred")
+    said = agreement(store.frame("prompt-audit"))
+    assert said["judged"] == 1 and said["people_and_ensemble"]["k"] == 0
+    assert said["people_and_verifier"]["k"] == int(not frame.loc[keys[0], "verified"])
     # exported, the cases are drawn again and read under their facts: each still fails, and the verifier
     # says again what it said
     export(tmp_path / "store", tmp_path / "dataset")
     again = verify(tmp_path / "dataset", "toy", progress=False).set_index("key").loc[keys]
     assert again["still_fails"].all() and list(again["verifier_now"]) == [float(v) for v in failing["verifier_failed"]]
+    from sagekit.dataset import read
+
+    exported = read(tmp_path / "dataset").set_index("key")
+    assert exported.loc[keys[0], "verdict"] == "judges erred"
+    extra = json.loads(exported.loc[keys[0], "extra"])
+    assert set(extra["judge_revisions"]) == set(plan.judges) and extra["templates"]["prompt"] == pa.PROMPT_QUESTION
 
 
 def test_large_images_are_kept_as_thumbnails_and_stored_whole(tmp_path):
