@@ -149,22 +149,38 @@ def audit(draw: Callable[[list[str], list[int]], torch.Tensor], judges: dict, it
         drawn = draw([items[i].prompt for i, _ in part], [s for _, s in part])
         images.append(_thumbnails(drawn, thumbnail))
         batch_rows = []
-        for j, (i, s) in enumerate(part):
+        for i in dict.fromkeys(i for i, _ in part):  # each prompt's images of the batch, read together
             if not facts[i]:
                 continue
-            readings = check(judges, drawn[j:j + 1], list(facts[i]))[0]
-            second = list(verified[i]) if verified is not None else [None] * len(readings)
+            js = [j for j, (k, _) in enumerate(part) if k == i]
+            readings = check(judges, drawn[js], list(facts[i]))
+            second = list(verified[i]) if verified is not None else [None] * len(facts[i])
             present = [f for f in second if f is not None]
-            again = iter(check(judges, drawn[j:j + 1], present)[0] if present else [])
-            for k, (r, v) in enumerate(zip(readings, second)):
-                batch_rows.append({"prompt_index": i, "prompt": items[i].prompt, "seed": int(s), "image": start + j,
-                                   "fact": k, "category": r.fact.category, "text": r.fact.text, "held": r.held,
-                                   "seen": ", ".join(r.seen), "failed_as": r.category, "p_yes": r.p_yes,
-                                   "verifier_held": None if v is None else next(again).held})
+            again = check(judges, drawn[js], present) if present else [[] for _ in js]
+            for j, row, seen in zip(js, readings, again):
+                seen = iter(seen)
+                for k, (r, v) in enumerate(zip(row, second)):
+                    batch_rows.append({"prompt_index": i, "prompt": items[i].prompt, "seed": int(part[j][1]),
+                                       "image": start + j, "fact": k, "category": r.fact.category,
+                                       "text": r.fact.text, "held": r.held, "seen": ", ".join(r.seen),
+                                       "failed_as": r.category, "p_yes": r.p_yes,
+                                       "verifier_held": None if v is None else next(seen).held})
+        batch_rows.sort(key=lambda r: (r["image"], r["fact"]))
         if keep is not None:
             keep(pd.DataFrame(batch_rows, columns=COLUMNS), drawn, start)
         rows += batch_rows
     return pd.DataFrame(rows, columns=COLUMNS), torch.cat(images) if images else torch.zeros(0, 3, 1, 1)
+
+
+def verifier_verdict(held: Sequence[bool], verifier_held: Sequence[bool | None]) -> bool | None:
+    """Whether the held-out verifier confirms that an image fails, from each fact's reading
+    by the judge (``held``) and by the verifier (None: it cannot read that fact): True when
+    it reads a fact as failed; False when it reads a fact the judge failed and holds it (and
+    fails none); None when it read none of the facts the judge failed (it cannot say)."""
+    read = [(h, v) for h, v in zip(held, verifier_held) if v is not None]
+    if any(not v for _, v in read):
+        return True
+    return False if any(not h for h, _ in read) else None
 
 
 COLUMNS = ["prompt_index", "prompt", "seed", "image", "fact", "category", "text", "held", "seen", "failed_as", "p_yes",
@@ -174,17 +190,17 @@ COLUMNS = ["prompt_index", "prompt", "seed", "image", "fact", "category", "text"
 def failing_images(readings: pd.DataFrame) -> pd.DataFrame:
     """One row per image in which a fact failed: ``image, prompt_index, prompt, seed,
     failed`` (the failed facts' texts), ``categories`` (their categories of failure) and
-    ``verifier_failed`` (whether the verifier saw a fact fail; None when it read none)."""
+    ``verifier_failed`` (:func:`verifier_verdict`: True, False, or None where it cannot say)."""
     out = []
     for image, rows in readings.groupby("image", sort=True):
         bad = rows[~rows["held"]]
         if bad.empty:
             continue
-        seen = rows["verifier_held"].dropna()
+        verdict = verifier_verdict(rows["held"].tolist(), [None if pd.isna(v) else bool(v)
+                                                           for v in rows["verifier_held"]])
         out.append({"image": int(image), "prompt_index": int(rows["prompt_index"].iloc[0]),
                     "prompt": rows["prompt"].iloc[0], "seed": int(rows["seed"].iloc[0]),
-                    "failed": list(bad["text"]), "categories": list(bad["failed_as"]),
-                    "verifier_failed": None if seen.empty else bool((~seen.astype(bool)).any())})
+                    "failed": list(bad["text"]), "categories": list(bad["failed_as"]), "verifier_failed": verdict})
     return pd.DataFrame(out, columns=["image", "prompt_index", "prompt", "seed", "failed", "categories",
                                       "verifier_failed"])
 
@@ -215,7 +231,9 @@ def rates(readings: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         # a colour failure is a failure of an object fact: counted over the object facts
         n = int(stated.get(category, 0) or stated.get("object", 0))
         by_category.append({"category": category, **rate(int((readings["failed_as"] == category).sum()), n)})
-    return pd.DataFrame(by_prompt), pd.DataFrame(by_category)
+    rated = ["k", "n", "rate", "lo", "hi"]
+    return (pd.DataFrame(by_prompt, columns=["prompt_index", "prompt", *rated]),
+            pd.DataFrame(by_category, columns=["category", *rated]))
 
 
 def goal_of(facts: Sequence[Fact]) -> dict:
@@ -226,20 +244,28 @@ def goal_of(facts: Sequence[Fact]) -> dict:
 
 
 def reread(goal: dict, images: torch.Tensor, load: Callable[[str], torch.nn.Module], verifier: str = "",
-           judge: str | None = None) -> tuple[list[bool], list[bool] | None]:
+           judge: str | None = None) -> tuple[list[bool], list[bool | None]]:
     """A kept case's images ``(N, 3, H, W)`` read again under its ``goal`` (:func:`goal_of`):
     per image whether a fact failed for its judges (a ``vqa:`` ``judge`` in place of the
-    one that asked the questions), and for ``verifier`` (None where it reads no fact).
-    ``load(spec)`` gives a judge."""
+    one that asked the questions), and the ``verifier``'s :func:`verifier_verdict` (None
+    throughout without one). ``load(spec)`` gives a judge."""
+    if judge and not judge.startswith("vqa:") and any(f["question"] for f in goal["facts"]):
+        raise ValueError(f"this case's facts are questions: only a 'vqa:<model>' judge can answer them, not {judge!r}")
     facts = [Fact(f["category"], judge if judge and f["question"] else f["judge"], f["text"], tuple(f["holds"]),
                   top=int(f.get("top", 1)), question=f["question"]) for f in goal["facts"]]
-    second = []
+    second = [None] * len(facts)
     if verifier:
         from .models.registry import judge_label_names
 
-        second = [f for f in verifier_facts(facts, verifier, judge_label_names(verifier)) if f is not None]
-    judges = {spec: load(spec) for spec in {f.judge for f in facts + second}}
-    failed = [not all(r.held for r in row) for row in check(judges, images, facts)]
-    if not second:
-        return failed, None
-    return failed, [not all(r.held for r in row) for row in check(judges, images, second)]
+        second = verifier_facts(facts, verifier, judge_label_names(verifier))
+    present = [f for f in second if f is not None]
+    judges = {spec: load(spec) for spec in {f.judge for f in facts + present}}
+    first = check(judges, images, facts)
+    again = check(judges, images, present) if present else [[] for _ in range(len(images))]
+    failed, verdicts = [], []
+    for row, seen in zip(first, again):
+        seen = iter(seen)
+        by_verifier = [None if v is None else next(seen).held for v in second]
+        failed.append(not all(r.held for r in row))
+        verdicts.append(verifier_verdict([r.held for r in row], by_verifier) if verifier else None)
+    return failed, verdicts

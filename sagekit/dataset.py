@@ -373,8 +373,11 @@ def verify(folder: str | Path, model: str, judge: str | None = None, device: str
         token = c["token"] if isinstance(c["token"], str) else None
         samplers = {"judge": c["sampler"],
                     "verifier": c["verifier_sampler"] if isinstance(c["verifier_sampler"], str) else c["sampler"]}
-        spec = json.loads(c["goal"])
-        if spec.get("goal") == PROMPT_FACTS:  # a prompt audit's case: its facts read again, per seed
+        try:
+            spec = json.loads(c["goal"])
+        except ValueError as e:
+            raise DatasetError(f"case {c['key']}: its goal is not JSON ({e})") from None
+        if isinstance(spec, dict) and spec.get("goal") == PROMPT_FACTS:  # a prompt audit's case: its facts read again, per seed
             out.append(_verify_facts(c, spec, gen, seeds, tensors, loaded, judge))
             continue
         try:
@@ -420,7 +423,7 @@ def _verify_facts(c: pd.Series, goal: dict, gen, seeds: list[int], tensors: dict
                           float(c["guidance"]), None, tensors)
             by_judge, by_verifier = reread(goal, images, load, c["verifier"] or "", judge)
             failed += by_judge
-            seen += by_verifier if by_verifier is not None else []
+            seen += [v for v in by_verifier if v is not None]  # where the verifier can say
     except (ValueError, KeyError) as e:
         raise DatasetError(f"case {c['key']}: {str(e).splitlines()[0][:200]}") from None
     now = sum(failed) / len(seeds)

@@ -50,8 +50,8 @@ def agreement(frame: pd.DataFrame) -> dict | None:
     results-store frame with ``tags`` and a boolean ``verified``) that have a verdict
     other than "unsure". Every stored failure was found by the ensemble, so people agree
     with the ensemble when they say the model failed; with the verifier when their
-    verdict matches its ``verified``. Rates with counts and 95% intervals; None when no
-    one has given a verdict."""
+    verdict matches its ``verified`` (over the cases the verifier could read). Rates with
+    counts and 95% intervals; None when no one has given a verdict."""
     if frame.empty:
         return None
     said = frame.assign(verdict=[verdict_of(t) for t in frame["tags"]])
@@ -60,10 +60,12 @@ def agreement(frame: pd.DataFrame) -> dict | None:
         return None
     model_failed = said["verdict"] == VERDICTS[0]
     verified = said["verified"].astype(bool)
-
+    # a case the verifier could not read (a rate of NaN: a prompt audit's fact no verifier reads) says nothing
+    said_by_it = said["verifier_failure_rate"].notna() if "verifier_failure_rate" in said else verified | True
+    n = int(said_by_it.sum())
     return {"judged": len(said), "people_and_ensemble": rate(model_failed.sum(), len(said)),
-            "people_and_verifier": rate((model_failed == verified).sum(), len(said)),
-            "verifier_and_ensemble": rate(verified.sum(), len(said))}
+            "people_and_verifier": rate((model_failed == verified)[said_by_it].sum(), n),
+            "verifier_and_ensemble": rate(verified[said_by_it].sum(), n)}
 
 
 def agreement_table(found: dict | None):

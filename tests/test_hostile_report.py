@@ -110,7 +110,7 @@ def _params(study: str, w: dict, out) -> tuple[list[str], dict]:
                            + "\n")
         given |= {"judge": f"vqa:{blip}", "verifier": f"vqa:{smol}", "prompts": str(prompts), "lm": w["lm"]}
         shown = {"model": w["model"], "judge": f"vqa:{blip}", "verifier": f"vqa:{smol}", "prompt": PROMPT,
-                 "category": CATEGORY, "question": QUESTION}
+                 "category": CATEGORY, "question": QUESTION, "prompts": str(prompts)}
     schema = STUDIES[study].schema
     if "store_dir" not in schema.params:
         del given["store_dir"]

@@ -3,7 +3,9 @@ images are kept as failure cases that say which facts failed and who judged them
 study on a tiny SD folder judged by tiny VQA models."""
 
 import json
+import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -95,12 +97,16 @@ def test_a_toy_audit_keeps_each_failing_image_as_a_case_of_its_failed_facts(tmp_
     record(store, keys[0], "judges erred")
     said = agreement(store.frame("prompt-audit"))
     assert said["judged"] == 1 and said["people_and_ensemble"]["k"] == 0
-    assert said["people_and_verifier"]["k"] == int(not frame.loc[keys[0], "verified"])
+    could = not math.isnan(frame.loc[keys[0], "verifier_failure_rate"])  # the verifier could say (or not)
+    assert said["people_and_verifier"]["n"] == int(could)
+    assert said["people_and_verifier"]["k"] == int(could and not frame.loc[keys[0], "verified"])
     # exported, the cases are drawn again and read under their facts: each still fails, and the verifier
     # says again what it said
     export(tmp_path / "store", tmp_path / "dataset")
     again = verify(tmp_path / "dataset", "toy", progress=False).set_index("key").loc[keys]
-    assert again["still_fails"].all() and list(again["verifier_now"]) == [float(v) for v in failing["verifier_failed"]]
+    assert again["still_fails"].all()
+    assert [None if math.isnan(v) else v for v in again["verifier_now"]] == [
+        None if v is None else float(v) for v in failing["verifier_failed"]]
     from sagekit.dataset import read
 
     exported = read(tmp_path / "dataset").set_index("key")
@@ -227,3 +233,28 @@ def test_the_audit_explorer_reads_any_prompt_fact_by_fact():
     before = ex.frame.images
     ex.redraw_frame()
     assert not torch.equal(before, ex.frame.images)
+
+
+def test_the_verifier_confirms_denies_or_cannot_say():
+    from sagekit.audit import verifier_verdict
+
+    assert verifier_verdict([False, True], [False, None]) is True  # it sees the failed fact fail
+    assert verifier_verdict([True, False], [False, None]) is True  # it sees another fact fail
+    assert verifier_verdict([False, True], [True, True]) is False  # it holds the fact the judge failed
+    assert verifier_verdict([True, False], [True, None]) is None  # it cannot read the failed fact
+    assert verifier_verdict([False], [None]) is None
+
+
+def test_an_audit_without_failures_or_facts_says_so(tmp_path):
+    from sagekit.audit import rates
+
+    empty = pd.DataFrame(columns=["prompt_index", "prompt", "seed", "image", "fact", "category", "text", "held",
+                                  "seen", "failed_as", "p_yes", "verifier_held"])
+    by_prompt, by_category = rates(empty)
+    assert list(by_category.columns) == ["category", "k", "n", "rate", "lo", "hi"] and by_category.empty
+    assert "No image failed" in pa.failures_view(torch.zeros(0, 3, 8, 8), empty, 4).data
+    silent = tmp_path / "dogs.txt"
+    silent.write_text("a red circle\na photo of a dog\n")
+    with pytest.raises(ParameterError, match="'a photo of a dog' .* states nothing the toy grammar reads"):
+        check_study("prompt-audit", [f"prompts={str(silent)!r}", "search=0"])
+    assert check_study("prompt-audit", [f"prompts={str(silent)!r}", "search=0", "n_prompts=1"])[4] == 8

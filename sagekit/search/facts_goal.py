@@ -25,11 +25,19 @@ class FactJudges:
     (the judge spec, e.g. ``"toy-facts"``), one "label" per target prompt, a device, and
     the judges' ``revision`` (for checkpoint keys)."""
 
-    def __init__(self, name: str, judges: Mapping[str, torch.nn.Module], prompts: Sequence[str]):
+    def __init__(self, name: str, judges: Mapping[str, torch.nn.Module], prompts: Sequence[str],
+                 facts: Sequence[Sequence[Fact]] = ()):
+        import hashlib
+        import json
+
         self.name, self.judges, self.labels = name, dict(judges), tuple(prompts)
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("each target prompt of a FactsGoal must be given once")
         first = next(iter(self.judges.values()))
         self.weights = torch.ones(1, device=_device(first))  # where the judges' inputs go
-        self.revision = "+".join(getattr(j, "revision", "") for _, j in sorted(self.judges.items()))
+        # the judges' weights and what they are asked: a search resumed under other facts or templates is another
+        asked = hashlib.sha256(json.dumps([[repr(f) for f in fs] for fs in facts]).encode()).hexdigest()[:12]
+        self.revision = "+".join(getattr(j, "revision", "") for _, j in sorted(self.judges.items())) + f"@{asked}"
 
     def label_index(self, prompt: str) -> int:
         try:
@@ -53,7 +61,7 @@ class FactsGoal:
         missing = sorted({f.judge for fs in facts for f in fs} - set(judges))
         if missing:
             raise KeyError(f"these facts need the judges {', '.join(missing)}")
-        self.ensemble = FactJudges(name, judges, prompts)
+        self.ensemble = FactJudges(name, judges, prompts, facts)
         self.facts = [list(fs) for fs in facts]
 
     def p_holds(self, images: torch.Tensor, fact: Fact) -> torch.Tensor:

@@ -34,9 +34,9 @@ REAL_ENSEMBLE = ("ensemble:timm:convnext_base.fb_in22k_ft_in1k+timm:vit_base_pat
                  "+edge:timm:resnet50.a1_in1k")
 REAL_VERIFIER = "timm:vit_huge_patch14_clip_224.laion2b_ft_in12k_in1k"  # held out: shares no judge with the ensemble
 REAL_CLIP = "open_clip:ViT-H-14:laion2b_s32b_b79k"
-AD_CLIP = "open_clip:ViT-B-32:openai"
+AD_CLIP = "open_clip:ViT-B-32:openai"  # the CLIP of the implosion paper's compute_AD.py, its constants' calibration
 REAL_VQA = "vqa:Salesforce/blip-vqa-base"
-REAL_VQA_VERIFIER = "vqa:HuggingFaceTB/SmolVLM-256M-Instruct"  # the CLIP of the implosion paper's compute_AD.py, its constants' calibration
+REAL_VQA_VERIFIER = "vqa:HuggingFaceTB/SmolVLM-256M-Instruct"
 
 WORLD_DEFAULTS: dict[str, dict[str, Any]] = {
     TOY: {"judge": "toy-ensemble", "verifier": "toy-clip", "clip": "toy-clip", "realism": "toy-realism",

@@ -129,6 +129,17 @@ def _rules(p: dict) -> None:
     if p["judge"] == TOY_FACTS and world_of(p["model"]) != "toy":
         raise ParameterError(f"parameter 'judge' is {TOY_FACTS!r}, the toy world's judges, but model "
                              f"{short(p['model'])} is a real model: name a 'vqa:<model>' judge")
+    if p["judge"] == TOY_FACTS:
+        from ..toy.facts import facts
+
+        from . import NOTEBOOKS
+
+        items = read_prompts(prompt_file(p["prompts"], NOTEBOOKS))[:p["n_prompts"] or None]
+        silent = next((item.prompt for item in items if not facts(item.prompt)), None)
+        if silent is not None:
+            raise ParameterError(f"prompt {short(silent)} of {short(p['prompts'])} states nothing the toy grammar "
+                                 f"reads (a shape, its colour, a count, a relation, a position, a place): "
+                                 f"'{TOY_FACTS}' could not judge it; audit it with a 'vqa:<model>' judge")
     verifier = p["verifier"]
     if not verifier:
         return
@@ -164,7 +175,8 @@ SCHEMA = Schema({
     "colour_question": Parameter(Template(("name", "count", "color"), ("name", "color")), TEMPLATES["colour"],
                                  "a GenEval entry's colour, asked"),
     "n_prompts": Parameter(Int(0, 100_000), 0, "prompts audited, from the top of the list; 0: all", small=6),
-    "seeds_per_prompt": Parameter(common.SEEDS, 8, "images per prompt, on the same seeds for every prompt", small=2),
+    "seeds_per_prompt": Parameter(common.SEEDS, 8, "images per prompt, on the same seeds for every prompt (and "
+                                  "fresh seeds per searched prompt)", small=2),
     "n_judge": Parameter(Int(0, 100_000), 500, "toy world: fresh scenes each fact judge is scored on; 0: none",
                          small=100),
     "shown": Parameter(Int(1, 1000), 24, "failing images shown (and offered for people's verdicts)", small=4),
@@ -183,7 +195,8 @@ SCHEMA = Schema({
     "device": common.DEVICE,
     "dtype": common.DTYPE,
     "seed": common.SEED,
-}, _images, _rules, streams={"eval": lambda p: p["seeds_per_prompt"], "train": lambda p: p["search_words"]})
+}, _images, _rules, streams={"images": lambda p: p["seeds_per_prompt"], "eval": lambda p: p["seeds_per_prompt"],
+                             "train": lambda p: p["search_words"]})
 
 
 def templates_of(object_question: str, count_question: str, colour_question: str) -> dict[str, str]:
@@ -381,9 +394,13 @@ def search_config(p_words: int, iterations: int, eval_seeds: int, fail_fraction:
 
 def starts(p: Plan, by_prompt: pd.DataFrame, n: int) -> list[int]:
     """The ``n`` prompts the search starts from: those the model fails least (list order
-    among equals), each with at least one fact."""
+    among equals), each with at least one fact, each text once."""
     order = by_prompt.sort_values(["rate", "prompt_index"], kind="stable")["prompt_index"].tolist()
-    return [i for i in order if p.facts[i]][:n]
+    first = {}
+    for i in order:  # a prompt listed twice is searched once
+        if p.facts[i]:
+            first.setdefault(p.items[i].prompt, i)
+    return list(first.values())[:n]
 
 
 def search_from(gen, p: Plan, chosen: list[int], judge: str, verifier: str, lm, lm_tokenizer, cfg, seed: int = 0,
@@ -391,14 +408,15 @@ def search_from(gen, p: Plan, chosen: list[int], judge: str, verifier: str, lm, 
     """SAGE's word-by-word prompt search started from each ``chosen`` prompt, with the
     prompt-level goal (:class:`~sagekit.search.facts_goal.FactsGoal`: any fact of the
     prompt must fail) and the verifier's reading of the same prompts as its check. Returns
-    the search's result, its table with ``failed_as`` (per found prompt, how often each
-    category of fact failed on the fresh seeds) beside it."""
+    the search's result, and its table with ``failed_as`` (per searched prompt, how often
+    each category of fact failed on the fresh seeds) and ``first_failing`` (the first
+    failing image's index among them, 0 when none fails)."""
     from ..search.facts_goal import FactsGoal
     from .prompt_failures import COLUMNS, PromptSearchResult, search_prompts
 
     if not chosen:
         empty = PromptSearchResult(pd.DataFrame(columns=COLUMNS), torch.zeros(0, cfg.eval_seeds, 3, 1, 1))
-        return empty, empty.table.assign(failed_as=pd.Series(dtype=str))
+        return empty, empty.table.assign(failed_as=pd.Series(dtype=str), first_failing=pd.Series(dtype=int))
     prompts = [p.items[i].prompt for i in chosen]
     goal = FactsGoal(judge, p.judges, prompts, [p.facts[i] for i in chosen])
     check = None
@@ -406,17 +424,18 @@ def search_from(gen, p: Plan, chosen: list[int], judge: str, verifier: str, lm, 
         check = FactsGoal(verifier, p.judges, prompts, [[f for f in p.verified[i] if f is not None] for i in chosen])
     result = search_prompts(gen, goal, lm, lm_tokenizer, prompts, cfg, seed, template="{label}", progress=progress,
                             verifier=check, checkpoints=checkpoints)
-    failed_as = []
+    failed_as, first = [], []
     for row, (_, images) in zip(result.table.itertuples(), result.rows()):
-        seen = [r.category for reading in goal.readings(images, goal.ensemble.label_index(row.label)) for r in reading
-                if not r.held]
+        readings = goal.readings(images, goal.ensemble.label_index(row.label))
+        seen = [r.category for reading in readings for r in reading if not r.held]
         failed_as.append(", ".join(f"{c} ×{seen.count(c)}" for c in dict.fromkeys(seen)))
-    return result, result.table.assign(failed_as=failed_as)
+        first.append(next((j for j, reading in enumerate(readings) if not all(r.held for r in reading)), 0))
+    return result, result.table.assign(failed_as=failed_as, first_failing=first)
 
 
 def keep_found(store, gen, p: Plan, chosen: list[int], result, table: pd.DataFrame, cfg, seed: int, judge: str,
                verifier: str, templates: dict | None, question: str) -> list[str]:
-    """Each found prompt as a failure case (with its first fresh-seed image): its prompt,
+    """Each found prompt as a failure case (with its first failing image): its prompt,
     the fresh seeds it failed on, the facts of the prompt it grew from (which ``sagekit
     verify`` reads again), both rates. Returns their store keys."""
     from ..failures import FailureCase, keep, settings
@@ -434,7 +453,7 @@ def keep_found(store, gen, p: Plan, chosen: list[int], result, table: pd.DataFra
             extra={"searched_from": row.label, "words": row.words, "judge_revisions": revisions,
                    "templates": {**(templates or TEMPLATES), "prompt": question}},
             **settings(gen, cfg.guidance, cfg.steps)))
-        images.append(result.images[row.Index, 0])  # its first fresh-seed image
+        images.append(result.images[row.Index, row.first_failing])  # an image in which a fact fails
     return keep(store, cases, torch.stack(images)) if cases else []
 
 
@@ -457,23 +476,13 @@ def load_lm(name: str, device: str, search: int):
 def search_view(result, table: pd.DataFrame):
     """The searched prompts' images (:func:`search_gallery`) as one picture, or the line
     that says no search ran."""
-    import io
-
-    import matplotlib.pyplot as plt
-    from IPython.display import Image
-
     from ..markup import md
-    from ..viz import captioned_grid
 
     if not len(table):
         return md("No search ran (`search=0`).")
     images, captions, marks = search_gallery(result, table)
-    fig = captioned_grid(images, captions, 4, marks=marks,
-                         title="searched prompts (green: a fact of the start prompt fails on enough fresh seeds)")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return Image(buf.getvalue())
+    return _picture(images, captions, marks,
+                    "searched prompts (green: a fact of the start prompt fails on enough fresh seeds)")
 
 
 def search_summary(table: pd.DataFrame) -> dict:
@@ -517,3 +526,30 @@ def findings_lines(findings: dict):
         lines.append(f"- Searched from {s['searched']} prompts: found failing " + iv(s["found"]) + ", verified "
                      + iv(s["verified"]) + ".")
     return Markdown("\n".join(lines))
+
+
+def failures_view(images: torch.Tensor, readings: pd.DataFrame, n: int):
+    """The first ``n`` failing images (:func:`gallery`) as one picture, or the line that
+    says no image failed."""
+    from ..markup import md
+
+    shown, captions, marks = gallery(images, readings, n)
+    if not len(shown):
+        return md("No image failed a fact.")
+    return _picture(shown, captions, marks, "failing images")
+
+
+def _picture(images, captions, marks, title: str):
+    """A captioned grid as a PNG to display (so a cell can show a picture or a line alike)."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+
+    from ..viz import captioned_grid
+
+    fig = captioned_grid(images, captions, 4, marks=marks, title=title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return Image(buf.getvalue())

@@ -28,7 +28,9 @@ def _ray_installed(p: dict) -> None:
 
 
 def _whose_default(study_id: str, name: str, params: dict) -> str:
-    if name in WORLD_DEFAULTS["toy"]:
+    from .defaults import STUDY_DEFAULTS
+
+    if name in WORLD_DEFAULTS["toy"] or any(s == study_id and name in t for (s, _), t in STUDY_DEFAULTS.items()):
         return f"the {world_of_models(params)} world's default"
     return "the protocol's value"
 
