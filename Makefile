@@ -8,10 +8,10 @@ export PYTHONWARNINGS := ignore::FutureWarning
 .PHONY: demo test test-all install lock check-lock clean-reports clean-results
 
 # PYTHON=python3.x names the interpreter (default: the environment's own, else the newest
-# supported one); naming one gives its own stamp, so the environment is checked against it.
-STAMP := $(VENV)/.installed$(if $(PYTHON),-$(notdir $(PYTHON)))
+# supported one); naming one gives its own stamp (its whole path), so the environment is checked against it.
+STAMP := $(VENV)/.installed$(if $(PYTHON),-$(subst /,_,$(PYTHON)))
 
-$(STAMP): pyproject.toml requirements.lock tools/install.sh
+$(STAMP): pyproject.toml requirements.lock tools/install.sh tools/uv_env.sh
 	VENV=$(VENV) tools/install.sh
 	touch $@
 

@@ -18,6 +18,9 @@ os.environ["SAGEKIT_CACHE"] = os.path.join(_EMPTY, "sagekit")
 import pytest
 import torch
 
+# a run that skipped tests ends with one NOT CHECKED line
+from not_checked import pytest_terminal_summary, pytest_unconfigure  # noqa: F401
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
@@ -75,22 +78,3 @@ def real_world(hub_cache, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache))
     return hub_cache
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_terminal_summary(terminalreporter):
-    """After every other summary, one line of a run that skipped tests: what was not
-    checked and why (pytest's own skip list scrolls away with the failures above it)."""
-    yield
-    skipped = terminalreporter.stats.get("skipped", [])
-    if not skipped:
-        return
-    reasons: dict[str, int] = {}
-    for report in skipped:
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        reason = reason.removeprefix("Skipped: ")
-        reasons[reason] = reasons.get(reason, 0) + 1
-    what = "; ".join(f"{n} test{'s' * (n > 1)}: {r}" for r, n in sorted(reasons.items(), key=lambda x: -x[1]))
-    if any("chromium" in r for r in reasons):
-        what += " (SAGEKIT_REQUIRE_BROWSER=1 makes a missing browser fail)"
-    terminalreporter.write_line(f"NOT CHECKED: {what}", yellow=True, bold=True)

@@ -14,7 +14,10 @@ supported() { case " $SUPPORTED " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # an existing environment keeps its Python unless PYTHON names another
 if [ -z "${PYTHON:-}" ] && [ -x "$VENV/bin/python" ] && supported "$(version_of "$VENV/bin/python")"; then
-  PYTHON=$("$VENV/bin/python" -c 'import sys; print(sys._base_executable)')
+  # the interpreter the venv was made from (on 3.10, sys._base_executable names the venv's own)
+  PYTHON=$("$VENV/bin/python" -c 'import os, sys
+base = os.path.join(sys.base_prefix, "bin", "python%d.%d" % sys.version_info[:2])
+print(base if os.path.exists(base) else os.path.realpath(sys.executable))')
 fi
 if [ -z "${PYTHON:-}" ]; then
   for v in $SUPPORTED; do

@@ -4,7 +4,12 @@
 uv_cmd=()
 if command -v uv >/dev/null 2>&1; then
   uv_cmd=(uv)
-elif "$PYTHON" -m uv --version >/dev/null 2>&1 || "$PYTHON" -m pip install -q uv >/dev/null 2>&1; then
+elif "$PYTHON" -m uv --version >/dev/null 2>&1; then
+  uv_cmd=("$PYTHON" -m uv)
+elif [ -x "${VENV:-.venv}/bin/python" ] && "${VENV:-.venv}/bin/python" -m uv --version >/dev/null 2>&1; then
+  # the environment's own uv (the lock's test extra): a system Python may refuse pip installs
+  uv_cmd=("${VENV:-.venv}/bin/python" -m uv)
+elif "$PYTHON" -m pip install -q uv >/dev/null 2>&1; then
   uv_cmd=("$PYTHON" -m uv)
 fi
 uv_index=()
