@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
 source tools/uv_env.sh
-[ ${#uv_cmd[@]} -gt 0 ] || { echo "$(basename "$0") needs uv (pip install uv)" >&2; exit 1; }
+need_uv
 PLATFORMS=${PLATFORMS:-"x86_64-manylinux_2_28 aarch64-manylinux_2_28 aarch64-apple-darwin"}
 PYTHONS=${PYTHONS:-"3.10 3.11 3.12 3.13"}
 out=$(mktemp)

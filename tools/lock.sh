@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
 source tools/uv_env.sh
-[ ${#uv_cmd[@]} -gt 0 ] || { echo "$(basename "$0") needs uv (pip install uv)" >&2; exit 1; }
+need_uv
 "${uv_cmd[@]}" pip compile pyproject.toml --extra test --extra ray --universal --python-version 3.10 \
   ${UPGRADE:+--upgrade} --no-annotate --custom-compile-command "make lock" -o requirements.lock
 tools/check_lock.sh

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv-oldest}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 source tools/uv_env.sh
-[ ${#uv_cmd[@]} -gt 0 ] || { echo "$(basename "$0") needs uv (pip install uv)" >&2; exit 1; }
+need_uv
 [ -x "$VENV/bin/python" ] || "${uv_cmd[@]}" venv -q -p "$PYTHON" "$VENV"
 grep -E '^(torch|torchvision)==' requirements.lock > "$VENV/torch.txt"
 "${uv_cmd[@]}" pip install -q -p "$VENV/bin/python" --resolution lowest-direct ${uv_index[@]+"${uv_index[@]}"} \

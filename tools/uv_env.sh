@@ -22,4 +22,6 @@ while IFS= read -r line; do
   esac
 done < <("$PYTHON" -m pip config list 2>/dev/null || true)
 [ ${#uv_index[@]} -gt 0 ] && uv_index+=(--index-strategy unsafe-best-match)
+# for scripts that cannot fall back to pip: stop, saying uv is missing
+need_uv() { [ ${#uv_cmd[@]} -gt 0 ] || { echo "$(basename "$0") needs uv (pip install uv)" >&2; exit 1; }; }
 true
